@@ -1,0 +1,1 @@
+//! `warmbox check`: what the host supports.

@@ -1,0 +1,1 @@
+//! A request becomes steps: compile, then run.

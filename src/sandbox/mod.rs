@@ -1,0 +1,3 @@
+//! The server side of one container.
+pub mod cgroup;
+pub mod seccomp;
