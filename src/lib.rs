@@ -9,5 +9,6 @@ pub mod config;
 pub mod container;
 pub mod job;
 pub mod profile;
+pub mod protocol;
 pub mod request;
 pub mod sandbox;

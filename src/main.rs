@@ -1,1 +1,271 @@
-fn main(){}
+//! The `warmbox` command: `run`, `check`, `profiles`, and the hidden `__init` that each
+//! container's init is started as.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use warmbox::config::EngineConfig;
+use warmbox::job::Runner;
+use warmbox::profile::ProfileSet;
+use warmbox::request::{self, Encoding, FileSpec, LimitsRequest, RunRequest};
+use warmbox::sandbox::Sandbox;
+
+#[derive(Parser)]
+#[command(
+    name = "warmbox",
+    version,
+    about = "Run untrusted code in minimal Linux containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one request locally and print the run response as JSON.
+    Run(RunArgs),
+    /// Report what this host supports; exits non-zero where sandboxing is impossible.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the language profiles and whether each is available here.
+    Profiles {
+        /// Directory of the profiles.
+        #[arg(long, env = "WARMBOX_PROFILES", default_value = "profiles")]
+        profiles_dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Read the run request (API.md) from this file; `-` or no file and no --profile: stdin.
+    #[arg(long, short)]
+    request: Option<PathBuf>,
+    /// Build the request instead: the profile name or alias.
+    #[arg(long, short)]
+    profile: Option<String>,
+    /// A source file to send (repeatable); the first is stored under the profile's source
+    /// file name, the others under their own base names.
+    #[arg(long = "file", short)]
+    files: Vec<PathBuf>,
+    /// Inline source code, stored under the profile's source file name.
+    #[arg(long, conflicts_with = "files")]
+    code: Option<String>,
+    /// stdin text for the program.
+    #[arg(long)]
+    stdin: Option<String>,
+    /// Read stdin for the program from this file.
+    #[arg(long, conflicts_with = "stdin")]
+    stdin_file: Option<PathBuf>,
+    /// Argument appended to the run command (repeatable).
+    #[arg(long = "arg")]
+    args: Vec<String>,
+    /// CPU time limit, ms.
+    #[arg(long)]
+    cpu_ms: Option<u64>,
+    /// Wall time limit, ms.
+    #[arg(long)]
+    wall_ms: Option<u64>,
+    /// Memory limit, MiB.
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Process and thread limit.
+    #[arg(long)]
+    pids: Option<u64>,
+    /// Cap on each of stdout and stderr, bytes.
+    #[arg(long)]
+    output_bytes: Option<u64>,
+    /// Return stdout/stderr base64-encoded.
+    #[arg(long)]
+    base64_output: bool,
+    /// Directory of the profiles.
+    #[arg(long, env = "WARMBOX_PROFILES", default_value = "profiles")]
+    profiles_dir: PathBuf,
+    /// State directory.
+    #[arg(long, env = "WARMBOX_STATE_DIR", default_value = "/run/warmbox")]
+    state_dir: PathBuf,
+    /// Replace the run command (everything after `--`).
+    #[arg(last = true)]
+    cmd: Vec<String>,
+}
+
+fn main() {
+    // The container init: nothing else may run first (no runtime, no threads, no logging).
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "__init") {
+        let fd = argv
+            .next()
+            .and_then(|s| s.to_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(-1);
+        std::process::exit(warmbox::container::init::main(fd));
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARMBOX_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => exit_on_error(run(args)),
+        Command::Check { json } => exit_on_error(check(json)),
+        Command::Profiles { profiles_dir } => exit_on_error(profiles(&profiles_dir)),
+    };
+    std::process::exit(code);
+}
+
+fn exit_on_error(r: anyhow::Result<i32>) -> i32 {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warmbox: {e:#}");
+            2
+        }
+    }
+}
+
+fn check(json: bool) -> anyhow::Result<i32> {
+    let report = warmbox::check::run("warmbox");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.can_sandbox() { 0 } else { 1 })
+}
+
+fn profiles(dir: &Path) -> anyhow::Result<i32> {
+    let set = ProfileSet::load_dir(dir)
+        .with_context(|| format!("load profiles from {}", dir.display()))?;
+    for p in set.all() {
+        let a = &p.availability;
+        let state = if a.available {
+            a.version.clone().unwrap_or_else(|| "available".into())
+        } else {
+            format!("unavailable: {}", a.reason.clone().unwrap_or_default())
+        };
+        let aliases = p.profile.aliases.join(", ");
+        println!("{:<12} [{aliases}] {state}", p.profile.name);
+    }
+    Ok(0)
+}
+
+fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunRequest> {
+    let profile_name = args.profile.clone().context("--profile is required")?;
+    let source_name = profiles
+        .get(&profile_name)
+        .map(|p| p.profile.source_file.clone())
+        .unwrap_or_else(|| "main".into());
+    let mut files = Vec::new();
+    if let Some(code) = &args.code {
+        files.push(FileSpec {
+            name: source_name.clone(),
+            content: code.clone(),
+            encoding: Encoding::Utf8,
+        });
+    }
+    for (i, path) in args.files.iter().enumerate() {
+        let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        let name = if i == 0 {
+            source_name.clone()
+        } else {
+            path.file_name()
+                .with_context(|| format!("{} has no file name", path.display()))?
+                .to_string_lossy()
+                .into_owned()
+        };
+        let (content, encoding) = match String::from_utf8(bytes) {
+            Ok(s) => (s, Encoding::Utf8),
+            Err(e) => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+                (b64, Encoding::Base64)
+            }
+        };
+        files.push(FileSpec {
+            name,
+            content,
+            encoding,
+        });
+    }
+    let stdin = match (&args.stdin, &args.stdin_file) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(p)) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?)
+        }
+        _ => None,
+    };
+    Ok(RunRequest {
+        profile: profile_name,
+        files,
+        stdin,
+        args: args.args.clone(),
+        cmd: (!args.cmd.is_empty()).then(|| args.cmd.clone()),
+        limits: LimitsRequest {
+            cpu_ms: args.cpu_ms,
+            wall_ms: args.wall_ms,
+            memory_mb: args.memory_mb,
+            pids: args.pids,
+            output_bytes: args.output_bytes,
+            ..Default::default()
+        },
+        output_encoding: if args.base64_output {
+            Encoding::Base64
+        } else {
+            Encoding::Utf8
+        },
+        ..Default::default()
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let profiles = ProfileSet::load_dir(&args.profiles_dir)
+        .with_context(|| format!("load profiles from {}", args.profiles_dir.display()))?;
+    let req = match (&args.profile, &args.request) {
+        (Some(_), Some(_)) => bail!("give either --request or --profile, not both"),
+        (Some(_), None) => build_request(&args, &profiles)?,
+        (None, file) => {
+            let mut text = String::new();
+            match file {
+                Some(p) if p != Path::new("-") => {
+                    text = std::fs::read_to_string(p)
+                        .with_context(|| format!("read request {}", p.display()))?
+                }
+                _ => {
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .context("read request from stdin")?;
+                }
+            }
+            serde_json::from_str(&text).context("invalid request JSON")?
+        }
+    };
+    let valid = request::validate(&req, &profiles)
+        .map_err(|e| anyhow::anyhow!("invalid request ({}): {}", e.code, e.message))?;
+
+    let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
+    config.profiles_dir = args.profiles_dir.clone();
+    config.state_dir = args.state_dir.clone();
+    let report = warmbox::check::run(&config.cgroup_parent);
+    if !report.can_sandbox() {
+        bail!("this host cannot sandbox:\n{}", report.text());
+    }
+    let sandbox = Sandbox::new(config).context("start the sandbox engine")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let response = rt
+        .block_on(Runner::new(sandbox).run(&valid))
+        .context("run the request")?;
+    println!("{}", serde_json::to_string_pretty(&response)?);
+    Ok(0)
+}

@@ -171,3 +171,9 @@ pub struct RunResponse {
     pub compile: Option<StepResult>,
     pub run: Option<StepResult>,
 }
+
+/// Encodes output bytes for the response: UTF-8 (invalid bytes replaced) or base64.
+pub fn encode_output(bytes: &[u8], enc: Encoding) -> String {
+    let _ = (bytes, enc);
+    todo!("helper")
+}

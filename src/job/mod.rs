@@ -1,1 +1,187 @@
-//! A request becomes steps: compile, then run.
+//! A request becomes steps: compile (when the profile compiles) in one container, then run
+//! in another. Artifacts move between them through the server: the run container never
+//! shares anything with the container the compiler ran in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::profile::{Limits, Profile};
+use crate::request::{
+    encode_output, RunResponse, RunStatus, StepResult, StepStatus, Usage, ValidatedRequest,
+};
+use crate::sandbox::{BoxFile, Container, Layout, RawStep, Sandbox, SandboxError, StepSpec};
+
+/// Limits of a compile step when the profile names none.
+pub const DEFAULT_COMPILE_LIMITS: Limits = Limits {
+    cpu_ms: 10_000,
+    wall_ms: 20_000,
+    memory_mb: 512,
+    pids: 64,
+    output_bytes: 1 << 20,
+    file_size_bytes: 64 << 20,
+    disk_mb: 256,
+};
+
+/// At most this much is carried from the compile container to the run container.
+const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
+/// At most this many files are carried.
+const MAX_ARTIFACT_FILES: u64 = 10_000;
+
+/// Runs validated requests on a sandbox.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    sandbox: Arc<Sandbox>,
+}
+
+/// The container layout of a profile's steps.
+pub fn layout(profile: &Profile, limits: &Limits) -> Layout {
+    Layout {
+        binds: profile.binds.clone(),
+        seccomp: profile.seccomp.clone(),
+        disk_bytes: limits.disk_mb << 20,
+    }
+}
+
+fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// A step result for warmbox's own failure: the run reports it instead of vanishing.
+fn internal_error(e: &SandboxError) -> RawStep {
+    RawStep {
+        result: StepResult {
+            status: StepStatus::InternalError,
+            exit_code: None,
+            signal: None,
+            signal_name: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            usage: Usage::default(),
+            message: Some(e.to_string()),
+        },
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    }
+}
+
+impl Runner {
+    /// A runner on `sandbox`.
+    pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        Runner { sandbox }
+    }
+
+    /// The sandbox.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Runs `req` to its response. `Err` only when no container could be created at all
+    /// (the host cannot sandbox); a failure inside a step is that step's `internal_error`.
+    pub async fn run(&self, req: &ValidatedRequest) -> Result<RunResponse, SandboxError> {
+        let profile = &req.profile.profile;
+        let env = env_list(&req.env);
+        let mut files: Vec<BoxFile> = req
+            .files
+            .iter()
+            .map(|(path, content)| BoxFile {
+                path: path.clone(),
+                content: content.clone(),
+                executable: false,
+            })
+            .collect();
+
+        let mut compile = None;
+        let compiles = req.files.iter().any(|(p, _)| *p == profile.source_file);
+        if let (Some(cmd), true) = (&profile.compile, compiles) {
+            let limits = profile.compile_limits.unwrap_or(DEFAULT_COMPILE_LIMITS);
+            let spec = StepSpec {
+                argv: cmd.clone(),
+                env: env.clone(),
+                limits,
+                cpu_cores: profile.cpu_cores,
+                stdin: Vec::new(),
+            };
+            let mut c = self.sandbox.create(&layout(profile, &limits)).await?;
+            let (step, artifacts) = match self.compile_in(&mut c, &files, &spec).await {
+                Ok(r) => r,
+                Err(e) => (internal_error(&e), None),
+            };
+            c.destroy().await;
+            let ok = step.result.status == StepStatus::Ok;
+            compile = Some(encode(step, req));
+            match artifacts {
+                Some(a) if ok => files = a,
+                _ => {
+                    let status = match compile.as_ref().map(|c| c.status) {
+                        Some(StepStatus::InternalError) => {
+                            RunStatus::Step(StepStatus::InternalError)
+                        }
+                        _ => RunStatus::CompileError,
+                    };
+                    return Ok(RunResponse {
+                        id: uuid::Uuid::new_v4(),
+                        status,
+                        compile,
+                        run: None,
+                    });
+                }
+            }
+        }
+
+        let spec = StepSpec {
+            argv: req.run_cmd.clone(),
+            env,
+            limits: req.limits,
+            cpu_cores: profile.cpu_cores,
+            stdin: req.stdin.clone(),
+        };
+        let mut c = self.sandbox.create(&layout(profile, &req.limits)).await?;
+        let step = match c.write_files(&files).await {
+            Ok(()) => c.run(&spec).await,
+            Err(e) => Err(e),
+        };
+        c.destroy().await;
+        let step = step.unwrap_or_else(|e| internal_error(&e));
+        let run = encode(step, req);
+        Ok(RunResponse {
+            id: uuid::Uuid::new_v4(),
+            status: RunStatus::Step(run.status),
+            compile,
+            run: Some(run),
+        })
+    }
+
+    async fn compile_in(
+        &self,
+        c: &mut Container,
+        files: &[BoxFile],
+        spec: &StepSpec,
+    ) -> Result<(RawStep, Option<Vec<BoxFile>>), SandboxError> {
+        c.write_files(files).await?;
+        let step = c.run(spec).await?;
+        if step.result.status != StepStatus::Ok {
+            return Ok((step, None));
+        }
+        let (artifacts, truncated) = c
+            .collect_files(MAX_ARTIFACT_BYTES, MAX_ARTIFACT_FILES)
+            .await?;
+        if truncated {
+            let mut step = step;
+            step.result.status = StepStatus::OutputLimit;
+            step.result.message = Some(format!(
+                "compile output exceeds {MAX_ARTIFACT_FILES} files or {MAX_ARTIFACT_BYTES} bytes"
+            ));
+            return Ok((step, None));
+        }
+        Ok((step, Some(artifacts)))
+    }
+}
+
+fn encode(step: RawStep, req: &ValidatedRequest) -> StepResult {
+    let mut r = step.result;
+    r.stdout = encode_output(&step.stdout, req.output_encoding);
+    r.stderr = encode_output(&step.stderr, req.output_encoding);
+    r
+}

@@ -1,3 +1,446 @@
-//! The server side of one container.
+//! The server's side of containers: the `Sandbox` engine creates warm containers (clone3,
+//! id maps, cgroup, setup over the init channel); a `Container` then serves one step and
+//! is destroyed, leaving nothing behind.
+
 pub mod cgroup;
+pub mod channel;
 pub mod seccomp;
+pub mod spawn;
+pub mod step;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::net::UnixStream;
+
+use crate::config::EngineConfig;
+use crate::protocol::{FileMeta, FromInit, InitConfig, ProtocolError, ToInit};
+use cgroup::{Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupVersion};
+use seccomp::{CompiledPolicy, SeccompError};
+
+pub use step::{RawStep, StepSpec};
+
+/// How long a new container may take to report ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits of a warm container before its job's limits are written.
+const WARM_LIMITS: CgroupLimits = CgroupLimits {
+    memory_bytes: 64 << 20,
+    pids: 8,
+    cpu_cores: None,
+};
+
+/// Errors of the sandbox layer (all are warmbox's or the host's fault, never the user's).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A cgroup operation failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The seccomp policy could not be loaded.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    /// Starting the init failed.
+    #[error(transparent)]
+    Spawn(#[from] spawn::SpawnError),
+    /// The init channel failed.
+    #[error("container {id}: {source}")]
+    Channel {
+        id: String,
+        #[source]
+        source: ProtocolError,
+    },
+    /// The init reported an error or misbehaved.
+    #[error("container {id}: {message}")]
+    Init { id: String, message: String },
+    /// A host operation failed.
+    #[error("{what}: {source}")]
+    Host {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every container slot is in use.
+    #[error("all {0} container slots are in use")]
+    NoSlot(u32),
+}
+
+fn host(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let what = what.into();
+    move |source| SandboxError::Host { what, source }
+}
+
+/// What a container's filesystem and policy look like; containers of one layout are
+/// interchangeable (the pool keeps them per layout).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// Host paths bound read-only.
+    pub binds: Vec<PathBuf>,
+    /// seccomp policy name.
+    pub seccomp: String,
+    /// Initial size of `/box`, `/tmp` and `/dev/shm`, bytes.
+    pub disk_bytes: u64,
+}
+
+/// A file of `/box`, moved in or out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxFile {
+    /// Relative path.
+    pub path: String,
+    /// Content.
+    pub content: Vec<u8>,
+    /// Executable bit.
+    pub executable: bool,
+}
+
+/// The engine: host resources shared by all containers.
+#[derive(Debug)]
+pub struct Sandbox {
+    config: EngineConfig,
+    cgroups: Box<dyn CgroupBackend>,
+    policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    free_slots: Mutex<Vec<u32>>,
+}
+
+impl Sandbox {
+    /// Probes the host's cgroups and prepares the state directory.
+    pub fn new(config: EngineConfig) -> Result<Arc<Self>, SandboxError> {
+        let cgroups = cgroup::probe(&config.cgroup_parent)?;
+        Self::with_backend(config, cgroups)
+    }
+
+    /// Like `new`, with a given cgroup backend.
+    pub fn with_backend(
+        config: EngineConfig,
+        cgroups: Box<dyn CgroupBackend>,
+    ) -> Result<Arc<Self>, SandboxError> {
+        let root = config.new_root();
+        std::fs::create_dir_all(&root).map_err(host(format!("mkdir {}", root.display())))?;
+        // The container's root (an unprivileged host uid) must traverse to its mount point.
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [&config.state_dir, &root] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(host(format!("chmod 755 {}", dir.display())))?;
+        }
+        let free_slots = (0..config.slots).rev().collect();
+        Ok(Arc::new(Sandbox {
+            config,
+            cgroups,
+            policies: Mutex::new(HashMap::new()),
+            free_slots: Mutex::new(free_slots),
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The cgroup backend in use.
+    pub fn cgroups(&self) -> &dyn CgroupBackend {
+        self.cgroups.as_ref()
+    }
+
+    /// Removes the cgroups a crashed earlier instance left.
+    pub fn remove_stale(&self) -> Result<usize, SandboxError> {
+        Ok(self.cgroups.remove_stale()?)
+    }
+
+    fn policy(&self, name: &str) -> Result<Arc<Vec<u8>>, SandboxError> {
+        let mut map = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = map.get(name) {
+            return Ok(p.clone());
+        }
+        let bytes = Arc::new(CompiledPolicy::load(&self.config.seccomp_dir(), name)?.to_bytes());
+        map.insert(name.to_string(), bytes.clone());
+        Ok(bytes)
+    }
+
+    fn take_slot(self: &Arc<Self>) -> Result<Slot, SandboxError> {
+        let mut free = self.free_slots.lock().unwrap_or_else(|p| p.into_inner());
+        let n = free.pop().ok_or(SandboxError::NoSlot(self.config.slots))?;
+        Ok(Slot {
+            sandbox: self.clone(),
+            n,
+        })
+    }
+
+    /// Creates a warm container of `layout`: its init is set up and waiting for a job.
+    pub async fn create(self: &Arc<Self>, layout: &Layout) -> Result<Container, SandboxError> {
+        let policy = self.policy(&layout.seccomp)?;
+        let slot = self.take_slot()?;
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let cg = self.cgroups.create(&format!("c-{id}"), &WARM_LIMITS)?;
+        let v1 = self.cgroups.version() == CgroupVersion::V1;
+
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(host(format!("socketpair for container {id}")))?;
+        let cmd = spawn::InitCommand::new(&self.config.init_exe, theirs.as_raw_fd())?;
+        let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
+        let spawned = match spawn::clone_init(&cmd, flags, cg.clone_into_fd()) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = cg.destroy();
+                return Err(e.into());
+            }
+        };
+        drop(theirs);
+        ours.set_nonblocking(true)
+            .map_err(host(format!("container {id}: set channel non-blocking")))?;
+        let chan = UnixStream::from_std(ours)
+            .map_err(host(format!("container {id}: register channel")))?;
+        let mut c = Container {
+            id,
+            pid: spawned.pid,
+            pidfd: Some(spawned.pidfd),
+            chan: Some(chan),
+            cgroup: Some(cg),
+            slot: Some(slot),
+        };
+        let base = self.config.uid_base + 2 * c.slot_n();
+        spawn::write_id_maps(c.pid, base, base + 1)?;
+        if v1 {
+            c.cgroup().add_process(c.pid)?;
+        }
+        let setup = ToInit::Setup(InitConfig {
+            id: c.id.clone(),
+            new_root: self.config.new_root().to_string_lossy().into_owned(),
+            binds: layout
+                .binds
+                .iter()
+                .map(|b| b.to_string_lossy().into_owned())
+                .collect(),
+            disk_bytes: layout.disk_bytes,
+            unshare_cgroupns: v1,
+            has_seccomp: true,
+        });
+        c.send(&setup, &policy, &[]).await?;
+        match tokio::time::timeout(READY_TIMEOUT, c.recv()).await {
+            Ok(Ok(FromInit::Ready)) => Ok(c),
+            Ok(Ok(other)) => Err(c.unexpected(other)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SandboxError::Init {
+                id: c.id.clone(),
+                message: format!("not ready within {READY_TIMEOUT:?}"),
+            }),
+        }
+    }
+}
+
+/// A container slot: an index into the uid block, returned when dropped.
+#[derive(Debug)]
+struct Slot {
+    sandbox: Arc<Sandbox>,
+    n: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut free = self
+            .sandbox
+            .free_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        free.push(self.n);
+    }
+}
+
+/// One container, from warm to destroyed. Dropping it without `destroy` still kills and
+/// removes everything (blocking briefly).
+#[derive(Debug)]
+pub struct Container {
+    id: String,
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+    chan: Option<UnixStream>,
+    cgroup: Option<Box<dyn Cgroup>>,
+    // Released last: the slot's uids are reused only once every process is gone.
+    slot: Option<Slot>,
+}
+
+impl Container {
+    /// Short unique id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the init.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Name of the container's cgroup.
+    pub fn cgroup_name(&self) -> String {
+        format!("c-{}", self.id)
+    }
+
+    fn slot_n(&self) -> u32 {
+        self.slot.as_ref().map_or(0, |s| s.n)
+    }
+
+    fn cgroup(&self) -> &dyn Cgroup {
+        // `cgroup` is Some from creation until destroy/drop consume the container.
+        self.cgroup
+            .as_deref()
+            .expect("cgroup present while the container lives")
+    }
+
+    fn chan(&mut self) -> &mut UnixStream {
+        // `chan` is Some from creation until destroy/drop consume the container.
+        self.chan
+            .as_mut()
+            .expect("channel present while the container lives")
+    }
+
+    fn channel_err(&self) -> impl FnOnce(ProtocolError) -> SandboxError + '_ {
+        move |source| SandboxError::Channel {
+            id: self.id.clone(),
+            source,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        msg: &ToInit,
+        payload: &[u8],
+        fds: &[std::os::fd::RawFd],
+    ) -> Result<(), SandboxError> {
+        let r = channel::send(self.chan(), msg, payload, fds).await;
+        r.map_err(self.channel_err())
+    }
+
+    async fn recv(&mut self) -> Result<FromInit, SandboxError> {
+        let r = channel::recv(self.chan()).await;
+        let frame = r.map_err(self.channel_err())?;
+        match frame.msg {
+            FromInit::Error { message } => Err(SandboxError::Init {
+                id: self.id.clone(),
+                message,
+            }),
+            msg => Ok(msg),
+        }
+    }
+
+    async fn recv_frame(&mut self) -> Result<crate::protocol::Frame<FromInit>, SandboxError> {
+        let r = channel::recv(self.chan()).await;
+        r.map_err(self.channel_err())
+    }
+
+    fn unexpected(&self, msg: FromInit) -> SandboxError {
+        SandboxError::Init {
+            id: self.id.clone(),
+            message: format!("unexpected reply {msg:?}"),
+        }
+    }
+
+    /// Writes files into `/box` (before the job runs).
+    pub async fn write_files(&mut self, files: &[BoxFile]) -> Result<(), SandboxError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let metas = files
+            .iter()
+            .map(|f| FileMeta {
+                path: f.path.clone(),
+                len: f.content.len() as u64,
+                executable: f.executable,
+            })
+            .collect();
+        let payload: Vec<u8> = files
+            .iter()
+            .flat_map(|f| f.content.iter().copied())
+            .collect();
+        self.send(&ToInit::WriteFiles { files: metas }, &payload, &[])
+            .await?;
+        match self.recv().await? {
+            FromInit::FilesWritten => Ok(()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Reads back the regular files of `/box` (after the job ran); `truncated` when the
+    /// bounds cut it.
+    pub async fn collect_files(
+        &mut self,
+        max_bytes: u64,
+        max_files: u64,
+    ) -> Result<(Vec<BoxFile>, bool), SandboxError> {
+        self.send(
+            &ToInit::Collect {
+                max_bytes,
+                max_files,
+            },
+            &[],
+            &[],
+        )
+        .await?;
+        let frame = self.recv_frame().await?;
+        let (metas, truncated) = match frame.msg {
+            FromInit::Files { files, truncated } => (files, truncated),
+            FromInit::Error { message } => {
+                return Err(SandboxError::Init {
+                    id: self.id.clone(),
+                    message,
+                })
+            }
+            other => return Err(self.unexpected(other)),
+        };
+        let mut out = Vec::with_capacity(metas.len());
+        let mut off = 0usize;
+        for m in metas {
+            let end = off + m.len as usize;
+            let content = frame
+                .payload
+                .get(off..end)
+                .ok_or_else(|| SandboxError::Init {
+                    id: self.id.clone(),
+                    message: format!("file list overruns the payload at {}", m.path),
+                })?;
+            out.push(BoxFile {
+                path: m.path,
+                content: content.to_vec(),
+                executable: m.executable,
+            });
+            off = end;
+        }
+        Ok((out, truncated))
+    }
+
+    /// Kills the container and removes everything it had: processes, cgroup, slot.
+    pub async fn destroy(mut self) {
+        self.chan = None;
+        if let Some(pidfd) = self.pidfd.take() {
+            let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            // SAFETY: the AsyncFd owns `pidfd`, an open fd that stays the same until it drops.
+            if let Ok(afd) = unsafe { AsyncFd::register(pidfd) } {
+                // A pidfd turns readable when the process has exited.
+                let _ = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
+                let _ = spawn::pidfd_reap(afd.get_ref().as_fd(), true);
+            }
+        }
+        self.remove_cgroup();
+    }
+
+    fn remove_cgroup(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all();
+            if let Err(e) = cg.destroy() {
+                tracing::error!(container = %self.id, error = %e, "cgroup left behind");
+            }
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.chan = None;
+        if let Some(pidfd) = self.pidfd.take() {
+            let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = spawn::pidfd_reap(pidfd.as_fd(), true);
+        }
+        self.remove_cgroup();
+    }
+}

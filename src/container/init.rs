@@ -1,0 +1,485 @@
+//! The container init: PID 1 of the container's pid namespace, single-threaded, started by
+//! the server as `warmbox __init <fd>` right after clone3. It sets the container up,
+//! reports ready, then serves one job: write files, run, report, hand files back.
+//!
+//! The init is trusted: it runs as the container's root (an unprivileged host uid) and never
+//! runs user code itself. The job process is its child; orphans are reparented to it and
+//! reaped here. When the server closes the channel the init exits, and the kernel kills
+//! whatever is left in the namespace.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
+use crate::container::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
+use crate::container::{job, net};
+use crate::protocol::{
+    self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit,
+};
+use crate::sandbox::seccomp::CompiledPolicy;
+
+/// Entry point of `warmbox __init <fd>`. Returns the process exit code.
+pub fn main(fd: RawFd) -> i32 {
+    // SAFETY: the server passed us this socket fd on the command line; nothing else in
+    // this fresh process owns it.
+    let sock = unsafe { UnixStream::from_raw_fd(fd) };
+    let mut init = Init {
+        sock,
+        seccomp: None,
+        landlock: None,
+        disk_bytes: 0,
+        ran: false,
+    };
+    match init.serve() {
+        Ok(()) => 0,
+        Err(message) => {
+            let _ = protocol::write_frame(&mut init.sock, &FromInit::Error { message }, &[]);
+            1
+        }
+    }
+}
+
+struct Init {
+    sock: UnixStream,
+    seccomp: Option<CompiledPolicy>,
+    landlock: Option<PreparedRuleset>,
+    disk_bytes: u64,
+    ran: bool,
+}
+
+impl Init {
+    fn serve(&mut self) -> Result<(), String> {
+        let frame: Frame<ToInit> = match protocol::read_frame(&mut self.sock) {
+            Ok(f) => f,
+            Err(protocol::ProtocolError::Closed) => return Ok(()),
+            Err(e) => return Err(format!("read setup: {e}")),
+        };
+        let ToInit::Setup(config) = frame.msg else {
+            return Err("first message was not setup".into());
+        };
+        self.setup(&config, &frame.payload)
+            .map_err(|e| format!("container {}: {e}", config.id))?;
+        self.reply(&FromInit::Ready, &[])?;
+        loop {
+            let frame: Frame<ToInit> = match protocol::read_frame(&mut self.sock) {
+                Ok(f) => f,
+                Err(protocol::ProtocolError::Closed) => return Ok(()),
+                Err(e) => return Err(format!("read request: {e}")),
+            };
+            match frame.msg {
+                ToInit::Setup(_) => return Err("setup sent twice".into()),
+                ToInit::WriteFiles { files } => {
+                    write_files(&files, &frame.payload)?;
+                    self.reply(&FromInit::FilesWritten, &[])?;
+                }
+                ToInit::Run(spec) => {
+                    if self.ran {
+                        return Err("a container runs one job only".into());
+                    }
+                    self.ran = true;
+                    let exited = self.run_job(&spec, frame.fds)?;
+                    self.reply(&exited, &[])?;
+                }
+                ToInit::Kill => {}
+                ToInit::Collect {
+                    max_bytes,
+                    max_files,
+                } => {
+                    let (files, payload, truncated) = collect_files(max_bytes, max_files)?;
+                    self.reply(&FromInit::Files { files, truncated }, &payload)?;
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, msg: &FromInit, payload: &[u8]) -> Result<(), String> {
+        protocol::write_frame(&mut self.sock, msg, payload).map_err(|e| format!("reply: {e}"))
+    }
+
+    fn setup(&mut self, config: &InitConfig, payload: &[u8]) -> Result<(), String> {
+        // SAFETY: plain integer arguments. The server wrote our uid/gid maps before
+        // sending setup, so 0 is mapped (to this slot's unprivileged host uid).
+        unsafe {
+            if libc::setresgid(0, 0, 0) < 0 || libc::setresuid(0, 0, 0) < 0 {
+                return Err(format!(
+                    "setresuid(0) in the user namespace: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        if config.unshare_cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
+        }
+        if config.has_seccomp {
+            self.seccomp =
+                Some(CompiledPolicy::from_bytes(payload).map_err(|e| format!("seccomp: {e}"))?);
+        }
+        self.disk_bytes = config.disk_bytes;
+        let binds: Vec<PathBuf> = config.binds.iter().map(PathBuf::from).collect();
+        let ops = mount::plan(
+            Path::new(&config.new_root),
+            &binds,
+            config.disk_bytes,
+            &mount::host_kind,
+        );
+        mount::apply(&ops).map_err(|e| e.to_string())?;
+        nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
+        net::loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+        let rules = LandlockRules {
+            read_exec: vec![PathBuf::from("/")],
+            read_write: WRITABLE.iter().map(PathBuf::from).collect(),
+            write_files: mount::DEVICES
+                .iter()
+                .map(|d| PathBuf::from(format!("/dev/{d}")))
+                .collect(),
+        };
+        self.landlock = Some(landlock::prepare(&rules).map_err(|e| e.to_string())?);
+        block_sigchld()?;
+        Ok(())
+    }
+
+    fn run_job(&mut self, spec: &JobSpec, fds: Vec<OwnedFd>) -> Result<FromInit, String> {
+        if fds.len() != 3 {
+            return Err(format!(
+                "run needs 3 fds (stdin, stdout, stderr), got {}",
+                fds.len()
+            ));
+        }
+        if spec.limits.disk_bytes != self.disk_bytes {
+            for dir in WRITABLE {
+                let mode = if dir == "/box" { "0755" } else { "1777" };
+                let op = Op::RemountTmpfs {
+                    target: dir.into(),
+                    options: mount::tmpfs_options(spec.limits.disk_bytes, mode),
+                };
+                mount::apply(std::slice::from_ref(&op)).map_err(|e| e.to_string())?;
+            }
+            self.disk_bytes = spec.limits.disk_bytes;
+        }
+        let sigfd = SignalFd::new()?;
+        let (report_r, report_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+        let start = Instant::now();
+        // SAFETY: the init is single-threaded, so the child may run any code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork job: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            drop(report_r);
+            job::run(job::JobProcess {
+                spec,
+                stdio: [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()],
+                report: report_w.as_raw_fd(),
+                landlock: self.landlock.take(),
+                seccomp: self.seccomp.as_ref(),
+            });
+        }
+        // The job holds the only copies of its stdio now: the server sees EOF exactly
+        // when every process in the container is gone.
+        drop(fds);
+        drop(report_w);
+        self.landlock = None;
+        let failure = read_failure(report_r);
+
+        let deadline = start + Duration::from_millis(spec.limits.wall_ms);
+        let mut exit = None;
+        let mut wall_timeout = false;
+        while exit.is_none() {
+            let mut timeout = deadline.saturating_duration_since(Instant::now());
+            if timeout.is_zero() {
+                if !wall_timeout {
+                    wall_timeout = true;
+                    kill_all();
+                }
+                // Killed: only the SIGCHLD is awaited now.
+                timeout = Duration::from_millis(100);
+            }
+            match poll2(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), timeout)? {
+                Ready::Socket => match protocol::read_frame::<ToInit>(&mut self.sock) {
+                    Ok(Frame {
+                        msg: ToInit::Kill, ..
+                    }) => kill_all(),
+                    Ok(other) => return Err(format!("unexpected {:?} during a job", other.msg)),
+                    Err(protocol::ProtocolError::Closed) => {
+                        kill_all();
+                        std::process::exit(0);
+                    }
+                    Err(e) => return Err(format!("read during job: {e}")),
+                },
+                Ready::Signal => {
+                    sigfd.drain();
+                    exit = reap_until(pid);
+                }
+                Ready::Timeout => {}
+            }
+        }
+        let wall_ns = start.elapsed().as_nanos() as u64;
+        // The job's end is the container's end: nothing it started may outlive it.
+        loop {
+            kill_all();
+            // SAFETY: waitpid with a null status pointer is always valid.
+            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                break;
+            }
+        }
+        Ok(FromInit::Exited {
+            exit: if failure.is_some() { None } else { exit },
+            failure,
+            wall_ns,
+            wall_timeout,
+        })
+    }
+}
+
+/// Reaps every child that has ended; returns the job's end when it is among them.
+fn reap_until(job: libc::pid_t) -> Option<ExitKind> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r <= 0 {
+            return found;
+        }
+        if r == job {
+            found = Some(if libc::WIFSIGNALED(status) {
+                ExitKind::Signal(libc::WTERMSIG(status))
+            } else {
+                ExitKind::Code(libc::WEXITSTATUS(status))
+            });
+        }
+    }
+}
+
+fn kill_all() {
+    // SAFETY: kill(-1) from PID 1 signals every other process of our pid namespace.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+}
+
+fn read_failure(fd: OwnedFd) -> Option<StartFailure> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut f = std::fs::File::from(fd);
+    // Returns at the job's exec (CLOEXEC closes the pipe) or at its failure report.
+    let _ = f.read_to_end(&mut buf);
+    let (&kind, msg) = buf.split_first()?;
+    let msg = String::from_utf8_lossy(msg).into_owned();
+    Some(match kind {
+        b'E' => StartFailure::Exec(msg),
+        _ => StartFailure::Setup(msg),
+    })
+}
+
+enum Ready {
+    Socket,
+    Signal,
+    Timeout,
+}
+
+fn poll2(sock: RawFd, sig: RawFd, timeout: Duration) -> Result<Ready, String> {
+    let mut fds = [
+        libc::pollfd {
+            fd: sig,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: sock,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Round up so that we never spin just short of the deadline.
+    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(format!("poll: {e}"));
+        }
+        if r == 0 {
+            return Ok(Ready::Timeout);
+        }
+        if fds[0].revents != 0 {
+            return Ok(Ready::Signal);
+        }
+        return Ok(Ready::Socket);
+    }
+}
+
+fn block_sigchld() -> Result<(), String> {
+    // SAFETY: a sigset initialised by sigemptyset/sigaddset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) < 0 {
+            return Err(format!(
+                "block SIGCHLD: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    fn new() -> Result<Self, String> {
+        // SAFETY: a sigset initialised by sigemptyset/sigaddset; signalfd returns a new fd.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                return Err(format!("signalfd: {}", std::io::Error::last_os_error()));
+            }
+            Ok(SignalFd {
+                fd: OwnedFd::from_raw_fd(fd),
+            })
+        }
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 128 * 8];
+        // SAFETY: reading into a live buffer of its own length; the fd is non-blocking.
+        while unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+/// Checks a relative path from the server: normal components only.
+fn box_path(rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!("bad file path {rel:?}"));
+    }
+    Ok(Path::new("/box").join(p))
+}
+
+fn write_files(files: &[FileMeta], payload: &[u8]) -> Result<(), String> {
+    let mut off = 0usize;
+    for f in files {
+        let len = f.len as usize;
+        let content = payload
+            .get(off..off + len)
+            .ok_or_else(|| format!("payload too short for {}", f.path))?;
+        off += len;
+        let path = box_path(&f.path)?;
+        if let Some(parent) = path.parent() {
+            mkdirs_owned(parent)?;
+        }
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("create {}: {e}", path.display()))?;
+        file.write_all(content)
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        std::os::unix::fs::fchown(&file, Some(BOX_UID), Some(BOX_GID))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        // The umask may have narrowed the mode given at creation.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn mkdirs_owned(dir: &Path) -> Result<(), String> {
+    if dir == Path::new("/box") || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        mkdirs_owned(parent)?;
+    }
+    std::fs::create_dir(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    std::os::unix::fs::chown(dir, Some(BOX_UID), Some(BOX_GID))
+        .map_err(|e| format!("chown {}: {e}", dir.display()))
+}
+
+/// Reads the regular files of `/box` (symlinks and special files are skipped, never
+/// followed), within the given bounds.
+fn collect_files(max_bytes: u64, max_files: u64) -> Result<(Vec<FileMeta>, Vec<u8>, bool), String> {
+    let mut files = Vec::new();
+    let mut payload = Vec::new();
+    let mut truncated = false;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = Path::new("/box").join(&rel);
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
+        let mut names: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+        names.sort_by_key(|e| e.file_name());
+        for entry in names {
+            let Ok(ft) = entry.file_type() else { continue };
+            let child = rel.join(entry.file_name());
+            if ft.is_dir() {
+                stack.push(child);
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            let path = Path::new("/box").join(&child);
+            let mut f = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(_) => continue,
+            };
+            let Ok(meta) = f.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            if files.len() as u64 >= max_files || payload.len() as u64 + meta.len() > max_bytes {
+                truncated = true;
+                continue;
+            }
+            let before = payload.len();
+            use std::io::Read;
+            if (&mut f).take(meta.len()).read_to_end(&mut payload).is_err() {
+                payload.truncate(before);
+                continue;
+            }
+            files.push(FileMeta {
+                path: child.to_string_lossy().into_owned(),
+                len: (payload.len() - before) as u64,
+                executable: meta.permissions().mode() & 0o111 != 0,
+            });
+        }
+    }
+    Ok((files, payload, truncated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_paths_stay_in_box() {
+        assert_eq!(box_path("a/b.c").unwrap(), Path::new("/box/a/b.c"));
+        for bad in ["", "../x", "/etc/passwd", "a/../../x", "./a"] {
+            assert!(box_path(bad).is_err(), "{bad}");
+        }
+    }
+}

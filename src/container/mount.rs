@@ -1,0 +1,598 @@
+//! The container's filesystem: a tmpfs root holding read-only binds of the profile's host
+//! directories, size-limited tmpfs `/box`, `/tmp` and `/dev/shm`, a fresh `/proc` with the
+//! sensitive entries masked, a `/dev` with five device nodes, then pivot_root and a
+//! read-only root.
+//!
+//! `plan` turns the configuration into a list of `Op`s (pure data, unit-tested without
+//! root); `apply` performs them, naming the call and its arguments on failure.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// The job's user inside the container.
+pub const BOX_UID: u32 = 1000;
+/// The job's group inside the container.
+pub const BOX_GID: u32 = 1000;
+/// Hostname of every container.
+pub const HOSTNAME: &str = "warmbox";
+/// The writable directories of the job (each a size-limited tmpfs).
+pub const WRITABLE: [&str; 3] = ["/box", "/tmp", "/dev/shm"];
+/// The device nodes bound from the host.
+pub const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+/// Files under `/proc` hidden behind `/dev/null`.
+const PROC_MASKED_FILES: [&str; 7] = [
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "sysrq-trigger",
+    "latency_stats",
+    "kallsyms",
+];
+/// Directories under `/proc` hidden behind an empty read-only tmpfs.
+const PROC_MASKED_DIRS: [&str; 4] = ["acpi", "scsi", "asound", "driver"];
+/// Directories under `/proc` made read-only.
+const PROC_READONLY: [&str; 4] = ["sys", "irq", "bus", "fs"];
+
+/// A failed filesystem operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {errno}")]
+pub struct MountError {
+    /// The operation with its arguments.
+    pub op: String,
+    /// The kernel's answer.
+    pub errno: nix::errno::Errno,
+}
+
+/// One step of the container's filesystem setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Make every mount private so that nothing propagates back to the host.
+    MakePrivate,
+    /// Mount a tmpfs with these flags and options.
+    Tmpfs {
+        target: PathBuf,
+        flags: MsFlags,
+        options: String,
+    },
+    /// Remount a tmpfs we own with new options.
+    RemountTmpfs { target: PathBuf, options: String },
+    /// Create a directory (and its parents).
+    Mkdir { path: PathBuf },
+    /// Create an empty file (a mount point for a file bind).
+    Touch { path: PathBuf },
+    /// Create a symlink at `link` pointing to `target`.
+    Symlink { target: PathBuf, link: PathBuf },
+    /// Bind `source` on `target` (recursively).
+    Bind { source: PathBuf, target: PathBuf },
+    /// Set mount attributes (MOUNT_ATTR_*) on `target`, recursively or not.
+    SetAttr {
+        target: PathBuf,
+        attrs: u64,
+        recursive: bool,
+    },
+    /// Mount a fresh proc.
+    Proc { target: PathBuf },
+    /// Write a small file.
+    WriteFile { path: PathBuf, content: String },
+    /// pivot_root into `new_root`, detach the old root, chdir to `/`.
+    PivotRoot { new_root: PathBuf },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::MakePrivate => write!(f, "mount(MS_REC|MS_PRIVATE, /)"),
+            Op::Tmpfs {
+                target,
+                flags,
+                options,
+            } => write!(f, "mount tmpfs {} ({flags:?}, {options})", target.display()),
+            Op::RemountTmpfs { target, options } => {
+                write!(f, "remount tmpfs {} ({options})", target.display())
+            }
+            Op::Mkdir { path } => write!(f, "mkdir {}", path.display()),
+            Op::Touch { path } => write!(f, "create {}", path.display()),
+            Op::Symlink { target, link } => {
+                write!(f, "symlink {} -> {}", link.display(), target.display())
+            }
+            Op::Bind { source, target } => {
+                write!(f, "bind {} on {}", source.display(), target.display())
+            }
+            Op::SetAttr {
+                target,
+                attrs,
+                recursive,
+            } => write!(
+                f,
+                "mount_setattr {} attrs {attrs:#x}{}",
+                target.display(),
+                if *recursive { " recursive" } else { "" }
+            ),
+            Op::Proc { target } => write!(f, "mount proc {}", target.display()),
+            Op::WriteFile { path, .. } => write!(f, "write {}", path.display()),
+            Op::PivotRoot { new_root } => write!(f, "pivot_root {}", new_root.display()),
+        }
+    }
+}
+
+/// What a host path is, as far as binding it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKind {
+    /// A directory: bind it.
+    Dir,
+    /// A file: bind it on an empty file.
+    File,
+    /// A symlink: recreate it with this target.
+    Symlink(PathBuf),
+    /// Absent: skip it.
+    Missing,
+}
+
+/// Looks a host path up without following a final symlink.
+pub fn host_kind(path: &Path) -> HostKind {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
+            Ok(t) => HostKind::Symlink(t),
+            Err(_) => HostKind::Missing,
+        },
+        Ok(m) if m.is_dir() => HostKind::Dir,
+        Ok(_) => HostKind::File,
+        Err(_) => HostKind::Missing,
+    }
+}
+
+const RO_NOSUID_NODEV: u64 =
+    libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
+
+/// tmpfs options for a writable directory of `bytes`: the inode count grows with the size.
+pub fn tmpfs_options(bytes: u64, mode: &str) -> String {
+    let inodes = (bytes / 16384).clamp(1024, 1 << 20);
+    format!("size={bytes},nr_inodes={inodes},mode={mode},uid={BOX_UID},gid={BOX_GID}")
+}
+
+fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The setup of a container with root tmpfs at `new_root`, binds `binds` (classified by
+/// `kind`), and writable tmpfs of `disk_bytes` each.
+pub fn plan(
+    new_root: &Path,
+    binds: &[PathBuf],
+    disk_bytes: u64,
+    kind: &dyn Fn(&Path) -> HostKind,
+) -> Vec<Op> {
+    let r = |p: &str| under(new_root, Path::new(p));
+    let mut ops = vec![
+        Op::MakePrivate,
+        Op::Tmpfs {
+            target: new_root.to_path_buf(),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            options: "size=4m,nr_inodes=4096,mode=0755".into(),
+        },
+    ];
+
+    let mut sorted: Vec<&PathBuf> = binds.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    for host in sorted {
+        let inside = under(new_root, host);
+        match kind(host) {
+            HostKind::Missing => continue,
+            HostKind::Symlink(target) => {
+                if let Some(parent) = inside.parent() {
+                    ops.push(Op::Mkdir {
+                        path: parent.to_path_buf(),
+                    });
+                }
+                ops.push(Op::Symlink {
+                    target,
+                    link: inside,
+                });
+                continue;
+            }
+            HostKind::Dir => ops.push(Op::Mkdir {
+                path: inside.clone(),
+            }),
+            HostKind::File => {
+                if let Some(parent) = inside.parent() {
+                    ops.push(Op::Mkdir {
+                        path: parent.to_path_buf(),
+                    });
+                }
+                ops.push(Op::Touch {
+                    path: inside.clone(),
+                });
+            }
+        }
+        ops.push(Op::Bind {
+            source: host.clone(),
+            target: inside.clone(),
+        });
+        ops.push(Op::SetAttr {
+            target: inside,
+            attrs: RO_NOSUID_NODEV,
+            recursive: true,
+        });
+    }
+
+    // /dev: five host device nodes bound onto empty files of a small tmpfs.
+    ops.push(Op::Mkdir { path: r("dev") });
+    ops.push(Op::Tmpfs {
+        target: r("dev"),
+        flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        options: "size=64k,nr_inodes=64,mode=0755".into(),
+    });
+    for dev in DEVICES {
+        let target = r(&format!("dev/{dev}"));
+        ops.push(Op::Touch {
+            path: target.clone(),
+        });
+        ops.push(Op::Bind {
+            source: PathBuf::from(format!("/dev/{dev}")),
+            target: target.clone(),
+        });
+        ops.push(Op::SetAttr {
+            target,
+            attrs: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+            recursive: false,
+        });
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            target: PathBuf::from(target),
+            link: r(&format!("dev/{name}")),
+        });
+    }
+
+    // The job's writable directories.
+    for (dir, mode) in [("box", "0755"), ("tmp", "1777"), ("dev/shm", "1777")] {
+        ops.push(Op::Mkdir { path: r(dir) });
+        ops.push(Op::Tmpfs {
+            target: r(dir),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            options: tmpfs_options(disk_bytes, mode),
+        });
+    }
+    // The /dev tmpfs is complete: nothing may be created in it later.
+    ops.push(Op::SetAttr {
+        target: r("dev"),
+        attrs: libc::MOUNT_ATTR_RDONLY,
+        recursive: false,
+    });
+
+    // /proc of the new pid namespace, sensitive entries masked.
+    ops.push(Op::Mkdir { path: r("proc") });
+    ops.push(Op::Proc { target: r("proc") });
+    let host_proc = Path::new("/proc");
+    for f in PROC_MASKED_FILES {
+        if kind(&host_proc.join(f)) == HostKind::File {
+            ops.push(Op::Bind {
+                source: PathBuf::from("/dev/null"),
+                target: r(&format!("proc/{f}")),
+            });
+        }
+    }
+    for d in PROC_MASKED_DIRS {
+        if kind(&host_proc.join(d)) == HostKind::Dir {
+            ops.push(Op::Tmpfs {
+                target: r(&format!("proc/{d}")),
+                flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                options: "size=4k,nr_inodes=1,mode=0555".into(),
+            });
+        }
+    }
+    for d in PROC_READONLY {
+        if kind(&host_proc.join(d)) == HostKind::Dir {
+            let target = r(&format!("proc/{d}"));
+            ops.push(Op::Bind {
+                source: target.clone(),
+                target: target.clone(),
+            });
+            ops.push(Op::SetAttr {
+                target,
+                attrs: RO_NOSUID_NODEV,
+                recursive: true,
+            });
+        }
+    }
+
+    // A minimal /etc naming the container's users.
+    ops.push(Op::Mkdir { path: r("etc") });
+    ops.push(Op::WriteFile {
+        path: r("etc/passwd"),
+        content: format!(
+            "root:x:0:0:root:/root:/bin/sh\nbox:x:{BOX_UID}:{BOX_GID}:box:/box:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    });
+    ops.push(Op::WriteFile {
+        path: r("etc/group"),
+        content: format!("root:x:0:\nbox:x:{BOX_GID}:\nnogroup:x:65534:\n"),
+    });
+    ops.push(Op::WriteFile {
+        path: r("etc/hosts"),
+        content: format!("127.0.0.1 localhost {HOSTNAME}\n::1 localhost\n"),
+    });
+    ops.push(Op::WriteFile {
+        path: r("etc/hostname"),
+        content: format!("{HOSTNAME}\n"),
+    });
+
+    ops.push(Op::PivotRoot {
+        new_root: new_root.to_path_buf(),
+    });
+    ops.push(Op::SetAttr {
+        target: PathBuf::from("/"),
+        attrs: RO_NOSUID_NODEV,
+        recursive: false,
+    });
+    ops
+}
+
+/// Performs `ops` in order; the first failure names its operation.
+pub fn apply(ops: &[Op]) -> Result<(), MountError> {
+    for op in ops {
+        apply_one(op).map_err(|errno| MountError {
+            op: op.to_string(),
+            errno,
+        })?;
+    }
+    Ok(())
+}
+
+fn apply_one(op: &Op) -> nix::Result<()> {
+    const NONE: Option<&str> = None;
+    match op {
+        Op::MakePrivate => mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE),
+        Op::Tmpfs {
+            target,
+            flags,
+            options,
+        } => mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            *flags,
+            Some(options.as_str()),
+        ),
+        Op::RemountTmpfs { target, options } => mount(
+            NONE,
+            target,
+            NONE,
+            MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        ),
+        Op::Mkdir { path } => std::fs::create_dir_all(path).map_err(io_errno),
+        Op::Touch { path } => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(drop)
+            .map_err(io_errno),
+        Op::Symlink { target, link } => std::os::unix::fs::symlink(target, link).map_err(io_errno),
+        Op::Bind { source, target } => mount(
+            Some(source.as_path()),
+            target,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        ),
+        Op::SetAttr {
+            target,
+            attrs,
+            recursive,
+        } => mount_setattr(target, *attrs, *recursive),
+        Op::Proc { target } => mount(
+            Some("proc"),
+            target,
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            NONE,
+        ),
+        Op::WriteFile { path, content } => std::fs::write(path, content).map_err(io_errno),
+        Op::PivotRoot { new_root } => {
+            // pivot_root(".", ".") stacks the old root under the new one; detaching it
+            // leaves only the new root (the trick runc and others use: no old-root dir).
+            nix::unistd::chdir(new_root)?;
+            nix::unistd::pivot_root(".", ".")?;
+            umount2(".", MntFlags::MNT_DETACH)?;
+            nix::unistd::chdir("/")
+        }
+    }
+}
+
+fn io_errno(e: std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// mount_setattr(2): adds `attrs` to the mount at `target` (changes no other flag, so the
+/// atime flags locked on mounts inherited from the host stay as they are).
+fn mount_setattr(target: &Path, attrs: u64, recursive: bool) -> nix::Result<()> {
+    let path =
+        CString::new(target.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let attr = libc::mount_attr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 } as libc::c_uint;
+    // SAFETY: `path` is a valid NUL-terminated string and `attr` a valid mount_attr that
+    // outlive the call; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(path: &Path) -> HostKind {
+        match path.to_str().unwrap() {
+            "/usr" | "/proc/sys" | "/proc/acpi" => HostKind::Dir,
+            "/lib" => HostKind::Symlink("usr/lib".into()),
+            "/etc/ld.so.cache" | "/proc/kcore" => HostKind::File,
+            _ => HostKind::Missing,
+        }
+    }
+
+    fn plan_fake() -> Vec<Op> {
+        let binds = ["/usr", "/lib", "/etc/ld.so.cache", "/opt/missing"].map(PathBuf::from);
+        plan(Path::new("/nr"), &binds, 64 << 20, &fake)
+    }
+
+    #[test]
+    fn starts_private_and_ends_read_only_after_pivot() {
+        let ops = plan_fake();
+        assert_eq!(ops[0], Op::MakePrivate);
+        let n = ops.len();
+        assert_eq!(
+            ops[n - 2],
+            Op::PivotRoot {
+                new_root: "/nr".into()
+            }
+        );
+        assert_eq!(
+            ops[n - 1],
+            Op::SetAttr {
+                target: "/".into(),
+                attrs: RO_NOSUID_NODEV,
+                recursive: false
+            }
+        );
+    }
+
+    #[test]
+    fn binds_are_read_only_symlinks_recreated_missing_skipped() {
+        let ops = plan_fake();
+        let usr = ops
+            .iter()
+            .position(|o| {
+                *o == Op::Bind {
+                    source: "/usr".into(),
+                    target: "/nr/usr".into(),
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            ops[usr + 1],
+            Op::SetAttr {
+                target: "/nr/usr".into(),
+                attrs: RO_NOSUID_NODEV,
+                recursive: true
+            }
+        );
+        assert!(ops.contains(&Op::Symlink {
+            target: "usr/lib".into(),
+            link: "/nr/lib".into()
+        }));
+        assert!(ops.contains(&Op::Touch {
+            path: "/nr/etc/ld.so.cache".into()
+        }));
+        assert!(!ops.iter().any(|o| o.to_string().contains("/opt/missing")));
+    }
+
+    #[test]
+    fn dev_has_exactly_five_nodes_and_is_sealed() {
+        let ops = plan_fake();
+        let binds: Vec<_> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Bind { source, target } if target.starts_with("/nr/dev") => {
+                    Some(source.to_str().unwrap().to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom"
+            ]
+        );
+        assert!(ops.contains(&Op::SetAttr {
+            target: "/nr/dev".into(),
+            attrs: libc::MOUNT_ATTR_RDONLY,
+            recursive: false
+        }));
+    }
+
+    #[test]
+    fn writable_dirs_are_limited_tmpfs() {
+        let ops = plan_fake();
+        let t = ops
+            .iter()
+            .find(|o| matches!(o, Op::Tmpfs { target, .. } if target == Path::new("/nr/box")))
+            .unwrap();
+        assert_eq!(
+            *t,
+            Op::Tmpfs {
+                target: "/nr/box".into(),
+                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                options: "size=67108864,nr_inodes=4096,mode=0755,uid=1000,gid=1000".into()
+            }
+        );
+    }
+
+    #[test]
+    fn proc_entries_are_masked() {
+        let ops = plan_fake();
+        assert!(ops.contains(&Op::Bind {
+            source: "/dev/null".into(),
+            target: "/nr/proc/kcore".into()
+        }));
+        assert!(ops.iter().any(
+            |o| matches!(o, Op::Tmpfs { target, flags, .. } if target == Path::new("/nr/proc/acpi") && flags.contains(MsFlags::MS_RDONLY))
+        ));
+        assert!(ops.contains(&Op::SetAttr {
+            target: "/nr/proc/sys".into(),
+            attrs: RO_NOSUID_NODEV,
+            recursive: true
+        }));
+    }
+
+    #[test]
+    fn errors_name_the_operation() {
+        let e = MountError {
+            op: Op::Bind {
+                source: "/usr".into(),
+                target: "/nr/usr".into(),
+            }
+            .to_string(),
+            errno: nix::errno::Errno::EPERM,
+        };
+        assert_eq!(
+            e.to_string(),
+            "bind /usr on /nr/usr: EPERM: Operation not permitted"
+        );
+    }
+}

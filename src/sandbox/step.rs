@@ -1,0 +1,502 @@
+//! Running one step in a warm container: write the job's limits into the cgroup, hand the
+//! init the job with its stdio, watch CPU time, output and the clock, kill at the first
+//! limit hit, then account and decide the verdict.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use super::{cgroup::CgroupLimits, channel, Container, SandboxError};
+use crate::profile::Limits;
+use crate::protocol::{ExitKind, FromInit, JobLimits, JobSpec, StartFailure, ToInit};
+use crate::request::{StepResult, StepStatus, Usage};
+
+/// The server waits this long past the wall limit for the init's report before it kills
+/// the init itself (the init enforces the wall limit; this is the backstop).
+const WALL_GRACE: Duration = Duration::from_millis(1000);
+/// After the job ended, the pipes must reach EOF within this (everything is dead by then).
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// CPU polls are at most this far apart...
+const POLL_MAX: Duration = Duration::from_millis(20);
+/// ...and at least this far apart.
+const POLL_MIN: Duration = Duration::from_millis(2);
+
+/// One step to run.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    /// Command.
+    pub argv: Vec<String>,
+    /// Environment as `KEY=value`.
+    pub env: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// CPU bandwidth in cores (`None`: unlimited).
+    pub cpu_cores: Option<f64>,
+    /// stdin content.
+    pub stdin: Vec<u8>,
+}
+
+/// A step's result with its output still raw (`stdout`/`stderr` of `result` are empty
+/// until the caller encodes these).
+#[derive(Debug, Clone)]
+pub struct RawStep {
+    /// Status, exit and usage.
+    pub result: StepResult,
+    /// stdout, cut at the limit.
+    pub stdout: Vec<u8>,
+    /// stderr, cut at the limit.
+    pub stderr: Vec<u8>,
+}
+
+/// Why the server killed a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// CPU time passed the limit.
+    Cpu,
+    /// stdout or stderr passed `output_bytes`.
+    Output,
+    /// The init did not report in time.
+    Unresponsive,
+}
+
+/// Everything known about how a step ended, for `verdict`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// How the job process ended.
+    pub exit: Option<ExitKind>,
+    /// Why it never started.
+    pub failure: Option<StartFailure>,
+    /// Why the server killed it.
+    pub killed: Option<KillReason>,
+    /// The init killed it at the wall limit.
+    pub wall_timeout: bool,
+    /// CPU time used, ns.
+    pub cpu_ns: u64,
+    /// CPU limit, ns.
+    pub cpu_limit_ns: u64,
+    /// OOM kills in the container during the step.
+    pub oom_kills: u64,
+}
+
+/// The step status from the evidence, most specific cause first.
+pub fn verdict(ev: &Evidence) -> StepStatus {
+    match (&ev.failure, ev.killed) {
+        (Some(StartFailure::Setup(_)), _) | (_, Some(KillReason::Unresponsive)) => {
+            return StepStatus::InternalError
+        }
+        (Some(StartFailure::Exec(_)), _) => return StepStatus::RuntimeError,
+        _ => {}
+    }
+    if ev.killed == Some(KillReason::Output) {
+        return StepStatus::OutputLimit;
+    }
+    let signal = match ev.exit {
+        Some(ExitKind::Signal(s)) => Some(s),
+        _ => None,
+    };
+    if ev.killed == Some(KillReason::Cpu)
+        || ev.cpu_ns > ev.cpu_limit_ns
+        || signal == Some(libc::SIGXCPU)
+    {
+        return StepStatus::TimeLimit;
+    }
+    if ev.wall_timeout {
+        return StepStatus::WallTimeLimit;
+    }
+    if ev.oom_kills > 0 && ev.exit != Some(ExitKind::Code(0)) {
+        return StepStatus::MemoryLimit;
+    }
+    match ev.exit {
+        Some(ExitKind::Code(0)) => StepStatus::Ok,
+        Some(ExitKind::Code(_)) => StepStatus::RuntimeError,
+        Some(ExitKind::Signal(libc::SIGXFSZ)) => StepStatus::FileSizeLimit,
+        Some(ExitKind::Signal(libc::SIGSYS)) => StepStatus::SecurityViolation,
+        Some(ExitKind::Signal(_)) => StepStatus::Signaled,
+        None => StepStatus::InternalError,
+    }
+}
+
+/// The conventional name of a signal, e.g. `SIGKILL`.
+pub fn signal_name(sig: i32) -> Option<String> {
+    nix::sys::signal::Signal::try_from(sig)
+        .ok()
+        .map(|s| s.as_str().to_string())
+}
+
+/// The init-side limits for a step.
+pub fn job_limits(l: &Limits) -> JobLimits {
+    JobLimits {
+        wall_ms: l.wall_ms,
+        cpu_secs: l.cpu_ms.div_ceil(1000) + 1,
+        file_size_bytes: l.file_size_bytes,
+        stack_bytes: (l.memory_mb << 20).min(1 << 30),
+        open_files: 512,
+        processes: l.pids,
+        disk_bytes: l.disk_mb << 20,
+    }
+}
+
+/// A sealed, read-only memfd holding `data`: the job's stdin, fed without a writer task
+/// and without any deadlock whatever its size.
+fn stdin_memfd(data: &[u8]) -> std::io::Result<OwnedFd> {
+    use std::io::Write;
+    // SAFETY: the name is a valid C string; memfd_create returns a new fd or -1.
+    let raw = unsafe {
+        libc::memfd_create(
+            c"stdin".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd we own.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    file.write_all(data)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our fd with integer arguments.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // A read-only open of the same file, at offset 0.
+    let ro = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    Ok(ro.into())
+}
+
+/// A pipe: (async read end for us, write end for the job).
+fn output_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+        .map_err(std::io::Error::from)?;
+    // The job's end blocks like any normal stdout.
+    nix::fcntl::fcntl(
+        w.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .map_err(std::io::Error::from)?;
+    // A larger pipe means fewer wake-ups for chatty programs; best effort.
+    // SAFETY: fcntl on our fd with integer arguments.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    let rx = tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(r)?;
+    Ok((rx, w))
+}
+
+/// One output stream being read, kept up to a limit.
+struct Capture {
+    kept: Vec<u8>,
+    total: u64,
+    limit: u64,
+    eof: bool,
+}
+
+impl Capture {
+    fn new(limit: u64) -> Self {
+        Capture {
+            kept: Vec::new(),
+            total: 0,
+            limit,
+            eof: false,
+        }
+    }
+
+    /// Takes a chunk; returns true when the limit has just been passed.
+    fn take(&mut self, chunk: &[u8]) -> bool {
+        let was_over = self.total > self.limit;
+        self.total += chunk.len() as u64;
+        let room = self.limit.saturating_sub(self.kept.len() as u64) as usize;
+        self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        !was_over && self.total > self.limit
+    }
+
+    fn truncated(&self) -> bool {
+        self.total > self.limit
+    }
+}
+
+async fn read_some(
+    rx: &mut tokio::net::unix::pipe::Receiver,
+    buf: &mut [u8],
+    eof: bool,
+) -> std::io::Result<usize> {
+    if eof {
+        std::future::pending::<()>().await;
+    }
+    rx.read(buf).await
+}
+
+impl Container {
+    /// Runs `spec` as this container's one job. `Err` is warmbox's own failure; every
+    /// outcome of the user's program, including limits hit, is an `Ok(StepResult)`.
+    pub async fn run(&mut self, spec: &StepSpec) -> Result<RawStep, SandboxError> {
+        let l = spec.limits;
+        let host = |what: &str| {
+            let what = format!("container {}: {what}", self.id);
+            move |source| SandboxError::Host { what, source }
+        };
+        self.cgroup().set_limits(&CgroupLimits {
+            memory_bytes: l.memory_mb << 20,
+            pids: l.pids,
+            cpu_cores: spec.cpu_cores,
+        })?;
+        self.cgroup().reset_peaks()?;
+        let base = self.cgroup().usage()?;
+
+        let stdin = stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?;
+        let (mut out_rx, out_w) = output_pipe().map_err(host("stdout pipe"))?;
+        let (mut err_rx, err_w) = output_pipe().map_err(host("stderr pipe"))?;
+        let job = ToInit::Run(JobSpec {
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            limits: job_limits(&l),
+        });
+        let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        self.send(&job, &[], &fds).await?;
+        let start = Instant::now();
+        // Only the job holds the write ends now, so EOF means every writer is gone.
+        drop((stdin, out_w, err_w));
+
+        let cpu_limit_ns = l.cpu_ms * 1_000_000;
+        let cores = spec
+            .cpu_cores
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64)
+            .max(0.01);
+        let wall_deadline = start + Duration::from_millis(l.wall_ms) + WALL_GRACE;
+
+        let mut out = Capture::new(l.output_bytes);
+        let mut err = Capture::new(l.output_bytes);
+        let mut killed: Option<KillReason> = None;
+        let mut exited: Option<FromInit> = None;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut obuf = vec![0u8; 64 * 1024];
+        let mut ebuf = vec![0u8; 64 * 1024];
+        let mut next_poll = start + POLL_MIN;
+        let id = self.id.clone();
+
+        let cgroup = self.cgroup.as_deref().ok_or_else(|| SandboxError::Init {
+            id: id.clone(),
+            message: "cgroup already removed".into(),
+        })?;
+        let chan = self.chan.as_mut().ok_or_else(|| SandboxError::Init {
+            id: id.clone(),
+            message: "channel already closed".into(),
+        })?;
+        let (mut rd, mut wr) = chan.split();
+        let mut report = std::pin::pin!(channel::recv(&mut rd));
+        let mut report_done = false;
+
+        loop {
+            if exited.is_some() && out.eof && err.eof {
+                break;
+            }
+            if let Some(d) = drain_deadline {
+                if Instant::now() >= d {
+                    tracing::warn!(container = %id, "output pipes still open after the job ended");
+                    break;
+                }
+            }
+            let mut kill = None;
+            tokio::select! {
+                r = read_some(&mut out_rx, &mut obuf, out.eof) => match r {
+                    Ok(0) | Err(_) => out.eof = true,
+                    Ok(n) => if out.take(&obuf[..n]) { kill = Some(KillReason::Output) },
+                },
+                r = read_some(&mut err_rx, &mut ebuf, err.eof) => match r {
+                    Ok(0) | Err(_) => err.eof = true,
+                    Ok(n) => if err.take(&ebuf[..n]) { kill = Some(KillReason::Output) },
+                },
+                r = &mut report, if !report_done => {
+                    report_done = true;
+                    match r {
+                        Ok(f) => match f.msg {
+                            m @ FromInit::Exited { .. } => {
+                                exited = Some(m);
+                                drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+                            }
+                            FromInit::Error { message } => return Err(SandboxError::Init { id, message }),
+                            other => return Err(SandboxError::Init { id, message: format!("unexpected reply {other:?}") }),
+                        },
+                        Err(source) => return Err(SandboxError::Channel { id, source }),
+                    }
+                },
+                _ = tokio::time::sleep_until(next_poll.into()), if exited.is_none() => {
+                    let used = cgroup.cpu_ns()?.saturating_sub(base.cpu_ns);
+                    if used > cpu_limit_ns && killed.is_none() {
+                        kill = Some(KillReason::Cpu);
+                    }
+                    // CPU time grows at most `cores` times as fast as the clock.
+                    let left = Duration::from_nanos((cpu_limit_ns.saturating_sub(used) as f64 / cores) as u64);
+                    next_poll = Instant::now() + left.clamp(POLL_MIN, POLL_MAX);
+                    if Instant::now() >= wall_deadline && killed.is_none() {
+                        kill = Some(KillReason::Unresponsive);
+                    }
+                },
+            }
+            if let (Some(reason), None) = (kill, killed) {
+                killed = Some(reason);
+                if reason == KillReason::Unresponsive {
+                    // The init did not keep its own deadline: stop trusting it.
+                    cgroup.kill_all()?;
+                    if let Some(pidfd) = &self.pidfd {
+                        let _ = super::spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+                    }
+                    return Err(SandboxError::Init {
+                        id,
+                        message: format!("no report {WALL_GRACE:?} past the wall limit"),
+                    });
+                }
+                channel::send_plain(&mut wr, &ToInit::Kill)
+                    .await
+                    .map_err(|source| SandboxError::Channel {
+                        id: id.clone(),
+                        source,
+                    })?;
+            }
+        }
+
+        let Some(FromInit::Exited {
+            exit,
+            failure,
+            wall_ns,
+            wall_timeout,
+        }) = exited
+        else {
+            return Err(SandboxError::Init {
+                id,
+                message: "no exit report".into(),
+            });
+        };
+        let usage = cgroup.usage()?;
+        let ev = Evidence {
+            exit,
+            failure: failure.clone(),
+            killed,
+            wall_timeout,
+            cpu_ns: usage.cpu_ns.saturating_sub(base.cpu_ns),
+            cpu_limit_ns,
+            oom_kills: usage.oom_kills.saturating_sub(base.oom_kills),
+        };
+        let status = verdict(&ev);
+        let ms = |ns: u64| (ns as f64 / 1e6 * 1000.0).round() / 1000.0;
+        let (exit_code, signal) = match exit {
+            Some(ExitKind::Code(c)) => (Some(c), None),
+            Some(ExitKind::Signal(s)) => (None, Some(s)),
+            None => match &failure {
+                Some(StartFailure::Exec(_)) => (Some(crate::container::job::EXEC_FAILED), None),
+                _ => (None, None),
+            },
+        };
+        let message = match failure {
+            Some(StartFailure::Exec(m)) => Some(m),
+            Some(StartFailure::Setup(m)) => Some(format!("sandbox setup failed: {m}")),
+            None => None,
+        };
+        let result = StepResult {
+            status,
+            exit_code,
+            signal,
+            signal_name: signal.and_then(signal_name),
+            stdout_truncated: out.truncated(),
+            stderr_truncated: err.truncated(),
+            usage: Usage {
+                cpu_ms: ms(ev.cpu_ns),
+                user_ms: ms(usage.user_ns.saturating_sub(base.user_ns)),
+                sys_ms: ms(usage.sys_ns.saturating_sub(base.sys_ns)),
+                wall_ms: ms(wall_ns),
+                memory_peak_bytes: usage.memory_peak_bytes,
+                oom_killed: ev.oom_kills > 0,
+                pids_peak: usage.pids_peak,
+                stdout_bytes: out.total,
+                stderr_bytes: err.total,
+            },
+            stdout: String::new(),
+            stderr: String::new(),
+            message,
+        };
+        Ok(RawStep {
+            result,
+            stdout: out.kept,
+            stderr: err.kept,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(exit: ExitKind) -> Evidence {
+        Evidence {
+            exit: Some(exit),
+            cpu_limit_ns: 1_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        use ExitKind::*;
+        assert_eq!(verdict(&ev(Code(0))), StepStatus::Ok);
+        assert_eq!(verdict(&ev(Code(3))), StepStatus::RuntimeError);
+        assert_eq!(verdict(&ev(Signal(libc::SIGSEGV))), StepStatus::Signaled);
+        assert_eq!(
+            verdict(&ev(Signal(libc::SIGSYS))),
+            StepStatus::SecurityViolation
+        );
+        assert_eq!(
+            verdict(&ev(Signal(libc::SIGXFSZ))),
+            StepStatus::FileSizeLimit
+        );
+        assert_eq!(verdict(&ev(Signal(libc::SIGXCPU))), StepStatus::TimeLimit);
+        let mut e = ev(Signal(libc::SIGKILL));
+        e.oom_kills = 1;
+        assert_eq!(verdict(&e), StepStatus::MemoryLimit);
+        e.wall_timeout = true;
+        assert_eq!(verdict(&e), StepStatus::WallTimeLimit);
+        e.killed = Some(KillReason::Cpu);
+        assert_eq!(verdict(&e), StepStatus::TimeLimit);
+        e.killed = Some(KillReason::Output);
+        assert_eq!(verdict(&e), StepStatus::OutputLimit);
+        let mut e = ev(Code(0));
+        e.cpu_ns = 1_000_000_001;
+        assert_eq!(verdict(&e), StepStatus::TimeLimit);
+        let e = Evidence {
+            failure: Some(StartFailure::Exec("exec x: ENOENT".into())),
+            ..Default::default()
+        };
+        assert_eq!(verdict(&e), StepStatus::RuntimeError);
+        let e = Evidence {
+            failure: Some(StartFailure::Setup("landlock".into())),
+            ..Default::default()
+        };
+        assert_eq!(verdict(&e), StepStatus::InternalError);
+    }
+
+    #[test]
+    fn capture_keeps_the_limit_and_counts_the_rest() {
+        let mut c = Capture::new(5);
+        assert!(!c.take(b"abc"));
+        assert!(c.take(b"defg"));
+        assert!(!c.take(b"h"));
+        assert_eq!(c.kept, b"abcde");
+        assert_eq!(c.total, 8);
+        assert!(c.truncated());
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9).as_deref(), Some("SIGKILL"));
+        assert_eq!(signal_name(1000), None);
+    }
+
+    #[test]
+    fn stdin_memfd_is_read_only_and_complete() {
+        use std::io::{Read, Write};
+        let data = vec![7u8; 3 << 20];
+        let fd = stdin_memfd(&data).unwrap();
+        let mut f = std::fs::File::from(fd);
+        assert!(f.write_all(b"x").is_err());
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+}
