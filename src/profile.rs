@@ -1,12 +1,35 @@
 //! Language profiles: one TOML file per language under `profiles/`, data not code.
 //!
-//! HELPER-OWNED: the implementation is being written; the interface below is fixed.
+//! A profile is checked when it is loaded (a bad file is an error naming the file and the
+//! field), then probed once on the host: its `requires` paths must exist for it to be
+//! available, and its `version_cmd` supplies the version shown in `GET /v1/profiles`.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+/// Placeholder in a profile's `run` command that [`Profile::run_command`] replaces with the
+/// run step's memory limit in MiB (e.g. `-XX:MaxRAM={memory_mb}m` for the JVM, which cannot
+/// see the cgroup limit from inside the container).
+pub const MEMORY_MB_PLACEHOLDER: &str = "{memory_mb}";
+
+/// How long `version_cmd` may run before it is killed.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest file name (one path component) Linux accepts, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// How much of each output stream of `version_cmd` is kept.
+const VERSION_OUTPUT_CAP: usize = 64 * 1024;
 
 /// Errors loading profiles.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +93,15 @@ pub struct Profile {
     /// Compile command run in `/box` (absent for interpreted languages).
     #[serde(default)]
     pub compile: Option<Vec<String>>,
-    /// Run command run in `/box`; the request's `args` are appended.
+    /// Run command run in `/box`; the request's `args` are appended. `{memory_mb}` in an
+    /// argument becomes the run step's memory limit (see [`Profile::run_command`]).
     pub run: Vec<String>,
     /// Host paths bound read-only, nosuid, nodev at the same path in the container.
     /// A path that is a symlink on the host becomes the same symlink in the container.
+    /// Absolute and normal (no `.` or `..`); `/` itself is refused.
     pub binds: Vec<PathBuf>,
-    /// Host paths that must exist for the profile to be available (its runtime).
+    /// Host paths that must exist for the profile to be available (its runtime); symlinks
+    /// are followed, so a dangling link makes the profile unavailable.
     pub requires: Vec<PathBuf>,
     /// Environment of both steps.
     #[serde(default)]
@@ -121,19 +147,952 @@ pub struct ProfileSet {
 impl ProfileSet {
     /// Loads every `*.toml` of `dir` (sorted by name), checks availability and versions.
     /// Duplicate names or aliases are an error naming both files.
+    ///
+    /// Blocking: reads files and runs each available profile's `version_cmd` (in parallel,
+    /// each bounded by [`VERSION_TIMEOUT`]); call it from a blocking context.
     pub fn load_dir(dir: &Path) -> Result<Self, ProfileError> {
-        let _ = dir;
-        todo!("helper")
+        let read_err = |source| ProfileError::Read {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_err)? {
+            let path = entry.map_err(read_err)?.path();
+            if path.extension() == Some(OsStr::new("toml")) && path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+
+        let mut profiles: Vec<Profile> = Vec::with_capacity(paths.len());
+        // Every name and alias seen so far -> (profile name, file).
+        let mut owners: HashMap<String, (String, PathBuf)> = HashMap::new();
+        for path in &paths {
+            let profile = Profile::from_file(path)?;
+            let keys = std::iter::once(("name", &profile.name))
+                .chain(profile.aliases.iter().map(|alias| ("alias", alias)));
+            for (what, key) in keys {
+                if let Some((other, other_path)) = owners.get(key) {
+                    return Err(ProfileError::Invalid {
+                        path: path.clone(),
+                        message: format!(
+                            "{what} {key:?} is already used by profile {other} in {}",
+                            other_path.display()
+                        ),
+                    });
+                }
+            }
+            for key in std::iter::once(&profile.name).chain(&profile.aliases) {
+                owners.insert(key.clone(), (profile.name.clone(), path.clone()));
+            }
+            profiles.push(profile);
+        }
+
+        // Version commands are probed in parallel so that one slow runtime (the JVM takes
+        // ~100 ms, a hung one the full timeout) does not add up across profiles.
+        let loaded = thread::scope(|scope| {
+            let handles: Vec<_> = profiles
+                .into_iter()
+                .map(|profile| scope.spawn(move || LoadedProfile::new(profile)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect::<Vec<_>>()
+        });
+        Ok(Self::from_profiles(loaded))
+    }
+
+    /// Builds a set from profiles already loaded (tests, or profiles made in code), sorted by
+    /// name. Unlike [`ProfileSet::load_dir`] it does not check the profiles or look for
+    /// clashing names: [`ProfileSet::get`] returns the first match.
+    pub fn from_profiles(profiles: Vec<LoadedProfile>) -> Self {
+        let mut profiles: Vec<Arc<LoadedProfile>> = profiles.into_iter().map(Arc::new).collect();
+        profiles.sort_by(|a, b| a.profile.name.cmp(&b.profile.name));
+        Self { profiles }
     }
 
     /// Finds a profile by name or alias.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedProfile>> {
-        let _ = name;
-        todo!("helper")
+        self.profiles
+            .iter()
+            .find(|loaded| loaded.profile.name == name)
+            .or_else(|| {
+                self.profiles
+                    .iter()
+                    .find(|loaded| loaded.profile.aliases.iter().any(|alias| alias == name))
+            })
+            .cloned()
     }
 
     /// All profiles, sorted by name.
     pub fn all(&self) -> &[Arc<LoadedProfile>] {
         &self.profiles
+    }
+}
+
+impl LoadedProfile {
+    /// Probes the host for `profile` (see [`check_availability`]). Blocking.
+    pub fn new(profile: Profile) -> Self {
+        let availability = check_availability(&profile);
+        Self {
+            profile,
+            availability,
+        }
+    }
+}
+
+impl Limits {
+    /// Each limit with its field name, in declaration order.
+    pub fn entries(&self) -> [(&'static str, u64); 7] {
+        [
+            ("cpu_ms", self.cpu_ms),
+            ("wall_ms", self.wall_ms),
+            ("memory_mb", self.memory_mb),
+            ("pids", self.pids),
+            ("output_bytes", self.output_bytes),
+            ("file_size_bytes", self.file_size_bytes),
+            ("disk_mb", self.disk_mb),
+        ]
+    }
+}
+
+impl Profile {
+    /// Reads and checks one profile file; errors name the file.
+    pub fn from_file(path: &Path) -> Result<Self, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message| ProfileError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let profile = Self::from_toml(&text).map_err(invalid)?;
+        profile.check().map_err(invalid)?;
+        Ok(profile)
+    }
+
+    /// Parses a profile from TOML text (not checked: see [`Profile::check`]). The error says
+    /// where: `line 3, column 7: unknown field ...`.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|err: toml::de::Error| {
+            let message = err.message().trim_end();
+            match err.span() {
+                Some(span) => {
+                    let before = text.get(..span.start).unwrap_or(text);
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("line {line}, column {column}: {message}")
+                }
+                None => message.to_string(),
+            }
+        })
+    }
+
+    /// True when the profile has a compile step.
+    pub fn compiled(&self) -> bool {
+        self.compile.is_some()
+    }
+
+    /// The run command for a run step with `limits`: `run` with [`MEMORY_MB_PLACEHOLDER`]
+    /// replaced by `limits.memory_mb`.
+    pub fn run_command(&self, limits: &Limits) -> Vec<String> {
+        let memory_mb = limits.memory_mb.to_string();
+        self.run
+            .iter()
+            .map(|arg| arg.replace(MEMORY_MB_PLACEHOLDER, &memory_mb))
+            .collect()
+    }
+
+    /// Checks the fields of one profile; the message names the field and what to fix.
+    pub fn check(&self) -> Result<(), String> {
+        check_profile_name("name", &self.name)?;
+        let mut seen = HashSet::new();
+        for (i, alias) in self.aliases.iter().enumerate() {
+            let field = format!("aliases[{i}]");
+            check_profile_name(&field, alias)?;
+            if *alias == self.name {
+                return Err(format!("{field}: {alias:?} is the profile's own name"));
+            }
+            if !seen.insert(alias) {
+                return Err(format!("{field}: {alias:?} is listed twice"));
+            }
+        }
+
+        check_command("run", &self.run)?;
+        if let Some(compile) = &self.compile {
+            check_command("compile", compile)?;
+            check_no_placeholder("compile", compile)?;
+        }
+        if !self.version_cmd.is_empty() {
+            check_command("version_cmd", &self.version_cmd)?;
+            check_no_placeholder("version_cmd", &self.version_cmd)?;
+        }
+
+        if !is_plain_file_name(&self.source_file) {
+            return Err(format!(
+                "source_file: {:?} is not a plain file name; give a name such as \"main.py\" \
+                 (no \"/\", not \".\" or \"..\", at most {MAX_NAME_BYTES} bytes)",
+                self.source_file
+            ));
+        }
+
+        for (i, bind) in self.binds.iter().enumerate() {
+            let field = format!("binds[{i}]");
+            check_host_path(&field, bind)?;
+            if bind == Path::new("/") {
+                return Err(format!(
+                    "{field}: \"/\" would expose the whole host; bind the runtime's \
+                     directories instead"
+                ));
+            }
+        }
+        for (i, path) in self.requires.iter().enumerate() {
+            check_host_path(&format!("requires[{i}]"), path)?;
+        }
+
+        for (name, value) in &self.env {
+            if !is_valid_env_name(name) {
+                return Err(format!(
+                    "env: {name:?} is not a valid variable name; names match \
+                     [A-Za-z_][A-Za-z0-9_]*"
+                ));
+            }
+            if value.contains('\0') {
+                return Err(format!("env.{name}: value contains a NUL byte"));
+            }
+        }
+
+        let defaults = self.limits.defaults.entries();
+        let maximums = self.limits.maximums.entries();
+        for ((field, default), (_, maximum)) in defaults.into_iter().zip(maximums) {
+            if maximum == 0 {
+                return Err(format!(
+                    "limits.maximums.{field}: 0 is not allowed; give a positive value"
+                ));
+            }
+            if default == 0 {
+                return Err(format!(
+                    "limits.defaults.{field}: 0 is not allowed; give a positive value"
+                ));
+            }
+            if default > maximum {
+                return Err(format!(
+                    "limits.defaults.{field}: {default} is above limits.maximums.{field} \
+                     {maximum}; lower the default or raise the maximum"
+                ));
+            }
+        }
+        if let Some(compile_limits) = &self.compile_limits {
+            if self.compile.is_none() {
+                return Err(
+                    "compile_limits: given without a compile command; add compile or \
+                            remove compile_limits"
+                        .to_string(),
+                );
+            }
+            for (field, value) in compile_limits.entries() {
+                if value == 0 {
+                    return Err(format!(
+                        "compile_limits.{field}: 0 is not allowed; give a positive value"
+                    ));
+                }
+            }
+        }
+
+        if let Some(cores) = self.cpu_cores {
+            if !(cores.is_finite() && cores > 0.0) {
+                return Err(format!(
+                    "cpu_cores: {cores} is not a positive number of cores; give e.g. 1.0, or \
+                     leave it out for no CPU quota"
+                ));
+            }
+        }
+
+        if !is_plain_file_name(&self.seccomp) {
+            return Err(format!(
+                "seccomp: {:?} is not a policy name; give the name of a file under \
+                 profiles/seccomp/ without \".json\", e.g. \"default\"",
+                self.seccomp
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// True for an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// True for a single, ordinary file name: non-empty, no `/`, `\`, NUL or control
+/// character, not `.` or `..`, at most [`MAX_NAME_BYTES`] bytes.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+/// Checks a profile or alias name: it appears in URLs, logs and metric labels.
+fn check_profile_name(field: &str, name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field}: {name:?} is not a valid profile name; use up to 64 ASCII letters, digits \
+             and \"_-.+\", starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks a command: non-empty, a non-empty program, no NUL bytes.
+fn check_command(field: &str, cmd: &[String]) -> Result<(), String> {
+    match cmd.first() {
+        None => {
+            return Err(format!(
+                "{field}: is empty; give the program and its arguments"
+            ))
+        }
+        Some(program) if program.is_empty() => {
+            return Err(format!("{field}[0]: is empty; give the program to run"))
+        }
+        Some(_) => {}
+    }
+    match cmd.iter().position(|arg| arg.contains('\0')) {
+        Some(i) => Err(format!("{field}[{i}]: contains a NUL byte")),
+        None => Ok(()),
+    }
+}
+
+/// `{memory_mb}` only means something in `run`; elsewhere it would reach the program as is.
+fn check_no_placeholder(field: &str, cmd: &[String]) -> Result<(), String> {
+    match cmd
+        .iter()
+        .position(|arg| arg.contains(MEMORY_MB_PLACEHOLDER))
+    {
+        Some(i) => Err(format!(
+            "{field}[{i}]: {MEMORY_MB_PLACEHOLDER} is only replaced in run; write the value"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a host path: absolute, normal (no `.`/`..` components), no NUL byte.
+fn check_host_path(field: &str, path: &Path) -> Result<(), String> {
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err(format!("{field}: contains a NUL byte"));
+    }
+    if !path.is_absolute() {
+        return Err(format!(
+            "{field}: {:?} is relative; give an absolute host path such as \"/usr\"",
+            path.display().to_string()
+        ));
+    }
+    let normal = path
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !normal {
+        return Err(format!(
+            "{field}: {:?} has \".\" or \"..\" components; give the path without them",
+            path.display().to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `profile` can run here: every `requires` path exists (following symlinks); when
+/// it does, `version_cmd` is run on the host and its first line kept. A failing version
+/// command is logged and leaves `version` unset; it does not make the profile unavailable.
+pub fn check_availability(profile: &Profile) -> Availability {
+    for path in &profile.requires {
+        if let Err(err) = std::fs::metadata(path) {
+            return Availability {
+                available: false,
+                reason: Some(format!(
+                    "required path {} is missing: {err}",
+                    path.display()
+                )),
+                version: None,
+            };
+        }
+    }
+    let version = if profile.version_cmd.is_empty() {
+        None
+    } else {
+        match run_version_cmd(&profile.version_cmd, &profile.env, VERSION_TIMEOUT) {
+            Ok(version) => Some(version),
+            Err(err) => {
+                tracing::warn!(profile = %profile.name, error = %err, "version command failed");
+                None
+            }
+        }
+    };
+    Availability {
+        available: true,
+        reason: None,
+        version,
+    }
+}
+
+/// Runs `cmd` on the host with the profile's environment only, in its own process group,
+/// and returns the first non-empty line of stdout, else of stderr. The group is killed when
+/// `timeout` passes.
+fn run_version_cmd(
+    cmd: &[String],
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let Some((program, args)) = cmd.split_first() else {
+        return Err("version_cmd is empty".to_string());
+    };
+    let shown = cmd.join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|err| format!("{shown}: {err}"))?;
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+
+    let deadline = Instant::now() + timeout;
+    let status: ExitStatus = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                kill_group(&mut child);
+                return Err(format!("{shown}: still running after {timeout:?}; killed"));
+            }
+            Err(err) => {
+                kill_group(&mut child);
+                return Err(format!("{shown}: wait: {err}"));
+            }
+        }
+    };
+    if !status.success() {
+        return Err(format!("{shown}: {status}"));
+    }
+    // A daemonized grandchild could hold the pipes open: wait for the output only briefly.
+    let grace = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100));
+    let stdout = stdout.recv_timeout(grace).unwrap_or_default();
+    let stderr = stderr.recv_timeout(grace).unwrap_or_default();
+    first_line(&stdout)
+        .or_else(|| first_line(&stderr))
+        .ok_or_else(|| format!("{shown}: printed nothing"))
+}
+
+/// Kills the child's process group (it is the group leader, not yet reaped, so the group id
+/// cannot have been reused) and reaps the child.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Reads a pipe to its end on a thread, keeping the first [`VERSION_OUTPUT_CAP`] bytes.
+fn read_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(mut pipe) = pipe {
+        thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let room = VERSION_OUTPUT_CAP.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                }
+            }
+            let _ = tx.send(kept);
+        });
+    }
+    rx
+}
+
+/// First line of `bytes` with something other than whitespace in it, trimmed.
+fn first_line(bytes: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_profiles() -> ProfileSet {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        ProfileSet::load_dir(&dir).expect("the shipped profiles load")
+    }
+
+    const LIMITS: &str = r#"
+[limits.defaults]
+cpu_ms = 1000
+wall_ms = 2000
+memory_mb = 64
+pids = 8
+output_bytes = 1024
+file_size_bytes = 1024
+disk_mb = 8
+
+[limits.maximums]
+cpu_ms = 2000
+wall_ms = 4000
+memory_mb = 128
+pids = 16
+output_bytes = 2048
+file_size_bytes = 2048
+disk_mb = 16
+"#;
+
+    /// A valid profile as TOML text; `top` is inserted before the tables.
+    fn toml_with(name: &str, top: &str) -> String {
+        format!(
+            "name = {name:?}\nsource_file = \"main.sh\"\nrun = [\"/usr/bin/bash\", \"main.sh\"]\n\
+             binds = [\"/usr\"]\nrequires = [\"/usr/bin/bash\"]\nseccomp = \"default\"\n\
+             {top}\n{LIMITS}"
+        )
+    }
+
+    fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+        let path = dir.join(file);
+        std::fs::write(&path, text).expect("write test profile");
+        path
+    }
+
+    fn invalid_message(result: Result<ProfileSet, ProfileError>, file: &Path) -> String {
+        match result {
+            Err(ProfileError::Invalid { path, message }) => {
+                assert_eq!(path, file);
+                message
+            }
+            other => panic!("expected an invalid-profile error for {file:?}, got {other:?}"),
+        }
+    }
+
+    fn check_err(top: &str) -> String {
+        let text = toml_with("t", top);
+        let profile = Profile::from_toml(&text).expect("parses");
+        profile.check().expect_err("check refuses it")
+    }
+
+    #[test]
+    fn shipped_profiles_load_with_aliases_and_sane_limits() {
+        let set = real_profiles();
+        let names: Vec<&str> = set.all().iter().map(|p| p.profile.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["bash", "c", "cpp", "java", "javascript", "python3"],
+            "sorted by name"
+        );
+        let expect_aliases: [(&str, &[&str]); 6] = [
+            ("python3", &["python", "py", "py3"]),
+            ("c", &["gcc"]),
+            ("cpp", &["c++", "g++", "cxx"]),
+            ("java", &["openjdk"]),
+            ("javascript", &["node", "nodejs", "js"]),
+            ("bash", &["sh"]),
+        ];
+        for (name, aliases) in expect_aliases {
+            let loaded = set.get(name).expect("profile present");
+            assert_eq!(loaded.profile.aliases, aliases, "aliases of {name}");
+            for alias in aliases {
+                let by_alias = set.get(alias).expect("alias resolves");
+                assert_eq!(by_alias.profile.name, name);
+            }
+            let p = &loaded.profile;
+            p.check().expect("shipped profile passes its own checks");
+            assert_eq!(p.seccomp, "default");
+            assert!(
+                p.binds.iter().any(|b| b == Path::new("/usr")),
+                "{name} binds /usr"
+            );
+            assert!(
+                p.binds.iter().any(|b| b == Path::new("/lib64")),
+                "{name} binds /lib64"
+            );
+            assert_eq!(p.env.get("HOME").map(String::as_str), Some("/box"));
+            assert_eq!(p.env.get("LANG").map(String::as_str), Some("C.UTF-8"));
+            let d = p.limits.defaults;
+            assert_eq!((d.cpu_ms, d.wall_ms, d.pids), (2000, 5000, 64), "{name}");
+            assert_eq!(
+                (d.output_bytes, d.file_size_bytes),
+                (65536, 1 << 20),
+                "{name}"
+            );
+            assert_eq!(
+                d.memory_mb,
+                if name == "java" { 512 } else { 256 },
+                "{name}"
+            );
+            for ((field, def), (_, max)) in d.entries().into_iter().zip(p.limits.maximums.entries())
+            {
+                assert!(def > 0 && def <= max, "{name} {field}: {def} <= {max}");
+            }
+            let compiled = matches!(name, "c" | "cpp" | "java");
+            assert_eq!(p.compiled(), compiled, "{name} compiles");
+            assert_eq!(
+                p.compile_limits.is_some(),
+                compiled,
+                "{name} compile limits"
+            );
+        }
+        assert_eq!(
+            set.get("python3").map(|p| p.profile.run.clone()),
+            Some(vec!["/usr/bin/python3".to_string(), "main.py".to_string()])
+        );
+        assert!(set.get("Python").is_none(), "exact match only");
+    }
+
+    #[test]
+    fn shipped_profiles_are_available_here_with_versions() {
+        let set = real_profiles();
+        let expected = [
+            ("python3", "3.11"),
+            ("c", "12"),
+            ("cpp", "12"),
+            ("java", "17"),
+            ("javascript", "v20"),
+            ("bash", "version 5"),
+        ];
+        for (name, digits) in expected {
+            let loaded = set.get(name).expect("profile present");
+            let a = &loaded.availability;
+            assert!(a.available, "{name} unavailable: {:?}", a.reason);
+            assert_eq!(a.reason, None);
+            let version = a.version.as_deref().unwrap_or_default();
+            assert!(
+                version.contains(digits),
+                "{name} version {version:?} lacks {digits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn java_run_command_sizes_the_heap_from_the_memory_limit() {
+        let set = real_profiles();
+        let java = set.get("java").expect("java profile");
+        let mut limits = java.profile.limits.defaults;
+        limits.memory_mb = 300;
+        let run = java.profile.run_command(&limits);
+        assert!(run.iter().any(|a| a == "-XX:MaxRAM=300m"), "{run:?}");
+        assert!(!run.iter().any(|a| a.contains('{')), "{run:?}");
+        assert_eq!(run.last().map(String::as_str), Some("Main"));
+    }
+
+    #[test]
+    fn missing_required_path_makes_profile_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = toml_with("ghost", "").replace(
+            "requires = [\"/usr/bin/bash\"]",
+            "requires = [\"/usr/bin/bash\", \"/nonexistent/warmbox-runtime\"]",
+        );
+        write(dir.path(), "ghost.toml", &text);
+        let set = ProfileSet::load_dir(dir.path()).expect("loads");
+        let ghost = set.get("ghost").expect("listed although unavailable");
+        assert!(!ghost.availability.available);
+        assert_eq!(ghost.availability.version, None);
+        let reason = ghost.availability.reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("required path /nonexistent/warmbox-runtime is missing"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn broken_toml_is_rejected_naming_the_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "a.toml", &toml_with("a", ""));
+        let bad = write(dir.path(), "b.toml", "name = \"b\"\nrun = [\"x\"\n");
+        let err = ProfileSet::load_dir(dir.path()).expect_err("broken file refused");
+        assert!(err
+            .to_string()
+            .starts_with(&format!("profile {}: line ", bad.display())));
+        let message = invalid_message(Err(err), &bad);
+        assert_eq!(message, "line 2, column 11: unclosed array, expected `]`");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = write(dir.path(), "a.toml", &toml_with("a", "colour = \"blue\""));
+        let message = invalid_message(ProfileSet::load_dir(dir.path()), &bad);
+        assert!(message.contains("unknown field `colour`"), "{message}");
+        assert!(message.starts_with("line 7, column 1:"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_alias_is_rejected_naming_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = write(dir.path(), "a.toml", &toml_with("a", "aliases = [\"x\"]"));
+        let second = write(
+            dir.path(),
+            "b.toml",
+            &toml_with("b", "aliases = [\"y\", \"x\"]"),
+        );
+        let message = invalid_message(ProfileSet::load_dir(dir.path()), &second);
+        assert_eq!(
+            message,
+            format!(
+                "alias \"x\" is already used by profile a in {}",
+                first.display()
+            )
+        );
+    }
+
+    #[test]
+    fn alias_clashing_with_another_name_is_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = write(dir.path(), "a.toml", &toml_with("a", ""));
+        let second = write(dir.path(), "b.toml", &toml_with("b", "aliases = [\"a\"]"));
+        let message = invalid_message(ProfileSet::load_dir(dir.path()), &second);
+        assert_eq!(
+            message,
+            format!(
+                "alias \"a\" is already used by profile a in {}",
+                first.display()
+            )
+        );
+        // And a name clashing with an earlier alias.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = write(dir.path(), "a.toml", &toml_with("a", "aliases = [\"b\"]"));
+        let second = write(dir.path(), "b.toml", &toml_with("b", ""));
+        let message = invalid_message(ProfileSet::load_dir(dir.path()), &second);
+        assert_eq!(
+            message,
+            format!(
+                "name \"b\" is already used by profile a in {}",
+                first.display()
+            )
+        );
+    }
+
+    #[test]
+    fn load_dir_ignores_other_files_and_reports_a_missing_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "a.toml", &toml_with("a", ""));
+        write(dir.path(), "README.md", "not a profile");
+        std::fs::create_dir(dir.path().join("seccomp")).expect("mkdir");
+        let set = ProfileSet::load_dir(dir.path()).expect("loads");
+        assert_eq!(set.all().len(), 1);
+
+        let missing = dir.path().join("nope");
+        match ProfileSet::load_dir(&missing) {
+            Err(ProfileError::Read { path, .. }) => assert_eq!(path, missing),
+            other => panic!("expected a read error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_run_command_is_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = toml_with("a", "").replace("run = [\"/usr/bin/bash\", \"main.sh\"]", "run = []");
+        let bad = write(dir.path(), "a.toml", &text);
+        let message = invalid_message(ProfileSet::load_dir(dir.path()), &bad);
+        assert_eq!(message, "run: is empty; give the program and its arguments");
+    }
+
+    #[test]
+    fn field_checks_name_the_field() {
+        let with = |from: &str, to: &str| {
+            let text = toml_with("t", "").replace(from, to);
+            Profile::from_toml(&text)
+                .expect("parses")
+                .check()
+                .expect_err("check refuses it")
+        };
+        assert!(
+            with("source_file = \"main.sh\"", "source_file = \"src/main.sh\"")
+                .starts_with("source_file: \"src/main.sh\" is not a plain file name")
+        );
+        assert!(with("source_file = \"main.sh\"", "source_file = \"..\"")
+            .starts_with("source_file: \"..\" is not a plain file name"));
+        assert_eq!(
+            with("binds = [\"/usr\"]", "binds = [\"/usr\", \"lib\"]"),
+            "binds[1]: \"lib\" is relative; give an absolute host path such as \"/usr\""
+        );
+        assert_eq!(
+            with("binds = [\"/usr\"]", "binds = [\"/usr/../etc\"]"),
+            "binds[0]: \"/usr/../etc\" has \".\" or \"..\" components; give the path without them"
+        );
+        assert!(with("binds = [\"/usr\"]", "binds = [\"/\"]")
+            .starts_with("binds[0]: \"/\" would expose the whole host"));
+        assert_eq!(
+            with(
+                "requires = [\"/usr/bin/bash\"]",
+                "requires = [\"bin/bash\"]"
+            ),
+            "requires[0]: \"bin/bash\" is relative; give an absolute host path such as \"/usr\""
+        );
+        assert_eq!(
+            with(
+                "[limits.defaults]\ncpu_ms = 1000",
+                "[limits.defaults]\ncpu_ms = 3000"
+            ),
+            "limits.defaults.cpu_ms: 3000 is above limits.maximums.cpu_ms 2000; lower the \
+             default or raise the maximum"
+        );
+        assert_eq!(
+            with(
+                "[limits.defaults]\ncpu_ms = 1000",
+                "[limits.defaults]\ncpu_ms = 0"
+            ),
+            "limits.defaults.cpu_ms: 0 is not allowed; give a positive value"
+        );
+        assert_eq!(
+            with("disk_mb = 16", "disk_mb = 0"),
+            "limits.maximums.disk_mb: 0 is not allowed; give a positive value"
+        );
+        assert!(with("name = \"t\"", "name = \"bad name\"")
+            .starts_with("name: \"bad name\" is not a valid profile name"));
+        assert_eq!(
+            with("seccomp = \"default\"", "seccomp = \"../x\""),
+            "seccomp: \"../x\" is not a policy name; give the name of a file under \
+             profiles/seccomp/ without \".json\", e.g. \"default\""
+        );
+        assert_eq!(
+            check_err("aliases = [\"t\"]"),
+            "aliases[0]: \"t\" is the profile's own name"
+        );
+        assert_eq!(
+            check_err("aliases = [\"u\", \"u\"]"),
+            "aliases[1]: \"u\" is listed twice"
+        );
+        assert_eq!(
+            check_err("compile = [\"/usr/bin/cc\", \"-DMEM={memory_mb}\"]"),
+            "compile[1]: {memory_mb} is only replaced in run; write the value"
+        );
+        assert_eq!(
+            check_err("compile = [\"\"]"),
+            "compile[0]: is empty; give the program to run"
+        );
+        assert!(check_err("cpu_cores = 0.0").starts_with("cpu_cores: 0 is not a positive number"));
+        assert!(check_err("env = { \"1A\" = \"x\" }").starts_with("env: \"1A\" is not a valid"));
+    }
+
+    #[test]
+    fn version_is_first_non_empty_line_of_stdout_else_stderr() {
+        let env = BTreeMap::new();
+        let sh = |script: &str| {
+            run_version_cmd(
+                &["/bin/sh".to_string(), "-c".to_string(), script.to_string()],
+                &env,
+                Duration::from_secs(5),
+            )
+        };
+        assert_eq!(sh("printf '\\n  \\nv1.2 \\nv9\\n'"), Ok("v1.2".to_string()));
+        assert_eq!(sh("echo 'java 17' >&2"), Ok("java 17".to_string()));
+        assert_eq!(sh("echo out; echo err >&2"), Ok("out".to_string()));
+        assert!(sh("echo oops; exit 3").is_err_and(|e| e.contains("exit status: 3")));
+        assert!(sh("true").is_err_and(|e| e.ends_with("printed nothing")));
+    }
+
+    #[test]
+    fn version_cmd_only_sees_the_profile_env() {
+        let env = BTreeMap::from([("WARMBOX_T".to_string(), "yes".to_string())]);
+        let cmd = ["/bin/sh", "-c", "echo ${WARMBOX_T}-${HOME:-unset}"].map(String::from);
+        assert_eq!(
+            run_version_cmd(&cmd, &env, Duration::from_secs(5)),
+            Ok("yes-unset".to_string())
+        );
+    }
+
+    #[test]
+    fn hanging_version_cmd_is_killed_at_the_timeout() {
+        let cmd = ["/bin/sh", "-c", "sleep 30 & sleep 30"].map(String::from);
+        let started = Instant::now();
+        let result = run_version_cmd(&cmd, &BTreeMap::new(), Duration::from_millis(200));
+        let took = started.elapsed();
+        assert!(result.is_err_and(|e| e.contains("still running after 200ms")));
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+
+    #[test]
+    fn failing_version_cmd_leaves_the_profile_available() {
+        let text = toml_with("t", "version_cmd = [\"/bin/sh\", \"-c\", \"exit 1\"]");
+        let profile = Profile::from_toml(&text).expect("parses");
+        let loaded = LoadedProfile::new(profile);
+        assert!(loaded.availability.available);
+        assert_eq!(loaded.availability.version, None);
+
+        let text = toml_with("t", "version_cmd = [\"/nonexistent/warmbox-version\"]");
+        let loaded = LoadedProfile::new(Profile::from_toml(&text).expect("parses"));
+        assert!(loaded.availability.available);
+        assert_eq!(loaded.availability.version, None);
+    }
+
+    #[test]
+    fn from_profiles_sorts_and_get_prefers_names_over_aliases() {
+        let mk = |name: &str, aliases: &str| {
+            let top = format!("aliases = {aliases}");
+            let profile = Profile::from_toml(&toml_with(name, &top)).expect("parses");
+            LoadedProfile {
+                profile,
+                availability: Availability {
+                    available: true,
+                    reason: None,
+                    version: None,
+                },
+            }
+        };
+        let set = ProfileSet::from_profiles(vec![mk("zed", "[\"a\"]"), mk("a", "[]")]);
+        let names: Vec<&str> = set.all().iter().map(|p| p.profile.name.as_str()).collect();
+        assert_eq!(names, ["a", "zed"]);
+        assert_eq!(
+            set.get("a").map(|p| p.profile.name.clone()),
+            Some("a".into())
+        );
+        assert!(set.get("").is_none());
+    }
+
+    #[test]
+    fn env_names_and_file_names() {
+        for ok in ["A", "_", "a_1", "PATH"] {
+            assert!(is_valid_env_name(ok), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A=B", "A B", "É"] {
+            assert!(!is_valid_env_name(bad), "{bad}");
+        }
+        for ok in ["main.py", "Main.java", ".hidden", "a..b"] {
+            assert!(is_plain_file_name(ok), "{ok}");
+        }
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", long.as_str()] {
+            assert!(!is_plain_file_name(bad), "{bad}");
+        }
     }
 }

@@ -1,13 +1,28 @@
 //! The run request and response of API.md, and validation of requests against profiles.
 //!
-//! HELPER-OWNED: `validate` is being written; the types below are the contract.
+//! [`validate`] turns a [`RunRequest`] into a [`ValidatedRequest`]: every check a client can
+//! fail happens here, before any container is touched, and each failure is a
+//! [`RequestError`] whose message names the field and says what to fix.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{Limits, LoadedProfile, ProfileSet};
+use crate::profile::{
+    is_valid_env_name, Limits, LoadedProfile, Profile, ProfileSet, MAX_NAME_BYTES,
+};
+
+/// Most files a request may carry.
+pub const MAX_FILES: usize = 1024;
+
+/// Most path components in a file name (`a/b/c` has 3).
+pub const MAX_FILE_DEPTH: usize = 32;
+
+/// Longest file name (whole relative path), in bytes.
+pub const MAX_FILE_PATH_BYTES: usize = 4096;
 
 /// A request that cannot be run, with the message that tells the client what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +32,25 @@ pub struct RequestError {
     pub code: &'static str,
     /// What to fix, naming the field, e.g. `files[1].name: ".." is not allowed`.
     pub message: String,
+}
+
+impl RequestError {
+    /// A field is malformed or inconsistent (HTTP 400).
+    pub const INVALID_REQUEST: &'static str = "invalid_request";
+    /// No profile has the requested name or alias (HTTP 404).
+    pub const UNKNOWN_PROFILE: &'static str = "unknown_profile";
+    /// The profile exists but its runtime is missing on this host.
+    pub const PROFILE_UNAVAILABLE: &'static str = "profile_unavailable";
+    /// A limit is above the profile's maximum (HTTP 400).
+    pub const LIMIT_TOO_HIGH: &'static str = "limit_too_high";
+
+    /// An error with code [`RequestError::INVALID_REQUEST`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: Self::INVALID_REQUEST,
+            message: message.into(),
+        }
+    }
 }
 
 /// How a file's content or the output is encoded.
@@ -47,12 +81,19 @@ pub struct FileSpec {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
+    /// CPU time of all processes of the step, ms.
     pub cpu_ms: Option<u64>,
+    /// Elapsed time, ms.
     pub wall_ms: Option<u64>,
+    /// cgroup memory limit, MiB.
     pub memory_mb: Option<u64>,
+    /// Processes plus threads.
     pub pids: Option<u64>,
+    /// Cap on each of stdout and stderr, bytes.
     pub output_bytes: Option<u64>,
+    /// Cap on any single file written, bytes.
     pub file_size_bytes: Option<u64>,
+    /// Size of each of `/box` and `/tmp`, MiB.
     pub disk_mb: Option<u64>,
 }
 
@@ -60,21 +101,30 @@ pub struct LimitsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
+    /// Profile name or alias.
     pub profile: String,
+    /// Files written into `/box` before the first step.
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// Text stdin of the run step.
     #[serde(default)]
     pub stdin: Option<String>,
+    /// Binary stdin of the run step, base64; exclusive with `stdin`.
     #[serde(default)]
     pub stdin_base64: Option<String>,
+    /// Appended to the profile's run command.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Overlaid on the profile's environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Replaces the profile's run command entirely.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,
+    /// Limits of the run step; missing ones take the profile's defaults.
     #[serde(default)]
     pub limits: LimitsRequest,
+    /// Encoding of stdout and stderr in the response.
     #[serde(default)]
     pub output_encoding: Encoding,
 }
@@ -101,9 +151,382 @@ pub struct ValidatedRequest {
 /// Checks a request: profile exists and is available; file names are relative, normal,
 /// unique, NUL-free; base64 decodes; env names are valid; limits are within the profile's
 /// maximums (a value above is refused, naming the field and the maximum; zero is refused).
+///
+/// Checked in this order, the first failure wins: profile, limits, command and args, env,
+/// stdin, files.
 pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequest, RequestError> {
-    let _ = (req, profiles);
-    todo!("helper")
+    let loaded = resolve_profile(&req.profile, profiles)?;
+    let profile = &loaded.profile;
+    let limits = resolve_limits(&req.limits, profile)?;
+    let run_cmd = resolve_run_cmd(req, profile, &limits)?;
+    let env = resolve_env(&req.env, &profile.env)?;
+    let stdin = decode_stdin(req)?;
+    let files = decode_files(req, profile, &limits)?;
+    Ok(ValidatedRequest {
+        profile: loaded,
+        files,
+        stdin,
+        run_cmd,
+        env,
+        limits,
+        output_encoding: req.output_encoding,
+    })
+}
+
+/// Encodes a step's stdout or stderr for the response: UTF-8 with invalid bytes replaced by
+/// U+FFFD, or standard base64 with padding.
+pub fn encode_output(bytes: &[u8], enc: Encoding) -> String {
+    match enc {
+        Encoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+        Encoding::Base64 => BASE64.encode(bytes),
+    }
+}
+
+/// Finds the profile by name or alias and checks that it can run here.
+fn resolve_profile(name: &str, profiles: &ProfileSet) -> Result<Arc<LoadedProfile>, RequestError> {
+    let available: Vec<&str> = profiles
+        .all()
+        .iter()
+        .filter(|p| p.availability.available)
+        .map(|p| p.profile.name.as_str())
+        .collect();
+    let choices = if available.is_empty() {
+        "no profile is available on this host".to_string()
+    } else {
+        format!("available profiles: {}", available.join(", "))
+    };
+    if name.is_empty() {
+        return Err(RequestError::invalid(format!(
+            "profile: is empty; give a profile name ({choices})"
+        )));
+    }
+    let Some(loaded) = profiles.get(name) else {
+        return Err(RequestError {
+            code: RequestError::UNKNOWN_PROFILE,
+            message: format!("profile: unknown profile {name:?}; {choices}"),
+        });
+    };
+    if !loaded.availability.available {
+        let reason = loaded
+            .availability
+            .reason
+            .as_deref()
+            .unwrap_or("no reason recorded");
+        return Err(RequestError {
+            code: RequestError::PROFILE_UNAVAILABLE,
+            message: format!(
+                "profile: {} is not available on this host: {reason}",
+                loaded.profile.name
+            ),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Request limits over the profile's defaults; zero and values above the maximum refused.
+fn resolve_limits(asked: &LimitsRequest, profile: &Profile) -> Result<Limits, RequestError> {
+    let defaults = &profile.limits.defaults;
+    let maximums = &profile.limits.maximums;
+    let one = |field: &str, asked: Option<u64>, default: u64, maximum: u64| match asked {
+        None => Ok(default),
+        Some(0) => Err(RequestError::invalid(format!(
+            "limits.{field}: 0 is not allowed; give a positive value or leave it out for the \
+             default {default}"
+        ))),
+        Some(value) if value > maximum => Err(RequestError {
+            code: RequestError::LIMIT_TOO_HIGH,
+            message: format!(
+                "limits.{field}: {value} is above the maximum {maximum} of profile {}",
+                profile.name
+            ),
+        }),
+        Some(value) => Ok(value),
+    };
+    Ok(Limits {
+        cpu_ms: one("cpu_ms", asked.cpu_ms, defaults.cpu_ms, maximums.cpu_ms)?,
+        wall_ms: one("wall_ms", asked.wall_ms, defaults.wall_ms, maximums.wall_ms)?,
+        memory_mb: one(
+            "memory_mb",
+            asked.memory_mb,
+            defaults.memory_mb,
+            maximums.memory_mb,
+        )?,
+        pids: one("pids", asked.pids, defaults.pids, maximums.pids)?,
+        output_bytes: one(
+            "output_bytes",
+            asked.output_bytes,
+            defaults.output_bytes,
+            maximums.output_bytes,
+        )?,
+        file_size_bytes: one(
+            "file_size_bytes",
+            asked.file_size_bytes,
+            defaults.file_size_bytes,
+            maximums.file_size_bytes,
+        )?,
+        disk_mb: one("disk_mb", asked.disk_mb, defaults.disk_mb, maximums.disk_mb)?,
+    })
+}
+
+/// `cmd` as given, or the profile's run command (placeholders filled) with `args` appended.
+fn resolve_run_cmd(
+    req: &RunRequest,
+    profile: &Profile,
+    limits: &Limits,
+) -> Result<Vec<String>, RequestError> {
+    if let Some(i) = req.args.iter().position(|arg| arg.contains('\0')) {
+        return Err(RequestError::invalid(format!(
+            "args[{i}]: contains a NUL byte"
+        )));
+    }
+    let Some(cmd) = &req.cmd else {
+        let mut run = profile.run_command(limits);
+        run.extend(req.args.iter().cloned());
+        return Ok(run);
+    };
+    match cmd.first() {
+        None => {
+            return Err(RequestError::invalid(
+                "cmd: is empty; give the program and its arguments, or leave cmd out to use \
+                 the profile's run command",
+            ))
+        }
+        Some(program) if program.is_empty() => {
+            return Err(RequestError::invalid(
+                "cmd[0]: is empty; give the program to run",
+            ))
+        }
+        Some(_) => {}
+    }
+    if let Some(i) = cmd.iter().position(|arg| arg.contains('\0')) {
+        return Err(RequestError::invalid(format!(
+            "cmd[{i}]: contains a NUL byte"
+        )));
+    }
+    // `cmd` replaces the whole run command; silently dropping `args` would hide a mistake.
+    if !req.args.is_empty() {
+        return Err(RequestError::invalid(
+            "args: cannot be combined with cmd, which replaces the whole run command; put the \
+             arguments in cmd",
+        ));
+    }
+    Ok(cmd.clone())
+}
+
+/// The profile's environment overlaid with the request's.
+fn resolve_env(
+    asked: &BTreeMap<String, String>,
+    base: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, RequestError> {
+    let mut env = base.clone();
+    for (name, value) in asked {
+        if !is_valid_env_name(name) {
+            return Err(RequestError::invalid(format!(
+                "env: {name:?} is not a valid variable name; names match [A-Za-z_][A-Za-z0-9_]*"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(RequestError::invalid(format!(
+                "env.{name}: value contains a NUL byte"
+            )));
+        }
+        env.insert(name.clone(), value.clone());
+    }
+    Ok(env)
+}
+
+/// `stdin` as bytes, or `stdin_base64` decoded; empty when neither is given.
+fn decode_stdin(req: &RunRequest) -> Result<Vec<u8>, RequestError> {
+    match (&req.stdin, &req.stdin_base64) {
+        (Some(_), Some(_)) => Err(RequestError::invalid(
+            "stdin, stdin_base64: give one or the other, not both",
+        )),
+        (Some(text), None) => Ok(text.as_bytes().to_vec()),
+        (None, Some(encoded)) => BASE64
+            .decode(encoded)
+            .map_err(|err| RequestError::invalid(format!("stdin_base64: {}", base64_error(&err)))),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// Checks the file names, decodes the contents and checks they fit in `/box`.
+fn decode_files(
+    req: &RunRequest,
+    profile: &Profile,
+    limits: &Limits,
+) -> Result<Vec<(String, Vec<u8>)>, RequestError> {
+    if req.files.len() > MAX_FILES {
+        return Err(RequestError::invalid(format!(
+            "files: {} files given; at most {MAX_FILES}",
+            req.files.len()
+        )));
+    }
+    // Every file name and every directory a file implies -> index of the file.
+    let mut file_at: HashMap<&str, usize> = HashMap::new();
+    let mut dir_of: HashMap<&str, usize> = HashMap::new();
+    for (i, file) in req.files.iter().enumerate() {
+        let name = file.name.as_str();
+        check_file_name(i, name)?;
+        if let Some(j) = file_at.get(name) {
+            return Err(RequestError::invalid(format!(
+                "files[{i}].name: {name:?} is already the name of files[{j}]; file names must \
+                 be unique"
+            )));
+        }
+        if let Some(j) = dir_of.get(name) {
+            return Err(RequestError::invalid(format!(
+                "files[{i}].name: {name:?} is also a directory of files[{j}] ({:?}); a path \
+                 cannot be both a file and a directory",
+                req.files[*j].name
+            )));
+        }
+        for (end, _) in name.match_indices('/') {
+            let dir = &name[..end];
+            if let Some(j) = file_at.get(dir) {
+                return Err(RequestError::invalid(format!(
+                    "files[{i}].name: {name:?} needs a directory {dir:?}, but files[{j}] is a \
+                     file of that name; a path cannot be both a file and a directory"
+                )));
+            }
+            dir_of.entry(dir).or_insert(i);
+        }
+        file_at.insert(name, i);
+    }
+
+    if !req.files.is_empty()
+        && req.cmd.is_none()
+        && !req.files.iter().any(|f| f.name == profile.source_file)
+    {
+        return Err(RequestError::invalid(format!(
+            "files: no file is named {:?}; profile {} runs {:?}, so name the entry file that \
+             way (or give cmd)",
+            profile.source_file, profile.name, profile.source_file
+        )));
+    }
+
+    let mut decoded = Vec::with_capacity(req.files.len());
+    let mut total: u64 = 0;
+    for (i, file) in req.files.iter().enumerate() {
+        let content = match file.encoding {
+            Encoding::Utf8 => file.content.as_bytes().to_vec(),
+            Encoding::Base64 => BASE64.decode(&file.content).map_err(|err| {
+                RequestError::invalid(format!("files[{i}].content: {}", base64_error(&err)))
+            })?,
+        };
+        total = total.saturating_add(u64::try_from(content.len()).unwrap_or(u64::MAX));
+        decoded.push((file.name.clone(), content));
+    }
+    let disk_bytes = limits.disk_mb.saturating_mul(1024 * 1024);
+    if total > disk_bytes {
+        return Err(RequestError::invalid(format!(
+            "files: {total} bytes in all do not fit in limits.disk_mb {} ({disk_bytes} \
+             bytes); send less or raise limits.disk_mb (maximum {})",
+            limits.disk_mb, profile.limits.maximums.disk_mb
+        )));
+    }
+    Ok(decoded)
+}
+
+/// Checks one file name: a relative, normal path that stays under `/box`.
+fn check_file_name(i: usize, name: &str) -> Result<(), RequestError> {
+    let err = |what: String| Err(RequestError::invalid(format!("files[{i}].name: {what}")));
+    if name.is_empty() {
+        return err("is empty; give a path relative to /box, e.g. \"main.py\"".into());
+    }
+    if name.len() > MAX_FILE_PATH_BYTES {
+        return err(format!(
+            "is {} bytes long; at most {MAX_FILE_PATH_BYTES}",
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return err("contains a NUL byte".into());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return err(format!(
+            "{name:?} contains the control character U+{:04X}; use printable characters",
+            u32::from(c)
+        ));
+    }
+    // A backslash is an ordinary byte to Linux but a separator to Windows clients and to
+    // tools that unpack archives: refuse it rather than guess.
+    if name.contains('\\') {
+        return err(format!(
+            "{name:?} contains a backslash; separate directories with \"/\""
+        ));
+    }
+    if name.starts_with('/') {
+        return err(format!(
+            "{name:?} is absolute; give a path relative to /box"
+        ));
+    }
+    let components: Vec<&str> = name.split('/').collect();
+    if components.len() > MAX_FILE_DEPTH {
+        return err(format!(
+            "{name:?} has {} path components; at most {MAX_FILE_DEPTH}",
+            components.len()
+        ));
+    }
+    for component in components {
+        match component {
+            "" => {
+                return err(format!(
+                    "{name:?} has an empty path component; remove the extra \"/\""
+                ))
+            }
+            "." => return err(format!("{name:?} has a \".\" component; remove it")),
+            ".." => {
+                return err(format!(
+                    "{name:?} has a \"..\" component, which is not allowed; paths stay inside \
+                     /box"
+                ))
+            }
+            _ if component.len() > MAX_NAME_BYTES => {
+                return err(format!(
+                    "a path component is {} bytes long; at most {MAX_NAME_BYTES}",
+                    component.len()
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Says where and why base64 failed to decode, for a client to find the spot.
+fn base64_error(err: &base64::DecodeError) -> String {
+    use base64::DecodeError;
+    let describe = |byte: u8| match byte {
+        b'\n' => "a newline (send base64 without line breaks)".to_string(),
+        b'\r' => "a carriage return (send base64 without line breaks)".to_string(),
+        b' ' | b'\t' => "whitespace (send base64 without spaces)".to_string(),
+        b'=' => "\"=\" (padding may only end the text)".to_string(),
+        b'-' | b'_' => format!(
+            "{:?} (URL-safe base64; use the standard alphabet with + and /)",
+            char::from(byte)
+        ),
+        0x21..=0x7e => format!("{:?}", char::from(byte)),
+        _ => format!("byte 0x{byte:02x}"),
+    };
+    match *err {
+        DecodeError::InvalidByte(offset, byte) => {
+            format!("invalid base64 at offset {offset}: {}", describe(byte))
+        }
+        DecodeError::InvalidLastSymbol(offset, byte) => format!(
+            "invalid base64 at offset {offset}: last symbol {:?} has bits left over; the text \
+             is truncated or corrupted",
+            char::from(byte)
+        ),
+        DecodeError::InvalidLength(symbols) => format!(
+            "invalid base64: {symbols} symbols do not make whole bytes; the text is truncated \
+             or has a stray character"
+        ),
+        DecodeError::InvalidPadding => {
+            "invalid base64: padding is missing or wrong; standard base64 pads with \"=\" to a \
+             multiple of 4 characters"
+                .to_string()
+        }
+    }
 }
 
 /// Outcome of one step (API.md's step statuses).
@@ -172,8 +595,614 @@ pub struct RunResponse {
     pub run: Option<StepResult>,
 }
 
-/// Encodes output bytes for the response: UTF-8 (invalid bytes replaced) or base64.
-pub fn encode_output(bytes: &[u8], enc: Encoding) -> String {
-    let _ = (bytes, enc);
-    todo!("helper")
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::profile::{Availability, LimitSet};
+
+    const DEFAULTS: Limits = Limits {
+        cpu_ms: 2000,
+        wall_ms: 5000,
+        memory_mb: 256,
+        pids: 64,
+        output_bytes: 65536,
+        file_size_bytes: 1 << 20,
+        disk_mb: 1,
+    };
+    const MAXIMUMS: Limits = Limits {
+        cpu_ms: 20000,
+        wall_ms: 60000,
+        memory_mb: 1024,
+        pids: 256,
+        output_bytes: 1 << 24,
+        file_size_bytes: 1 << 26,
+        disk_mb: 2,
+    };
+
+    fn profile(name: &str, aliases: &[&str], source_file: &str, run: &[&str]) -> Profile {
+        Profile {
+            name: name.to_string(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            version_cmd: Vec::new(),
+            source_file: source_file.to_string(),
+            compile: None,
+            run: run.iter().map(|a| a.to_string()).collect(),
+            binds: vec![PathBuf::from("/usr")],
+            requires: Vec::new(),
+            env: BTreeMap::from([
+                ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+                ("HOME".to_string(), "/box".to_string()),
+            ]),
+            limits: LimitSet {
+                defaults: DEFAULTS,
+                maximums: MAXIMUMS,
+            },
+            compile_limits: None,
+            cpu_cores: Some(1.0),
+            seccomp: "default".to_string(),
+        }
+    }
+
+    fn loaded(profile: Profile, reason: Option<&str>) -> LoadedProfile {
+        LoadedProfile {
+            profile,
+            availability: Availability {
+                available: reason.is_none(),
+                reason: reason.map(str::to_string),
+                version: None,
+            },
+        }
+    }
+
+    fn profiles() -> ProfileSet {
+        let python = profile(
+            "python3",
+            &["py"],
+            "main.py",
+            &["/usr/bin/python3", "main.py"],
+        );
+        let mut java = profile(
+            "java",
+            &[],
+            "Main.java",
+            &["/usr/bin/java", "-XX:MaxRAM={memory_mb}m", "Main"],
+        );
+        java.compile = Some(vec!["/usr/bin/javac".into(), "Main.java".into()]);
+        let ghost = profile("ghost", &[], "main.g", &["/opt/ghost"]);
+        ProfileSet::from_profiles(vec![
+            loaded(python, None),
+            loaded(java, None),
+            loaded(
+                ghost,
+                Some("required path /opt/ghost is missing: No such file or directory (os error 2)"),
+            ),
+        ])
+    }
+
+    fn py(files: &[(&str, &str)]) -> RunRequest {
+        RunRequest {
+            profile: "python3".to_string(),
+            files: files
+                .iter()
+                .map(|(name, content)| FileSpec {
+                    name: name.to_string(),
+                    content: content.to_string(),
+                    encoding: Encoding::Utf8,
+                })
+                .collect(),
+            ..RunRequest::default()
+        }
+    }
+
+    fn ok(req: &RunRequest) -> ValidatedRequest {
+        match validate(req, &profiles()) {
+            Ok(v) => v,
+            Err(err) => panic!("expected a valid request, got {err:?}"),
+        }
+    }
+
+    /// Asserts the code and the exact message.
+    #[track_caller]
+    fn refused(req: &RunRequest, code: &str, message: &str) {
+        match validate(req, &profiles()) {
+            Ok(_) => panic!("expected {code}: {message}"),
+            Err(err) => {
+                assert_eq!(err.message, message);
+                assert_eq!(err.code, code);
+            }
+        }
+    }
+
+    #[track_caller]
+    fn invalid(req: &RunRequest, message: &str) {
+        refused(req, RequestError::INVALID_REQUEST, message);
+    }
+
+    #[track_caller]
+    fn bad_name(name: &str, message: &str) {
+        invalid(&py(&[("main.py", ""), (name, "")]), message);
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let v = ok(&py(&[("main.py", "print(1)")]));
+        assert_eq!(v.profile.profile.name, "python3");
+        assert_eq!(v.limits, DEFAULTS);
+        assert_eq!(v.run_cmd, ["/usr/bin/python3", "main.py"]);
+        assert_eq!(v.files, [("main.py".to_string(), b"print(1)".to_vec())]);
+        assert_eq!(v.stdin, b"");
+        assert_eq!(
+            v.env,
+            profiles()
+                .get("python3")
+                .map(|p| p.profile.env.clone())
+                .unwrap_or_default()
+        );
+        assert_eq!(v.output_encoding, Encoding::Utf8);
+    }
+
+    #[test]
+    fn alias_resolves_to_the_profile() {
+        let mut req = py(&[("main.py", "")]);
+        req.profile = "py".to_string();
+        assert_eq!(ok(&req).profile.profile.name, "python3");
+    }
+
+    #[test]
+    fn limits_override_defaults_up_to_the_maximum() {
+        let mut req = py(&[("main.py", "")]);
+        req.limits = LimitsRequest {
+            cpu_ms: Some(20000),
+            memory_mb: Some(512),
+            pids: Some(1),
+            ..LimitsRequest::default()
+        };
+        let limits = ok(&req).limits;
+        assert_eq!(
+            limits,
+            Limits {
+                cpu_ms: 20000,
+                memory_mb: 512,
+                pids: 1,
+                ..DEFAULTS
+            }
+        );
+    }
+
+    #[test]
+    fn memory_limit_reaches_the_run_command() {
+        let mut req = RunRequest {
+            profile: "java".to_string(),
+            ..RunRequest::default()
+        };
+        req.limits.memory_mb = Some(768);
+        req.args = vec!["x".to_string()];
+        assert_eq!(
+            ok(&req).run_cmd,
+            ["/usr/bin/java", "-XX:MaxRAM=768m", "Main", "x"]
+        );
+    }
+
+    #[test]
+    fn base64_files_and_stdin_are_decoded() {
+        let mut req = py(&[("main.py", "")]);
+        req.files.push(FileSpec {
+            name: "data/blob.bin".to_string(),
+            content: BASE64.encode([0u8, 0xff, 0x80, b'\n']),
+            encoding: Encoding::Base64,
+        });
+        req.stdin_base64 = Some(BASE64.encode([1u8, 2, 0xfe]));
+        req.output_encoding = Encoding::Base64;
+        let v = ok(&req);
+        assert_eq!(
+            v.files[1],
+            ("data/blob.bin".to_string(), vec![0, 0xff, 0x80, b'\n'])
+        );
+        assert_eq!(v.stdin, [1, 2, 0xfe]);
+        assert_eq!(v.output_encoding, Encoding::Base64);
+    }
+
+    #[test]
+    fn text_stdin_is_taken_as_utf8_bytes() {
+        let mut req = py(&[("main.py", "")]);
+        req.stdin = Some("héllo\n".to_string());
+        assert_eq!(ok(&req).stdin, "héllo\n".as_bytes());
+    }
+
+    #[test]
+    fn args_are_appended_to_the_run_command() {
+        let mut req = py(&[("main.py", "")]);
+        req.args = vec!["--flag".to_string(), "two words".to_string()];
+        assert_eq!(
+            ok(&req).run_cmd,
+            ["/usr/bin/python3", "main.py", "--flag", "two words"]
+        );
+    }
+
+    #[test]
+    fn cmd_replaces_the_run_command_and_may_run_without_files() {
+        let mut req = py(&[]);
+        req.cmd = Some(vec!["/usr/bin/env".to_string()]);
+        assert_eq!(ok(&req).run_cmd, ["/usr/bin/env"]);
+        // With cmd, files need not include the source file.
+        let mut req = py(&[("other.py", "")]);
+        req.cmd = Some(vec!["/usr/bin/python3".to_string(), "other.py".to_string()]);
+        assert_eq!(ok(&req).run_cmd, ["/usr/bin/python3", "other.py"]);
+    }
+
+    #[test]
+    fn request_env_overlays_the_profile_env() {
+        let mut req = py(&[("main.py", "")]);
+        req.env = BTreeMap::from([
+            ("HOME".to_string(), "/tmp".to_string()),
+            ("_X1".to_string(), String::new()),
+        ]);
+        let env = ok(&req).env;
+        assert_eq!(
+            env,
+            BTreeMap::from([
+                ("HOME".to_string(), "/tmp".to_string()),
+                ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+                ("_X1".to_string(), String::new()),
+            ])
+        );
+    }
+
+    #[test]
+    fn nested_files_and_sibling_directories_are_fine() {
+        let v = ok(&py(&[
+            ("main.py", ""),
+            ("a/b", "1"),
+            ("a/c/d", "2"),
+            ("ab", "3"),
+            (".env", ""),
+        ]));
+        assert_eq!(v.files.len(), 5);
+    }
+
+    #[test]
+    fn unknown_profile_lists_the_available_names() {
+        let mut req = py(&[]);
+        req.profile = "rust".to_string();
+        refused(
+            &req,
+            RequestError::UNKNOWN_PROFILE,
+            "profile: unknown profile \"rust\"; available profiles: java, python3",
+        );
+        req.profile = "Python3".to_string();
+        refused(
+            &req,
+            RequestError::UNKNOWN_PROFILE,
+            "profile: unknown profile \"Python3\"; available profiles: java, python3",
+        );
+    }
+
+    #[test]
+    fn unknown_profile_with_no_profile_available() {
+        let req = py(&[]);
+        match validate(&req, &ProfileSet::default()) {
+            Err(err) => {
+                assert_eq!(err.code, RequestError::UNKNOWN_PROFILE);
+                assert_eq!(
+                    err.message,
+                    "profile: unknown profile \"python3\"; no profile is available on this host"
+                );
+            }
+            Ok(_) => panic!("no profiles, yet the request validated"),
+        }
+    }
+
+    #[test]
+    fn empty_profile_name_is_invalid() {
+        let mut req = py(&[]);
+        req.profile = String::new();
+        invalid(
+            &req,
+            "profile: is empty; give a profile name (available profiles: java, python3)",
+        );
+    }
+
+    #[test]
+    fn unavailable_profile_says_why() {
+        let mut req = py(&[]);
+        req.profile = "ghost".to_string();
+        refused(
+            &req,
+            RequestError::PROFILE_UNAVAILABLE,
+            "profile: ghost is not available on this host: required path /opt/ghost is \
+             missing: No such file or directory (os error 2)",
+        );
+    }
+
+    #[test]
+    fn limit_above_the_maximum_names_field_and_maximum() {
+        let mut req = py(&[("main.py", "")]);
+        req.limits.memory_mb = Some(4096);
+        refused(
+            &req,
+            RequestError::LIMIT_TOO_HIGH,
+            "limits.memory_mb: 4096 is above the maximum 1024 of profile python3",
+        );
+        // The canonical name is used even when the request gave an alias.
+        let mut req = py(&[("main.py", "")]);
+        req.profile = "py".to_string();
+        req.limits.output_bytes = Some((1 << 24) + 1);
+        refused(
+            &req,
+            RequestError::LIMIT_TOO_HIGH,
+            "limits.output_bytes: 16777217 is above the maximum 16777216 of profile python3",
+        );
+    }
+
+    #[test]
+    fn zero_limit_is_refused() {
+        let mut req = py(&[("main.py", "")]);
+        req.limits.wall_ms = Some(0);
+        invalid(
+            &req,
+            "limits.wall_ms: 0 is not allowed; give a positive value or leave it out for the \
+             default 5000",
+        );
+    }
+
+    #[test]
+    fn file_name_rules() {
+        bad_name(
+            "",
+            "files[1].name: is empty; give a path relative to /box, e.g. \"main.py\"",
+        );
+        bad_name(
+            "/etc/passwd",
+            "files[1].name: \"/etc/passwd\" is absolute; give a path relative to /box",
+        );
+        bad_name(
+            "..",
+            "files[1].name: \"..\" has a \"..\" component, which is not allowed; paths stay \
+             inside /box",
+        );
+        bad_name(
+            "a/../../x",
+            "files[1].name: \"a/../../x\" has a \"..\" component, which is not allowed; paths \
+             stay inside /box",
+        );
+        bad_name(
+            "./a",
+            "files[1].name: \"./a\" has a \".\" component; remove it",
+        );
+        bad_name(".", "files[1].name: \".\" has a \".\" component; remove it");
+        bad_name(
+            "a//b",
+            "files[1].name: \"a//b\" has an empty path component; remove the extra \"/\"",
+        );
+        bad_name(
+            "dir/",
+            "files[1].name: \"dir/\" has an empty path component; remove the extra \"/\"",
+        );
+        bad_name("a\0b", "files[1].name: contains a NUL byte");
+        bad_name(
+            "a\nb",
+            "files[1].name: \"a\\nb\" contains the control character U+000A; use printable \
+             characters",
+        );
+        bad_name(
+            "..\\x",
+            "files[1].name: \"..\\\\x\" contains a backslash; separate directories with \"/\"",
+        );
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        bad_name(
+            &format!("d/{long}"),
+            "files[1].name: a path component is 256 bytes long; at most 255",
+        );
+        let deep = vec!["d"; MAX_FILE_DEPTH + 1].join("/");
+        bad_name(
+            &deep,
+            &format!("files[1].name: {deep:?} has 33 path components; at most 32"),
+        );
+        let huge = vec!["d"; 2100].join("/");
+        bad_name(&huge, "files[1].name: is 4199 bytes long; at most 4096");
+        // Exactly at the limits is fine.
+        let name = format!("{}/{}", "x".repeat(MAX_NAME_BYTES), vec!["d"; 31].join("/"));
+        assert_eq!(ok(&py(&[("main.py", ""), (&name, "")])).files[1].0, name);
+    }
+
+    #[test]
+    fn duplicate_file_names_are_refused() {
+        invalid(
+            &py(&[("main.py", ""), ("lib.py", ""), ("main.py", "")]),
+            "files[2].name: \"main.py\" is already the name of files[0]; file names must be unique",
+        );
+    }
+
+    #[test]
+    fn a_file_cannot_also_be_a_directory() {
+        invalid(
+            &py(&[("main.py", ""), ("a", ""), ("a/b", "")]),
+            "files[2].name: \"a/b\" needs a directory \"a\", but files[1] is a file of that \
+             name; a path cannot be both a file and a directory",
+        );
+        invalid(
+            &py(&[("main.py", ""), ("a/b/c", ""), ("a/b", "")]),
+            "files[2].name: \"a/b\" is also a directory of files[1] (\"a/b/c\"); a path cannot \
+             be both a file and a directory",
+        );
+    }
+
+    #[test]
+    fn too_many_files_are_refused() {
+        let names: Vec<String> = (0..=MAX_FILES).map(|i| format!("f{i}")).collect();
+        let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "")).collect();
+        invalid(&py(&files), "files: 1025 files given; at most 1024");
+    }
+
+    #[test]
+    fn files_without_the_source_file_need_cmd() {
+        invalid(
+            &py(&[("prog.py", "print(1)")]),
+            "files: no file is named \"main.py\"; profile python3 runs \"main.py\", so name the \
+             entry file that way (or give cmd)",
+        );
+        // A source file in a subdirectory does not count.
+        invalid(
+            &py(&[("src/main.py", "")]),
+            "files: no file is named \"main.py\"; profile python3 runs \"main.py\", so name the \
+             entry file that way (or give cmd)",
+        );
+        // No files at all is allowed (API.md): nothing to check.
+        assert_eq!(ok(&py(&[])).files, []);
+    }
+
+    #[test]
+    fn bad_base64_content_names_the_file_and_offset() {
+        let mut req = py(&[("main.py", ""), ("a", ""), ("b", "")]);
+        req.files[2].encoding = Encoding::Base64;
+        req.files[2].content = "aGVs!G8=".to_string();
+        invalid(&req, "files[2].content: invalid base64 at offset 4: '!'");
+        req.files[2].content = "aGVs\nbG8=".to_string();
+        invalid(
+            &req,
+            "files[2].content: invalid base64 at offset 4: a newline (send base64 without line \
+             breaks)",
+        );
+        req.files[2].content = "aGVsbG8".to_string();
+        invalid(
+            &req,
+            "files[2].content: invalid base64: padding is missing or wrong; standard base64 \
+             pads with \"=\" to a multiple of 4 characters",
+        );
+        req.files[2].content = "aGVsb-8=".to_string();
+        invalid(
+            &req,
+            "files[2].content: invalid base64 at offset 5: '-' (URL-safe base64; use the \
+             standard alphabet with + and /)",
+        );
+        req.files[2].content = "aGVsbG9=".to_string();
+        invalid(
+            &req,
+            "files[2].content: invalid base64 at offset 6: last symbol '9' has bits left over; \
+             the text is truncated or corrupted",
+        );
+        req.files[2].content = "aGVsb".to_string();
+        invalid(
+            &req,
+            "files[2].content: invalid base64: 5 symbols do not make whole bytes; the text is \
+             truncated or has a stray character",
+        );
+    }
+
+    #[test]
+    fn bad_base64_stdin_is_refused() {
+        let mut req = py(&[("main.py", "")]);
+        req.stdin_base64 = Some("@@@@".to_string());
+        invalid(&req, "stdin_base64: invalid base64 at offset 0: '@'");
+    }
+
+    #[test]
+    fn stdin_and_stdin_base64_together_are_refused() {
+        let mut req = py(&[("main.py", "")]);
+        req.stdin = Some("a".to_string());
+        req.stdin_base64 = Some("YQ==".to_string());
+        invalid(&req, "stdin, stdin_base64: give one or the other, not both");
+    }
+
+    #[test]
+    fn cmd_rules() {
+        let mut req = py(&[("main.py", "")]);
+        req.cmd = Some(Vec::new());
+        invalid(
+            &req,
+            "cmd: is empty; give the program and its arguments, or leave cmd out to use the \
+             profile's run command",
+        );
+        req.cmd = Some(vec![String::new(), "x".to_string()]);
+        invalid(&req, "cmd[0]: is empty; give the program to run");
+        req.cmd = Some(vec!["/bin/echo".to_string(), "a\0b".to_string()]);
+        invalid(&req, "cmd[1]: contains a NUL byte");
+        req.cmd = Some(vec!["/bin/echo".to_string()]);
+        req.args = vec!["x".to_string()];
+        invalid(
+            &req,
+            "args: cannot be combined with cmd, which replaces the whole run command; put the \
+             arguments in cmd",
+        );
+    }
+
+    #[test]
+    fn args_with_nul_are_refused() {
+        let mut req = py(&[("main.py", "")]);
+        req.args = vec!["ok".to_string(), "b\0d".to_string()];
+        invalid(&req, "args[1]: contains a NUL byte");
+    }
+
+    #[test]
+    fn env_rules() {
+        for name in ["1X", "A-B", "A=B", "", "Ä"] {
+            let mut req = py(&[("main.py", "")]);
+            req.env = BTreeMap::from([(name.to_string(), "v".to_string())]);
+            invalid(
+                &req,
+                &format!(
+                    "env: {name:?} is not a valid variable name; names match \
+                     [A-Za-z_][A-Za-z0-9_]*"
+                ),
+            );
+        }
+        let mut req = py(&[("main.py", "")]);
+        req.env = BTreeMap::from([("KEY".to_string(), "a\0b".to_string())]);
+        invalid(&req, "env.KEY: value contains a NUL byte");
+    }
+
+    #[test]
+    fn files_must_fit_in_the_disk_limit() {
+        // disk_mb defaults to 1 MiB in these profiles; the maximum is 2.
+        let big = "x".repeat(600 * 1024);
+        let req = py(&[("main.py", &big), ("b", &big)]);
+        invalid(
+            &req,
+            "files: 1228800 bytes in all do not fit in limits.disk_mb 1 (1048576 bytes); send \
+             less or raise limits.disk_mb (maximum 2)",
+        );
+        let mut req = req;
+        req.limits.disk_mb = Some(2);
+        assert_eq!(ok(&req).files.len(), 2);
+        // Exactly the limit fits; sizes count decoded bytes, not base64 text.
+        let mut req = py(&[("main.py", "")]);
+        req.files.push(FileSpec {
+            name: "blob".to_string(),
+            content: BASE64.encode(vec![7u8; 1 << 20]),
+            encoding: Encoding::Base64,
+        });
+        assert_eq!(ok(&req).files[1].1.len(), 1 << 20);
+    }
+
+    #[test]
+    fn encode_output_is_lossy_utf8_or_base64() {
+        let bytes = b"ok \xff\xfe\n";
+        assert_eq!(
+            encode_output(bytes, Encoding::Utf8),
+            "ok \u{fffd}\u{fffd}\n"
+        );
+        assert_eq!(encode_output(bytes, Encoding::Base64), "b2sg//4K");
+        assert_eq!(encode_output(b"", Encoding::Base64), "");
+        assert_eq!(encode_output("é".as_bytes(), Encoding::Utf8), "é");
+    }
+
+    #[test]
+    fn request_json_follows_api_md() {
+        let req: RunRequest = serde_json::from_str(
+            r#"{"profile": "python3",
+                "files": [{"name": "main.py", "content": "print(input())", "encoding": "utf8"},
+                          {"name": "d.bin", "content": "AAE=", "encoding": "base64"}],
+                "stdin": "hello\n", "args": ["--flag"], "env": {"KEY": "value"}, "cmd": null,
+                "limits": {"cpu_ms": 2000, "memory_mb": 256}, "output_encoding": "base64"}"#,
+        )
+        .unwrap_or_else(|err| panic!("API.md's example parses: {err}"));
+        let v = ok(&req);
+        assert_eq!(v.files[1].1, [0, 1]);
+        assert_eq!(v.stdin, b"hello\n");
+        assert_eq!(v.run_cmd, ["/usr/bin/python3", "main.py", "--flag"]);
+        assert_eq!(v.env.get("KEY").map(String::as_str), Some("value"));
+        assert_eq!(v.output_encoding, Encoding::Base64);
+    }
 }
