@@ -528,3 +528,223 @@ fn pidfd_kill(fd: &OwnedFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A v1-shaped tree: one directory per controller, each a "hierarchy" (has cgroup.procs).
+    fn v1_tree(root: &Path, controllers: &[&str]) {
+        for c in controllers {
+            fs::create_dir_all(root.join(c)).unwrap();
+            fs::write(root.join(c).join("cgroup.procs"), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn probe_picks_v1_beside_an_empty_unified_hierarchy() {
+        // The shape of the build machines: v1 controllers plus /sys/fs/cgroup/unified
+        // holding only hugetlb.
+        let root = tempfile::tempdir().unwrap();
+        v1_tree(
+            root.path(),
+            &["memory", "pids", "cpu", "cpuacct", "freezer"],
+        );
+        fs::create_dir(root.path().join("unified")).unwrap();
+        fs::write(root.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        let backend = probe_at(root.path(), "warmbox").unwrap();
+        assert_eq!(backend.version(), CgroupVersion::V1);
+        assert_eq!(
+            backend.controllers(),
+            ["memory", "pids", "cpu", "cpuacct"].map(String::from)
+        );
+        for c in ["memory", "pids", "cpu", "cpuacct"] {
+            assert!(root.path().join(c).join("warmbox").is_dir(), "{c}");
+        }
+        assert!(!root.path().join("unified/warmbox").exists());
+        assert!(!root.path().join("freezer/warmbox").exists());
+    }
+
+    #[test]
+    fn probe_picks_v2_when_the_root_is_unified_with_every_controller() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        )
+        .unwrap();
+        let backend = probe_at(root.path(), "warmbox").unwrap();
+        assert_eq!(backend.version(), CgroupVersion::V2);
+        assert_eq!(
+            backend.controllers(),
+            ["memory", "pids", "cpu"].map(String::from)
+        );
+        assert!(root.path().join("warmbox").is_dir());
+    }
+
+    #[test]
+    fn probe_accepts_co_mounted_cpu_and_cpuacct() {
+        let root = tempfile::tempdir().unwrap();
+        v1_tree(root.path(), &["memory", "pids", "cpu,cpuacct"]);
+        let backend = probe_at(root.path(), "warmbox").unwrap();
+        assert_eq!(backend.version(), CgroupVersion::V1);
+        assert!(root.path().join("cpu,cpuacct/warmbox").is_dir());
+    }
+
+    #[test]
+    fn probe_names_what_is_missing() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        // An empty mount point is not a hierarchy.
+        fs::create_dir(root.path().join("pids")).unwrap();
+        v1_tree(root.path(), &["memory"]);
+        let err = probe_at(root.path(), "warmbox").unwrap_err();
+        let CgroupError::Unsupported(message) = &err else {
+            panic!("{err}");
+        };
+        let r = root.path().display();
+        assert_eq!(
+            message,
+            &format!(
+                "cgroup v2 at {r} lacks controllers pids; \
+                 cgroup v1 controllers not mounted under {r}: pids, cpu, cpuacct"
+            )
+        );
+        // Nothing was created.
+        assert!(!root.path().join("warmbox").exists());
+        assert!(!root.path().join("memory/warmbox").exists());
+    }
+
+    #[test]
+    fn probe_of_an_empty_directory_is_unsupported() {
+        let root = tempfile::tempdir().unwrap();
+        let err = probe_at(root.path(), "warmbox").unwrap_err();
+        let r = root.path().display();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cgroups unusable: no cgroup v2 hierarchy at {r}; \
+                 cgroup v1 controllers not mounted under {r}: memory, pids, cpu, cpuacct"
+            )
+        );
+    }
+
+    #[test]
+    fn names_must_be_one_plain_component() {
+        let parent = Path::new("/sys/fs/cgroup/warmbox");
+        for bad in ["", ".", "..", "../x", "a/b", "/abs", "a/", "a\0b"] {
+            let err = check_name(bad, parent).unwrap_err();
+            assert!(
+                matches!(&err, CgroupError::Io { op: "create cgroup", source, .. }
+                    if source.kind() == io::ErrorKind::InvalidInput),
+                "{bad:?}: {err}"
+            );
+        }
+        for good in ["c0", "3f2a-run", "a.b", "..x"] {
+            check_name(good, parent).unwrap();
+        }
+        for bad in ["", "/warmbox", "../warmbox", "a/../b", "./a"] {
+            check_parent(bad, Path::new("/sys/fs/cgroup")).unwrap_err();
+        }
+        check_parent("warmbox/test", Path::new("/sys/fs/cgroup")).unwrap();
+    }
+
+    #[test]
+    fn keyed_values_are_found_by_exact_key() {
+        let path = Path::new("memory.events");
+        let events = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 1\n";
+        assert_eq!(parse_keyed(path, events, "oom_kill").unwrap(), 2);
+        assert_eq!(parse_keyed(path, events, "oom").unwrap(), 3);
+        let err = parse_keyed(path, events, "usage_usec").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("parse memory.events: unexpected content {events:?}")
+        );
+        assert!(parse_u64(path, "12x").is_err());
+        assert_eq!(parse_u64(path, "12\n").unwrap(), 12);
+    }
+
+    #[test]
+    fn quota_is_cores_times_period_and_at_least_one_ms() {
+        let p = Path::new("cpu.max");
+        assert_eq!(cpu_quota_us(1.0, 100_000, p).unwrap(), 100_000);
+        assert_eq!(cpu_quota_us(2.5, 100_000, p).unwrap(), 250_000);
+        assert_eq!(cpu_quota_us(0.001, 100_000, p).unwrap(), 1000);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            cpu_quota_us(bad, 100_000, p).unwrap_err();
+        }
+    }
+
+    #[test]
+    fn removing_a_cgroup_dir_is_idempotent_and_takes_nested_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c0");
+        fs::create_dir_all(dir.join("nested/deeper")).unwrap();
+        fs::write(dir.join("memory.max"), "1").unwrap();
+        fs::write(dir.join("nested/pids.max"), "1").unwrap();
+        remove_cgroup_dir(&dir).unwrap();
+        assert!(!dir.exists());
+        remove_cgroup_dir(&dir).unwrap();
+        assert!(root.path().exists());
+    }
+
+    #[test]
+    fn missing_file_write_is_reported_as_not_found() {
+        let root = tempfile::tempdir().unwrap();
+        let mut missing = vec![root.path().join("no/such/file")];
+        // On cgroupfs, opening a missing name with O_CREAT fails with EACCES (no side
+        // effect), which write_file reports as NotFound.
+        for hierarchy in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+            if Path::new(hierarchy).join("cgroup.procs").exists() {
+                missing.push(Path::new(hierarchy).join("warmbox-no-such-control-file"));
+                break;
+            }
+        }
+        for path in missing {
+            let err = write_file(&path, "1").unwrap_err();
+            assert!(
+                matches!(&err, CgroupError::Io { op: "write", source, .. }
+                    if source.kind() == io::ErrorKind::NotFound),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn kill_listed_with_no_or_empty_procs_is_done() {
+        let root = tempfile::tempdir().unwrap();
+        kill_listed(&root.path().join("cgroup.procs")).unwrap();
+        fs::write(root.path().join("cgroup.procs"), "\n").unwrap();
+        kill_listed(&root.path().join("cgroup.procs")).unwrap();
+        fs::write(root.path().join("cgroup.procs"), "12x\n").unwrap();
+        assert!(matches!(
+            kill_listed(&root.path().join("cgroup.procs")),
+            Err(CgroupError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn kill_listed_kills_listed_processes_and_gives_up_when_the_list_stays() {
+        // A plain file never empties, so after the kill the loop runs out its time budget;
+        // the child (our own) must have been SIGKILLed all the same.
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let procs = root.path().join("cgroup.procs");
+        fs::write(&procs, format!("{}\n", child.id())).unwrap();
+        let started = Instant::now();
+        let err = kill_listed(&procs).unwrap_err();
+        assert!(started.elapsed() >= KILL_TIMEOUT);
+        assert!(
+            matches!(&err, CgroupError::Io { op: "kill every process of", source, .. }
+                if source.raw_os_error() == Some(libc::EBUSY)),
+            "{err}"
+        );
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+}

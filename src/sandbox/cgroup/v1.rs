@@ -339,3 +339,296 @@ impl Cgroup for V1Cgroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use tempfile::TempDir;
+
+    const MIB: u64 = 1 << 20;
+
+    fn limits(memory_bytes: u64, pids: u64, cpu_cores: Option<f64>) -> CgroupLimits {
+        CgroupLimits {
+            memory_bytes,
+            pids,
+            cpu_cores,
+        }
+    }
+
+    /// A tree shaped like v1 cgroupfs: memory, pids, cpu and cpuacct hierarchies, with
+    /// swap accounting when `memsw`.
+    fn tree(memsw: bool) -> TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for c in ["memory", "pids", "cpu", "cpuacct", "freezer"] {
+            fs::create_dir(root.path().join(c)).unwrap();
+            fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        if memsw {
+            fs::write(
+                root.path().join("memory/memory.memsw.limit_in_bytes"),
+                "9223372036854771712\n",
+            )
+            .unwrap();
+        }
+        root
+    }
+
+    fn read(path: PathBuf) -> String {
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn create_writes_limits_in_each_controller() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend
+            .create("c0", &limits(256 * MIB, 64, Some(1.0)))
+            .unwrap();
+        assert_eq!(cg.name(), "c0");
+        assert!(cg.clone_into_fd().is_none());
+        let r = root.path();
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.limit_in_bytes")),
+            "268435456"
+        );
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.memsw.limit_in_bytes")),
+            "268435456"
+        );
+        assert_eq!(read(r.join("pids/warmbox/c0/pids.max")), "64");
+        assert_eq!(read(r.join("cpu/warmbox/c0/cpu.cfs_quota_us")), "100000");
+        // Defaults of a fresh cgroup are not rewritten.
+        assert!(!r.join("cpu/warmbox/c0/cpu.cfs_period_us").exists());
+        assert!(!r.join("memory/warmbox/c0/memory.swappiness").exists());
+        assert!(r.join("cpuacct/warmbox/c0").is_dir());
+        // Only warmbox's parent is touched; freezer is not used.
+        assert!(!r.join("freezer/warmbox").exists());
+    }
+
+    #[test]
+    fn create_without_quota_leaves_cpu_alone() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("cpu/warmbox/c0");
+        assert!(dir.is_dir());
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn set_limits_rewrites_everything() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend
+            .create("c0", &limits(64 * MIB, 8, Some(1.0)))
+            .unwrap();
+        let r = root.path();
+        cg.set_limits(&limits(512 * MIB, 32, Some(0.5))).unwrap();
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.limit_in_bytes")),
+            "536870912"
+        );
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.memsw.limit_in_bytes")),
+            "536870912"
+        );
+        assert_eq!(read(r.join("pids/warmbox/c0/pids.max")), "32");
+        assert_eq!(read(r.join("cpu/warmbox/c0/cpu.cfs_period_us")), "100000");
+        assert_eq!(read(r.join("cpu/warmbox/c0/cpu.cfs_quota_us")), "50000");
+        cg.set_limits(&limits(128 * MIB, 32, None)).unwrap();
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.limit_in_bytes")),
+            "134217728"
+        );
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.memsw.limit_in_bytes")),
+            "134217728"
+        );
+        assert_eq!(read(r.join("cpu/warmbox/c0/cpu.cfs_quota_us")), "-1");
+    }
+
+    #[test]
+    fn without_swap_accounting_swappiness_is_zeroed() {
+        let root = tree(false);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("c0", &limits(32 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("memory/warmbox/c0");
+        assert_eq!(read(dir.join("memory.limit_in_bytes")), "33554432");
+        assert_eq!(read(dir.join("memory.swappiness")), "0");
+        assert!(!dir.join("memory.memsw.limit_in_bytes").exists());
+    }
+
+    #[test]
+    fn usage_is_parsed_from_the_controller_files() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let r = root.path();
+        let acct = r.join("cpuacct/warmbox/c0");
+        fs::write(acct.join("cpuacct.usage"), "1500000000\n").unwrap();
+        fs::write(acct.join("cpuacct.usage_user"), "1200000000\n").unwrap();
+        fs::write(acct.join("cpuacct.usage_sys"), "300000000\n").unwrap();
+        fs::write(
+            r.join("memory/warmbox/c0/memory.max_usage_in_bytes"),
+            "41943040\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("memory/warmbox/c0/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.usage().unwrap(),
+            CgroupUsage {
+                cpu_ns: 1_500_000_000,
+                user_ns: 1_200_000_000,
+                sys_ns: 300_000_000,
+                memory_peak_bytes: 41_943_040,
+                oom_kills: 1,
+                pids_peak: None,
+            }
+        );
+        fs::write(r.join("pids/warmbox/c0/pids.peak"), "3\n").unwrap();
+        assert_eq!(cg.usage().unwrap().pids_peak, Some(3));
+        // cpu_ns re-reads the file it keeps open.
+        fs::write(acct.join("cpuacct.usage"), "2500000000\n").unwrap();
+        assert_eq!(cg.cpu_ns().unwrap(), 2_500_000_000);
+        fs::write(acct.join("cpuacct.usage"), "garbage\n").unwrap();
+        assert!(matches!(cg.cpu_ns(), Err(CgroupError::Parse { .. })));
+    }
+
+    #[test]
+    fn reset_peaks_add_process_and_kill_write_the_right_files() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let r = root.path();
+        cg.reset_peaks().unwrap();
+        assert_eq!(
+            read(r.join("memory/warmbox/c0/memory.max_usage_in_bytes")),
+            "0"
+        );
+        cg.add_process(4242).unwrap();
+        for c in ["memory", "pids", "cpu", "cpuacct"] {
+            assert_eq!(read(r.join(c).join("warmbox/c0/cgroup.procs")), "4242");
+        }
+        // An empty list: nothing to kill.
+        fs::write(r.join("pids/warmbox/c0/cgroup.procs"), "").unwrap();
+        cg.kill_all().unwrap();
+    }
+
+    #[test]
+    fn destroy_removes_every_directory_and_is_idempotent() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend
+            .create("c0", &limits(64 * MIB, 8, Some(1.0)))
+            .unwrap();
+        cg.destroy().unwrap();
+        for c in ["memory", "pids", "cpu", "cpuacct"] {
+            let parent = root.path().join(c).join("warmbox");
+            assert!(parent.is_dir(), "{c}");
+            assert!(!parent.join("c0").exists(), "{c}");
+        }
+        cg.destroy().unwrap();
+    }
+
+    #[test]
+    fn list_and_remove_stale_cover_every_controller() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("b", &limits(64 * MIB, 8, None)).unwrap();
+        backend.create("a", &limits(64 * MIB, 8, None)).unwrap();
+        // Left by a crash between two mkdirs.
+        fs::create_dir(root.path().join("cpuacct/warmbox/half")).unwrap();
+        assert_eq!(backend.list().unwrap(), ["a", "b", "half"]);
+        assert_eq!(backend.remove_stale().unwrap(), 3);
+        assert!(backend.list().unwrap().is_empty());
+        for c in ["memory", "pids", "cpu", "cpuacct"] {
+            assert!(root.path().join(c).join("warmbox").is_dir());
+        }
+    }
+
+    #[test]
+    fn a_name_in_use_is_refused_and_left_alone() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let err = backend
+            .create("c0", &limits(32 * MIB, 8, None))
+            .unwrap_err();
+        assert!(matches!(&err, CgroupError::Io { op: "mkdir", .. }), "{err}");
+        assert_eq!(
+            read(root.path().join("memory/warmbox/c0/memory.limit_in_bytes")),
+            "67108864"
+        );
+        // Half-made: exists in pids only; the directories made before the failure go.
+        fs::create_dir(root.path().join("pids/warmbox/c1")).unwrap();
+        backend
+            .create("c1", &limits(32 * MIB, 8, None))
+            .unwrap_err();
+        assert!(!root.path().join("memory/warmbox/c1").exists());
+        assert!(root.path().join("pids/warmbox/c1").exists());
+    }
+
+    #[test]
+    fn bad_names_touch_nothing() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        for bad in ["..", "../escape", "a/b", ""] {
+            backend.create(bad, &limits(64 * MIB, 8, None)).unwrap_err();
+        }
+        assert!(!root.path().join("memory/escape").exists());
+        assert!(backend.list().unwrap().is_empty());
+        V1Backend::new(root.path(), "../outside").unwrap_err();
+        assert!(!root.path().join("../outside").exists());
+    }
+
+    #[test]
+    fn co_mounted_cpu_and_cpuacct_share_one_directory() {
+        for symlinks in [false, true] {
+            let root = tempfile::tempdir().unwrap();
+            for c in ["memory", "pids", "cpu,cpuacct"] {
+                fs::create_dir(root.path().join(c)).unwrap();
+                fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
+            }
+            if symlinks {
+                // The systemd layout: cpu and cpuacct link to the co-mount.
+                std::os::unix::fs::symlink("cpu,cpuacct", root.path().join("cpu")).unwrap();
+                std::os::unix::fs::symlink("cpu,cpuacct", root.path().join("cpuacct")).unwrap();
+            }
+            let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+            let cg = backend
+                .create("c0", &limits(64 * MIB, 8, Some(2.0)))
+                .unwrap();
+            let dir = root.path().join("cpu,cpuacct/warmbox/c0");
+            assert_eq!(read(dir.join("cpu.cfs_quota_us")), "200000");
+            fs::write(dir.join("cpuacct.usage"), "77\n").unwrap();
+            assert_eq!(cg.cpu_ns().unwrap(), 77);
+            cg.add_process(4242).unwrap();
+            assert_eq!(read(dir.join("cgroup.procs")), "4242");
+            cg.destroy().unwrap();
+            assert!(!dir.exists());
+        }
+    }
+
+    #[test]
+    fn missing_controllers_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        for c in ["memory", "cpu"] {
+            fs::create_dir(root.path().join(c)).unwrap();
+            fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let err = V1Backend::new(root.path(), "warmbox").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cgroups unusable: cgroup v1 controllers not mounted under {}: pids, cpuacct",
+                root.path().display()
+            )
+        );
+        assert!(!root.path().join("memory/warmbox").exists());
+    }
+}

@@ -280,3 +280,219 @@ impl Cgroup for V2Cgroup {
         remove_cgroup_dir(&self.dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use tempfile::TempDir;
+
+    const MIB: u64 = 1 << 20;
+
+    fn limits(memory_bytes: u64, pids: u64, cpu_cores: Option<f64>) -> CgroupLimits {
+        CgroupLimits {
+            memory_bytes,
+            pids,
+            cpu_cores,
+        }
+    }
+
+    /// A tree shaped like a unified cgroupfs whose `warmbox` parent has swap accounting
+    /// when `swap`.
+    fn tree(swap: bool) -> TempDir {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        if swap {
+            fs::create_dir(root.path().join("warmbox")).unwrap();
+            fs::write(root.path().join("warmbox/memory.swap.max"), "max\n").unwrap();
+        }
+        root
+    }
+
+    fn read(path: PathBuf) -> String {
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn new_enables_controllers_down_to_the_parent() {
+        let root = tree(false);
+        V2Backend::new(root.path(), "warmbox/pool").unwrap();
+        for dir in ["", "warmbox", "warmbox/pool"] {
+            assert_eq!(
+                read(root.path().join(dir).join("cgroup.subtree_control")),
+                "+memory +pids +cpu",
+                "{dir:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn create_writes_limits_and_opens_the_directory() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend
+            .create("c0", &limits(256 * MIB, 64, Some(1.0)))
+            .unwrap();
+        let dir = root.path().join("warmbox/c0");
+        assert_eq!(read(dir.join("memory.max")), "268435456");
+        assert_eq!(read(dir.join("memory.swap.max")), "0");
+        assert_eq!(read(dir.join("pids.max")), "64");
+        assert_eq!(read(dir.join("cpu.max")), "100000 100000");
+        let fd = cg.clone_into_fd().expect("v2 has a directory fd");
+        let fd_meta = File::from(fd.try_clone_to_owned().unwrap())
+            .metadata()
+            .unwrap();
+        let dir_meta = fs::metadata(&dir).unwrap();
+        assert!(fd_meta.is_dir());
+        assert_eq!(
+            (fd_meta.dev(), fd_meta.ino()),
+            (dir_meta.dev(), dir_meta.ino())
+        );
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
+
+    #[test]
+    fn create_without_quota_or_swap_accounting_skips_those_files() {
+        let root = tree(false);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        assert_eq!(read(dir.join("memory.max")), "67108864");
+        assert!(!dir.join("memory.swap.max").exists());
+        assert!(!dir.join("cpu.max").exists());
+    }
+
+    #[test]
+    fn set_limits_rewrites_everything() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend
+            .create("c0", &limits(64 * MIB, 8, Some(1.0)))
+            .unwrap();
+        let dir = root.path().join("warmbox/c0");
+        cg.set_limits(&limits(128 * MIB, 16, Some(2.5))).unwrap();
+        assert_eq!(read(dir.join("memory.max")), "134217728");
+        assert_eq!(read(dir.join("pids.max")), "16");
+        assert_eq!(read(dir.join("cpu.max")), "250000 100000");
+        cg.set_limits(&limits(128 * MIB, 16, None)).unwrap();
+        assert_eq!(read(dir.join("cpu.max")), "max 100000");
+        assert_eq!(read(dir.join("memory.swap.max")), "0");
+    }
+
+    #[test]
+    fn usage_is_parsed_from_the_controller_files() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1500000\nuser_usec 1200000\nsystem_usec 300000\n\
+             core_sched.force_idle_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n\
+             nr_bursts 0\nburst_usec 0\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.peak"), "41943040\n").unwrap();
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 40\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        fs::write(dir.join("pids.peak"), "5\n").unwrap();
+        assert_eq!(
+            cg.usage().unwrap(),
+            CgroupUsage {
+                cpu_ns: 1_500_000_000,
+                user_ns: 1_200_000_000,
+                sys_ns: 300_000_000,
+                memory_peak_bytes: 41_943_040,
+                oom_kills: 2,
+                pids_peak: Some(5),
+            }
+        );
+        fs::remove_file(dir.join("pids.peak")).unwrap();
+        assert_eq!(cg.usage().unwrap().pids_peak, None);
+        // cpu_ns re-reads the file it keeps open.
+        fs::write(dir.join("cpu.stat"), "usage_usec 7\nuser_usec 5\n").unwrap();
+        assert_eq!(cg.cpu_ns().unwrap(), 7000);
+    }
+
+    #[test]
+    fn peak_is_read_through_the_fd_that_reset_it() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        let peak = dir.join("memory.peak");
+        fs::write(&peak, "41943040\n").unwrap();
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.events"), "oom_kill 0\n").unwrap();
+        cg.reset_peaks().unwrap();
+        assert_eq!(read(peak.clone()), "0\n");
+        assert_eq!(cg.usage().unwrap().memory_peak_bytes, 0);
+        // Replace the file: a fresh open would see the new one, the kept fd the old inode.
+        fs::remove_file(&peak).unwrap();
+        fs::write(&peak, "999\n").unwrap();
+        assert_eq!(cg.usage().unwrap().memory_peak_bytes, 0);
+        // A second reset goes through the same fd.
+        cg.reset_peaks().unwrap();
+        assert_eq!(read(peak), "999\n");
+    }
+
+    #[test]
+    fn kill_all_writes_cgroup_kill_and_destroy_is_idempotent() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        cg.add_process(4242).unwrap();
+        assert_eq!(read(dir.join("cgroup.procs")), "4242");
+        cg.kill_all().unwrap();
+        assert_eq!(read(dir.join("cgroup.kill")), "1");
+        cg.destroy().unwrap();
+        assert!(!dir.exists());
+        assert!(root.path().join("warmbox").is_dir());
+        cg.destroy().unwrap();
+    }
+
+    #[test]
+    fn list_and_remove_stale_cover_the_parent_only() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("b", &limits(64 * MIB, 8, None)).unwrap();
+        backend.create("a", &limits(64 * MIB, 8, None)).unwrap();
+        fs::create_dir(root.path().join("elsewhere")).unwrap();
+        assert_eq!(backend.list().unwrap(), ["a", "b"]);
+        assert_eq!(backend.remove_stale().unwrap(), 2);
+        assert!(backend.list().unwrap().is_empty());
+        assert!(root.path().join("elsewhere").is_dir());
+        assert!(root.path().join("warmbox/memory.swap.max").is_file());
+    }
+
+    #[test]
+    fn a_name_in_use_or_outside_the_parent_is_refused() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let err = backend
+            .create("c0", &limits(32 * MIB, 8, None))
+            .unwrap_err();
+        assert!(matches!(&err, CgroupError::Io { op: "mkdir", .. }), "{err}");
+        assert_eq!(read(root.path().join("warmbox/c0/memory.max")), "67108864");
+        for bad in ["..", "../escape", "a/b"] {
+            backend.create(bad, &limits(64 * MIB, 8, None)).unwrap_err();
+        }
+        assert!(!root.path().join("escape").exists());
+        assert_eq!(backend.list().unwrap(), ["c0"]);
+    }
+}
