@@ -1,9 +1,14 @@
 //! cgroups: one fresh cgroup per container, v1 and v2 behind one trait.
 //!
-//! HELPER-OWNED: the implementation is being written; the interface below is fixed.
+//! Every cgroup warmbox makes lives under one parent (e.g. `warmbox`), and nothing outside
+//! that parent is ever written: the host keeps its own cgroups beside ours.
 
-use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub mod v1;
 pub mod v2;
@@ -105,6 +110,641 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
 /// (e.g. `"warmbox"`). v2 when the unified hierarchy has the memory, pids and cpu
 /// controllers; else v1 when memory, pids, cpu and cpuacct are mounted.
 pub fn probe(parent: &str) -> Result<Box<dyn CgroupBackend>, CgroupError> {
-    let _ = parent;
-    todo!("helper")
+    probe_at(Path::new(CGROUP_ROOT), parent)
+}
+
+/// Where the kernel's cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Controllers the v2 backend needs in the unified hierarchy.
+const V2_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+/// Controllers the v1 backend needs mounted.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
+
+/// [`probe`] with the cgroup mount point `root` instead of `/sys/fs/cgroup`.
+///
+/// Only `root` itself counts as a v2 hierarchy: on hybrid hosts the v2 tree at
+/// `root/unified` usually has no controllers (systemd keeps them on v1), so v1 is chosen.
+pub fn probe_at(root: &Path, parent: &str) -> Result<Box<dyn CgroupBackend>, CgroupError> {
+    let mut reasons = Vec::new();
+    let controllers_file = root.join("cgroup.controllers");
+    match std::fs::read_to_string(&controllers_file) {
+        Ok(list) => {
+            let have: Vec<&str> = list.split_whitespace().collect();
+            let missing: Vec<&str> = V2_CONTROLLERS
+                .into_iter()
+                .filter(|c| !have.contains(c))
+                .collect();
+            if missing.is_empty() {
+                return Ok(Box::new(v2::V2Backend::new(root, parent)?));
+            }
+            reasons.push(format!(
+                "cgroup v2 at {} lacks controllers {}",
+                root.display(),
+                missing.join(", ")
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            reasons.push(format!("no cgroup v2 hierarchy at {}", root.display()));
+        }
+        Err(source) => {
+            return Err(CgroupError::Io {
+                op: "read",
+                path: controllers_file,
+                source,
+            })
+        }
+    }
+    let missing: Vec<&str> = V1_CONTROLLERS
+        .into_iter()
+        .filter(|c| find_v1_controller(root, c).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(Box::new(v1::V1Backend::new(root, parent)?));
+    }
+    reasons.push(format!(
+        "cgroup v1 controllers not mounted under {}: {}",
+        root.display(),
+        missing.join(", ")
+    ));
+    Err(CgroupError::Unsupported(reasons.join("; ")))
+}
+
+/// The v1 hierarchy of `controller` under `root`: `root/<controller>`, or a co-mount such
+/// as `root/cpu,cpuacct`. A directory counts only if it is a cgroup hierarchy (it has
+/// `cgroup.procs`), not an empty mount point.
+fn find_v1_controller(root: &Path, controller: &str) -> Option<PathBuf> {
+    let direct = root.join(controller);
+    if direct.join("cgroup.procs").exists() {
+        return Some(direct);
+    }
+    let entries = std::fs::read_dir(root).ok()?;
+    entries.flatten().map(|e| e.path()).find(|path| {
+        let co_mounted = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.split(',').any(|c| c == controller));
+        co_mounted && path.join("cgroup.procs").exists()
+    })
+}
+
+/// CFS period written with every quota, microseconds (the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+/// How long `destroy` waits for a busy cgroup (processes still exiting) to become removable.
+const RMDIR_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the `cgroup.procs` kill loop keeps killing before it gives up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// An [`CgroupError::Io`] for `op` on `path`.
+fn io_error(op: &'static str, path: &Path, source: io::Error) -> CgroupError {
+    CgroupError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Refuses a cgroup name that is not one plain path component (`..`, `/`, empty): a
+/// name must never reach outside warmbox's parent.
+fn check_name(name: &str, parent_dir: &Path) -> Result<(), CgroupError> {
+    let mut components = Path::new(name).components();
+    let plain = matches!(components.next(), Some(Component::Normal(_)))
+        && components.next().is_none()
+        && !name.contains(['/', '\0']);
+    if plain {
+        return Ok(());
+    }
+    Err(io_error(
+        "create cgroup",
+        &parent_dir.join(name),
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cgroup name {name:?} is not a single path component"),
+        ),
+    ))
+}
+
+/// Refuses a parent that is not a relative path of plain components.
+fn check_parent(parent: &str, root: &Path) -> Result<(), CgroupError> {
+    let plain = !parent.is_empty()
+        && !parent.contains('\0')
+        && Path::new(parent)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if plain {
+        return Ok(());
+    }
+    Err(io_error(
+        "use cgroup parent",
+        &root.join(parent),
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cgroup parent {parent:?} must be a relative path without `..`"),
+        ),
+    ))
+}
+
+/// Writes `content` to the cgroupfs file `path` in one `write`.
+fn write_file(path: &Path, content: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, content).map_err(|e| {
+        // Opening with O_CREAT a name that cgroupfs does not have fails with EACCES (kernfs
+        // directories cannot create files); say what really happened.
+        let e = if e.kind() == io::ErrorKind::PermissionDenied && !path.exists() {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such cgroup file (controller not enabled?)",
+            )
+        } else {
+            e
+        };
+        io_error("write", path, e)
+    })
+}
+
+/// Reads the whole cgroupfs file `path`.
+fn read_file(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(|e| io_error("read", path, e))
+}
+
+/// Parses a file holding one decimal number.
+fn parse_u64(path: &Path, content: &str) -> Result<u64, CgroupError> {
+    content.trim().parse().map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: content.to_string(),
+    })
+}
+
+/// Reads a file holding one decimal number.
+fn read_u64(path: &Path) -> Result<u64, CgroupError> {
+    parse_u64(path, &read_file(path)?)
+}
+
+/// Reads a file holding one decimal number; `None` when the kernel does not have it.
+fn read_optional_u64(path: &Path) -> Result<Option<u64>, CgroupError> {
+    match std::fs::read_to_string(path) {
+        Ok(content) => parse_u64(path, &content).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", path, e)),
+    }
+}
+
+/// The value of the line `<key> <number>` in a flat-keyed file (`cpu.stat`,
+/// `memory.events`, `memory.oom_control`).
+fn parse_keyed(path: &Path, content: &str, key: &str) -> Result<u64, CgroupError> {
+    content
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .ok_or_else(|| CgroupError::Parse {
+            path: path.to_path_buf(),
+            content: content.to_string(),
+        })
+}
+
+/// Opens `path` read-only, to be re-read with [`pread_text`].
+fn open_read(path: &Path) -> Result<File, CgroupError> {
+    File::open(path).map_err(|e| io_error("open", path, e))
+}
+
+/// Re-reads an open cgroupfs file from offset 0 in one `pread` into `buf`: seq_file
+/// regenerates the content on every read at offset 0, so a file opened once serves every
+/// poll. `path` is for errors only.
+fn pread_text<'a>(file: &File, path: &Path, buf: &'a mut [u8]) -> Result<&'a str, CgroupError> {
+    let n = file
+        .read_at(buf, 0)
+        .map_err(|e| io_error("read", path, e))?;
+    let text = std::str::from_utf8(&buf[..n]).map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: String::from_utf8_lossy(&buf[..n]).into_owned(),
+    })?;
+    if n == buf.len() {
+        // The flat files read this way (cpuacct.usage, cpu.stat, memory.peak) are far below
+        // the buffer; a full buffer means the content is not what we think it is.
+        return Err(CgroupError::Parse {
+            path: path.to_path_buf(),
+            content: text.to_string(),
+        });
+    }
+    Ok(text)
+}
+
+/// The CFS quota for `cores` over `period_us`; `path` names the quota file in the error.
+fn cpu_quota_us(cores: f64, period_us: u64, path: &Path) -> Result<u64, CgroupError> {
+    if !(cores.is_finite() && cores > 0.0) {
+        return Err(io_error(
+            "write",
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cpu_cores {cores} is not a positive number"),
+            ),
+        ));
+    }
+    // The kernel refuses quotas below 1 ms.
+    Ok(((cores * period_us as f64).round() as u64).max(1000))
+}
+
+/// Names of the cgroups (subdirectories) in `dir`; none when `dir` does not exist.
+fn child_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("list", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list", dir, e))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| io_error("stat", &entry.path(), e))?
+            .is_dir();
+        if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes the cgroup directory `dir` (and any cgroups nested in it). A missing directory
+/// is fine. While the kernel reports it busy (its last processes are still exiting) the
+/// removal is retried with short sleeps for up to [`RMDIR_TIMEOUT`].
+fn remove_cgroup_dir(dir: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + RMDIR_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let err = match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => e,
+        };
+        match err.raw_os_error() {
+            // A nested cgroup keeps its parent busy as well.
+            Some(libc::EBUSY) => remove_nested(dir)?,
+            // cgroupfs never reports ENOTEMPTY (its control files do not count); a plain
+            // directory does, and that is the cgroupfs stand-in of the unit tests, whose
+            // regular files play the control files.
+            Some(libc::ENOTEMPTY) => {
+                remove_nested(dir)?;
+                remove_plain_files(dir)?;
+            }
+            _ => return Err(io_error("rmdir", dir, err)),
+        }
+        if Instant::now() >= deadline {
+            return Err(io_error("rmdir", dir, err));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Removes the cgroups nested in `dir`.
+fn remove_nested(dir: &Path) -> Result<(), CgroupError> {
+    for name in child_names(dir)? {
+        remove_cgroup_dir(&dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// Removes the regular files of a plain (non-cgroupfs) directory.
+fn remove_plain_files(dir: &Path) -> Result<(), CgroupError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| io_error("unlink", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// SIGKILLs every process listed in the `cgroup.procs` file `procs`, round after round,
+/// until the list is empty or [`KILL_TIMEOUT`] has passed. A missing file means the
+/// cgroup is gone, which is fine.
+///
+/// A pid read from `cgroup.procs` may have exited and been reused by a process outside
+/// the cgroup before it is signalled. So each listed pid is pinned with a pidfd first,
+/// and signalled only if a second read of `cgroup.procs`, made after the pin, still lists
+/// it: a pidfd's process cannot change, and if it died meanwhile the signal goes nowhere.
+fn kill_listed(procs: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let Some(listed) = read_pids(procs)? else {
+            return Ok(());
+        };
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let mut pinned = Vec::with_capacity(listed.len());
+        for &pid in &listed {
+            match pidfd_open(pid) {
+                Ok(fd) => pinned.push((pid, Some(fd))),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                // Before Linux 5.3: no pidfds, fall back to kill(2) after the second read.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => pinned.push((pid, None)),
+                Err(e) => return Err(io_error("pidfd_open for a pid of", procs, e)),
+            }
+        }
+        let still = read_pids(procs)?.unwrap_or_default();
+        for (pid, fd) in pinned {
+            if !still.contains(&pid) {
+                continue;
+            }
+            let sent = match &fd {
+                Some(fd) => pidfd_kill(fd),
+                // SAFETY: kill(2) takes no pointers; the pid was just listed in the cgroup.
+                None => match unsafe { libc::kill(pid, libc::SIGKILL) } {
+                    0 => Ok(()),
+                    _ => Err(io::Error::last_os_error()),
+                },
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(io_error("SIGKILL a process of", procs, e)),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io_error(
+                "kill every process of",
+                procs,
+                io::Error::from_raw_os_error(libc::EBUSY),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// The pids in a `cgroup.procs` file; `None` when the file does not exist.
+fn read_pids(procs: &Path) -> Result<Option<Vec<i32>>, CgroupError> {
+    let content = match std::fs::read_to_string(procs) {
+        Ok(content) => content,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", procs, e)),
+    };
+    content
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.trim().parse().map_err(|_| CgroupError::Parse {
+                path: procs.to_path_buf(),
+                content: content.clone(),
+            })
+        })
+        .collect::<Result<Vec<i32>, _>>()
+        .map(Some)
+}
+
+/// pidfd_open(2): a descriptor that keeps naming process `pid` even after the pid is reused.
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, no pointers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel returns an int-sized descriptor; `syscall` widens it to a long.
+    let fd = fd as libc::c_int;
+    // SAFETY: `fd` is a new descriptor the kernel just returned and nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// pidfd_send_signal(2) of SIGKILL.
+fn pidfd_kill(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: `fd` is an open pidfd; a null siginfo is allowed and means "as kill(2)".
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A v1-shaped tree: one directory per controller, each a "hierarchy" (has cgroup.procs).
+    fn v1_tree(root: &Path, controllers: &[&str]) {
+        for c in controllers {
+            fs::create_dir_all(root.join(c)).unwrap();
+            fs::write(root.join(c).join("cgroup.procs"), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn probe_picks_v1_beside_an_empty_unified_hierarchy() {
+        // The shape of the build machines: v1 controllers plus /sys/fs/cgroup/unified
+        // holding only hugetlb.
+        let root = tempfile::tempdir().unwrap();
+        v1_tree(
+            root.path(),
+            &["memory", "pids", "cpu", "cpuacct", "freezer"],
+        );
+        fs::create_dir(root.path().join("unified")).unwrap();
+        fs::write(root.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        let backend = probe_at(root.path(), "warmbox").unwrap();
+        assert_eq!(backend.version(), CgroupVersion::V1);
+        assert_eq!(
+            backend.controllers(),
+            ["memory", "pids", "cpu", "cpuacct"].map(String::from)
+        );
+        for c in ["memory", "pids", "cpu", "cpuacct"] {
+            assert!(root.path().join(c).join("warmbox").is_dir(), "{c}");
+        }
+        assert!(!root.path().join("unified/warmbox").exists());
+        assert!(!root.path().join("freezer/warmbox").exists());
+    }
+
+    #[test]
+    fn probe_picks_v2_when_the_root_is_unified_with_every_controller() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        )
+        .unwrap();
+        let backend = probe_at(root.path(), "warmbox").unwrap();
+        assert_eq!(backend.version(), CgroupVersion::V2);
+        assert_eq!(
+            backend.controllers(),
+            ["memory", "pids", "cpu"].map(String::from)
+        );
+        assert!(root.path().join("warmbox").is_dir());
+    }
+
+    #[test]
+    fn probe_accepts_co_mounted_cpu_and_cpuacct() {
+        let root = tempfile::tempdir().unwrap();
+        v1_tree(root.path(), &["memory", "pids", "cpu,cpuacct"]);
+        let backend = probe_at(root.path(), "warmbox").unwrap();
+        assert_eq!(backend.version(), CgroupVersion::V1);
+        assert!(root.path().join("cpu,cpuacct/warmbox").is_dir());
+    }
+
+    #[test]
+    fn probe_names_what_is_missing() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        // An empty mount point is not a hierarchy.
+        fs::create_dir(root.path().join("pids")).unwrap();
+        v1_tree(root.path(), &["memory"]);
+        let err = probe_at(root.path(), "warmbox").unwrap_err();
+        let CgroupError::Unsupported(message) = &err else {
+            panic!("{err}");
+        };
+        let r = root.path().display();
+        assert_eq!(
+            message,
+            &format!(
+                "cgroup v2 at {r} lacks controllers pids; \
+                 cgroup v1 controllers not mounted under {r}: pids, cpu, cpuacct"
+            )
+        );
+        // Nothing was created.
+        assert!(!root.path().join("warmbox").exists());
+        assert!(!root.path().join("memory/warmbox").exists());
+    }
+
+    #[test]
+    fn probe_of_an_empty_directory_is_unsupported() {
+        let root = tempfile::tempdir().unwrap();
+        let err = probe_at(root.path(), "warmbox").unwrap_err();
+        let r = root.path().display();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cgroups unusable: no cgroup v2 hierarchy at {r}; \
+                 cgroup v1 controllers not mounted under {r}: memory, pids, cpu, cpuacct"
+            )
+        );
+    }
+
+    #[test]
+    fn names_must_be_one_plain_component() {
+        let parent = Path::new("/sys/fs/cgroup/warmbox");
+        for bad in ["", ".", "..", "../x", "a/b", "/abs", "a/", "a\0b"] {
+            let err = check_name(bad, parent).unwrap_err();
+            assert!(
+                matches!(&err, CgroupError::Io { op: "create cgroup", source, .. }
+                    if source.kind() == io::ErrorKind::InvalidInput),
+                "{bad:?}: {err}"
+            );
+        }
+        for good in ["c0", "3f2a-run", "a.b", "..x"] {
+            check_name(good, parent).unwrap();
+        }
+        for bad in ["", "/warmbox", "../warmbox", "a/../b", "./a"] {
+            check_parent(bad, Path::new("/sys/fs/cgroup")).unwrap_err();
+        }
+        check_parent("warmbox/test", Path::new("/sys/fs/cgroup")).unwrap();
+    }
+
+    #[test]
+    fn keyed_values_are_found_by_exact_key() {
+        let path = Path::new("memory.events");
+        let events = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 1\n";
+        assert_eq!(parse_keyed(path, events, "oom_kill").unwrap(), 2);
+        assert_eq!(parse_keyed(path, events, "oom").unwrap(), 3);
+        let err = parse_keyed(path, events, "usage_usec").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("parse memory.events: unexpected content {events:?}")
+        );
+        assert!(parse_u64(path, "12x").is_err());
+        assert_eq!(parse_u64(path, "12\n").unwrap(), 12);
+    }
+
+    #[test]
+    fn quota_is_cores_times_period_and_at_least_one_ms() {
+        let p = Path::new("cpu.max");
+        assert_eq!(cpu_quota_us(1.0, 100_000, p).unwrap(), 100_000);
+        assert_eq!(cpu_quota_us(2.5, 100_000, p).unwrap(), 250_000);
+        assert_eq!(cpu_quota_us(0.001, 100_000, p).unwrap(), 1000);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            cpu_quota_us(bad, 100_000, p).unwrap_err();
+        }
+    }
+
+    #[test]
+    fn removing_a_cgroup_dir_is_idempotent_and_takes_nested_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c0");
+        fs::create_dir_all(dir.join("nested/deeper")).unwrap();
+        fs::write(dir.join("memory.max"), "1").unwrap();
+        fs::write(dir.join("nested/pids.max"), "1").unwrap();
+        remove_cgroup_dir(&dir).unwrap();
+        assert!(!dir.exists());
+        remove_cgroup_dir(&dir).unwrap();
+        assert!(root.path().exists());
+    }
+
+    #[test]
+    fn missing_file_write_is_reported_as_not_found() {
+        let root = tempfile::tempdir().unwrap();
+        let mut missing = vec![root.path().join("no/such/file")];
+        // On cgroupfs, opening a missing name with O_CREAT fails with EACCES (no side
+        // effect), which write_file reports as NotFound.
+        for hierarchy in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+            if Path::new(hierarchy).join("cgroup.procs").exists() {
+                missing.push(Path::new(hierarchy).join("warmbox-no-such-control-file"));
+                break;
+            }
+        }
+        for path in missing {
+            let err = write_file(&path, "1").unwrap_err();
+            assert!(
+                matches!(&err, CgroupError::Io { op: "write", source, .. }
+                    if source.kind() == io::ErrorKind::NotFound),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn kill_listed_with_no_or_empty_procs_is_done() {
+        let root = tempfile::tempdir().unwrap();
+        kill_listed(&root.path().join("cgroup.procs")).unwrap();
+        fs::write(root.path().join("cgroup.procs"), "\n").unwrap();
+        kill_listed(&root.path().join("cgroup.procs")).unwrap();
+        fs::write(root.path().join("cgroup.procs"), "12x\n").unwrap();
+        assert!(matches!(
+            kill_listed(&root.path().join("cgroup.procs")),
+            Err(CgroupError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn kill_listed_kills_listed_processes_and_gives_up_when_the_list_stays() {
+        // A plain file never empties, so after the kill the loop runs out its time budget;
+        // the child (our own) must have been SIGKILLed all the same.
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let procs = root.path().join("cgroup.procs");
+        fs::write(&procs, format!("{}\n", child.id())).unwrap();
+        let started = Instant::now();
+        let err = kill_listed(&procs).unwrap_err();
+        assert!(started.elapsed() >= KILL_TIMEOUT);
+        assert!(
+            matches!(&err, CgroupError::Io { op: "kill every process of", source, .. }
+                if source.raw_os_error() == Some(libc::EBUSY)),
+            "{err}"
+        );
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
 }
