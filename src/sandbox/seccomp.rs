@@ -2,9 +2,59 @@
 //! with seccompiler at start-up into BPF programs that the job process installs last,
 //! right before exec.
 //!
-//! HELPER-OWNED: the implementation is being written; the interface below is fixed.
+//! # Policy files
+//!
+//! `profiles/seccomp/<name>.json`, written by us (not seccompiler's own JSON format):
+//!
+//! ```json
+//! {
+//!   "description": "what the policy is for",
+//!   "include": ["base"],
+//!   "default_action": { "errno": "EPERM" },
+//!   "kill_clone_namespace_flags": true,
+//!   "allow": [{ "syscalls": ["read"], "reason": "..." }],
+//!   "errno": [{ "syscalls": ["clone3"], "errno": "ENOSYS", "reason": "..." }],
+//!   "kill":  [{ "syscalls": ["ptrace"], "reason": "..." }]
+//! }
+//! ```
+//!
+//! Every entry needs a non-empty `reason`; unknown keys, unknown syscall names and unknown
+//! errno names are refused. An entry may carry `"when": [[check, ...], ...]`: it applies
+//! only when one of the inner lists matches completely (OR of ANDs). A check is
+//! `{"arg": 0..=5, "op": "eq"|"ne"|"lt"|"le"|"gt"|"ge"|"masked_eq", "value": n,
+//! "mask": n (masked_eq only), "width": "dword" (default) | "qword"}`; numbers may be JSON
+//! integers or strings (`"0x5412"`). The default width compares the low 32 bits, which is
+//! what the kernel uses for `int` arguments, so setting high bits cannot dodge a check.
+//! `include` pulls in other policies of the same directory; their entries add up, the
+//! including file's `default_action` wins, and `kill_clone_namespace_flags` stays on once
+//! any file sets it.
+//!
+//! # Programs
+//!
+//! The kernel runs every installed filter and applies the most restrictive verdict
+//! (kill > errno > allow); between two errno verdicts the filter installed last wins. A
+//! policy therefore compiles to, in install order:
+//!
+//! 1. the allowlist: listed calls are allowed, everything else gets `default_action`;
+//! 2. one program per errno value of the `errno` section (listed calls get that errno,
+//!    everything else is allowed); installed after the allowlist, so their errno wins;
+//! 3. the kill program: `kill` entries, `clone` with a namespace flag, and every syscall
+//!    made through a foreign ABI, kill the process (`SECCOMP_RET_KILL_PROCESS`).
+//!
+//! seccompiler's programs start by checking `seccomp_data.arch`, killing the process on a
+//! mismatch; that stops i386 calls through `int 0x80`. x32 calls use the x86_64 audit arch
+//! with bit 30 set in the syscall number, which that check does not see, so the kill
+//! program gets an extra check for it.
 
+use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use serde::Deserialize;
 
 /// Errors loading, compiling or installing a policy.
 #[derive(Debug, thiserror::Error)]
@@ -40,24 +90,1423 @@ pub struct CompiledPolicy {
 impl CompiledPolicy {
     /// Loads `dir/<name>.json` and compiles it for the host architecture.
     pub fn load(dir: &Path, name: &str) -> Result<Self, SeccompError> {
-        let _ = (dir, name);
-        todo!("helper")
+        let top = policy_path(dir, name);
+        if !cfg!(target_arch = "x86_64") {
+            return Err(invalid(
+                &top,
+                format!(
+                    "seccomp policies are written for x86_64 only; this host is {}",
+                    std::env::consts::ARCH
+                ),
+            ));
+        }
+        let mut merged = Merged::default();
+        let mut stack = Vec::new();
+        read_policy(dir, name, &mut stack, &mut merged)?;
+        let programs = compile(&top, merged)?;
+        Ok(Self {
+            name: name.to_owned(),
+            programs,
+        })
     }
 
     /// Serializes to bytes (to ship to the container init).
+    ///
+    /// Layout, little endian: magic `WBSECCMP`, format version (u32), name length (u32),
+    /// name (UTF-8), program count (u32), then per program its instruction count (u32)
+    /// followed by the instructions (code u16, jt u8, jf u8, k u32).
     pub fn to_bytes(&self) -> Vec<u8> {
-        todo!("helper")
+        let insns: usize = self.programs.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(
+            MAGIC.len() + 12 + self.name.len() + 4 * self.programs.len() + 8 * insns,
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        put_len(&mut out, self.name.len());
+        out.extend_from_slice(self.name.as_bytes());
+        put_len(&mut out, self.programs.len());
+        for program in &self.programs {
+            put_len(&mut out, program.len());
+            for insn in program {
+                out.extend_from_slice(&insn.code.to_le_bytes());
+                out.push(insn.jt);
+                out.push(insn.jf);
+                out.extend_from_slice(&insn.k.to_le_bytes());
+            }
+        }
+        out
     }
 
     /// Parses what `to_bytes` produced.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SeccompError> {
-        let _ = bytes;
-        todo!("helper")
+        let mut r = Reader { bytes, pos: 0 };
+        let magic = r.take(MAGIC.len(), "magic")?;
+        if magic != MAGIC {
+            return Err(SeccompError::Bytes(format!(
+                "bad magic {magic:02x?}, expected {MAGIC:02x?}"
+            )));
+        }
+        let version = r.u32("format version")?;
+        if version != FORMAT_VERSION {
+            return Err(SeccompError::Bytes(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let name_len = r.u32("name length")? as usize;
+        if name_len > MAX_NAME_LEN {
+            return Err(SeccompError::Bytes(format!(
+                "name length {name_len} exceeds {MAX_NAME_LEN}"
+            )));
+        }
+        let name = std::str::from_utf8(r.take(name_len, "name")?)
+            .map_err(|e| SeccompError::Bytes(format!("name is not UTF-8: {e}")))?
+            .to_owned();
+        let count = r.u32("program count")? as usize;
+        if count == 0 || count > MAX_PROGRAMS {
+            return Err(SeccompError::Bytes(format!(
+                "program count {count} is outside 1..={MAX_PROGRAMS}"
+            )));
+        }
+        let mut programs = Vec::with_capacity(count);
+        for index in 0..count {
+            let len = r.u32("instruction count")? as usize;
+            if len == 0 || len > BPF_MAXINSNS {
+                return Err(SeccompError::Bytes(format!(
+                    "program {index} has {len} instructions, outside 1..={BPF_MAXINSNS}"
+                )));
+            }
+            let raw = r.take(len * 8, "instructions")?;
+            let program = raw
+                .chunks_exact(8)
+                .map(|c| libc::sock_filter {
+                    code: u16::from_le_bytes([c[0], c[1]]),
+                    jt: c[2],
+                    jf: c[3],
+                    k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+                })
+                .collect();
+            programs.push(program);
+        }
+        if r.pos != bytes.len() {
+            return Err(SeccompError::Bytes(format!(
+                "{} trailing bytes after the last program",
+                bytes.len() - r.pos
+            )));
+        }
+        Ok(Self { name, programs })
     }
 
     /// Installs every program on the calling thread. The caller has set no_new_privs.
     /// Called in the job process, the last step before exec; must not allocate.
     pub fn install(&self) -> Result<(), SeccompError> {
-        todo!("helper")
+        // An empty policy would silently leave the job unfiltered: fail closed.
+        // (`io::Error::from(ErrorKind)` and `last_os_error` do not allocate.)
+        if self.programs.is_empty() {
+            return Err(SeccompError::Install(io::Error::from(
+                io::ErrorKind::InvalidInput,
+            )));
+        }
+        // SAFETY: prctl with integer arguments only; it touches no memory of ours.
+        // Setting no_new_privs again is harmless and makes install() safe on its own.
+        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        if rc != 0 {
+            return Err(SeccompError::Install(io::Error::last_os_error()));
+        }
+        for program in &self.programs {
+            let Ok(len) = u16::try_from(program.len()) else {
+                return Err(SeccompError::Install(io::Error::from(
+                    io::ErrorKind::InvalidInput,
+                )));
+            };
+            let fprog = libc::sock_fprog {
+                len,
+                filter: program.as_ptr().cast_mut(),
+            };
+            // SAFETY: `fprog` points to `len` initialized instructions owned by `self`,
+            // which outlives the call; the kernel copies the program (copy_from_user) and
+            // never writes through the pointer.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &fprog as *const libc::sock_fprog,
+                )
+            };
+            if rc != 0 {
+                return Err(SeccompError::Install(io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
+
+const MAGIC: &[u8; 8] = b"WBSECCMP";
+const FORMAT_VERSION: u32 = 1;
+/// The kernel refuses longer programs (`BPF_MAXINSNS`).
+const BPF_MAXINSNS: usize = 4096;
+/// Far more than a policy compiles to; bounds what garbage can make us allocate.
+const MAX_PROGRAMS: usize = 64;
+const MAX_NAME_LEN: usize = 255;
+/// How deep `include` may nest.
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    // Lengths are bounded by BPF_MAXINSNS, MAX_PROGRAMS and file-stem lengths; a length
+    // that did not fit would be caught by from_bytes, so saturate rather than panic.
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], SeccompError> {
+        let left = self.bytes.len() - self.pos;
+        if n > left {
+            return Err(SeccompError::Bytes(format!(
+                "truncated: {what} needs {n} bytes at offset {}, {left} left",
+                self.pos
+            )));
+        }
+        let slice = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(slice)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, SeccompError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Policy files.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    description: String,
+    #[serde(default)]
+    include: Vec<String>,
+    default_action: Option<DefaultAction>,
+    #[serde(default)]
+    kill_clone_namespace_flags: bool,
+    #[serde(default)]
+    allow: Vec<Entry>,
+    #[serde(default)]
+    errno: Vec<Entry>,
+    #[serde(default)]
+    kill: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum DefaultAction {
+    /// Fail unlisted calls with this errno.
+    Errno(String),
+    /// Kill the process on any unlisted call.
+    KillProcess,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    syscalls: Vec<String>,
+    reason: Option<String>,
+    /// Only in the `errno` section.
+    errno: Option<String>,
+    #[serde(default)]
+    when: Vec<Vec<ArgCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgCheck {
+    arg: u8,
+    op: Op,
+    value: Number,
+    mask: Option<Number>,
+    #[serde(default)]
+    width: Width,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    MaskedEq,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Width {
+    #[default]
+    Dword,
+    Qword,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Int(u64),
+    Text(String),
+}
+
+impl Number {
+    fn parse(&self) -> Result<u64, String> {
+        match self {
+            Number::Int(n) => Ok(*n),
+            Number::Text(s) => {
+                let t = s.trim();
+                let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => t.parse::<u64>(),
+                };
+                parsed.map_err(|e| format!("number {s:?}: {e}"))
+            }
+        }
+    }
+}
+
+/// Which section an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Allow,
+    Errno,
+    Kill,
+}
+
+impl Section {
+    fn key(self) -> &'static str {
+        match self {
+            Section::Allow => "allow",
+            Section::Errno => "errno",
+            Section::Kill => "kill",
+        }
+    }
+}
+
+/// One syscall's rule from one entry, validated and resolved.
+#[derive(Debug)]
+struct Resolved {
+    nr: i64,
+    name: String,
+    /// Empty: unconditional.
+    rules: Vec<SeccompRule>,
+    /// For the errno section.
+    errno: u32,
+    /// `base.json allow entry 3`, for messages.
+    origin: String,
+}
+
+/// All files of an include tree, flattened.
+#[derive(Debug, Default)]
+struct Merged {
+    default_action: Option<(SeccompAction, String)>,
+    kill_clone_namespace_flags: bool,
+    allow: Vec<Resolved>,
+    errno: Vec<Resolved>,
+    kill: Vec<Resolved>,
+}
+
+fn policy_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> SeccompError {
+    SeccompError::Invalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Reads `dir/<name>.json` and, first, everything it includes, into `merged`.
+fn read_policy(
+    dir: &Path,
+    name: &str,
+    stack: &mut Vec<String>,
+    merged: &mut Merged,
+) -> Result<(), SeccompError> {
+    let path = policy_path(dir, name);
+    if !valid_name(name) {
+        return Err(invalid(
+            &path,
+            format!("policy name {name:?} must be 1-255 characters of [A-Za-z0-9_-]"),
+        ));
+    }
+    if stack.iter().any(|n| n == name) {
+        return Err(invalid(
+            &path,
+            format!("include cycle: {} -> {name}", stack.join(" -> ")),
+        ));
+    }
+    if stack.len() >= MAX_INCLUDE_DEPTH {
+        return Err(invalid(
+            &path,
+            format!("includes nest deeper than {MAX_INCLUDE_DEPTH}"),
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| SeccompError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let file: PolicyFile =
+        serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    if file.description.trim().is_empty() {
+        return Err(invalid(&path, "\"description\" is empty"));
+    }
+
+    stack.push(name.to_owned());
+    for include in &file.include {
+        read_policy(dir, include, stack, merged)?;
+    }
+    stack.pop();
+
+    if let Some(action) = &file.default_action {
+        let resolved = match action {
+            DefaultAction::Errno(errno) => {
+                SeccompAction::Errno(errno_value(errno).ok_or_else(|| {
+                    invalid(&path, format!("default_action: unknown errno {errno:?}"))
+                })?)
+            }
+            DefaultAction::KillProcess => SeccompAction::KillProcess,
+        };
+        merged.default_action = Some((resolved, format!("{name}.json")));
+    }
+    merged.kill_clone_namespace_flags |= file.kill_clone_namespace_flags;
+
+    let file_name = format!("{name}.json");
+    for (section, entries) in [
+        (Section::Allow, &file.allow),
+        (Section::Errno, &file.errno),
+        (Section::Kill, &file.kill),
+    ] {
+        for (index, entry) in entries.iter().enumerate() {
+            let origin = format!("{file_name} {} entry {}", section.key(), index + 1);
+            let resolved = resolve_entry(entry, section, &origin).map_err(|m| invalid(&path, m))?;
+            match section {
+                Section::Allow => merged.allow.extend(resolved),
+                Section::Errno => merged.errno.extend(resolved),
+                Section::Kill => merged.kill.extend(resolved),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates one entry and resolves its syscall names and conditions.
+fn resolve_entry(entry: &Entry, section: Section, origin: &str) -> Result<Vec<Resolved>, String> {
+    let label = format!("{origin} {:?}", entry.syscalls);
+    if entry.syscalls.is_empty() {
+        return Err(format!("{origin}: \"syscalls\" is empty"));
+    }
+    match &entry.reason {
+        Some(r) if !r.trim().is_empty() => {}
+        _ => return Err(format!("{label} has no \"reason\"")),
+    }
+    let errno = match (section, &entry.errno) {
+        (Section::Errno, Some(name)) => {
+            errno_value(name).ok_or_else(|| format!("{label}: unknown errno {name:?}"))?
+        }
+        (Section::Errno, None) => return Err(format!("{label} has no \"errno\"")),
+        (_, Some(_)) => {
+            return Err(format!(
+                "{label}: \"errno\" belongs only in entries of the errno section"
+            ))
+        }
+        (_, None) => 0,
+    };
+    let mut rules = Vec::with_capacity(entry.when.len());
+    for (alt, checks) in entry.when.iter().enumerate() {
+        if checks.is_empty() {
+            return Err(format!(
+                "{label}: \"when\" alternative {} is empty",
+                alt + 1
+            ));
+        }
+        let conditions = checks
+            .iter()
+            .map(|c| {
+                condition(c).map_err(|m| format!("{label}: \"when\" alternative {}: {m}", alt + 1))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.push(SeccompRule::new(conditions).map_err(|e| format!("{label}: {e}"))?);
+    }
+    let mut out = Vec::with_capacity(entry.syscalls.len());
+    for name in &entry.syscalls {
+        let nr = syscall_nr(name)
+            .ok_or_else(|| format!("{label}: unknown syscall {name:?} (x86_64)"))?;
+        out.push(Resolved {
+            nr,
+            name: name.clone(),
+            rules: rules.clone(),
+            errno,
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn condition(check: &ArgCheck) -> Result<SeccompCondition, String> {
+    if check.arg > 5 {
+        return Err(format!("arg {} is not 0..=5", check.arg));
+    }
+    let value = check.value.parse()?;
+    let (width, limit) = match check.width {
+        Width::Dword => (SeccompCmpArgLen::Dword, u64::from(u32::MAX)),
+        Width::Qword => (SeccompCmpArgLen::Qword, u64::MAX),
+    };
+    if value > limit {
+        return Err(format!(
+            "value {value:#x} does not fit a dword; say \"width\": \"qword\""
+        ));
+    }
+    let op = match (check.op, &check.mask) {
+        (Op::MaskedEq, Some(mask)) => {
+            let mask = mask.parse()?;
+            if mask > limit {
+                return Err(format!("mask {mask:#x} does not fit a dword"));
+            }
+            SeccompCmpOp::MaskedEq(mask)
+        }
+        (Op::MaskedEq, None) => return Err("op masked_eq needs a \"mask\"".to_owned()),
+        (_, Some(_)) => return Err("\"mask\" belongs only to op masked_eq".to_owned()),
+        (Op::Eq, None) => SeccompCmpOp::Eq,
+        (Op::Ne, None) => SeccompCmpOp::Ne,
+        (Op::Lt, None) => SeccompCmpOp::Lt,
+        (Op::Le, None) => SeccompCmpOp::Le,
+        (Op::Gt, None) => SeccompCmpOp::Gt,
+        (Op::Ge, None) => SeccompCmpOp::Ge,
+    };
+    SeccompCondition::new(check.arg, width, op, value).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Compilation.
+
+/// The namespace flags that kill `clone` when set in its first argument (compared as 32
+/// bits: the kernel takes `lower_32_bits(clone_flags)`). `CLONE_NEWTIME` (0x80) is not
+/// here: in `clone()` that bit belongs to the exit-signal byte (`CSIGNAL`), so the kernel
+/// never reads it as a namespace flag there; time namespaces are only reachable through
+/// `unshare` (killed) and `clone3` (ENOSYS).
+const CLONE_NAMESPACE_FLAGS: [(&str, u64); 7] = [
+    ("CLONE_NEWNS", libc::CLONE_NEWNS as u64),
+    ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP as u64),
+    ("CLONE_NEWUTS", libc::CLONE_NEWUTS as u64),
+    ("CLONE_NEWIPC", libc::CLONE_NEWIPC as u64),
+    ("CLONE_NEWUSER", libc::CLONE_NEWUSER as u64),
+    ("CLONE_NEWPID", libc::CLONE_NEWPID as u64),
+    ("CLONE_NEWNET", libc::CLONE_NEWNET as u64),
+];
+
+/// `AUDIT_ARCH_X86_64`: `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+/// x32 syscalls are x86_64 syscalls with this bit set in the number.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// Offsets into `struct seccomp_data`.
+const DATA_NR_OFFSET: u32 = 0;
+const DATA_ARCH_OFFSET: u32 = 4;
+/// Classic-BPF opcodes (linux/bpf_common.h).
+/// `BPF_LD | BPF_W | BPF_ABS` (0x00 | 0x00 | 0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JEQ | BPF_K`.
+const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
+/// `BPF_JMP | BPF_JGE | BPF_K`.
+const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+/// `BPF_RET | BPF_K`.
+const BPF_RET_K: u16 = 0x06;
+
+fn insn(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, SeccompError> {
+    let Some((default_action, _)) = merged.default_action else {
+        return Err(invalid(
+            top,
+            "no \"default_action\" in the policy or anything it includes",
+        ));
+    };
+
+    // Each syscall appears at most once per section (and once across all errno values),
+    // and an unconditional kill or errno entry may not also be allowed: that entry would
+    // be dead, and a reader could not tell which one was meant.
+    let allow = by_syscall(top, &merged.allow, "allowed")?;
+    let errno = by_syscall(top, &merged.errno, "given an errno")?;
+    let mut kill = by_syscall(top, &merged.kill, "killed")?;
+    for (deny, verb) in [(&errno, "fails with an errno"), (&kill, "kills")] {
+        for r in deny.values().filter(|r| r.rules.is_empty()) {
+            for other in [&allow, &errno, &kill] {
+                if let Some(o) = other.get(&r.nr).copied().filter(|o| !std::ptr::eq(*o, *r)) {
+                    return Err(invalid(
+                        top,
+                        format!(
+                            "syscall {:?} always {verb} ({}) but is also listed in {}",
+                            r.name, r.origin, o.origin
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut allow_map = BTreeMap::new();
+    for r in allow.values() {
+        allow_map.insert(r.nr, r.rules.clone());
+    }
+    let mut errno_maps: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+    for r in errno.values() {
+        errno_maps
+            .entry(r.errno)
+            .or_default()
+            .insert(r.nr, r.rules.clone());
+    }
+    let mut kill_map = BTreeMap::new();
+    for r in kill.values() {
+        kill_map.insert(r.nr, r.rules.clone());
+    }
+    if merged.kill_clone_namespace_flags {
+        if let Some(r) = kill.remove(&libc::SYS_clone) {
+            return Err(invalid(
+                top,
+                format!(
+                    "clone is listed in {} and kill_clone_namespace_flags is set; keep one",
+                    r.origin
+                ),
+            ));
+        }
+        let rules = CLONE_NAMESPACE_FLAGS
+            .iter()
+            .map(|(flag, bit)| {
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(*bit),
+                    *bit,
+                )
+                .and_then(|c| SeccompRule::new(vec![c]))
+                .map_err(|e| invalid(top, format!("clone rule for {flag}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        kill_map.insert(libc::SYS_clone, rules);
+    }
+
+    let arch = TargetArch::x86_64;
+    let mut programs = Vec::with_capacity(2 + errno_maps.len());
+    programs.push(build(
+        top,
+        "allowlist",
+        allow_map,
+        default_action,
+        SeccompAction::Allow,
+        arch,
+    )?);
+    for (code, map) in errno_maps {
+        let what = format!("errno {code} program");
+        programs.push(build(
+            top,
+            &what,
+            map,
+            SeccompAction::Allow,
+            SeccompAction::Errno(code),
+            arch,
+        )?);
+    }
+    let mut kill_program = build(
+        top,
+        "kill program",
+        kill_map,
+        SeccompAction::Allow,
+        SeccompAction::KillProcess,
+        arch,
+    )?;
+    add_x32_guard(top, &mut kill_program)?;
+    programs.push(kill_program);
+    Ok(programs)
+}
+
+/// Indexes one section by syscall number, refusing duplicates.
+fn by_syscall<'a>(
+    top: &Path,
+    entries: &'a [Resolved],
+    verb: &str,
+) -> Result<BTreeMap<i64, &'a Resolved>, SeccompError> {
+    let mut map: BTreeMap<i64, &Resolved> = BTreeMap::new();
+    for r in entries {
+        if let Some(previous) = map.insert(r.nr, r) {
+            return Err(invalid(
+                top,
+                format!(
+                    "syscall {:?} is {verb} twice: {} and {}",
+                    r.name, previous.origin, r.origin
+                ),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn build(
+    top: &Path,
+    what: &str,
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: TargetArch,
+) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    let program: BpfProgram = SeccompFilter::new(rules, mismatch, matched, arch)
+        .and_then(BpfProgram::try_from)
+        .map_err(|e| invalid(top, format!("compile {what}: {e}")))?;
+    Ok(program
+        .into_iter()
+        .map(|i| insn(i.code, i.k, i.jt, i.jf))
+        .collect())
+}
+
+/// Inserts "x32 syscall number -> kill" right after seccompiler's arch check, which only
+/// compares `seccomp_data.arch` and so lets x32 calls (same audit arch) through. All jumps
+/// in seccompiler's code are relative and forward, so inserting before them is safe.
+fn add_x32_guard(top: &Path, program: &mut Vec<libc::sock_filter>) -> Result<(), SeccompError> {
+    let arch_check = [
+        insn(BPF_LD_W_ABS, DATA_ARCH_OFFSET, 0, 0),
+        insn(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        insn(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+    ];
+    let same = program.len() > arch_check.len()
+        && program
+            .iter()
+            .zip(arch_check.iter())
+            .all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k));
+    if !same {
+        return Err(invalid(
+            top,
+            "seccompiler's program does not start with the expected x86_64 arch check; \
+             cannot add the x32 check",
+        ));
+    }
+    let guard = [
+        insn(BPF_LD_W_ABS, DATA_NR_OFFSET, 0, 0),
+        insn(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1),
+        insn(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+    ];
+    let at = arch_check.len();
+    program.splice(at..at, guard);
+    if program.len() > BPF_MAXINSNS {
+        return Err(invalid(
+            top,
+            format!(
+                "kill program has {} instructions, over {BPF_MAXINSNS}",
+                program.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The errno names a policy may use.
+fn errno_value(name: &str) -> Option<u32> {
+    let value = match name {
+        "EPERM" => libc::EPERM,
+        "ENOENT" => libc::ENOENT,
+        "EACCES" => libc::EACCES,
+        "EINVAL" => libc::EINVAL,
+        "ENOSYS" => libc::ENOSYS,
+        "EOPNOTSUPP" => libc::EOPNOTSUPP,
+        "EAFNOSUPPORT" => libc::EAFNOSUPPORT,
+        "EPROTONOSUPPORT" => libc::EPROTONOSUPPORT,
+        "ENOTTY" => libc::ENOTTY,
+        _ => return None,
+    };
+    u32::try_from(value).ok()
+}
+
+fn syscall_nr(name: &str) -> Option<i64> {
+    thread_local! {
+        static TABLE: HashMap<&'static str, i64> =
+            SYSCALLS.iter().chain(SYSCALLS_NOT_IN_LIBC.iter()).copied().collect();
+    }
+    TABLE.with(|t| t.get(name).copied())
+}
+
+/// x86_64 syscall names, from the libc crate's numbers.
+#[cfg(target_arch = "x86_64")]
+const SYSCALLS: &[(&str, i64)] = &[
+    ("read", libc::SYS_read),
+    ("write", libc::SYS_write),
+    ("open", libc::SYS_open),
+    ("close", libc::SYS_close),
+    ("stat", libc::SYS_stat),
+    ("fstat", libc::SYS_fstat),
+    ("lstat", libc::SYS_lstat),
+    ("poll", libc::SYS_poll),
+    ("lseek", libc::SYS_lseek),
+    ("mmap", libc::SYS_mmap),
+    ("mprotect", libc::SYS_mprotect),
+    ("munmap", libc::SYS_munmap),
+    ("brk", libc::SYS_brk),
+    ("rt_sigaction", libc::SYS_rt_sigaction),
+    ("rt_sigprocmask", libc::SYS_rt_sigprocmask),
+    ("rt_sigreturn", libc::SYS_rt_sigreturn),
+    ("ioctl", libc::SYS_ioctl),
+    ("pread64", libc::SYS_pread64),
+    ("pwrite64", libc::SYS_pwrite64),
+    ("readv", libc::SYS_readv),
+    ("writev", libc::SYS_writev),
+    ("access", libc::SYS_access),
+    ("pipe", libc::SYS_pipe),
+    ("select", libc::SYS_select),
+    ("sched_yield", libc::SYS_sched_yield),
+    ("mremap", libc::SYS_mremap),
+    ("msync", libc::SYS_msync),
+    ("mincore", libc::SYS_mincore),
+    ("madvise", libc::SYS_madvise),
+    ("shmget", libc::SYS_shmget),
+    ("shmat", libc::SYS_shmat),
+    ("shmctl", libc::SYS_shmctl),
+    ("dup", libc::SYS_dup),
+    ("dup2", libc::SYS_dup2),
+    ("pause", libc::SYS_pause),
+    ("nanosleep", libc::SYS_nanosleep),
+    ("getitimer", libc::SYS_getitimer),
+    ("alarm", libc::SYS_alarm),
+    ("setitimer", libc::SYS_setitimer),
+    ("getpid", libc::SYS_getpid),
+    ("sendfile", libc::SYS_sendfile),
+    ("socket", libc::SYS_socket),
+    ("connect", libc::SYS_connect),
+    ("accept", libc::SYS_accept),
+    ("sendto", libc::SYS_sendto),
+    ("recvfrom", libc::SYS_recvfrom),
+    ("sendmsg", libc::SYS_sendmsg),
+    ("recvmsg", libc::SYS_recvmsg),
+    ("shutdown", libc::SYS_shutdown),
+    ("bind", libc::SYS_bind),
+    ("listen", libc::SYS_listen),
+    ("getsockname", libc::SYS_getsockname),
+    ("getpeername", libc::SYS_getpeername),
+    ("socketpair", libc::SYS_socketpair),
+    ("setsockopt", libc::SYS_setsockopt),
+    ("getsockopt", libc::SYS_getsockopt),
+    ("clone", libc::SYS_clone),
+    ("fork", libc::SYS_fork),
+    ("vfork", libc::SYS_vfork),
+    ("execve", libc::SYS_execve),
+    ("exit", libc::SYS_exit),
+    ("wait4", libc::SYS_wait4),
+    ("kill", libc::SYS_kill),
+    ("uname", libc::SYS_uname),
+    ("semget", libc::SYS_semget),
+    ("semop", libc::SYS_semop),
+    ("semctl", libc::SYS_semctl),
+    ("shmdt", libc::SYS_shmdt),
+    ("msgget", libc::SYS_msgget),
+    ("msgsnd", libc::SYS_msgsnd),
+    ("msgrcv", libc::SYS_msgrcv),
+    ("msgctl", libc::SYS_msgctl),
+    ("fcntl", libc::SYS_fcntl),
+    ("flock", libc::SYS_flock),
+    ("fsync", libc::SYS_fsync),
+    ("fdatasync", libc::SYS_fdatasync),
+    ("truncate", libc::SYS_truncate),
+    ("ftruncate", libc::SYS_ftruncate),
+    ("getdents", libc::SYS_getdents),
+    ("getcwd", libc::SYS_getcwd),
+    ("chdir", libc::SYS_chdir),
+    ("fchdir", libc::SYS_fchdir),
+    ("rename", libc::SYS_rename),
+    ("mkdir", libc::SYS_mkdir),
+    ("rmdir", libc::SYS_rmdir),
+    ("creat", libc::SYS_creat),
+    ("link", libc::SYS_link),
+    ("unlink", libc::SYS_unlink),
+    ("symlink", libc::SYS_symlink),
+    ("readlink", libc::SYS_readlink),
+    ("chmod", libc::SYS_chmod),
+    ("fchmod", libc::SYS_fchmod),
+    ("chown", libc::SYS_chown),
+    ("fchown", libc::SYS_fchown),
+    ("lchown", libc::SYS_lchown),
+    ("umask", libc::SYS_umask),
+    ("gettimeofday", libc::SYS_gettimeofday),
+    ("getrlimit", libc::SYS_getrlimit),
+    ("getrusage", libc::SYS_getrusage),
+    ("sysinfo", libc::SYS_sysinfo),
+    ("times", libc::SYS_times),
+    ("ptrace", libc::SYS_ptrace),
+    ("getuid", libc::SYS_getuid),
+    ("syslog", libc::SYS_syslog),
+    ("getgid", libc::SYS_getgid),
+    ("setuid", libc::SYS_setuid),
+    ("setgid", libc::SYS_setgid),
+    ("geteuid", libc::SYS_geteuid),
+    ("getegid", libc::SYS_getegid),
+    ("setpgid", libc::SYS_setpgid),
+    ("getppid", libc::SYS_getppid),
+    ("getpgrp", libc::SYS_getpgrp),
+    ("setsid", libc::SYS_setsid),
+    ("setreuid", libc::SYS_setreuid),
+    ("setregid", libc::SYS_setregid),
+    ("getgroups", libc::SYS_getgroups),
+    ("setgroups", libc::SYS_setgroups),
+    ("setresuid", libc::SYS_setresuid),
+    ("getresuid", libc::SYS_getresuid),
+    ("setresgid", libc::SYS_setresgid),
+    ("getresgid", libc::SYS_getresgid),
+    ("getpgid", libc::SYS_getpgid),
+    ("setfsuid", libc::SYS_setfsuid),
+    ("setfsgid", libc::SYS_setfsgid),
+    ("getsid", libc::SYS_getsid),
+    ("capget", libc::SYS_capget),
+    ("capset", libc::SYS_capset),
+    ("rt_sigpending", libc::SYS_rt_sigpending),
+    ("rt_sigtimedwait", libc::SYS_rt_sigtimedwait),
+    ("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo),
+    ("rt_sigsuspend", libc::SYS_rt_sigsuspend),
+    ("sigaltstack", libc::SYS_sigaltstack),
+    ("utime", libc::SYS_utime),
+    ("mknod", libc::SYS_mknod),
+    ("uselib", libc::SYS_uselib),
+    ("personality", libc::SYS_personality),
+    ("ustat", libc::SYS_ustat),
+    ("statfs", libc::SYS_statfs),
+    ("fstatfs", libc::SYS_fstatfs),
+    ("sysfs", libc::SYS_sysfs),
+    ("getpriority", libc::SYS_getpriority),
+    ("setpriority", libc::SYS_setpriority),
+    ("sched_setparam", libc::SYS_sched_setparam),
+    ("sched_getparam", libc::SYS_sched_getparam),
+    ("sched_setscheduler", libc::SYS_sched_setscheduler),
+    ("sched_getscheduler", libc::SYS_sched_getscheduler),
+    ("sched_get_priority_max", libc::SYS_sched_get_priority_max),
+    ("sched_get_priority_min", libc::SYS_sched_get_priority_min),
+    ("sched_rr_get_interval", libc::SYS_sched_rr_get_interval),
+    ("mlock", libc::SYS_mlock),
+    ("munlock", libc::SYS_munlock),
+    ("mlockall", libc::SYS_mlockall),
+    ("munlockall", libc::SYS_munlockall),
+    ("vhangup", libc::SYS_vhangup),
+    ("modify_ldt", libc::SYS_modify_ldt),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("_sysctl", libc::SYS__sysctl),
+    ("prctl", libc::SYS_prctl),
+    ("arch_prctl", libc::SYS_arch_prctl),
+    ("adjtimex", libc::SYS_adjtimex),
+    ("setrlimit", libc::SYS_setrlimit),
+    ("chroot", libc::SYS_chroot),
+    ("sync", libc::SYS_sync),
+    ("acct", libc::SYS_acct),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("sethostname", libc::SYS_sethostname),
+    ("setdomainname", libc::SYS_setdomainname),
+    ("iopl", libc::SYS_iopl),
+    ("ioperm", libc::SYS_ioperm),
+    ("init_module", libc::SYS_init_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("quotactl", libc::SYS_quotactl),
+    ("nfsservctl", libc::SYS_nfsservctl),
+    ("getpmsg", libc::SYS_getpmsg),
+    ("putpmsg", libc::SYS_putpmsg),
+    ("afs_syscall", libc::SYS_afs_syscall),
+    ("tuxcall", libc::SYS_tuxcall),
+    ("security", libc::SYS_security),
+    ("gettid", libc::SYS_gettid),
+    ("readahead", libc::SYS_readahead),
+    ("setxattr", libc::SYS_setxattr),
+    ("lsetxattr", libc::SYS_lsetxattr),
+    ("fsetxattr", libc::SYS_fsetxattr),
+    ("getxattr", libc::SYS_getxattr),
+    ("lgetxattr", libc::SYS_lgetxattr),
+    ("fgetxattr", libc::SYS_fgetxattr),
+    ("listxattr", libc::SYS_listxattr),
+    ("llistxattr", libc::SYS_llistxattr),
+    ("flistxattr", libc::SYS_flistxattr),
+    ("removexattr", libc::SYS_removexattr),
+    ("lremovexattr", libc::SYS_lremovexattr),
+    ("fremovexattr", libc::SYS_fremovexattr),
+    ("tkill", libc::SYS_tkill),
+    ("time", libc::SYS_time),
+    ("futex", libc::SYS_futex),
+    ("sched_setaffinity", libc::SYS_sched_setaffinity),
+    ("sched_getaffinity", libc::SYS_sched_getaffinity),
+    ("set_thread_area", libc::SYS_set_thread_area),
+    ("io_setup", libc::SYS_io_setup),
+    ("io_destroy", libc::SYS_io_destroy),
+    ("io_getevents", libc::SYS_io_getevents),
+    ("io_submit", libc::SYS_io_submit),
+    ("io_cancel", libc::SYS_io_cancel),
+    ("get_thread_area", libc::SYS_get_thread_area),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("epoll_create", libc::SYS_epoll_create),
+    ("epoll_ctl_old", libc::SYS_epoll_ctl_old),
+    ("epoll_wait_old", libc::SYS_epoll_wait_old),
+    ("remap_file_pages", libc::SYS_remap_file_pages),
+    ("getdents64", libc::SYS_getdents64),
+    ("set_tid_address", libc::SYS_set_tid_address),
+    ("restart_syscall", libc::SYS_restart_syscall),
+    ("semtimedop", libc::SYS_semtimedop),
+    ("fadvise64", libc::SYS_fadvise64),
+    ("timer_create", libc::SYS_timer_create),
+    ("timer_settime", libc::SYS_timer_settime),
+    ("timer_gettime", libc::SYS_timer_gettime),
+    ("timer_getoverrun", libc::SYS_timer_getoverrun),
+    ("timer_delete", libc::SYS_timer_delete),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_gettime", libc::SYS_clock_gettime),
+    ("clock_getres", libc::SYS_clock_getres),
+    ("clock_nanosleep", libc::SYS_clock_nanosleep),
+    ("exit_group", libc::SYS_exit_group),
+    ("epoll_wait", libc::SYS_epoll_wait),
+    ("epoll_ctl", libc::SYS_epoll_ctl),
+    ("tgkill", libc::SYS_tgkill),
+    ("utimes", libc::SYS_utimes),
+    ("vserver", libc::SYS_vserver),
+    ("mbind", libc::SYS_mbind),
+    ("set_mempolicy", libc::SYS_set_mempolicy),
+    ("get_mempolicy", libc::SYS_get_mempolicy),
+    ("mq_open", libc::SYS_mq_open),
+    ("mq_unlink", libc::SYS_mq_unlink),
+    ("mq_timedsend", libc::SYS_mq_timedsend),
+    ("mq_timedreceive", libc::SYS_mq_timedreceive),
+    ("mq_notify", libc::SYS_mq_notify),
+    ("mq_getsetattr", libc::SYS_mq_getsetattr),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("waitid", libc::SYS_waitid),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("keyctl", libc::SYS_keyctl),
+    ("ioprio_set", libc::SYS_ioprio_set),
+    ("ioprio_get", libc::SYS_ioprio_get),
+    ("inotify_init", libc::SYS_inotify_init),
+    ("inotify_add_watch", libc::SYS_inotify_add_watch),
+    ("inotify_rm_watch", libc::SYS_inotify_rm_watch),
+    ("migrate_pages", libc::SYS_migrate_pages),
+    ("openat", libc::SYS_openat),
+    ("mkdirat", libc::SYS_mkdirat),
+    ("mknodat", libc::SYS_mknodat),
+    ("fchownat", libc::SYS_fchownat),
+    ("futimesat", libc::SYS_futimesat),
+    ("newfstatat", libc::SYS_newfstatat),
+    ("unlinkat", libc::SYS_unlinkat),
+    ("renameat", libc::SYS_renameat),
+    ("linkat", libc::SYS_linkat),
+    ("symlinkat", libc::SYS_symlinkat),
+    ("readlinkat", libc::SYS_readlinkat),
+    ("fchmodat", libc::SYS_fchmodat),
+    ("faccessat", libc::SYS_faccessat),
+    ("pselect6", libc::SYS_pselect6),
+    ("ppoll", libc::SYS_ppoll),
+    ("unshare", libc::SYS_unshare),
+    ("set_robust_list", libc::SYS_set_robust_list),
+    ("get_robust_list", libc::SYS_get_robust_list),
+    ("splice", libc::SYS_splice),
+    ("tee", libc::SYS_tee),
+    ("sync_file_range", libc::SYS_sync_file_range),
+    ("vmsplice", libc::SYS_vmsplice),
+    ("move_pages", libc::SYS_move_pages),
+    ("utimensat", libc::SYS_utimensat),
+    ("epoll_pwait", libc::SYS_epoll_pwait),
+    ("signalfd", libc::SYS_signalfd),
+    ("timerfd_create", libc::SYS_timerfd_create),
+    ("eventfd", libc::SYS_eventfd),
+    ("fallocate", libc::SYS_fallocate),
+    ("timerfd_settime", libc::SYS_timerfd_settime),
+    ("timerfd_gettime", libc::SYS_timerfd_gettime),
+    ("accept4", libc::SYS_accept4),
+    ("signalfd4", libc::SYS_signalfd4),
+    ("eventfd2", libc::SYS_eventfd2),
+    ("epoll_create1", libc::SYS_epoll_create1),
+    ("dup3", libc::SYS_dup3),
+    ("pipe2", libc::SYS_pipe2),
+    ("inotify_init1", libc::SYS_inotify_init1),
+    ("preadv", libc::SYS_preadv),
+    ("pwritev", libc::SYS_pwritev),
+    ("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("recvmmsg", libc::SYS_recvmmsg),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("fanotify_mark", libc::SYS_fanotify_mark),
+    ("prlimit64", libc::SYS_prlimit64),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("syncfs", libc::SYS_syncfs),
+    ("sendmmsg", libc::SYS_sendmmsg),
+    ("setns", libc::SYS_setns),
+    ("getcpu", libc::SYS_getcpu),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("kcmp", libc::SYS_kcmp),
+    ("finit_module", libc::SYS_finit_module),
+    ("sched_setattr", libc::SYS_sched_setattr),
+    ("sched_getattr", libc::SYS_sched_getattr),
+    ("renameat2", libc::SYS_renameat2),
+    ("seccomp", libc::SYS_seccomp),
+    ("getrandom", libc::SYS_getrandom),
+    ("memfd_create", libc::SYS_memfd_create),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("bpf", libc::SYS_bpf),
+    ("execveat", libc::SYS_execveat),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("membarrier", libc::SYS_membarrier),
+    ("mlock2", libc::SYS_mlock2),
+    ("copy_file_range", libc::SYS_copy_file_range),
+    ("preadv2", libc::SYS_preadv2),
+    ("pwritev2", libc::SYS_pwritev2),
+    ("pkey_mprotect", libc::SYS_pkey_mprotect),
+    ("pkey_alloc", libc::SYS_pkey_alloc),
+    ("pkey_free", libc::SYS_pkey_free),
+    ("statx", libc::SYS_statx),
+    ("rseq", libc::SYS_rseq),
+    ("pidfd_send_signal", libc::SYS_pidfd_send_signal),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("open_tree", libc::SYS_open_tree),
+    ("move_mount", libc::SYS_move_mount),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("pidfd_open", libc::SYS_pidfd_open),
+    ("clone3", libc::SYS_clone3),
+    ("close_range", libc::SYS_close_range),
+    ("openat2", libc::SYS_openat2),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("faccessat2", libc::SYS_faccessat2),
+    ("process_madvise", libc::SYS_process_madvise),
+    ("epoll_pwait2", libc::SYS_epoll_pwait2),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("quotactl_fd", libc::SYS_quotactl_fd),
+    ("landlock_create_ruleset", libc::SYS_landlock_create_ruleset),
+    ("landlock_add_rule", libc::SYS_landlock_add_rule),
+    ("landlock_restrict_self", libc::SYS_landlock_restrict_self),
+    ("memfd_secret", libc::SYS_memfd_secret),
+    ("process_mrelease", libc::SYS_process_mrelease),
+    ("futex_waitv", libc::SYS_futex_waitv),
+    ("set_mempolicy_home_node", libc::SYS_set_mempolicy_home_node),
+    ("fchmodat2", libc::SYS_fchmodat2),
+    ("mseal", libc::SYS_mseal),
+];
+
+/// Syscalls this libc version lacks, numbered from the kernel's
+/// arch/x86/entry/syscalls/syscall_64.tbl.
+#[cfg(target_arch = "x86_64")]
+const SYSCALLS_NOT_IN_LIBC: &[(&str, i64)] = &[
+    ("io_pgetevents", 333),
+    ("uretprobe", 335),
+    ("cachestat", 451),
+    ("map_shadow_stack", 453),
+    ("futex_wake", 454),
+    ("futex_wait", 455),
+    ("futex_requeue", 456),
+    ("statmount", 457),
+    ("listmount", 458),
+    ("lsm_get_self_attr", 459),
+    ("lsm_set_self_attr", 460),
+    ("lsm_list_modules", 461),
+    ("setxattrat", 463),
+    ("getxattrat", 464),
+    ("listxattrat", 465),
+    ("removexattrat", 466),
+    ("open_tree_attr", 467),
+    ("file_getattr", 468),
+    ("file_setattr", 469),
+];
+
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALLS: &[(&str, i64)] = &[];
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALLS_NOT_IN_LIBC: &[(&str, i64)] = &[];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp")
+    }
+
+    /// Writes `files` (name, JSON) into a temporary policy directory.
+    fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(format!("{name}.json")), text).expect("write policy");
+        }
+        dir
+    }
+
+    fn load_err(files: &[(&str, &str)], name: &str) -> String {
+        let dir = policy_dir(files);
+        match CompiledPolicy::load(dir.path(), name) {
+            Ok(p) => panic!("policy {name} compiled to {} programs", p.programs.len()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const MINIMAL: &str = r#"{
+        "description": "test",
+        "default_action": {"errno": "EPERM"},
+        "allow": [{"syscalls": ["read", "write"], "reason": "io"}]
+    }"#;
+
+    #[test]
+    fn every_shipped_policy_compiles() {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(profiles_dir()).expect("read profiles/seccomp") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().and_then(|e| e.to_str()) == Some("json") {
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .expect("utf-8 stem");
+                let policy =
+                    CompiledPolicy::load(&profiles_dir(), name).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(policy.name, name);
+                // allowlist, ENOSYS, EAFNOSUPPORT, kill
+                assert_eq!(policy.programs.len(), 4, "{name}");
+                for program in &policy.programs {
+                    assert!(!program.is_empty() && program.len() <= BPF_MAXINSNS);
+                }
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        assert_eq!(names, ["base", "default"]);
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let bytes = policy.to_bytes();
+        let insns: usize = policy.programs.iter().map(Vec::len).sum();
+        assert_eq!(
+            bytes.len(),
+            8 + 4 + 4 + "default".len() + 4 + 4 * policy.programs.len() + 8 * insns
+        );
+        assert_eq!(CompiledPolicy::from_bytes(&bytes).expect("parse"), policy);
+    }
+
+    #[test]
+    fn garbage_bytes_are_rejected() {
+        let good = CompiledPolicy::load(&profiles_dir(), "base")
+            .expect("load base")
+            .to_bytes();
+        let reject = |bytes: &[u8], needle: &str| match CompiledPolicy::from_bytes(bytes) {
+            Err(SeccompError::Bytes(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+            other => panic!("expected a Bytes error containing {needle:?}, got {other:?}"),
+        };
+        reject(b"", "truncated: magic");
+        reject(b"not a policy at all", "bad magic");
+        let mut bad_version = good.clone();
+        bad_version[8] = 9;
+        reject(&bad_version, "format version 9");
+        reject(&good[..good.len() - 1], "truncated: instructions");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        reject(&trailing, "1 trailing bytes");
+        let mut huge = good.clone();
+        // The first program's instruction count follows magic, version, name, count.
+        let at = 8 + 4 + 4 + "base".len() + 4;
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        reject(&huge, "outside 1..=4096");
+        let mut no_programs = good[..at - 4].to_vec();
+        no_programs.extend_from_slice(&0u32.to_le_bytes());
+        reject(&no_programs, "program count 0");
+        let mut bad_name = good;
+        bad_name[16] = 0xff;
+        reject(&bad_name, "not UTF-8");
+    }
+
+    #[test]
+    fn unknown_syscall_is_named() {
+        let text = MINIMAL.replace("\"write\"", "\"wirte\"");
+        let err = load_err(&[("p", &text)], "p");
+        assert!(err.contains("unknown syscall \"wirte\""), "{err}");
+        assert!(err.contains("p.json allow entry 1"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_empty_reason_is_named() {
+        let text = MINIMAL.replace(", \"reason\": \"io\"", "");
+        let err = load_err(&[("p", &text)], "p");
+        assert!(
+            err.contains("p.json allow entry 1 [\"read\", \"write\"] has no \"reason\""),
+            "{err}"
+        );
+        let text = MINIMAL.replace("\"io\"", "\"  \"");
+        let err = load_err(&[("p", &text)], "p");
+        assert!(err.contains("has no \"reason\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = MINIMAL.replace("\"description\"", "\"descripton\": \"x\", \"description\"");
+        let err = load_err(&[("p", &text)], "p");
+        assert!(err.contains("unknown field `descripton`"), "{err}");
+        let text = MINIMAL.replace("\"reason\": \"io\"", "\"reason\": \"io\", \"why\": 1");
+        let err = load_err(&[("p", &text)], "p");
+        assert!(err.contains("unknown field `why`"), "{err}");
+    }
+
+    #[test]
+    fn other_mistakes_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("{\"errno\": \"EPERM\"}", "{\"errno\": \"EPREM\"}", "unknown errno \"EPREM\""),
+            ("\"syscalls\": [\"read\", \"write\"]", "\"syscalls\": []", "\"syscalls\" is empty"),
+            (
+                "\"reason\": \"io\"",
+                "\"reason\": \"io\", \"errno\": \"EPERM\"",
+                "\"errno\" belongs only in entries of the errno section",
+            ),
+            (
+                "\"reason\": \"io\"",
+                "\"reason\": \"io\", \"when\": [[{\"arg\": 0, \"op\": \"eq\", \"value\": \"0x1ffffffff\"}]]",
+                "does not fit a dword",
+            ),
+            (
+                "\"reason\": \"io\"",
+                "\"reason\": \"io\", \"when\": [[{\"arg\": 6, \"op\": \"eq\", \"value\": 1}]]",
+                "arg 6 is not 0..=5",
+            ),
+            (
+                "\"reason\": \"io\"",
+                "\"reason\": \"io\", \"when\": [[{\"arg\": 0, \"op\": \"masked_eq\", \"value\": 1}]]",
+                "masked_eq needs a \"mask\"",
+            ),
+            (
+                "\"default_action\": {\"errno\": \"EPERM\"},",
+                "",
+                "no \"default_action\"",
+            ),
+            (
+                "\"allow\"",
+                "\"kill\": [{\"syscalls\": [\"read\"], \"reason\": \"r\"}], \"allow\"",
+                "syscall \"read\" always kills (p.json kill entry 1) but is also listed in p.json allow entry 1",
+            ),
+            (
+                "\"allow\"",
+                "\"errno\": [{\"syscalls\": [\"read\"], \"reason\": \"r\"}], \"allow\"",
+                "p.json errno entry 1 [\"read\"] has no \"errno\"",
+            ),
+            (
+                "[\"read\", \"write\"]",
+                "[\"read\", \"write\", \"read\"]",
+                "syscall \"read\" is allowed twice: p.json allow entry 1 and p.json allow entry 1",
+            ),
+        ];
+        for (from, to, needle) in cases {
+            assert!(MINIMAL.contains(from), "{from}");
+            let err = load_err(&[("p", &MINIMAL.replacen(from, to, 1))], "p");
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+            assert!(err.contains("p.json"), "{err:?} does not name the file");
+        }
+    }
+
+    #[test]
+    fn includes_merge_and_cycles_are_refused() {
+        let child = r#"{
+            "description": "child",
+            "include": ["p"],
+            "allow": [{"syscalls": ["close"], "reason": "c"}],
+            "kill": [{"syscalls": ["ptrace"], "reason": "k"}]
+        }"#;
+        let dir = policy_dir(&[("p", MINIMAL), ("child", child)]);
+        let policy = CompiledPolicy::load(dir.path(), "child").expect("load child");
+        // allowlist and kill program; no errno entries
+        assert_eq!(policy.programs.len(), 2);
+
+        let dup = child.replace("\"close\"", "\"read\"");
+        let err = load_err(&[("p", MINIMAL), ("child", &dup)], "child");
+        assert!(
+            err.contains("syscall \"read\" is allowed twice: p.json allow entry 1 and child.json allow entry 1"),
+            "{err}"
+        );
+
+        let a = r#"{"description": "a", "include": ["b"]}"#;
+        let b = r#"{"description": "b", "include": ["a"]}"#;
+        let err = load_err(&[("a", a), ("b", b)], "a");
+        assert!(err.contains("include cycle: a -> b -> a"), "{err}");
+
+        let err = load_err(&[("p", MINIMAL)], "../p");
+        assert!(err.contains("must be 1-255 characters"), "{err}");
+        let err = load_err(
+            &[(
+                "p",
+                &MINIMAL.replace(
+                    "\"description\"",
+                    "\"include\": [\"nope\"], \"description\"",
+                ),
+            )],
+            "p",
+        );
+        assert!(
+            err.contains("read seccomp policy") && err.contains("nope.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kill_program_guards_foreign_abis() {
+        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let kill = policy.programs.last().expect("kill program");
+        let ops: Vec<(u16, u32)> = kill.iter().take(6).map(|i| (i.code, i.k)).collect();
+        assert_eq!(
+            ops,
+            [
+                (BPF_LD_W_ABS, DATA_ARCH_OFFSET),
+                (BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64),
+                (BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+                (BPF_LD_W_ABS, DATA_NR_OFFSET),
+                (BPF_JMP_JGE_K, X32_SYSCALL_BIT),
+                (BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+            ]
+        );
+        // Every program checks the arch first.
+        for program in &policy.programs {
+            assert_eq!(
+                (program[1].code, program[1].k),
+                (BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64)
+            );
+        }
+    }
+
+    #[test]
+    fn syscall_table_matches_the_kernel_numbers() {
+        assert_eq!(syscall_nr("read"), Some(0));
+        assert_eq!(syscall_nr("clone3"), Some(435));
+        assert_eq!(syscall_nr("open_tree_attr"), Some(467));
+        assert_eq!(syscall_nr("mseal"), Some(462));
+        assert_eq!(syscall_nr("nosuchcall"), None);
+        let mut numbers: Vec<i64> = SYSCALLS
+            .iter()
+            .chain(SYSCALLS_NOT_IN_LIBC.iter())
+            .map(|(_, nr)| *nr)
+            .collect();
+        let count = numbers.len();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), count, "two names share a number");
     }
 }
