@@ -1,1 +1,228 @@
-fn main() {}
+//! Sandbox latency, printed beside baselines measured in the same run:
+//!
+//! - baseline A: bare fork + exec + wait of a static `true`;
+//! - baseline B: bare clone of all seven namespaces + exec + wait of the same binary;
+//! - create: a ready container (clone3, id maps, cgroup, mounts, init ready), vs B;
+//! - run: the static `true` (and `/bin/true`) in an already-ready container, vs A;
+//! - end to end: create + run + destroy.
+//!
+//! Needs root. `cargo bench --bench sandbox` (WARMBOX_BENCH_ITERS to change the count).
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use warmbox::config::EngineConfig;
+use warmbox::profile::Limits;
+use warmbox::sandbox::{BoxFile, Layout, Sandbox, StepSpec};
+
+fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    let pct = |p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    let mean = v.iter().map(|d| d.as_secs_f64()).sum::<f64>() / v.len() as f64 * 1e3;
+    println!(
+        "{name:<44} p50 {:>7.3} ms   p90 {:>7.3} ms   mean {:>7.3} ms   (n={})",
+        pct(0.5),
+        pct(0.9),
+        mean,
+        v.len()
+    );
+    pct(0.5)
+}
+
+fn static_true(dir: &Path) -> PathBuf {
+    let src = dir.join("true.c");
+    let bin = dir.join("true-static");
+    std::fs::write(&src, "int main(void){return 0;}\n").expect("write true.c");
+    let ok = std::process::Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(ok.success(), "gcc -static failed");
+    bin
+}
+
+fn fork_exec_wait(path: &CString) -> Duration {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let t = Instant::now();
+    // SAFETY: the child only calls execve and _exit on prepared data.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+        assert_eq!(st, 0, "baseline child failed");
+    }
+    t.elapsed()
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+fn clone_all_ns_exec_wait(path: &CString) -> Duration {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let args = CloneArgs {
+        flags: (libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    // SAFETY: a valid clone_args; the child only calls execve and _exit.
+    unsafe {
+        let pid = libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>());
+        assert!(pid >= 0, "clone3: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut st = 0;
+        libc::waitpid(pid as i32, &mut st, 0);
+        assert_eq!(st, 0, "namespace baseline child failed");
+    }
+    t.elapsed()
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("sandbox bench: SKIPPED, needs root");
+        return;
+    }
+    let iters: usize = std::env::var("WARMBOX_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = static_true(dir.path());
+    let cbin = CString::new(bin.to_str().expect("utf-8 path")).expect("no NUL");
+    let bin_true = CString::new("/bin/true").expect("no NUL");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = repo.join("target/release/warmbox");
+    assert!(
+        exe.exists(),
+        "{} missing: cargo build --release first",
+        exe.display()
+    );
+    let config = EngineConfig {
+        init_exe: exe,
+        state_dir: PathBuf::from("/run/warmbox-bench"),
+        cgroup_parent: "warmbox-bench".into(),
+        uid_base: 800_000,
+        slots: 64,
+        profiles_dir: repo.join("profiles"),
+    };
+    let sandbox: Arc<Sandbox> = Sandbox::new(config).expect("sandbox engine");
+    let layout = Layout {
+        binds: ["/usr", "/bin", "/lib", "/lib64", "/etc/ld.so.cache"]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        seccomp: "default".into(),
+        disk_bytes: 64 << 20,
+    };
+    let limits = Limits {
+        cpu_ms: 2000,
+        wall_ms: 5000,
+        memory_mb: 256,
+        pids: 64,
+        output_bytes: 65536,
+        file_size_bytes: 1 << 20,
+        disk_mb: 64,
+    };
+    let spec = |argv: &str| StepSpec {
+        argv: vec![argv.to_string()],
+        env: vec!["PATH=/usr/bin:/bin".into()],
+        limits,
+        cpu_cores: None,
+        stdin: Vec::new(),
+    };
+    let true_file = BoxFile {
+        path: "true-static".into(),
+        content: std::fs::read(&bin).expect("read static true"),
+        executable: true,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    println!("warmbox sandbox bench: {iters} iterations each, 2 baselines from this same run\n");
+    // Interleave so that drift on a shared machine hits every series alike.
+    let (mut a, mut b, mut create, mut run_static, mut run_bin, mut e2e) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    rt.block_on(async {
+        for _ in 0..5 {
+            let c = sandbox.create(&layout).await.expect("warm-up create");
+            c.destroy().await;
+        }
+        for _ in 0..iters {
+            a.push(fork_exec_wait(&cbin));
+            b.push(clone_all_ns_exec_wait(&cbin));
+
+            let t = Instant::now();
+            let mut c = sandbox.create(&layout).await.expect("create");
+            create.push(t.elapsed());
+            c.write_files(std::slice::from_ref(&true_file))
+                .await
+                .expect("write");
+            let t = Instant::now();
+            let r = c.run(&spec("./true-static")).await.expect("run");
+            run_static.push(t.elapsed());
+            assert_eq!(r.result.exit_code, Some(0));
+            c.destroy().await;
+
+            let mut c = sandbox.create(&layout).await.expect("create");
+            let t = Instant::now();
+            let r = c.run(&spec("/bin/true")).await.expect("run");
+            run_bin.push(t.elapsed());
+            assert_eq!(r.result.exit_code, Some(0));
+            c.destroy().await;
+
+            let t = Instant::now();
+            let mut c = sandbox.create(&layout).await.expect("create");
+            let r = c.run(&spec("/bin/true")).await.expect("run");
+            c.destroy().await;
+            e2e.push(t.elapsed());
+            assert_eq!(r.result.exit_code, Some(0));
+        }
+    });
+    let bin_true_base: Vec<Duration> = (0..iters).map(|_| fork_exec_wait(&bin_true)).collect();
+
+    let a50 = stats("baseline A: fork+exec+wait static true", a);
+    let at50 = stats("baseline A': fork+exec+wait /bin/true", bin_true_base);
+    let b50 = stats("baseline B: clone 7 namespaces+exec+wait", b);
+    let c50 = stats("create a ready container", create);
+    let r50 = stats("run static true in a ready container", run_static);
+    let rb50 = stats("run /bin/true in a ready container", run_bin);
+    stats("create + run /bin/true + destroy", e2e);
+    println!();
+    println!("create / B                  = {:.2}x  (target <= 1.5x)", c50 / b50);
+    println!("run static true / A         = {:.2}x  (target <= 1.5x)", r50 / a50);
+    println!("run /bin/true / A'          = {:.2}x", rb50 / at50);
+}

@@ -101,16 +101,6 @@ impl Init {
     }
 
     fn setup(&mut self, config: &InitConfig, payload: &[u8]) -> Result<(), String> {
-        // SAFETY: plain integer arguments. The server wrote our uid/gid maps before
-        // sending setup, so 0 is mapped (to this slot's unprivileged host uid).
-        unsafe {
-            if libc::setresgid(0, 0, 0) < 0 || libc::setresuid(0, 0, 0) < 0 {
-                return Err(format!(
-                    "setresuid(0) in the user namespace: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-        }
         if config.unshare_cgroupns {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;

@@ -100,6 +100,7 @@ pub struct BoxFile {
 #[derive(Debug)]
 pub struct Sandbox {
     config: EngineConfig,
+    exe: OwnedFd,
     cgroups: Box<dyn CgroupBackend>,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
@@ -126,8 +127,11 @@ impl Sandbox {
                 .map_err(host(format!("chmod 755 {}", dir.display())))?;
         }
         let free_slots = (0..config.slots).rev().collect();
+        let exe = spawn::open_exe(&config.init_exe)
+            .map_err(host(format!("open {}", config.init_exe.display())))?;
         Ok(Arc::new(Sandbox {
             config,
+            exe,
             cgroups,
             policies: Mutex::new(HashMap::new()),
             free_slots: Mutex::new(free_slots),
@@ -178,7 +182,7 @@ impl Sandbox {
 
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(host(format!("socketpair for container {id}")))?;
-        let cmd = spawn::InitCommand::new(&self.config.init_exe, theirs.as_raw_fd())?;
+        let cmd = spawn::InitCommand::new(self.exe.as_fd(), theirs.as_raw_fd())?;
         let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
         let spawned = match spawn::clone_init(&cmd, flags, cg.clone_into_fd()) {
             Ok(s) => s,
@@ -188,23 +192,27 @@ impl Sandbox {
             }
         };
         drop(theirs);
-        ours.set_nonblocking(true)
-            .map_err(host(format!("container {id}: set channel non-blocking")))?;
-        let chan = UnixStream::from_std(ours)
-            .map_err(host(format!("container {id}: register channel")))?;
+        let base = self.config.uid_base + 2 * slot.n;
         let mut c = Container {
             id,
             pid: spawned.pid,
             pidfd: Some(spawned.pidfd),
-            chan: Some(chan),
+            chan: None,
             cgroup: Some(cg),
-            slot: Some(slot),
+            _slot: Some(slot),
         };
-        let base = self.config.uid_base + 2 * c.slot_n();
         spawn::write_id_maps(c.pid, base, base + 1)?;
         if v1 {
             c.cgroup().add_process(c.pid)?;
         }
+        spawn::send_go(&ours).map_err(host(format!("container {}: send go", c.id)))?;
+        let id = c.id.clone();
+        ours.set_nonblocking(true)
+            .map_err(host(format!("container {id}: set channel non-blocking")))?;
+        c.chan = Some(
+            UnixStream::from_std(ours)
+                .map_err(host(format!("container {id}: register channel")))?,
+        );
         let setup = ToInit::Setup(InitConfig {
             id: c.id.clone(),
             new_root: self.config.new_root().to_string_lossy().into_owned(),
@@ -258,7 +266,7 @@ pub struct Container {
     chan: Option<UnixStream>,
     cgroup: Option<Box<dyn Cgroup>>,
     // Released last: the slot's uids are reused only once every process is gone.
-    slot: Option<Slot>,
+    _slot: Option<Slot>,
 }
 
 impl Container {
@@ -275,10 +283,6 @@ impl Container {
     /// Name of the container's cgroup.
     pub fn cgroup_name(&self) -> String {
         format!("c-{}", self.id)
-    }
-
-    fn slot_n(&self) -> u32 {
-        self.slot.as_ref().map_or(0, |s| s.n)
     }
 
     fn cgroup(&self) -> &dyn Cgroup {

@@ -2,7 +2,11 @@
 //! re-executes the warmbox binary as the container init.
 //!
 //! The server is multi-threaded, so between clone and exec the child makes raw syscalls
-//! only (fcntl, execve, _exit): everything it needs is built before the clone.
+//! only: everything it needs is built before the clone. It waits for the server's "id maps
+//! written" byte, drops the server's supplementary groups, becomes root of its user
+//! namespace (so that the exec keeps its namespace capabilities: an exec by a uid that is
+//! unmapped in the namespace would clear them) and execs the warmbox binary through an fd
+//! opened at start-up (so no host path needs to be traversable by the container's uid).
 
 use std::ffi::CString;
 use std::io::Write;
@@ -60,9 +64,14 @@ pub enum SpawnError {
     Command(String),
 }
 
+/// Exit code of a pre-exec child that never got the go byte.
+pub const NO_GO: i32 = 124;
+/// Exit code of a pre-exec child that could not become root of its namespace.
+pub const NO_ROOT: i32 = 125;
+
 /// The exec of the init, prepared before the clone.
 pub struct InitCommand {
-    exe: CString,
+    exe: RawFd,
     argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
@@ -73,10 +82,10 @@ pub struct InitCommand {
 unsafe impl Send for InitCommand {}
 
 impl InitCommand {
-    /// `exe __init <fd>` with an empty environment; `child_sock` is the init's end.
-    pub fn new(exe: &Path, child_sock: RawFd) -> Result<Self, SpawnError> {
-        let exe = CString::new(exe.as_os_str().as_bytes())
-            .map_err(|e| SpawnError::Command(e.to_string()))?;
+    /// `exe __init <fd>` with an empty environment; `exe` is an `O_PATH` fd of the warmbox
+    /// binary (see `open_exe`), `child_sock` the init's end of the channel.
+    pub fn new(exe: BorrowedFd<'_>, child_sock: RawFd) -> Result<Self, SpawnError> {
+        let exe = exe.as_raw_fd();
         let argv = [
             "warmbox-init".to_string(),
             "__init".into(),
@@ -140,17 +149,8 @@ pub fn clone_init(
         });
     }
     if pid == 0 {
-        // The child of a multi-threaded process: raw syscalls only until exec.
-        // SAFETY: fcntl/execve/_exit on prepared, NUL-terminated data; no allocation.
-        unsafe {
-            libc::fcntl(cmd.child_sock, libc::F_SETFD, 0);
-            libc::execve(
-                cmd.exe.as_ptr(),
-                cmd.argv_ptrs.as_ptr(),
-                cmd.envp_ptrs.as_ptr(),
-            );
-            libc::_exit(127);
-        }
+        // SAFETY: only raw syscalls on prepared data; never returns.
+        unsafe { child_exec(cmd) }
     }
     let _ = &cmd.argv;
     Ok(Spawned {
@@ -158,6 +158,60 @@ pub fn clone_init(
         // SAFETY: clone3 stored a fresh pidfd (CLOEXEC) for us in `pidfd`.
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
     })
+}
+
+/// The clone child, before exec: raw syscalls only (no allocation, no locks, and none of
+/// glibc's set*id wrappers, which would try to reach the parent's other threads).
+///
+/// # Safety
+/// Call only in the child of `clone_init`.
+unsafe fn child_exec(cmd: &InitCommand) -> ! {
+    let sock = cmd.child_sock;
+    libc::syscall(libc::SYS_fcntl, sock, libc::F_SETFD, 0);
+    let mut go = 0u8;
+    loop {
+        let n = libc::syscall(libc::SYS_read, sock, &mut go as *mut u8, 1);
+        if n == 1 {
+            break;
+        }
+        if n == 0 || *libc::__errno_location() != libc::EINTR {
+            libc::syscall(libc::SYS_exit_group, NO_GO);
+        }
+    }
+    if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+        || libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
+        || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
+    {
+        libc::syscall(libc::SYS_exit_group, NO_ROOT);
+    }
+    libc::syscall(
+        libc::SYS_execveat,
+        cmd.exe,
+        c"".as_ptr(),
+        cmd.argv_ptrs.as_ptr(),
+        cmd.envp_ptrs.as_ptr(),
+        libc::AT_EMPTY_PATH,
+    );
+    libc::syscall(libc::SYS_exit_group, 127);
+    unreachable!("exit_group returned")
+}
+
+/// Opens the warmbox binary for `execveat` (O_PATH, CLOEXEC).
+pub fn open_exe(path: &Path) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a valid C string; open returns a new fd or -1.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Tells the waiting child that its id maps (and v1 cgroup) are in place.
+pub fn send_go(sock: &std::os::unix::net::UnixStream) -> std::io::Result<()> {
+    (&*sock).write_all(&[1])
 }
 
 /// Maps container uid/gid 0 to `root_id` and the box user to `box_id` on the host.

@@ -1,0 +1,100 @@
+//! Shared set-up of the integration tests: a real sandbox (root, namespaces, cgroups) with
+//! its own cgroup parent, or a clear skip when the host cannot give one — unless
+//! `WARMBOX_REQUIRE_SANDBOX=1` (CI), where a missing capability fails the test.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use warmbox::config::EngineConfig;
+use warmbox::job::Runner;
+use warmbox::profile::ProfileSet;
+use warmbox::request::{self, RunRequest, RunResponse, StepResult};
+use warmbox::sandbox::Sandbox;
+
+/// cgroup parent of every test container (under each v1 controller).
+pub const CGROUP_PARENT: &str = "warmbox-test";
+
+/// The engine and profiles shared by the tests of one test binary.
+pub struct Harness {
+    pub sandbox: Arc<Sandbox>,
+    pub profiles: ProfileSet,
+    pub runner: Runner,
+}
+
+fn require() -> bool {
+    std::env::var("WARMBOX_REQUIRE_SANDBOX").is_ok_and(|v| v == "1")
+}
+
+/// Fails the test in CI, else prints why it is skipped.
+pub fn skip(why: &str) {
+    if require() {
+        panic!("WARMBOX_REQUIRE_SANDBOX=1 but {why}");
+    }
+    eprintln!("SKIPPED: {why} (set WARMBOX_REQUIRE_SANDBOX=1 to make this a failure)");
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn build() -> Result<Harness, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the sandbox tests need root".into());
+    }
+    let report = warmbox::check::run(CGROUP_PARENT);
+    if !report.can_sandbox() {
+        return Err(format!("this host cannot sandbox:\n{}", report.text()));
+    }
+    let profiles = ProfileSet::load_dir(&repo().join("profiles")).map_err(|e| e.to_string())?;
+    let config = EngineConfig {
+        init_exe: PathBuf::from(env!("CARGO_BIN_EXE_warmbox")),
+        state_dir: PathBuf::from("/run/warmbox-test"),
+        cgroup_parent: CGROUP_PARENT.into(),
+        uid_base: 700_000,
+        slots: 256,
+        profiles_dir: repo().join("profiles"),
+    };
+    let sandbox = Sandbox::new(config).map_err(|e| e.to_string())?;
+    let runner = Runner::new(sandbox.clone());
+    Ok(Harness {
+        sandbox,
+        profiles,
+        runner,
+    })
+}
+
+/// The shared harness, or `None` (after `skip`) where the host cannot sandbox.
+pub fn harness() -> Option<&'static Harness> {
+    static H: OnceLock<Result<Harness, String>> = OnceLock::new();
+    match H.get_or_init(build) {
+        Ok(h) => Some(h),
+        Err(why) => {
+            skip(why);
+            None
+        }
+    }
+}
+
+impl Harness {
+    /// Validates and runs a request given as JSON.
+    pub async fn run(&self, req: serde_json::Value) -> RunResponse {
+        let req: RunRequest = serde_json::from_value(req).expect("request JSON matches RunRequest");
+        let valid = request::validate(&req, &self.profiles).expect("request is valid");
+        self.runner.run(&valid).await.expect("the sandbox runs the request")
+    }
+
+    /// Runs `cmd` (argv) under the bash profile with default limits and returns the run step.
+    pub async fn sh(&self, script: &str) -> StepResult {
+        self.run(serde_json::json!({"profile": "bash", "cmd": ["/bin/bash", "-c", script]}))
+            .await
+            .run
+            .expect("run step present")
+    }
+}
+
+/// The names of the cgroups now under the test parent.
+pub fn live_cgroups(h: &Harness) -> Vec<String> {
+    h.sandbox.cgroups().list().unwrap_or_default()
+}
