@@ -222,7 +222,13 @@ fn main() {
     let rb50 = stats("run /bin/true in a ready container", run_bin);
     stats("create + run /bin/true + destroy", e2e);
     println!();
-    println!("create / B                  = {:.2}x  (target <= 1.5x)", c50 / b50);
-    println!("run static true / A         = {:.2}x  (target <= 1.5x)", r50 / a50);
+    println!(
+        "create / B                  = {:.2}x  (target <= 1.5x)",
+        c50 / b50
+    );
+    println!(
+        "run static true / A         = {:.2}x  (target <= 1.5x)",
+        r50 / a50
+    );
     println!("run /bin/true / A'          = {:.2}x", rb50 / at50);
 }

@@ -39,11 +39,67 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A uid block of its own for each test binary, so that parallel test binaries never share
+/// container uids (tests look for leftover processes by uid).
+pub fn uid_base() -> u32 {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.split('-').next().unwrap_or_default().to_string();
+    let h = name
+        .bytes()
+        .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+    700_000 + 4096 * (h % 64)
+}
+
+/// Host processes whose uid lies in this binary's container uid block.
+pub fn processes_in_uid_block() -> Vec<(i32, u32)> {
+    let base = uid_base();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        if let Some(uid) = uid {
+            if (base..base + 4096).contains(&uid) {
+                found.push((pid, uid));
+            }
+        }
+    }
+    found
+}
+
 fn build() -> Result<Harness, String> {
+    build_with(CGROUP_PARENT)
+}
+
+/// A harness with its own engine and cgroup parent (for tests that check that nothing is
+/// left behind: they look at their own parent only). `None` after `skip`.
+pub fn private_harness(cgroup_parent: &str) -> Option<Harness> {
+    match build_with(cgroup_parent) {
+        Ok(h) => Some(h),
+        Err(why) => {
+            skip(&why);
+            None
+        }
+    }
+}
+
+fn build_with(cgroup_parent: &str) -> Result<Harness, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("the sandbox tests need root".into());
     }
-    let report = warmbox::check::run(CGROUP_PARENT);
+    let report = warmbox::check::run(cgroup_parent);
     if !report.can_sandbox() {
         return Err(format!("this host cannot sandbox:\n{}", report.text()));
     }
@@ -51,8 +107,8 @@ fn build() -> Result<Harness, String> {
     let config = EngineConfig {
         init_exe: PathBuf::from(env!("CARGO_BIN_EXE_warmbox")),
         state_dir: PathBuf::from("/run/warmbox-test"),
-        cgroup_parent: CGROUP_PARENT.into(),
-        uid_base: 700_000,
+        cgroup_parent: cgroup_parent.into(),
+        uid_base: uid_base(),
         slots: 256,
         profiles_dir: repo().join("profiles"),
     };
@@ -82,7 +138,10 @@ impl Harness {
     pub async fn run(&self, req: serde_json::Value) -> RunResponse {
         let req: RunRequest = serde_json::from_value(req).expect("request JSON matches RunRequest");
         let valid = request::validate(&req, &self.profiles).expect("request is valid");
-        self.runner.run(&valid).await.expect("the sandbox runs the request")
+        self.runner
+            .run(&valid)
+            .await
+            .expect("the sandbox runs the request")
     }
 
     /// Runs `cmd` (argv) under the bash profile with default limits and returns the run step.
