@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one request locally and print the run response as JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Report what this host supports; exits non-zero where sandboxing is impossible.
     Check {
         /// Print the report as JSON.
@@ -115,7 +115,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run(args) => exit_on_error(run(args)),
+        Command::Run(args) => exit_on_error(run(*args)),
         Command::Check { json } => exit_on_error(check(json)),
         Command::Profiles { profiles_dir } => exit_on_error(profiles(&profiles_dir)),
     };
