@@ -46,7 +46,7 @@
 //! with bit 30 set in the syscall number, which that check does not see, so the kill
 //! program gets an extra check for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -411,7 +411,7 @@ struct Resolved {
 /// All files of an include tree, flattened.
 #[derive(Debug, Default)]
 struct Merged {
-    default_action: Option<(SeccompAction, String)>,
+    default_action: Option<SeccompAction>,
     kill_clone_namespace_flags: bool,
     allow: Vec<Resolved>,
     errno: Vec<Resolved>,
@@ -488,7 +488,7 @@ fn read_policy(
             }
             DefaultAction::KillProcess => SeccompAction::KillProcess,
         };
-        merged.default_action = Some((resolved, format!("{name}.json")));
+        merged.default_action = Some(resolved);
     }
     merged.kill_clone_namespace_flags |= file.kill_clone_namespace_flags;
 
@@ -638,7 +638,7 @@ fn insn(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, SeccompError> {
-    let Some((default_action, _)) = merged.default_action else {
+    let Some(default_action) = merged.default_action else {
         return Err(invalid(
             top,
             "no \"default_action\" in the policy or anything it includes",
@@ -837,12 +837,13 @@ fn errno_value(name: &str) -> Option<u32> {
     u32::try_from(value).ok()
 }
 
+/// The x86_64 number of syscall `name`. A linear scan: policies are compiled once.
 fn syscall_nr(name: &str) -> Option<i64> {
-    thread_local! {
-        static TABLE: HashMap<&'static str, i64> =
-            SYSCALLS.iter().chain(SYSCALLS_NOT_IN_LIBC.iter()).copied().collect();
-    }
-    TABLE.with(|t| t.get(name).copied())
+    SYSCALLS
+        .iter()
+        .chain(SYSCALLS_NOT_IN_LIBC)
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| *nr)
 }
 
 /// x86_64 syscall names, from the libc crate's numbers.
