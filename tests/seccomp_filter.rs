@@ -456,17 +456,17 @@ fn every_program_is_needed_for_the_outcomes() {
     if !seccomp_available() {
         return;
     }
-    // Only the allowlist: clone3 gets the default EPERM instead of ENOSYS, ptrace is not
-    // allowed either, so it fails with EPERM instead of killing.
+    // Only the allowlist: clone3 passes it (the errno program decides it) and ptrace is
+    // not allowed, so it fails with the default EPERM instead of killing.
     let full = default_policy();
     let allowlist_only = CompiledPolicy {
         name: full.name.clone(),
-        programs: full.programs[..1].to_vec(),
+        programs: full.programs[full.programs.len() - 1..].to_vec(),
     };
     let clone3 = || raw_clone3(0);
     assert_eq!(
         in_child(Some(&allowlist_only), clone3),
-        Outcome::Exited(libc::EPERM)
+        Outcome::Exited(SUCCEEDED_UNEXPECTEDLY)
     );
     // SAFETY: PTRACE_TRACEME takes no pointers.
     let traceme =
@@ -482,4 +482,41 @@ fn every_program_is_needed_for_the_outcomes() {
         in_child(Some(&shipped), clone3),
         Outcome::Exited(libc::ENOSYS)
     );
+}
+
+#[test]
+fn errno_entries_hold_under_a_kill_default() {
+    if !seccomp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = r#"{
+        "description": "kill everything unlisted",
+        "include": ["base"],
+        "default_action": "kill_process"
+    }"#;
+    std::fs::write(dir.path().join("strict.json"), policy).expect("write policy");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp/base.json");
+    std::fs::copy(base, dir.path().join("base.json")).expect("copy base.json");
+    let strict = CompiledPolicy::load(dir.path(), "strict").unwrap_or_else(|e| panic!("{e}"));
+
+    let enosys = in_child(Some(&strict), || raw_clone3(libc::CLONE_NEWUSER as u64));
+    assert_eq!(enosys, Outcome::Exited(libc::ENOSYS));
+    // SAFETY: socket takes integers.
+    let packet =
+        || report(unsafe { libc::syscall(libc::SYS_socket, libc::AF_PACKET, libc::SOCK_RAW, 0) });
+    assert_eq!(
+        in_child(Some(&strict), packet),
+        Outcome::Exited(libc::EAFNOSUPPORT)
+    );
+    // SAFETY: getpid has no arguments.
+    let getpid = || i32::from(unsafe { libc::syscall(libc::SYS_getpid) } <= 0);
+    assert_eq!(in_child(Some(&strict), getpid), Outcome::Exited(0));
+    // kcmp is unlisted: killed under this default.
+    let kcmp = || {
+        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
+        let pid = unsafe { libc::getpid() };
+        report(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 1, 0, 0) })
+    };
+    assert_eq!(in_child(Some(&strict), kcmp), KILLED);
 }
