@@ -32,21 +32,26 @@
 //! # Programs
 //!
 //! The kernel runs every installed filter and applies the most restrictive verdict
-//! (kill > errno > allow); between two errno verdicts the filter installed last wins. A
-//! policy therefore compiles to, in install order:
+//! (kill > errno > allow), whatever the order they were installed in. A policy compiles
+//! to, in install order:
 //!
-//! 1. the allowlist: listed calls are allowed, everything else gets `default_action`;
-//! 2. one program per errno value of the `errno` section (listed calls get that errno,
-//!    everything else is allowed); installed after the allowlist, so their errno wins;
-//! 3. the kill program: `kill` entries, `clone` with a namespace flag, and every syscall
-//!    made through a foreign ABI, kill the process (`SECCOMP_RET_KILL_PROCESS`).
+//! 1. the kill program: `kill` entries, `clone` with a namespace flag, and every syscall
+//!    made through a foreign ABI, kill the process (`SECCOMP_RET_KILL_PROCESS`);
+//! 2. one program per errno value of the `errno` section: listed calls get that errno,
+//!    everything else is allowed;
+//! 3. the allowlist: listed calls are allowed, everything else gets `default_action`.
+//!    The calls of the `errno` section pass it too (under their conditions), so that
+//!    their errno program decides them even under a `kill_process` default.
+//!
+//! The allowlist is installed last because installing a program is itself a `seccomp`
+//! call, which the programs already in place must let through.
 //!
 //! seccompiler's programs start by checking `seccomp_data.arch`, killing the process on a
 //! mismatch; that stops i386 calls through `int 0x80`. x32 calls use the x86_64 audit arch
 //! with bit 30 set in the syscall number, which that check does not see, so the kill
 //! program gets an extra check for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -198,6 +203,8 @@ impl CompiledPolicy {
 
     /// Installs every program on the calling thread. The caller has set no_new_privs.
     /// Called in the job process, the last step before exec; must not allocate.
+    ///
+    /// On error some programs may already be in place: the caller must not exec.
     pub fn install(&self) -> Result<(), SeccompError> {
         // An empty policy would silently leave the job unfiltered: fail closed.
         // (`io::Error::from(ErrorKind)` and `last_os_error` do not allocate.)
@@ -411,7 +418,7 @@ struct Resolved {
 /// All files of an include tree, flattened.
 #[derive(Debug, Default)]
 struct Merged {
-    default_action: Option<(SeccompAction, String)>,
+    default_action: Option<SeccompAction>,
     kill_clone_namespace_flags: bool,
     allow: Vec<Resolved>,
     errno: Vec<Resolved>,
@@ -488,7 +495,7 @@ fn read_policy(
             }
             DefaultAction::KillProcess => SeccompAction::KillProcess,
         };
-        merged.default_action = Some((resolved, format!("{name}.json")));
+        merged.default_action = Some(resolved);
     }
     merged.kill_clone_namespace_flags |= file.kill_clone_namespace_flags;
 
@@ -638,7 +645,7 @@ fn insn(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, SeccompError> {
-    let Some((default_action, _)) = merged.default_action else {
+    let Some(default_action) = merged.default_action else {
         return Err(invalid(
             top,
             "no \"default_action\" in the policy or anything it includes",
@@ -670,6 +677,18 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
     let mut allow_map = BTreeMap::new();
     for r in allow.values() {
         allow_map.insert(r.nr, r.rules.clone());
+    }
+    // errno calls also pass the allowlist, under the same conditions: then their errno
+    // program's verdict beats the allowlist's whatever the default action (a kill default
+    // would otherwise win) and whatever the install order. (Empty rules: unconditional.)
+    for r in errno.values() {
+        match allow_map.get_mut(&r.nr) {
+            None => {
+                allow_map.insert(r.nr, r.rules.clone());
+            }
+            Some(rules) if rules.is_empty() => {}
+            Some(rules) => rules.extend(r.rules.iter().cloned()),
+        }
     }
     let mut errno_maps: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
     for r in errno.values() {
@@ -708,16 +727,21 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
         kill_map.insert(libc::SYS_clone, rules);
     }
 
+    // Install order: the allowlist goes last. Each program installed before it must let
+    // `seccomp` itself through, which the kill and errno programs do (they allow every
+    // call they do not name) but an allowlist need not. Verdicts do not depend on order.
     let arch = TargetArch::x86_64;
     let mut programs = Vec::with_capacity(2 + errno_maps.len());
-    programs.push(build(
+    let mut kill_program = build(
         top,
-        "allowlist",
-        allow_map,
-        default_action,
+        "kill program",
+        kill_map,
         SeccompAction::Allow,
+        SeccompAction::KillProcess,
         arch,
-    )?);
+    )?;
+    add_x32_guard(top, &mut kill_program)?;
+    programs.push(kill_program);
     for (code, map) in errno_maps {
         let what = format!("errno {code} program");
         programs.push(build(
@@ -729,16 +753,14 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
             arch,
         )?);
     }
-    let mut kill_program = build(
+    programs.push(build(
         top,
-        "kill program",
-        kill_map,
+        "allowlist",
+        allow_map,
+        default_action,
         SeccompAction::Allow,
-        SeccompAction::KillProcess,
         arch,
-    )?;
-    add_x32_guard(top, &mut kill_program)?;
-    programs.push(kill_program);
+    )?);
     Ok(programs)
 }
 
@@ -837,12 +859,13 @@ fn errno_value(name: &str) -> Option<u32> {
     u32::try_from(value).ok()
 }
 
+/// The x86_64 number of syscall `name`. A linear scan: policies are compiled once.
 fn syscall_nr(name: &str) -> Option<i64> {
-    thread_local! {
-        static TABLE: HashMap<&'static str, i64> =
-            SYSCALLS.iter().chain(SYSCALLS_NOT_IN_LIBC.iter()).copied().collect();
-    }
-    TABLE.with(|t| t.get(name).copied())
+    SYSCALLS
+        .iter()
+        .chain(SYSCALLS_NOT_IN_LIBC)
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| *nr)
 }
 
 /// x86_64 syscall names, from the libc crate's numbers.
@@ -1284,7 +1307,7 @@ mod tests {
                 let policy =
                     CompiledPolicy::load(&profiles_dir(), name).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(policy.name, name);
-                // allowlist, ENOSYS, EAFNOSUPPORT, kill
+                // kill, ENOSYS, EAFNOSUPPORT, allowlist
                 assert_eq!(policy.programs.len(), 4, "{name}");
                 for program in &policy.programs {
                     assert!(!program.is_empty() && program.len() <= BPF_MAXINSNS);
@@ -1470,7 +1493,7 @@ mod tests {
     #[test]
     fn kill_program_guards_foreign_abis() {
         let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
-        let kill = policy.programs.last().expect("kill program");
+        let kill = policy.programs.first().expect("kill program");
         let ops: Vec<(u16, u32)> = kill.iter().take(6).map(|i| (i.code, i.k)).collect();
         assert_eq!(
             ops,

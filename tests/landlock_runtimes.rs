@@ -1,0 +1,149 @@
+//! The runtimes under the job process's full confinement: landlock (read and execute
+//! everywhere, write only to a scratch directory standing in for `/box`, to `/tmp` and to
+//! `/dev/null`) and then the `default` seccomp policy, both applied in `pre_exec` right
+//! before exec, in that order, as the job process does. Exact exit status and output are
+//! asserted; a missing runtime or kernel feature is skipped with a message.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use warmbox::container::landlock::{abi_version, prepare, LandlockRules};
+use warmbox::sandbox::seccomp::{CompiledPolicy, SeccompError};
+
+fn available(program: &str) -> bool {
+    if abi_version().is_none() {
+        let why = "landlock is not available on this kernel";
+        assert!(
+            std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+            "{why} and WARMBOX_REQUIRE_SANDBOX=1"
+        );
+        eprintln!("skip: {why}");
+        return false;
+    }
+    if !Path::new(program).exists() {
+        eprintln!("skip: {program} is not installed on this host");
+        return false;
+    }
+    true
+}
+
+/// Runs `program args` in `dir`, confined as a job process whose `/box` is `dir`.
+fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let seccomp = CompiledPolicy::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp"),
+        "default",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rules = LandlockRules {
+        read_exec: vec![PathBuf::from("/")],
+        read_write: vec![dir.to_owned(), PathBuf::from("/tmp")],
+        write_files: vec![PathBuf::from("/dev/null")],
+    };
+    let mut landlock = Some(prepare(&rules).unwrap_or_else(|e| panic!("{e}")));
+    let mut command = Command::new(program);
+    command.args(args).current_dir(dir);
+    // SAFETY: the hook runs in the forked child of this multi-threaded process: it makes
+    // raw syscalls (setrlimit, prctl, landlock_restrict_self, seccomp) and allocates only
+    // on error paths, which glibc keeps usable after fork.
+    unsafe {
+        command.pre_exec(move || {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ruleset = landlock
+                .take()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::Other))?;
+            ruleset
+                .restrict_self()
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
+            seccomp.install().map_err(|e| match e {
+                SeccompError::Install(e) => e,
+                _ => std::io::Error::from(std::io::ErrorKind::Other),
+            })
+        });
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+}
+
+fn assert_ok(output: &Output, what: &str, stdout: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        None,
+        "{what} killed; stderr: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{what}: stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout, "{what}");
+}
+
+#[test]
+fn python3_confined() {
+    if !available("/usr/bin/python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = "import threading, json, pathlib\n\
+                  t = threading.Thread(target=lambda: pathlib.Path('out.txt').write_text('ok'))\n\
+                  t.start(); t.join()\n\
+                  try:\n    open('/etc/warmbox-test', 'w')\nexcept PermissionError as e:\n    print('denied', e.errno)\n\
+                  print(json.dumps(pathlib.Path('out.txt').read_text()))\n";
+    let out = run_confined(dir.path(), "/usr/bin/python3", &["-c", script]);
+    assert_ok(&out, "python3", "denied 13\n\"ok\"\n");
+    assert!(!Path::new("/etc/warmbox-test").exists());
+}
+
+#[test]
+fn node_confined() {
+    if !available("/usr/bin/node") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = "const fs = require('fs'); fs.writeFileSync('a.txt', '1');\n\
+                  console.log(fs.readFileSync('a.txt', 'utf8'));";
+    let out = run_confined(dir.path(), "/usr/bin/node", &["-e", script]);
+    assert_ok(&out, "node", "1\n");
+}
+
+#[test]
+fn javac_and_java_confined() {
+    if !available("/usr/bin/javac") || !available("/usr/bin/java") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = "public class Main { public static void main(String[] a) throws Exception {\n\
+                  Thread t = new Thread(() -> System.out.println(42)); t.start(); t.join(); } }\n";
+    std::fs::write(dir.path().join("Main.java"), source).expect("write Main.java");
+    let out = run_confined(dir.path(), "/usr/bin/javac", &["Main.java"]);
+    assert_ok(&out, "javac", "");
+    let out = run_confined(dir.path(), "/usr/bin/java", &["-cp", ".", "Main"]);
+    assert_ok(&out, "java", "42\n");
+}
+
+#[test]
+fn gcc_and_bash_confined() {
+    if !available("/usr/bin/gcc") || !available("/usr/bin/bash") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("x.c"),
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+    )
+    .expect("write x.c");
+    let out = run_confined(dir.path(), "/usr/bin/gcc", &["-o", "x", "x.c"]);
+    assert_ok(&out, "gcc", "");
+    let out = run_confined(
+        dir.path(),
+        "/usr/bin/bash",
+        &["-c", "./x | cat; echo $((1+1)) > /dev/null; echo done"],
+    );
+    assert_ok(&out, "bash", "hi\ndone\n");
+}

@@ -1,0 +1,522 @@
+//! Behaviour of the shipped `default` seccomp policy, observed from a forked child.
+//!
+//! Each case forks; the child sets no_new_privs, installs the policy, makes one call and
+//! `_exit`s with a code that reports the result (0: the call succeeded, otherwise its
+//! errno); the parent asserts the exact wait status. Installing a filter is irreversible,
+//! so it never happens in the test runner's own process. The child of this multi-threaded
+//! runner only makes raw syscalls (`install` does not allocate). Calls that would change
+//! the host if the filter failed are given arguments that make them fail harmlessly.
+
+use std::path::Path;
+
+use warmbox::sandbox::seccomp::CompiledPolicy;
+
+/// How a child ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+}
+
+const KILLED: Outcome = Outcome::Signaled(libc::SIGSYS);
+/// The child's report when a call that should have been stopped succeeded.
+const SUCCEEDED_UNEXPECTEDLY: i32 = 200;
+/// The child's report when the policy could not be installed.
+const INSTALL_FAILED: i32 = 125;
+
+fn require_sandbox() -> bool {
+    std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1")
+}
+
+/// Whether this kernel can run the tests; says why when it cannot.
+fn seccomp_available() -> bool {
+    // SAFETY: PR_GET_SECCOMP takes no pointer; it reports the calling thread's mode.
+    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    let action: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+    // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer, which is valid.
+    let kill_process = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    } == 0;
+    if mode >= 0 && kill_process {
+        return true;
+    }
+    let why = "kernel lacks seccomp filters or SECCOMP_RET_KILL_PROCESS (Linux 4.14+)";
+    assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
+    eprintln!("skip: {why}");
+    false
+}
+
+fn default_policy() -> CompiledPolicy {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp");
+    CompiledPolicy::load(&dir, "default").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+}
+
+/// 0 when `rc` says success, else the errno.
+fn report(rc: libc::c_long) -> i32 {
+    if rc < 0 {
+        errno()
+    } else {
+        0
+    }
+}
+
+/// Forks; the child installs `policy` (if any) and exits with `call()`'s code.
+fn in_child(policy: Option<&CompiledPolicy>, call: impl FnOnce() -> i32) -> Outcome {
+    // SAFETY: the child only makes raw syscalls (setrlimit, prctl, the seccomp install,
+    // which does not allocate, and `call`, which uses libc only) before `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain syscalls on valid arguments; a SIGSYS kill must not dump core.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        }
+        let code = match policy.map(CompiledPolicy::install) {
+            Some(Err(_)) => INSTALL_FAILED,
+            _ => call(),
+        };
+        // SAFETY: _exit ends the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    wait(pid)
+}
+
+fn wait(pid: libc::pid_t) -> Outcome {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer; pid is our child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        assert_eq!(errno(), libc::EINTR, "waitpid {pid}");
+    }
+    if libc::WIFEXITED(status) {
+        Outcome::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Outcome::Signaled(libc::WTERMSIG(status))
+    } else {
+        panic!("unexpected wait status {status:#x}")
+    }
+}
+
+/// Runs a raw syscall under the default policy.
+fn under_policy(call: impl FnOnce() -> i32) -> Outcome {
+    in_child(Some(&default_policy()), call)
+}
+
+#[test]
+fn getpid_works() {
+    if !seccomp_available() {
+        return;
+    }
+    // SAFETY: getpid has no arguments.
+    let outcome = under_policy(|| i32::from(unsafe { libc::syscall(libc::SYS_getpid) } <= 0));
+    assert_eq!(outcome, Outcome::Exited(0));
+}
+
+#[test]
+fn ptrace_traceme_kills() {
+    if !seccomp_available() {
+        return;
+    }
+    // SAFETY: PTRACE_TRACEME takes no pointers.
+    let outcome = under_policy(|| {
+        report(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) })
+    });
+    assert_eq!(outcome, KILLED);
+}
+
+#[test]
+fn unshare_newuser_kills() {
+    if !seccomp_available() {
+        return;
+    }
+    // SAFETY: unshare takes flags only; unfiltered it would affect only this child.
+    let outcome =
+        under_policy(|| report(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) }));
+    assert_eq!(outcome, KILLED);
+}
+
+/// clone with `flags` in a child; reports how the grandchild ended, or the errno.
+fn raw_clone(flags: u64) -> i32 {
+    // SAFETY: fork-like clone (no CLONE_VM, null stack means "use the parent's copy"):
+    // the new process only calls _exit.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
+    if pid < 0 {
+        return errno();
+    }
+    if pid == 0 {
+        // SAFETY: ends the grandchild.
+        unsafe { libc::_exit(7) }
+    }
+    match wait(pid as libc::pid_t) {
+        Outcome::Exited(code) => code,
+        Outcome::Signaled(_) => SUCCEEDED_UNEXPECTEDLY + 1,
+    }
+}
+
+#[test]
+fn clone_without_namespace_flags_works() {
+    if !seccomp_available() {
+        return;
+    }
+    let outcome = under_policy(|| raw_clone(libc::SIGCHLD as u64));
+    assert_eq!(outcome, Outcome::Exited(7));
+}
+
+#[test]
+fn clone_with_any_namespace_flag_kills() {
+    if !seccomp_available() {
+        return;
+    }
+    let flags = [
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWCGROUP,
+    ];
+    for flag in flags {
+        let flags = flag as u64 | libc::SIGCHLD as u64;
+        assert_eq!(under_policy(|| raw_clone(flags)), KILLED, "flag {flag:#x}");
+    }
+    // The kernel reads only the low 32 bits of clone's flags, and so does the filter:
+    // junk in the high half does not hide a namespace flag.
+    let junk = (1u64 << 32) | libc::CLONE_NEWNS as u64 | libc::SIGCHLD as u64;
+    assert_eq!(under_policy(|| raw_clone(junk)), KILLED);
+}
+
+/// clone3 with `flags` (exit signal SIGCHLD); reports the errno, or
+/// `SUCCEEDED_UNEXPECTEDLY` when a process was created.
+fn raw_clone3(flags: u64) -> i32 {
+    // struct clone_args (CLONE_ARGS_SIZE_VER2, 88 bytes): flags, pidfd, child_tid,
+    // parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
+    let mut args = [0u64; 11];
+    args[0] = flags;
+    args[4] = libc::SIGCHLD as u64;
+    // SAFETY: args is a valid clone_args of the size passed; with no CLONE_VM the new
+    // process gets a copy of our memory and only calls _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args.as_mut_ptr(),
+            std::mem::size_of_val(&args),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: ends the new process at once.
+        unsafe { libc::_exit(0) }
+    }
+    if pid < 0 {
+        return errno();
+    }
+    wait(pid as libc::pid_t);
+    SUCCEEDED_UNEXPECTEDLY
+}
+
+#[test]
+fn clone3_returns_enosys() {
+    if !seccomp_available() {
+        return;
+    }
+    let outcome = under_policy(|| raw_clone3(libc::CLONE_NEWUSER as u64));
+    assert_eq!(outcome, Outcome::Exited(libc::ENOSYS));
+}
+
+#[test]
+fn mount_kills() {
+    if !seccomp_available() {
+        return;
+    }
+    let outcome = under_policy(|| {
+        // A target that does not exist: unfiltered this fails with ENOENT, changing nothing.
+        let target = c"/proc/self/warmbox-no-such-dir";
+        // SAFETY: valid NUL-terminated strings and null optional pointers.
+        report(unsafe {
+            libc::syscall(
+                libc::SYS_mount,
+                c"none".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                0,
+            )
+        })
+    });
+    assert_eq!(outcome, KILLED);
+}
+
+#[test]
+fn other_dangerous_calls_kill() {
+    if !seccomp_available() {
+        return;
+    }
+    // Each with arguments that fail harmlessly should the filter not stop it.
+    const MISSING: &std::ffi::CStr = c"/warmbox-no-such-path";
+    type Call = fn() -> libc::c_long;
+    let cases: &[(&str, Call)] = &[
+        // SAFETY: every case is a raw syscall with null pointers, invalid fds or paths that
+        // do not exist; none touches memory of ours.
+        ("bpf", || unsafe { libc::syscall(libc::SYS_bpf, -1, 0, 0) }),
+        ("perf_event_open", || unsafe {
+            libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0)
+        }),
+        ("io_uring_setup", || unsafe {
+            libc::syscall(libc::SYS_io_uring_setup, 0, 0)
+        }),
+        ("userfaultfd", || unsafe {
+            libc::syscall(libc::SYS_userfaultfd, 0)
+        }),
+        ("keyctl", || unsafe {
+            libc::syscall(libc::SYS_keyctl, -1, 0, 0, 0, 0)
+        }),
+        ("setns", || unsafe { libc::syscall(libc::SYS_setns, -1, 0) }),
+        ("process_vm_readv", || unsafe {
+            libc::syscall(libc::SYS_process_vm_readv, 0, 0, 0, 0, 0, 0)
+        }),
+        ("open_by_handle_at", || unsafe {
+            libc::syscall(libc::SYS_open_by_handle_at, -1, 0, 0)
+        }),
+        ("chroot", || unsafe {
+            libc::syscall(libc::SYS_chroot, MISSING.as_ptr())
+        }),
+        ("umount2", || unsafe {
+            libc::syscall(libc::SYS_umount2, MISSING.as_ptr(), 0)
+        }),
+        ("pivot_root", || unsafe {
+            libc::syscall(libc::SYS_pivot_root, MISSING.as_ptr(), MISSING.as_ptr())
+        }),
+        ("fsopen", || unsafe {
+            libc::syscall(libc::SYS_fsopen, 0, 0)
+        }),
+        ("swapoff", || unsafe {
+            libc::syscall(libc::SYS_swapoff, MISSING.as_ptr())
+        }),
+        ("clock_settime", || unsafe {
+            libc::syscall(libc::SYS_clock_settime, libc::CLOCK_REALTIME, 0)
+        }),
+        ("reboot", || unsafe {
+            libc::syscall(libc::SYS_reboot, 0, 0, 0, 0)
+        }),
+        ("init_module", || unsafe {
+            libc::syscall(libc::SYS_init_module, 0, 0, 0)
+        }),
+        ("ioctl TIOCSTI", || unsafe {
+            libc::syscall(libc::SYS_ioctl, -1, libc::TIOCSTI, 0)
+        }),
+        ("ioctl TIOCSTI with high bits set", || unsafe {
+            libc::syscall(libc::SYS_ioctl, -1, (1u64 << 32) | libc::TIOCSTI, 0)
+        }),
+    ];
+    for (name, call) in cases {
+        assert_eq!(under_policy(|| report(call())), KILLED, "{name}");
+    }
+}
+
+#[test]
+fn unlisted_harmless_call_gets_default_errno() {
+    if !seccomp_available() {
+        return;
+    }
+    // kcmp is not in the policy; unfiltered, comparing our own VM with itself returns 0.
+    let outcome = under_policy(|| {
+        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
+        let pid = unsafe { libc::getpid() };
+        report(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 1, 0, 0) })
+    });
+    assert_eq!(outcome, Outcome::Exited(libc::EPERM));
+}
+
+#[test]
+fn socket_families_are_limited() {
+    if !seccomp_available() {
+        return;
+    }
+    let socket = |domain: i32, ty: i32, protocol: i32| {
+        move || {
+            // SAFETY: socket takes integers; the fd is left for _exit to close.
+            report(unsafe { libc::syscall(libc::SYS_socket, domain, ty, protocol) })
+        }
+    };
+    assert_eq!(
+        under_policy(socket(libc::AF_UNIX, libc::SOCK_STREAM, 0)),
+        Outcome::Exited(0)
+    );
+    assert_eq!(
+        under_policy(socket(libc::AF_INET, libc::SOCK_DGRAM, 0)),
+        Outcome::Exited(0)
+    );
+    assert_eq!(
+        under_policy(socket(libc::AF_INET6, libc::SOCK_STREAM, 0)),
+        Outcome::Exited(0)
+    );
+    assert_eq!(
+        under_policy(socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_ROUTE
+        )),
+        Outcome::Exited(0)
+    );
+    // As root, AF_PACKET and NETLINK_AUDIT would succeed without the filter.
+    assert_eq!(
+        under_policy(socket(libc::AF_PACKET, libc::SOCK_RAW, 0)),
+        Outcome::Exited(libc::EAFNOSUPPORT)
+    );
+    assert_eq!(
+        under_policy(socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_AUDIT
+        )),
+        Outcome::Exited(libc::EAFNOSUPPORT)
+    );
+}
+
+#[test]
+fn personality_only_default() {
+    if !seccomp_available() {
+        return;
+    }
+    let personality = |persona: u64| {
+        // SAFETY: personality takes an integer.
+        move || report(unsafe { libc::syscall(libc::SYS_personality, persona) })
+    };
+    assert_eq!(under_policy(personality(0xffff_ffff)), Outcome::Exited(0));
+    assert_eq!(under_policy(personality(0)), Outcome::Exited(0));
+    assert_eq!(
+        under_policy(personality(libc::ADDR_NO_RANDOMIZE as u64)),
+        Outcome::Exited(libc::EPERM)
+    );
+}
+
+/// getpid through the i386 ABI (`int 0x80`, i386 syscall 20).
+fn i386_getpid() -> i32 {
+    let mut rax: i64 = 20;
+    // SAFETY: int 0x80 with eax = 20 (getpid) takes no arguments and touches no memory;
+    // the kernel preserves all registers but eax (r8-r11 are zeroed on return, so they
+    // are declared clobbered).
+    unsafe {
+        std::arch::asm!(
+            "int 0x80",
+            inout("rax") rax,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        );
+    }
+    i32::from(rax <= 0)
+}
+
+#[test]
+fn i386_syscalls_kill() {
+    if !seccomp_available() {
+        return;
+    }
+    // Without the filter first: the kernel may lack IA32 emulation.
+    if in_child(None, i386_getpid) != Outcome::Exited(0) {
+        assert!(!require_sandbox(), "int 0x80 does not work on this kernel");
+        eprintln!("skip: kernel without IA32 emulation, int 0x80 cannot be tested");
+        return;
+    }
+    assert_eq!(under_policy(i386_getpid), KILLED);
+}
+
+#[test]
+fn x32_syscalls_kill() {
+    if !seccomp_available() {
+        return;
+    }
+    // getpid (39) with __X32_SYSCALL_BIT. Unfiltered this is ENOSYS on kernels without
+    // CONFIG_X86_X32_ABI and works on the others; the filter must kill either way.
+    let outcome = under_policy(|| {
+        // SAFETY: getpid takes no arguments.
+        report(unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) })
+    });
+    assert_eq!(outcome, KILLED);
+}
+
+#[test]
+fn every_program_is_needed_for_the_outcomes() {
+    if !seccomp_available() {
+        return;
+    }
+    // Only the allowlist: clone3 passes it (the errno program decides it) and ptrace is
+    // not allowed, so it fails with the default EPERM instead of killing.
+    let full = default_policy();
+    let allowlist_only = CompiledPolicy {
+        name: full.name.clone(),
+        programs: full.programs[full.programs.len() - 1..].to_vec(),
+    };
+    let clone3 = || raw_clone3(0);
+    assert_eq!(
+        in_child(Some(&allowlist_only), clone3),
+        Outcome::Exited(SUCCEEDED_UNEXPECTEDLY)
+    );
+    // SAFETY: PTRACE_TRACEME takes no pointers.
+    let traceme =
+        || report(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) });
+    assert_eq!(
+        in_child(Some(&allowlist_only), traceme),
+        Outcome::Exited(libc::EPERM)
+    );
+    assert_eq!(in_child(Some(&full), traceme), KILLED);
+    // A round trip through bytes installs the same programs.
+    let shipped = CompiledPolicy::from_bytes(&full.to_bytes()).expect("from_bytes");
+    assert_eq!(
+        in_child(Some(&shipped), clone3),
+        Outcome::Exited(libc::ENOSYS)
+    );
+}
+
+#[test]
+fn errno_entries_hold_under_a_kill_default() {
+    if !seccomp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = r#"{
+        "description": "kill everything unlisted",
+        "include": ["base"],
+        "default_action": "kill_process"
+    }"#;
+    std::fs::write(dir.path().join("strict.json"), policy).expect("write policy");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp/base.json");
+    std::fs::copy(base, dir.path().join("base.json")).expect("copy base.json");
+    let strict = CompiledPolicy::load(dir.path(), "strict").unwrap_or_else(|e| panic!("{e}"));
+
+    let enosys = in_child(Some(&strict), || raw_clone3(libc::CLONE_NEWUSER as u64));
+    assert_eq!(enosys, Outcome::Exited(libc::ENOSYS));
+    // SAFETY: socket takes integers.
+    let packet =
+        || report(unsafe { libc::syscall(libc::SYS_socket, libc::AF_PACKET, libc::SOCK_RAW, 0) });
+    assert_eq!(
+        in_child(Some(&strict), packet),
+        Outcome::Exited(libc::EAFNOSUPPORT)
+    );
+    // SAFETY: getpid has no arguments.
+    let getpid = || i32::from(unsafe { libc::syscall(libc::SYS_getpid) } <= 0);
+    assert_eq!(in_child(Some(&strict), getpid), Outcome::Exited(0));
+    // kcmp is unlisted: killed under this default.
+    let kcmp = || {
+        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
+        let pid = unsafe { libc::getpid() };
+        report(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 1, 0, 0) })
+    };
+    assert_eq!(in_child(Some(&strict), kcmp), KILLED);
+}

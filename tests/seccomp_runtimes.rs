@@ -1,0 +1,205 @@
+//! The six runtimes and their compilers run to completion under the `default` policy.
+//!
+//! Each program is spawned with `std::process::Command`; its `pre_exec` hook (which runs
+//! in the forked child, right before exec, like the job process) sets RLIMIT_CORE=0 and
+//! installs the policy. The test asserts the exact exit status and output. A runtime
+//! missing from the host is skipped with a message.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use warmbox::sandbox::seccomp::{CompiledPolicy, SeccompError};
+
+fn require_sandbox() -> bool {
+    std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1")
+}
+
+fn seccomp_available() -> bool {
+    // SAFETY: PR_GET_SECCOMP takes no pointer.
+    if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0 {
+        return true;
+    }
+    let why = "kernel lacks seccomp";
+    assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
+    eprintln!("skip: {why}");
+    false
+}
+
+fn default_policy() -> CompiledPolicy {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp");
+    CompiledPolicy::load(&dir, "default").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Whether `program` exists; says so when it does not.
+fn present(program: &str) -> bool {
+    if Path::new(program).exists() {
+        return true;
+    }
+    eprintln!("skip: {program} is not installed on this host");
+    false
+}
+
+/// Runs `program args` in `dir` with the default policy installed right before exec.
+fn run_filtered(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let policy = default_policy();
+    let mut command = Command::new(program);
+    command.args(args).current_dir(dir);
+    // SAFETY: the hook runs in the forked child of this multi-threaded process, so it
+    // must be async-signal-safe: setrlimit and prctl are raw syscalls, and install()
+    // neither allocates nor takes locks (its errors carry an OS error code only).
+    unsafe {
+        command.pre_exec(move || {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            policy.install().map_err(|e| match e {
+                SeccompError::Install(e) => e,
+                _ => std::io::Error::from(std::io::ErrorKind::Other),
+            })
+        });
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+}
+
+/// Asserts a clean exit with exactly `stdout`.
+fn assert_ok(output: &Output, what: &str, stdout: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        None,
+        "{what} was killed by a signal (SIGSYS = 31 means a killed syscall); stderr: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{what}: stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout, "{what}");
+}
+
+#[test]
+fn python3_runs() {
+    if !seccomp_available() || !present("/usr/bin/python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_filtered(
+        dir.path(),
+        "/usr/bin/python3",
+        &["-c", "import threading,json;print(1)"],
+    );
+    assert_ok(&out, "python3 -c print", "1\n");
+
+    // Threads, a subprocess, a pipe and a temporary file.
+    let script = "import threading, subprocess, tempfile, json\n\
+                  r = []\n\
+                  t = threading.Thread(target=lambda: r.append(sum(range(10))))\n\
+                  t.start(); t.join()\n\
+                  p = subprocess.run(['/usr/bin/echo', 'sub'], capture_output=True, text=True)\n\
+                  with tempfile.TemporaryFile() as f:\n    f.write(b'x'); f.seek(0); d = f.read()\n\
+                  print(json.dumps([r[0], p.stdout.strip(), d.decode()]))\n";
+    let out = run_filtered(dir.path(), "/usr/bin/python3", &["-c", script]);
+    assert_ok(&out, "python3 threads+subprocess", "[45, \"sub\", \"x\"]\n");
+}
+
+#[test]
+fn node_runs() {
+    if !seccomp_available() || !present("/usr/bin/node") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_filtered(dir.path(), "/usr/bin/node", &["-e", "console.log(1)"]);
+    assert_ok(&out, "node -e console.log", "1\n");
+
+    // A worker thread and the file system through libuv's thread pool.
+    let script = "const { Worker } = require('worker_threads');\n\
+                  const fs = require('fs');\n\
+                  fs.writeFileSync('f.txt', 'ok');\n\
+                  const w = new Worker('require(\"worker_threads\").parentPort.postMessage(6*7)', { eval: true });\n\
+                  w.on('message', (m) => fs.readFile('f.txt', 'utf8', (e, d) => { console.log(m, d); }));\n";
+    let out = run_filtered(dir.path(), "/usr/bin/node", &["-e", script]);
+    assert_ok(&out, "node worker+fs", "42 ok\n");
+}
+
+#[test]
+fn java_and_javac_run() {
+    if !seccomp_available() || !present("/usr/bin/java") || !present("/usr/bin/javac") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_filtered(dir.path(), "/usr/bin/java", &["-version"]);
+    assert_ok(&out, "java -version", "");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("version \"17"),
+        "java -version: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let source = "public class Main {\n\
+                  public static void main(String[] a) throws Exception {\n\
+                  int[] r = new int[1];\n\
+                  Thread t = new Thread(() -> r[0] = 6 * 7); t.start(); t.join();\n\
+                  System.out.println(r[0]);\n\
+                  }\n}\n";
+    std::fs::write(dir.path().join("Main.java"), source).expect("write Main.java");
+    let out = run_filtered(dir.path(), "/usr/bin/javac", &["Main.java"]);
+    assert_ok(&out, "javac Main.java", "");
+    let out = run_filtered(dir.path(), "/usr/bin/java", &["-cp", ".", "Main"]);
+    assert_ok(&out, "java Main", "42\n");
+}
+
+#[test]
+fn bash_runs() {
+    if !seccomp_available() || !present("/usr/bin/bash") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_filtered(dir.path(), "/usr/bin/bash", &["-c", "echo $((1+1)) | cat"]);
+    assert_ok(&out, "bash pipeline", "2\n");
+
+    // Coreutils the way scripts use them.
+    let script = "set -e; mkdir d; echo b > d/f; cp d/f d/g; mv d/g d/h; ln -s f d/l; \
+                  chmod 600 d/h; test -x /usr/bin/ls; ls d | sort | tr '\\n' ' '; \
+                  cat d/l d/h | wc -l; rm -r d; seq 3 | sort -r | head -n 1; \
+                  timeout 5 sleep 0.01; date +%Y >/dev/null; echo done";
+    let out = run_filtered(dir.path(), "/usr/bin/bash", &["-c", script]);
+    assert_ok(&out, "bash coreutils", "f h l 2\n3\ndone\n");
+}
+
+#[test]
+fn gcc_compiles_and_its_output_runs() {
+    if !seccomp_available() || !present("/usr/bin/gcc") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", 6 * 7); return 0; }\n";
+    std::fs::write(dir.path().join("x.c"), source).expect("write x.c");
+    let out = run_filtered(dir.path(), "/usr/bin/gcc", &["-O2", "-o", "x", "x.c"]);
+    assert_ok(&out, "gcc -o x x.c", "");
+    let out = run_filtered(dir.path(), "./x", &[]);
+    assert_ok(&out, "./x", "42\n");
+}
+
+#[test]
+fn gxx_compiles_and_its_threaded_output_runs() {
+    if !seccomp_available() || !present("/usr/bin/g++") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = "#include <iostream>\n#include <thread>\n\
+                  int main() { int r = 0; std::thread t([&] { r = 6 * 7; }); t.join();\n\
+                  std::cout << r << std::endl; }\n";
+    std::fs::write(dir.path().join("x.cpp"), source).expect("write x.cpp");
+    let out = run_filtered(
+        dir.path(),
+        "/usr/bin/g++",
+        &["-O2", "-pthread", "-o", "xx", "x.cpp"],
+    );
+    assert_ok(&out, "g++ -o xx x.cpp", "");
+    let out = run_filtered(dir.path(), "./xx", &[]);
+    assert_ok(&out, "./xx", "42\n");
+}
