@@ -176,6 +176,7 @@ fn main() {
     // Interleave so that drift on a shared machine hits every series alike.
     let (mut a, mut b, mut create, mut run_static, mut run_bin, mut e2e) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut init_wall = vec![];
     rt.block_on(async {
         for _ in 0..5 {
             let c = sandbox.create(&layout).await.expect("warm-up create");
@@ -201,6 +202,7 @@ fn main() {
             let t = Instant::now();
             let r = c.run(&spec("/bin/true")).await.expect("run");
             run_bin.push(t.elapsed());
+            init_wall.push(Duration::from_secs_f64(r.result.usage.wall_ms / 1e3));
             assert_eq!(r.result.exit_code, Some(0));
             c.destroy().await;
 
@@ -220,6 +222,7 @@ fn main() {
     let c50 = stats("create a ready container", create);
     let r50 = stats("run static true in a ready container", run_static);
     let rb50 = stats("run /bin/true in a ready container", run_bin);
+    stats("  of which the init's fork..reap of the job", init_wall);
     stats("create + run /bin/true + destroy", e2e);
     println!();
     println!(

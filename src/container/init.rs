@@ -27,10 +27,10 @@ pub fn main(fd: RawFd) -> i32 {
     // SAFETY: the server passed us this socket fd on the command line; nothing else in
     // this fresh process owns it.
     let sock = unsafe { UnixStream::from_raw_fd(fd) };
+    reset_inherited_state();
     let mut init = Init {
         sock,
-        seccomp: None,
-        landlock: None,
+        job: None,
         disk_bytes: 0,
         ran: false,
     };
@@ -45,10 +45,34 @@ pub fn main(fd: RawFd) -> i32 {
 
 struct Init {
     sock: UnixStream,
-    seccomp: Option<CompiledPolicy>,
-    landlock: Option<PreparedRuleset>,
+    /// The job process, sandboxed and waiting: its pid and our end of its socket.
+    job: Option<(libc::pid_t, UnixStream)>,
     disk_bytes: u64,
     ran: bool,
+}
+
+/// What the server's process handed down that the container must not keep: signal
+/// dispositions it ignored (exec keeps those) and its stdin/stdout (which a caller may be
+/// reading to EOF). stderr stays, for the init's own last words.
+fn reset_inherited_state() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always valid; invalid numbers just fail.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        // SAFETY: dup2 of an fd we own onto 0 and 1.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
 }
 
 impl Init {
@@ -105,10 +129,11 @@ impl Init {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
         }
-        if config.has_seccomp {
-            self.seccomp =
-                Some(CompiledPolicy::from_bytes(payload).map_err(|e| format!("seccomp: {e}"))?);
-        }
+        let seccomp = if config.has_seccomp {
+            Some(CompiledPolicy::from_bytes(payload).map_err(|e| format!("seccomp: {e}"))?)
+        } else {
+            None
+        };
         self.disk_bytes = config.disk_bytes;
         let binds: Vec<PathBuf> = config.binds.iter().map(PathBuf::from).collect();
         let ops = mount::plan(
@@ -128,8 +153,10 @@ impl Init {
                 .map(|d| PathBuf::from(format!("/dev/{d}")))
                 .collect(),
         };
-        self.landlock = Some(landlock::prepare(&rules).map_err(|e| e.to_string())?);
+        let ruleset = landlock::prepare(&rules).map_err(|e| e.to_string())?;
+        job::seal_capabilities()?;
         block_sigchld()?;
+        self.job = Some(spawn_job(ruleset, seccomp.as_ref())?);
         Ok(())
     }
 
@@ -151,31 +178,23 @@ impl Init {
             }
             self.disk_bytes = spec.limits.disk_bytes;
         }
+        let (pid, mut job_sock) = self.job.take().ok_or("the job process is gone")?;
         let sigfd = SignalFd::new()?;
-        let (report_r, report_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+        let head = protocol::encode_head(spec, 0).map_err(|e| e.to_string())?;
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let start = Instant::now();
-        // SAFETY: the init is single-threaded, so the child may run any code.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(format!("fork job: {}", std::io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            drop(report_r);
-            job::run(job::JobProcess {
-                spec,
-                stdio: [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()],
-                report: report_w.as_raw_fd(),
-                landlock: self.landlock.take(),
-                seccomp: self.seccomp.as_ref(),
-            });
+        match protocol::send_with_fds(job_sock.as_raw_fd(), &head, &raw) {
+            Ok(n) if n == head.len() => {}
+            Ok(n) => job_sock
+                .write_all(&head[n..])
+                .map_err(|e| format!("send the job: {e}"))?,
+            Err(e) => return Err(format!("send the job: {e}")),
         }
         // The job holds the only copies of its stdio now: the server sees EOF exactly
         // when every process in the container is gone.
         drop(fds);
-        drop(report_w);
-        self.landlock = None;
-        let failure = read_failure(report_r);
+        let failure = read_failure(&mut job_sock);
+        drop(job_sock);
 
         let deadline = start + Duration::from_millis(spec.limits.wall_ms);
         let mut exit = None;
@@ -253,18 +272,56 @@ fn kill_all() {
     unsafe { libc::kill(-1, libc::SIGKILL) };
 }
 
-fn read_failure(fd: OwnedFd) -> Option<StartFailure> {
+/// Reads the job process's answer to its job: EOF at a successful exec (its socket is
+/// CLOEXEC), else its failure report.
+fn read_failure(sock: &mut UnixStream) -> Option<StartFailure> {
     use std::io::Read;
     let mut buf = Vec::new();
-    let mut f = std::fs::File::from(fd);
-    // Returns at the job's exec (CLOEXEC closes the pipe) or at its failure report.
-    let _ = f.read_to_end(&mut buf);
+    let _ = sock.read_to_end(&mut buf);
     let (&kind, msg) = buf.split_first()?;
     let msg = String::from_utf8_lossy(msg).into_owned();
     Some(match kind {
-        b'E' => StartFailure::Exec(msg),
+        job::EXEC => StartFailure::Exec(msg),
         _ => StartFailure::Setup(msg),
     })
+}
+
+/// Forks the job process, which sandboxes itself and reports ready (or why not).
+fn spawn_job(
+    ruleset: PreparedRuleset,
+    seccomp: Option<&CompiledPolicy>,
+) -> Result<(libc::pid_t, UnixStream), String> {
+    use std::io::Read;
+    let (mut ours, theirs) =
+        UnixStream::pair().map_err(|e| format!("socketpair for the job: {e}"))?;
+    // SAFETY: the init is single-threaded, so the child may run any code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!(
+            "fork the job process: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if pid == 0 {
+        drop(ours);
+        job::run(theirs, Some(ruleset), seccomp);
+    }
+    drop(theirs);
+    drop(ruleset);
+    let mut first = [0u8; 1];
+    match ours.read(&mut first) {
+        Ok(1) if first[0] == job::READY => Ok((pid, ours)),
+        Ok(1) => {
+            let mut rest = Vec::new();
+            let _ = ours.read_to_end(&mut rest);
+            Err(format!(
+                "job process setup failed: {}",
+                String::from_utf8_lossy(&rest)
+            ))
+        }
+        Ok(_) => Err("job process died during setup".into()),
+        Err(e) => Err(format!("read from the job process: {e}")),
+    }
 }
 
 enum Ready {

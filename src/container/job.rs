@@ -1,18 +1,22 @@
-//! The job process: forked by the (single-threaded) init, it takes its stdio, applies
-//! rlimits, becomes the unprivileged box user with no capabilities, sets no_new_privs,
-//! applies landlock, installs seccomp last, and execs the user's command.
+//! The job process. The init forks it while the container warms up; it sandboxes itself
+//! completely at once — no capabilities, the box user, no_new_privs, landlock, seccomp
+//! last — and only then waits for its job. When the job arrives it takes its stdio, applies
+//! the job's rlimits and execs. So the costly part (the kernel prepares each seccomp filter
+//! at attach time) is paid before a container is handed out, never on a run's clock, and
+//! a container whose sandbox cannot be built fails at creation, never mid-run.
 //!
-//! Because the init is single-threaded, this code may allocate; still, everything is
-//! built before the first irreversible step so that a failure can be reported whole.
-//! Failures go to the init over a CLOEXEC pipe: `E` + message when exec itself failed (the
-//! user's command), `S` + message when the sandbox setup failed (warmbox's fault).
+//! The init is single-threaded, so this child may allocate. It talks to the init over a
+//! CLOEXEC socket: `R` when sandboxed and waiting, `S` + message when the sandbox setup
+//! failed (warmbox's fault), `E` + message when exec failed (the user's command); a
+//! successful exec closes the socket, which the init reads as EOF.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 
 use crate::container::landlock::PreparedRuleset;
 use crate::container::mount::{BOX_GID, BOX_UID};
-use crate::protocol::JobSpec;
+use crate::protocol::{self, JobSpec};
 use crate::sandbox::seccomp::CompiledPolicy;
 
 /// Exit code of a job process whose exec failed (as shells do).
@@ -20,34 +24,40 @@ pub const EXEC_FAILED: i32 = 127;
 /// Exit code of a job process whose sandbox setup failed.
 pub const SETUP_FAILED: i32 = 126;
 
-/// Everything the job process needs, owned by the init until the fork.
-pub struct JobProcess<'a> {
-    /// What to run.
-    pub spec: &'a JobSpec,
-    /// stdin, stdout, stderr as received from the server.
-    pub stdio: [RawFd; 3],
-    /// Write end of the failure pipe (CLOEXEC).
-    pub report: RawFd,
-    /// Landlock ruleset built at container setup.
-    pub landlock: Option<PreparedRuleset>,
-    /// seccomp programs.
-    pub seccomp: Option<&'a CompiledPolicy>,
+/// The job process is sandboxed and waits for its job.
+pub const READY: u8 = b'R';
+/// Prefix of a setup failure report.
+pub const SETUP: u8 = b'S';
+/// Prefix of an exec failure report.
+pub const EXEC: u8 = b'E';
+
+/// Runs in the forked child: sandbox, wait for the job on `sock`, exec. Never returns.
+pub fn run(
+    mut sock: UnixStream,
+    landlock: Option<PreparedRuleset>,
+    seccomp: Option<&CompiledPolicy>,
+) -> ! {
+    let fail = match sandbox(landlock, seccomp) {
+        Ok(()) => match send(&mut sock, &[READY]) {
+            Ok(()) => wait_and_exec(&mut sock),
+            Err(e) => Failure::Setup(format!("report ready: {e}")),
+        },
+        Err(f) => f,
+    };
+    let (kind, msg, code) = match fail {
+        Failure::Exec(m) => (EXEC, m, EXEC_FAILED),
+        Failure::Setup(m) => (SETUP, m, SETUP_FAILED),
+    };
+    let mut report = vec![kind];
+    report.extend_from_slice(msg.as_bytes());
+    let _ = send(&mut sock, &report);
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
-/// Runs in the forked child; never returns.
-pub fn run(job: JobProcess<'_>) -> ! {
-    let report = job.report;
-    let err = match setup_and_exec(job) {
-        Err(Failure::Exec(m)) => (b'E', m, EXEC_FAILED),
-        Err(Failure::Setup(m)) => (b'S', m, SETUP_FAILED),
-    };
-    let mut msg = vec![err.0];
-    msg.extend_from_slice(err.1.as_bytes());
-    // SAFETY: `report` is our open pipe fd and `msg` a live buffer of the given length.
-    unsafe {
-        libc::write(report, msg.as_ptr().cast(), msg.len());
-        libc::_exit(err.2)
-    }
+fn send(sock: &mut UnixStream, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    sock.write_all(bytes)
 }
 
 enum Failure {
@@ -63,46 +73,75 @@ fn errno_setup(what: &str) -> Failure {
     setup(what, std::io::Error::last_os_error())
 }
 
-fn setup_and_exec(job: JobProcess<'_>) -> Result<std::convert::Infallible, Failure> {
-    let spec = job.spec;
-    let argv = cstrings(&spec.argv).map_err(|e| Failure::Exec(format!("argv: {e}")))?;
-    let envp = cstrings(&spec.env).map_err(|e| Failure::Exec(format!("env: {e}")))?;
-    let Some(arg0) = spec.argv.first() else {
-        return Err(Failure::Exec("empty command".into()));
-    };
-    let candidates = exec_candidates(arg0, &spec.env)?;
-
+/// Everything that does not depend on the job, in the order that keeps each step possible:
+/// privileges go before landlock and seccomp, seccomp is last.
+fn sandbox(
+    landlock: Option<PreparedRuleset>,
+    seccomp: Option<&CompiledPolicy>,
+) -> Result<(), Failure> {
     reset_signals()?;
     // SAFETY: setsid has no memory-safety preconditions; a new session detaches the job
     // from any controlling terminal.
     if unsafe { libc::setsid() } < 0 {
         return Err(errno_setup("setsid"));
     }
-    for (target, &fd) in job.stdio.iter().enumerate() {
-        // SAFETY: dup2 on fds we own; target 0..=2.
-        if unsafe { libc::dup2(fd, target as RawFd) } < 0 {
-            return Err(errno_setup(&format!("dup2 {fd} -> {target}")));
-        }
-    }
-    // Every other fd closes at exec; the report pipe and the landlock ruleset stay usable
-    // until then.
+    // Every inherited fd closes at exec (the init socket too: its EOF tells the init that
+    // exec succeeded); the landlock ruleset stays usable until then.
     // SAFETY: close_range only changes fd flags.
     if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } < 0 {
         return Err(errno_setup("close_range(3, ~0, CLOEXEC)"));
     }
     std::env::set_current_dir("/box").map_err(|e| setup("chdir /box", e))?;
-    apply_rlimits(spec)?;
     drop_privileges()?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
         return Err(errno_setup("prctl(PR_SET_NO_NEW_PRIVS)"));
     }
-    if let Some(ruleset) = job.landlock {
+    if let Some(ruleset) = landlock {
         ruleset.restrict_self().map_err(|e| setup("landlock", e))?;
     }
-    if let Some(policy) = job.seccomp {
+    if let Some(policy) = seccomp {
         policy.install().map_err(|e| setup("seccomp", e))?;
     }
+    Ok(())
+}
+
+/// Under seccomp now: receive the job, take its stdio, set its rlimits, exec.
+fn wait_and_exec(sock: &mut UnixStream) -> Failure {
+    let frame = match protocol::read_frame::<JobSpec>(sock) {
+        Ok(f) => f,
+        // The init went away before a job came: nothing to report to.
+        // SAFETY: _exit has no preconditions.
+        Err(protocol::ProtocolError::Closed) => unsafe { libc::_exit(0) },
+        Err(e) => return setup("receive the job", e),
+    };
+    match exec_job(&frame.msg, frame.fds) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+fn exec_job(spec: &JobSpec, fds: Vec<OwnedFd>) -> Result<std::convert::Infallible, Failure> {
+    if fds.len() != 3 {
+        return Err(setup(
+            "receive the job",
+            format!("{} fds, not 3", fds.len()),
+        ));
+    }
+    let argv = cstrings(&spec.argv).map_err(|e| Failure::Exec(format!("argv: {e}")))?;
+    let envp = cstrings(&spec.env).map_err(|e| Failure::Exec(format!("env: {e}")))?;
+    let Some(arg0) = spec.argv.first() else {
+        return Err(Failure::Exec("empty command".into()));
+    };
+    let candidates = exec_candidates(arg0, &spec.env)?;
+    for (target, fd) in fds.iter().enumerate() {
+        // SAFETY: dup2 on fds we own onto 0..=2; the copies are not CLOEXEC.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target as RawFd) } < 0 {
+            return Err(errno_setup(&format!("dup2 {} -> {target}", fd.as_raw_fd())));
+        }
+    }
+    drop(fds);
+    apply_rlimits(spec)?;
 
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -146,16 +185,12 @@ fn exec_candidates(arg0: &str, env: &[String]) -> Result<Vec<CString>, Failure> 
         .collect()
 }
 
+/// Handlers are reset by exec, but ignored signals stay ignored: undo the one the init's
+/// runtime ignores (SIGPIPE; the init reset the rest at start-up), and unblock all.
 fn reset_signals() -> Result<(), Failure> {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL is always valid; invalid numbers just fail.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-    // SAFETY: an empty set initialised by sigemptyset.
+    // SAFETY: installing SIG_DFL is always valid; the sigset is initialised by sigemptyset.
     unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0 {
@@ -202,21 +237,12 @@ fn apply_rlimits(spec: &JobSpec) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Becomes the box user with every capability set empty, for good: the bounding set is
-/// emptied and the securebits locked so that no exec can bring a capability back.
+/// Becomes the box user with every capability set empty, for good. The init already
+/// emptied the bounding set and locked the securebits (so no exec can bring a capability
+/// back); here the setuid fixup clears permitted, effective and ambient, and the
+/// inheritable set is cleared explicitly.
 fn drop_privileges() -> Result<(), Failure> {
     use caps::CapSet;
-    caps::clear(None, CapSet::Bounding).map_err(|e| setup("drop bounding capabilities", e))?;
-    let bits = libc::SECBIT_NOROOT
-        | libc::SECBIT_NOROOT_LOCKED
-        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
-        | libc::SECBIT_KEEP_CAPS_LOCKED
-        | libc::SECBIT_NO_CAP_AMBIENT_RAISE
-        | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } < 0 {
-        return Err(errno_setup("prctl(PR_SET_SECUREBITS)"));
-    }
     // SAFETY: setgroups with an empty list; setres[ug]id with plain integers.
     unsafe {
         if libc::setgroups(0, std::ptr::null()) < 0 {
@@ -229,19 +255,41 @@ fn drop_privileges() -> Result<(), Failure> {
             return Err(errno_setup("setresuid(box)"));
         }
     }
+    caps::clear(None, CapSet::Inheritable)
+        .map_err(|e| setup("clear inheritable capabilities", e))?;
     for set in [
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
         CapSet::Permitted,
+        CapSet::Effective,
+        CapSet::Ambient,
+        CapSet::Bounding,
     ] {
-        caps::clear(None, set).map_err(|e| setup(&format!("clear {set:?} capabilities"), e))?;
+        let left = caps::read(None, set).map_err(|e| setup("read capabilities", e))?;
+        if !left.is_empty() {
+            return Err(setup(
+                "drop capabilities",
+                format!("{set:?} still has {left:?}"),
+            ));
+        }
     }
-    let left = caps::read(None, CapSet::Permitted).map_err(|e| setup("read capabilities", e))?;
-    if !left.is_empty() {
-        return Err(setup(
-            "drop capabilities",
-            format!("still permitted: {left:?}"),
+    Ok(())
+}
+
+/// In the init at setup: empties the bounding set and locks the securebits so that the job
+/// process (forked later) can never regain a capability, by exec or otherwise.
+pub fn seal_capabilities() -> Result<(), String> {
+    caps::clear(None, caps::CapSet::Bounding)
+        .map_err(|e| format!("drop bounding capabilities: {e}"))?;
+    let bits = libc::SECBIT_NOROOT
+        | libc::SECBIT_NOROOT_LOCKED
+        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+        | libc::SECBIT_KEEP_CAPS_LOCKED
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } < 0 {
+        return Err(format!(
+            "prctl(PR_SET_SECUREBITS): {}",
+            std::io::Error::last_os_error()
         ));
     }
     Ok(())
