@@ -162,6 +162,7 @@ fn main() {
         cpu_cores: None,
         stdin: Vec::new(),
     };
+    let cg = warmbox::sandbox::step::cgroup_limits(&limits, None);
     let true_file = BoxFile {
         path: "true-static".into(),
         content: std::fs::read(&bin).expect("read static true"),
@@ -179,7 +180,7 @@ fn main() {
     let mut init_wall = vec![];
     rt.block_on(async {
         for _ in 0..5 {
-            let c = sandbox.create(&layout).await.expect("warm-up create");
+            let c = sandbox.create(&layout, &cg).await.expect("warm-up create");
             c.destroy().await;
         }
         for _ in 0..iters {
@@ -187,7 +188,7 @@ fn main() {
             b.push(clone_all_ns_exec_wait(&cbin));
 
             let t = Instant::now();
-            let mut c = sandbox.create(&layout).await.expect("create");
+            let mut c = sandbox.create(&layout, &cg).await.expect("create");
             create.push(t.elapsed());
             c.write_files(std::slice::from_ref(&true_file))
                 .await
@@ -198,7 +199,7 @@ fn main() {
             assert_eq!(r.result.exit_code, Some(0));
             c.destroy().await;
 
-            let mut c = sandbox.create(&layout).await.expect("create");
+            let mut c = sandbox.create(&layout, &cg).await.expect("create");
             let t = Instant::now();
             let r = c.run(&spec("/bin/true")).await.expect("run");
             run_bin.push(t.elapsed());
@@ -207,7 +208,7 @@ fn main() {
             c.destroy().await;
 
             let t = Instant::now();
-            let mut c = sandbox.create(&layout).await.expect("create");
+            let mut c = sandbox.create(&layout, &cg).await.expect("create");
             let r = c.run(&spec("/bin/true")).await.expect("run");
             c.destroy().await;
             e2e.push(t.elapsed());

@@ -92,6 +92,7 @@ fn sandbox(
         return Err(errno_setup("close_range(3, ~0, CLOEXEC)"));
     }
     std::env::set_current_dir("/box").map_err(|e| setup("chdir /box", e))?;
+    fixed_rlimits()?;
     drop_privileges()?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
@@ -231,10 +232,14 @@ fn apply_rlimits(spec: &JobSpec) -> Result<(), Failure> {
     set_rlimit(libc::RLIMIT_NPROC, "NPROC", l.processes, l.processes)?;
     // The cgroup's CPU accounting is the real limit; this is the kernel's own backstop
     // should the server's watch fail (SIGXCPU at soft, SIGKILL at hard).
-    set_rlimit(libc::RLIMIT_CPU, "CPU", l.cpu_secs, l.cpu_secs + 1)?;
+    set_rlimit(libc::RLIMIT_CPU, "CPU", l.cpu_secs, l.cpu_secs + 1)
+}
+
+/// The rlimits that are the same for every job, set before the job is known.
+fn fixed_rlimits() -> Result<(), Failure> {
+    set_rlimit(libc::RLIMIT_CORE, "CORE", 0, 0)?;
     set_rlimit(libc::RLIMIT_MEMLOCK, "MEMLOCK", 0, 0)?;
-    set_rlimit(libc::RLIMIT_MSGQUEUE, "MSGQUEUE", 0, 0)?;
-    Ok(())
+    set_rlimit(libc::RLIMIT_MSGQUEUE, "MSGQUEUE", 0, 0)
 }
 
 /// Becomes the box user with every capability set empty, for good. The init already

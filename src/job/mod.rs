@@ -9,6 +9,7 @@ use crate::profile::{Limits, Profile};
 use crate::request::{
     encode_output, RunResponse, RunStatus, StepResult, StepStatus, Usage, ValidatedRequest,
 };
+use crate::sandbox::step::cgroup_limits;
 use crate::sandbox::{BoxFile, Container, Layout, RawStep, Sandbox, SandboxError, StepSpec};
 
 /// Limits of a compile step when the profile names none.
@@ -103,7 +104,8 @@ impl Runner {
                 cpu_cores: profile.cpu_cores,
                 stdin: Vec::new(),
             };
-            let mut c = self.sandbox.create(&layout(profile, &limits)).await?;
+            let cg = cgroup_limits(&limits, profile.cpu_cores);
+            let mut c = self.sandbox.create(&layout(profile, &limits), &cg).await?;
             let (step, artifacts) = match self.compile_in(&mut c, &files, &spec).await {
                 Ok(r) => r,
                 Err(e) => (internal_error(&e), None),
@@ -137,7 +139,11 @@ impl Runner {
             cpu_cores: profile.cpu_cores,
             stdin: req.stdin.clone(),
         };
-        let mut c = self.sandbox.create(&layout(profile, &req.limits)).await?;
+        let cg = cgroup_limits(&req.limits, profile.cpu_cores);
+        let mut c = self
+            .sandbox
+            .create(&layout(profile, &req.limits), &cg)
+            .await?;
         let step = match c.write_files(&files).await {
             Ok(()) => c.run(&spec).await,
             Err(e) => Err(e),

@@ -27,13 +27,6 @@ pub use step::{RawStep, StepSpec};
 /// How long a new container may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Limits of a warm container before its job's limits are written.
-const WARM_LIMITS: CgroupLimits = CgroupLimits {
-    memory_bytes: 64 << 20,
-    pids: 8,
-    cpu_cores: None,
-};
-
 /// Errors of the sandbox layer (all are warmbox's or the host's fault, never the user's).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -172,12 +165,18 @@ impl Sandbox {
         })
     }
 
-    /// Creates a warm container of `layout`: its init is set up and waiting for a job.
-    pub async fn create(self: &Arc<Self>, layout: &Layout) -> Result<Container, SandboxError> {
+    /// Creates a warm container of `layout` whose cgroup starts with `limits` (those its
+    /// step most likely runs with, so that a run with them writes none): its init is set up
+    /// and its job process sandboxed and waiting.
+    pub async fn create(
+        self: &Arc<Self>,
+        layout: &Layout,
+        limits: &CgroupLimits,
+    ) -> Result<Container, SandboxError> {
         let policy = self.policy(&layout.seccomp)?;
         let slot = self.take_slot()?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let cg = self.cgroups.create(&format!("c-{id}"), &WARM_LIMITS)?;
+        let cg = self.cgroups.create(&format!("c-{id}"), limits)?;
         let v1 = self.cgroups.version() == CgroupVersion::V1;
 
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
@@ -199,6 +198,7 @@ impl Sandbox {
             pidfd: Some(spawned.pidfd),
             chan: None,
             cgroup: Some(cg),
+            limits: limits.clone(),
             _slot: Some(slot),
         };
         spawn::write_id_maps(c.pid, base, base + 1)?;
@@ -265,6 +265,8 @@ pub struct Container {
     pidfd: Option<OwnedFd>,
     chan: Option<UnixStream>,
     cgroup: Option<Box<dyn Cgroup>>,
+    /// The limits last written into the cgroup.
+    limits: CgroupLimits,
     // Released last: the slot's uids are reused only once every process is gone.
     _slot: Option<Slot>,
 }

@@ -124,6 +124,16 @@ pub fn signal_name(sig: i32) -> Option<String> {
         .map(|s| s.as_str().to_string())
 }
 
+/// The cgroup limits of a step. The init is in the cgroup too, so `pids` gets one more:
+/// the job's budget is what the request says.
+pub fn cgroup_limits(l: &Limits, cpu_cores: Option<f64>) -> CgroupLimits {
+    CgroupLimits {
+        memory_bytes: l.memory_mb << 20,
+        pids: l.pids + 1,
+        cpu_cores,
+    }
+}
+
 /// The init-side limits for a step.
 pub fn job_limits(l: &Limits) -> JobLimits {
     JobLimits {
@@ -159,13 +169,14 @@ fn stdin_memfd(data: &[u8]) -> std::io::Result<OwnedFd> {
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // A read-only open of the same file, at offset 0.
-    let ro = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    Ok(ro.into())
+    // Sealed against writes, so the job may share our description; just rewind it.
+    use std::io::Seek;
+    file.rewind()?;
+    Ok(file.into())
 }
 
 /// A pipe: (async read end for us, write end for the job).
-fn output_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+fn output_pipe(limit: u64) -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
         .map_err(std::io::Error::from)?;
     // The job's end blocks like any normal stdout.
@@ -174,9 +185,12 @@ fn output_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)>
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
     )
     .map_err(std::io::Error::from)?;
-    // A larger pipe means fewer wake-ups for chatty programs; best effort.
-    // SAFETY: fcntl on our fd with integer arguments.
-    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    // A larger pipe means fewer wake-ups for chatty programs; best effort, and only where
+    // the output may be large (the default 64 KiB costs nothing to set up).
+    if limit > 64 << 10 {
+        // SAFETY: fcntl on our fd with integer arguments.
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    }
     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(r)?;
     Ok((rx, w))
 }
@@ -233,17 +247,16 @@ impl Container {
             let what = format!("container {}: {what}", self.id);
             move |source| SandboxError::Host { what, source }
         };
-        self.cgroup().set_limits(&CgroupLimits {
-            memory_bytes: l.memory_mb << 20,
-            pids: l.pids,
-            cpu_cores: spec.cpu_cores,
-        })?;
-        self.cgroup().reset_peaks()?;
-        let base = self.cgroup().usage()?;
+        let limits = cgroup_limits(&l, spec.cpu_cores);
+        if limits != self.limits {
+            self.cgroup().set_limits(&limits)?;
+            self.limits = limits;
+        }
+        let base = self.cgroup().start_accounting()?;
 
         let stdin = stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?;
-        let (mut out_rx, out_w) = output_pipe().map_err(host("stdout pipe"))?;
-        let (mut err_rx, err_w) = output_pipe().map_err(host("stderr pipe"))?;
+        let (mut out_rx, out_w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;
+        let (mut err_rx, err_w) = output_pipe(l.output_bytes).map_err(host("stderr pipe"))?;
         let job = ToInit::Run(JobSpec {
             argv: spec.argv.clone(),
             env: spec.env.clone(),
@@ -494,7 +507,7 @@ mod tests {
         let data = vec![7u8; 3 << 20];
         let fd = stdin_memfd(&data).unwrap();
         let mut f = std::fs::File::from(fd);
-        assert!(f.write_all(b"x").is_err());
+        assert!(f.write_all(b"x").is_err(), "sealed against writes");
         let mut back = Vec::new();
         f.read_to_end(&mut back).unwrap();
         assert_eq!(back, data);

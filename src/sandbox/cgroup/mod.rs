@@ -96,6 +96,13 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
     /// Resets the memory peak (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`) so that the
     /// job's peak excludes the container's setup. Best effort where the kernel cannot.
     fn reset_peaks(&self) -> Result<(), CgroupError>;
+    /// Starts a job's accounting and returns the baseline to subtract from `usage` after
+    /// it: by default resets the peaks and reads the usage; a backend that can zero its
+    /// counters outright does so and returns zeros.
+    fn start_accounting(&self) -> Result<CgroupUsage, CgroupError> {
+        self.reset_peaks()?;
+        self.usage()
+    }
     /// CPU time of all processes so far, nanoseconds (read often: keep it cheap).
     fn cpu_ns(&self) -> Result<u64, CgroupError>;
     /// Full accounting.

@@ -297,6 +297,15 @@ impl Cgroup for V1Cgroup {
         write_file(&self.dirs.memory.join("memory.max_usage_in_bytes"), "0")
     }
 
+    /// v1 zeroes its counters: `cpuacct.usage` (and with it `usage_user`/`usage_sys`) and
+    /// the memory peak, two writes instead of six reads. The OOM counter needs no baseline:
+    /// a container runs one job, and a setup that met the OOM killer never became ready.
+    fn start_accounting(&self) -> Result<CgroupUsage, CgroupError> {
+        write_file(&self.dirs.cpuacct.join("cpuacct.usage"), "0")?;
+        self.reset_peaks()?;
+        Ok(CgroupUsage::default())
+    }
+
     fn cpu_ns(&self) -> Result<u64, CgroupError> {
         let file = self.cpu_usage_file()?;
         let mut buf = [0u8; 64];
