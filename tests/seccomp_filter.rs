@@ -456,26 +456,43 @@ fn every_program_is_needed_for_the_outcomes() {
     if !seccomp_available() {
         return;
     }
-    // Only the allowlist: clone3 passes it (the errno program decides it) and ptrace is
-    // not allowed, so it fails with the default EPERM instead of killing.
+    // The tree (installed last) settles every unconditional verdict by itself...
     let full = default_policy();
-    let allowlist_only = CompiledPolicy {
+    let tree_only = CompiledPolicy {
         name: full.name.clone(),
         programs: full.programs[full.programs.len() - 1..].to_vec(),
     };
-    let clone3 = || raw_clone3(0);
-    assert_eq!(
-        in_child(Some(&allowlist_only), clone3),
-        Outcome::Exited(SUCCEEDED_UNEXPECTEDLY)
-    );
     // SAFETY: PTRACE_TRACEME takes no pointers.
     let traceme =
         || report(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) });
+    assert_eq!(in_child(Some(&tree_only), traceme), KILLED);
+    let clone3 = || raw_clone3(0);
     assert_eq!(
-        in_child(Some(&allowlist_only), traceme),
-        Outcome::Exited(libc::EPERM)
+        in_child(Some(&tree_only), clone3),
+        Outcome::Exited(libc::ENOSYS)
     );
-    assert_eq!(in_child(Some(&full), traceme), KILLED);
+    // ...but lets the calls whose verdict depends on their arguments through: without the
+    // conditional programs, a namespace flag on clone and a packet socket would pass.
+    let packet = || {
+        // SAFETY: socket takes integers; a socket that opens is closed at the child's exit.
+        let fd = unsafe { libc::syscall(libc::SYS_socket, libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd >= 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+        }
+    };
+    assert_ne!(
+        in_child(Some(&tree_only), packet),
+        Outcome::Exited(libc::EAFNOSUPPORT)
+    );
+    assert_eq!(
+        in_child(Some(&full), packet),
+        Outcome::Exited(libc::EAFNOSUPPORT)
+    );
+    let newns = || raw_clone(libc::CLONE_NEWNS as u64 | libc::SIGCHLD as u64);
+    assert_ne!(in_child(Some(&tree_only), newns), KILLED);
+    assert_eq!(in_child(Some(&full), newns), KILLED);
     // A round trip through bytes installs the same programs.
     let shipped = CompiledPolicy::from_bytes(&full.to_bytes()).expect("from_bytes");
     assert_eq!(

@@ -657,7 +657,7 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
     // be dead, and a reader could not tell which one was meant.
     let allow = by_syscall(top, &merged.allow, "allowed")?;
     let errno = by_syscall(top, &merged.errno, "given an errno")?;
-    let mut kill = by_syscall(top, &merged.kill, "killed")?;
+    let kill = by_syscall(top, &merged.kill, "killed")?;
     for (deny, verb) in [(&errno, "fails with an errno"), (&kill, "kills")] {
         for r in deny.values().filter(|r| r.rules.is_empty()) {
             for other in [&allow, &errno, &kill] {
@@ -674,41 +674,61 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
         }
     }
 
-    let mut allow_map = BTreeMap::new();
+    // One program, a binary search over syscall numbers, settles every call whose verdict
+    // does not depend on its arguments; it lets the others through to small seccompiler
+    // programs that hold only the conditional rules. (A linear allowlist of ~300 calls is
+    // over a thousand instructions, and the kernel emulates every attached filter once per
+    // syscall number to build its allow-cache: that made attaching cost most of a
+    // millisecond; the tree costs a few dozen microseconds.)
+    let mut tree: BTreeMap<i64, Verdict> = BTreeMap::new();
     for r in allow.values() {
-        allow_map.insert(r.nr, r.rules.clone());
+        // A conditional allow passes the tree; the gated program below applies the default
+        // when its condition fails.
+        tree.insert(r.nr, Verdict::Allow);
     }
-    // errno calls also pass the allowlist, under the same conditions: then their errno
-    // program's verdict beats the allowlist's whatever the default action (a kill default
-    // would otherwise win) and whatever the install order. (Empty rules: unconditional.)
-    for r in errno.values() {
-        match allow_map.get_mut(&r.nr) {
-            None => {
-                allow_map.insert(r.nr, r.rules.clone());
-            }
-            Some(rules) if rules.is_empty() => {}
-            Some(rules) => rules.extend(r.rules.iter().cloned()),
+    let mut kill_map = BTreeMap::new();
+    let mut errno_maps: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+    let mut cond_allow = BTreeMap::new();
+    for r in kill.values() {
+        if r.rules.is_empty() {
+            tree.insert(r.nr, Verdict::Kill);
+        } else {
+            kill_map.insert(r.nr, r.rules.clone());
         }
     }
-    let mut errno_maps: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
     for r in errno.values() {
+        if r.rules.is_empty() {
+            tree.insert(r.nr, Verdict::Errno(r.errno));
+            continue;
+        }
+        // The errno program answers when the condition holds; otherwise the call must be
+        // allowed outright, or two errno verdicts would compete.
+        match allow.get(&r.nr) {
+            Some(a) if a.rules.is_empty() => {}
+            _ => {
+                return Err(invalid(
+                    top,
+                    format!(
+                        "syscall {:?} has a conditional errno ({}) but is not allowed \
+                         unconditionally; allow it, or make the errno unconditional",
+                        r.name, r.origin
+                    ),
+                ))
+            }
+        }
         errno_maps
             .entry(r.errno)
             .or_default()
             .insert(r.nr, r.rules.clone());
     }
-    let mut kill_map = BTreeMap::new();
-    for r in kill.values() {
-        kill_map.insert(r.nr, r.rules.clone());
+    for r in allow.values().filter(|r| !r.rules.is_empty()) {
+        cond_allow.insert(r.nr, r.rules.clone());
     }
     if merged.kill_clone_namespace_flags {
-        if let Some(r) = kill.remove(&libc::SYS_clone) {
+        if kill.contains_key(&libc::SYS_clone) {
             return Err(invalid(
                 top,
-                format!(
-                    "clone is listed in {} and kill_clone_namespace_flags is set; keep one",
-                    r.origin
-                ),
+                "clone is in the kill list and kill_clone_namespace_flags is set; keep one",
             ));
         }
         let rules = CLONE_NAMESPACE_FLAGS
@@ -727,23 +747,23 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
         kill_map.insert(libc::SYS_clone, rules);
     }
 
-    // Install order: the allowlist goes last. Each program installed before it must let
-    // `seccomp` itself through, which the kill and errno programs do (they allow every
-    // call they do not name) but an allowlist need not. Verdicts do not depend on order.
+    // Install order: the tree goes last. Each program installed before it must let
+    // `seccomp` itself through, which the conditional programs do (they allow every call
+    // they do not name). Verdicts do not depend on order.
     let arch = TargetArch::x86_64;
-    let mut programs = Vec::with_capacity(2 + errno_maps.len());
-    let mut kill_program = build(
-        top,
-        "kill program",
-        kill_map,
-        SeccompAction::Allow,
-        SeccompAction::KillProcess,
-        arch,
-    )?;
-    add_x32_guard(top, &mut kill_program)?;
-    programs.push(kill_program);
+    let mut programs = Vec::new();
+    if !kill_map.is_empty() {
+        programs.push(build(
+            top,
+            "conditional kill program",
+            kill_map,
+            SeccompAction::Allow,
+            SeccompAction::KillProcess,
+            arch,
+        )?);
+    }
     for (code, map) in errno_maps {
-        let what = format!("errno {code} program");
+        let what = format!("conditional errno {code} program");
         programs.push(build(
             top,
             &what,
@@ -753,15 +773,120 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
             arch,
         )?);
     }
-    programs.push(build(
-        top,
-        "allowlist",
-        allow_map,
-        default_action,
-        SeccompAction::Allow,
-        arch,
-    )?);
+    if !cond_allow.is_empty() {
+        let names: Vec<i64> = cond_allow.keys().copied().collect();
+        let program = build(
+            top,
+            "conditional allow program",
+            cond_allow,
+            default_action.clone(),
+            SeccompAction::Allow,
+            arch,
+        )?;
+        programs.push(gate(&names, program));
+    }
+    let default = match default_action {
+        SeccompAction::Errno(e) => Verdict::Errno(e),
+        SeccompAction::KillProcess => Verdict::Kill,
+        SeccompAction::Allow => Verdict::Allow,
+        other => {
+            return Err(invalid(
+                top,
+                format!("default action {other:?} is not one of errno, kill, allow"),
+            ))
+        }
+    };
+    programs.push(tree_program(&tree, default));
     Ok(programs)
+}
+
+/// A verdict of the tree program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    Kill,
+    Errno(u32),
+}
+
+impl Verdict {
+    fn ret(self) -> libc::sock_filter {
+        let k = match self {
+            Verdict::Allow => libc::SECCOMP_RET_ALLOW,
+            Verdict::Kill => libc::SECCOMP_RET_KILL_PROCESS,
+            Verdict::Errno(e) => libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA),
+        };
+        insn(BPF_RET_K, k, 0, 0)
+    }
+}
+
+/// `BPF_JMP | BPF_JA`.
+const BPF_JMP_JA: u16 = 0x05;
+
+/// Highest syscall number the tree lists explicitly; above it (to the x32 bit) is default.
+const TREE_MAX_NR: i64 = 1023;
+
+/// The tree program: arch check, x32 check, then a binary search over ranges of syscall
+/// numbers that share a verdict.
+fn tree_program(verdicts: &BTreeMap<i64, Verdict>, default: Verdict) -> Vec<libc::sock_filter> {
+    // Ranges [start, next start) of equal verdict, covering 0..=u32::MAX below the x32 bit.
+    let mut ranges: Vec<(u32, Verdict)> = Vec::new();
+    for nr in 0..=TREE_MAX_NR + 1 {
+        let v = if nr > TREE_MAX_NR {
+            default
+        } else {
+            verdicts.get(&nr).copied().unwrap_or(default)
+        };
+        if ranges.last().map(|(_, last)| *last) != Some(v) {
+            ranges.push((nr as u32, v));
+        }
+    }
+    let mut out = vec![
+        insn(BPF_LD_W_ABS, DATA_ARCH_OFFSET, 0, 0),
+        insn(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        insn(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+        insn(BPF_LD_W_ABS, DATA_NR_OFFSET, 0, 0),
+        insn(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1),
+        insn(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+    ];
+    out.extend(search(&ranges));
+    out
+}
+
+/// Code that returns the verdict of the range the accumulator (the syscall number) is in.
+fn search(ranges: &[(u32, Verdict)]) -> Vec<libc::sock_filter> {
+    if ranges.len() == 1 {
+        return vec![ranges[0].1.ret()];
+    }
+    let mid = ranges.len() / 2;
+    let left = search(&ranges[..mid]);
+    let right = search(&ranges[mid..]);
+    let mut out = Vec::with_capacity(left.len() + right.len() + 2);
+    match u8::try_from(left.len()) {
+        // if nr >= boundary: skip the left half, else fall into it
+        Ok(skip) => out.push(insn(BPF_JMP_JGE_K, ranges[mid].0, skip, 0)),
+        // Too far for a conditional jump's 8-bit offset: go through an unconditional one.
+        Err(_) => {
+            out.push(insn(BPF_JMP_JGE_K, ranges[mid].0, 0, 1));
+            out.push(insn(BPF_JMP_JA, left.len() as u32, 0, 0));
+        }
+    }
+    out.extend(left);
+    out.extend(right);
+    out
+}
+
+/// Prefixes `program` so that calls other than `nrs` are allowed before it runs (a
+/// seccompiler filter applies its mismatch action to unlisted calls too).
+fn gate(nrs: &[i64], program: Vec<libc::sock_filter>) -> Vec<libc::sock_filter> {
+    let n = nrs.len();
+    let mut out = vec![insn(BPF_LD_W_ABS, DATA_NR_OFFSET, 0, 0)];
+    for (i, nr) in nrs.iter().enumerate() {
+        // Jump over the remaining compares and the allow, into the program.
+        out.push(insn(BPF_JMP_JEQ_K, *nr as u32, (n - i) as u8, 0));
+    }
+    out.push(insn(BPF_RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
+    out.extend(program);
+    out
 }
 
 /// Indexes one section by syscall number, refusing duplicates.
@@ -800,46 +925,6 @@ fn build(
         .into_iter()
         .map(|i| insn(i.code, i.k, i.jt, i.jf))
         .collect())
-}
-
-/// Inserts "x32 syscall number -> kill" right after seccompiler's arch check, which only
-/// compares `seccomp_data.arch` and so lets x32 calls (same audit arch) through. All jumps
-/// in seccompiler's code are relative and forward, so inserting before them is safe.
-fn add_x32_guard(top: &Path, program: &mut Vec<libc::sock_filter>) -> Result<(), SeccompError> {
-    let arch_check = [
-        insn(BPF_LD_W_ABS, DATA_ARCH_OFFSET, 0, 0),
-        insn(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
-        insn(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
-    ];
-    let same = program.len() > arch_check.len()
-        && program
-            .iter()
-            .zip(arch_check.iter())
-            .all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k));
-    if !same {
-        return Err(invalid(
-            top,
-            "seccompiler's program does not start with the expected x86_64 arch check; \
-             cannot add the x32 check",
-        ));
-    }
-    let guard = [
-        insn(BPF_LD_W_ABS, DATA_NR_OFFSET, 0, 0),
-        insn(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1),
-        insn(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
-    ];
-    let at = arch_check.len();
-    program.splice(at..at, guard);
-    if program.len() > BPF_MAXINSNS {
-        return Err(invalid(
-            top,
-            format!(
-                "kill program has {} instructions, over {BPF_MAXINSNS}",
-                program.len()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// The errno names a policy may use.
@@ -1457,8 +1542,8 @@ mod tests {
         }"#;
         let dir = policy_dir(&[("p", MINIMAL), ("child", child)]);
         let policy = CompiledPolicy::load(dir.path(), "child").expect("load child");
-        // allowlist and kill program; no errno entries
-        assert_eq!(policy.programs.len(), 2);
+        // every rule is unconditional: the tree program alone
+        assert_eq!(policy.programs.len(), 1);
 
         let dup = child.replace("\"close\"", "\"read\"");
         let err = load_err(&[("p", MINIMAL), ("child", &dup)], "child");
@@ -1491,10 +1576,10 @@ mod tests {
     }
 
     #[test]
-    fn kill_program_guards_foreign_abis() {
+    fn tree_program_guards_foreign_abis() {
         let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
-        let kill = policy.programs.first().expect("kill program");
-        let ops: Vec<(u16, u32)> = kill.iter().take(6).map(|i| (i.code, i.k)).collect();
+        let tree = policy.programs.last().expect("tree program");
+        let ops: Vec<(u16, u32)> = tree.iter().take(6).map(|i| (i.code, i.k)).collect();
         assert_eq!(
             ops,
             [
@@ -1506,13 +1591,89 @@ mod tests {
                 (BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS),
             ]
         );
-        // Every program checks the arch first.
+        // Every other program checks the arch first, or is gated: it allows the calls it
+        // does not name (the tree has judged those, arch included) and then checks.
         for program in &policy.programs {
+            let gated = (program[0].code, program[0].k) == (BPF_LD_W_ABS, DATA_NR_OFFSET);
+            let at = if gated {
+                program
+                    .iter()
+                    .position(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_ALLOW)
+                    .expect("gate's allow")
+                    + 2
+            } else {
+                1
+            };
             assert_eq!(
-                (program[1].code, program[1].k),
+                (program[at].code, program[at].k),
                 (BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64)
             );
         }
+    }
+
+    /// Runs a classic-BPF seccomp program of the opcodes we emit on (nr, arch).
+    fn emulate(program: &[libc::sock_filter], nr: u32, arch: u32) -> u32 {
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS if i.k == DATA_NR_OFFSET => acc = nr,
+                BPF_LD_W_ABS if i.k == DATA_ARCH_OFFSET => acc = arch,
+                BPF_JMP_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
+                BPF_JMP_JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
+                BPF_JMP_JA => pc += i.k as usize,
+                BPF_RET_K => return i.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tree_program_decides_every_number_as_listed() {
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
+        // Alternating verdicts make a tree whose left halves exceed a conditional jump's
+        // 8-bit offset, so the long-jump path is exercised too.
+        let mut map = BTreeMap::new();
+        for nr in 0..600i64 {
+            let v = match nr % 3 {
+                0 => Verdict::Allow,
+                1 => Verdict::Kill,
+                _ => Verdict::Errno(nr as u32 % 50 + 1),
+            };
+            map.insert(nr, v);
+        }
+        let program = tree_program(&map, Verdict::Errno(1));
+        assert!(
+            program.iter().any(|i| i.code == BPF_JMP_JA),
+            "long jumps used"
+        );
+        for nr in 0..2000u32 {
+            let want = match map.get(&(nr as i64)) {
+                Some(Verdict::Allow) => libc::SECCOMP_RET_ALLOW,
+                Some(Verdict::Kill) => kill,
+                Some(Verdict::Errno(e)) => errno(*e),
+                None => errno(1),
+            };
+            assert_eq!(emulate(&program, nr, AUDIT_ARCH_X86_64), want, "nr {nr}");
+        }
+        assert_eq!(emulate(&program, 0x4000_0000 | 39, AUDIT_ARCH_X86_64), kill);
+        assert_eq!(emulate(&program, 0, 0x4000_0003), kill, "i386 arch");
+    }
+
+    #[test]
+    fn shipped_tree_is_shallow_and_agrees_with_the_policy() {
+        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let tree = policy.programs.last().expect("tree");
+        let ret = |name: &str| emulate(tree, syscall_nr(name).unwrap() as u32, AUDIT_ARCH_X86_64);
+        assert_eq!(ret("read"), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(ret("ptrace"), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(ret("clone3"), libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(ret("kcmp"), libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+        // clone is allowed by the tree; the conditional kill program checks its flags.
+        assert_eq!(ret("clone"), libc::SECCOMP_RET_ALLOW);
+        assert!(tree.len() < 700, "tree has {} instructions", tree.len());
     }
 
     #[test]
