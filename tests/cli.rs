@@ -1,0 +1,567 @@
+//! The `warmbox` command line as API.md describes it: `run` from a request file, from stdin
+//! or from flags, its exit codes (0 whenever a response was produced; non-zero with a
+//! message and nothing run for an invalid request), `check` and `profiles`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// The CLI's tests run one at a time: they compare the host's cgroups before and after.
+/// That an invalid request started nothing at all is shown by its state directory, which
+/// the engine creates first and which must not exist afterwards.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Where `warmbox run` puts its cgroups (parent `warmbox`), per v1 controller.
+const CGROUP_DIRS: [&str; 2] = [
+    "/sys/fs/cgroup/memory/warmbox",
+    "/sys/fs/cgroup/pids/warmbox",
+];
+
+/// Runs the warmbox binary in the repository root with `args`, feeding `stdin`.
+async fn warmbox(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warmbox"))
+        .args(args)
+        .current_dir(common::repo())
+        .env_remove("WARMBOX_PROFILES")
+        .env_remove("WARMBOX_STATE_DIR")
+        .env_remove("WARMBOX_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warmbox");
+    let mut input = child.stdin.take().expect("stdin pipe");
+    // A run that never reads its stdin may close the pipe first: that is not an error here.
+    let _ = input.write_all(stdin).await;
+    drop(input);
+    child.wait_with_output().await.expect("wait for warmbox")
+}
+
+/// A fresh state directory for one `warmbox run` (not created: the engine creates it, so
+/// its absence afterwards shows the engine never started).
+struct State {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl State {
+    fn new() -> State {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("state");
+        State { _tmp: tmp, dir }
+    }
+
+    fn arg(&self) -> &str {
+        self.dir.to_str().expect("utf-8 temp path")
+    }
+}
+
+/// `warmbox run --state-dir <fresh> <args>`.
+async fn run_cli(state: &State, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all = vec!["run", "--state-dir", state.arg()];
+    all.extend_from_slice(args);
+    warmbox(&all, stdin).await
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The response JSON of a run that produced one, after checking exit code 0.
+fn response(out: &Output) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "warmbox run exited {:?}; stderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)))
+}
+
+/// The cgroups now under warmbox's parent, per controller.
+fn cgroups() -> Vec<Vec<String>> {
+    CGROUP_DIRS
+        .iter()
+        .map(|d| {
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        })
+        .collect()
+}
+
+/// Cgroups under warmbox's parent now that were not there `before` and stay there. Other
+/// processes on the host (a bench, another suite, an operator) may run `warmbox run` at the
+/// same time; their cgroups come and go, while one our exited CLI left would stay.
+async fn new_cgroups_since(before: &[Vec<String>]) -> Vec<String> {
+    let fresh = || -> Vec<String> {
+        cgroups()
+            .iter()
+            .zip(before)
+            .flat_map(|(now, was)| now.iter().filter(|n| !was.contains(n)).cloned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = fresh();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The JSON value with every leaf replaced by its type: the "shape" of a response.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Null => json!("null"),
+        Value::Bool(_) => json!("bool"),
+        Value::Number(_) => json!("number"),
+        Value::String(_) => json!("string"),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+    }
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write temp file");
+    path
+}
+
+#[tokio::test]
+async fn request_file_and_stdin_give_the_same_response() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    let before = cgroups();
+    let req = json!({
+        "profile": "python3",
+        "files": [{"name": "main.py", "content": "import sys\nprint(input()[::-1])\nprint('e', file=sys.stderr)\n"}],
+        "stdin": "stressed\n",
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = write(tmp.path(), "req.json", &req.to_string());
+
+    let state = State::new();
+    let from_file =
+        response(&run_cli(&state, &["--request", file.to_str().expect("utf-8")], b"").await);
+    // The engine ran: it made its state directory.
+    assert!(state.dir.join("root").is_dir());
+    let from_stdin = response(&run_cli(&State::new(), &[], req.to_string().as_bytes()).await);
+    let from_dash = response(
+        &run_cli(
+            &State::new(),
+            &["--request", "-"],
+            req.to_string().as_bytes(),
+        )
+        .await,
+    );
+
+    for r in [&from_file, &from_stdin, &from_dash] {
+        let keys: Vec<&str> = r
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 4, "{r:#}");
+        for k in ["id", "status", "compile", "run"] {
+            assert!(keys.contains(&k), "{k} missing: {r:#}");
+        }
+        assert_eq!(r["status"], "ok", "{r:#}");
+        assert_eq!(r["compile"], Value::Null);
+        assert_eq!(r["run"]["stdout"], "desserts\n");
+        assert_eq!(r["run"]["stderr"], "e\n");
+        assert_eq!(r["run"]["exit_code"], 0);
+        assert_eq!(r["run"]["usage"]["stdout_bytes"], 9);
+        assert_eq!(r["run"]["usage"]["stderr_bytes"], 2);
+        uuid::Uuid::parse_str(r["id"].as_str().expect("id is a string")).expect("id is a uuid");
+    }
+    assert_eq!(shape(&from_file), shape(&from_stdin));
+    assert_eq!(shape(&from_file), shape(&from_dash));
+    assert_ne!(from_file["id"], from_stdin["id"], "each run has its own id");
+    assert_eq!(
+        new_cgroups_since(&before).await,
+        Vec::<String>::new(),
+        "warmbox run left cgroups behind"
+    );
+}
+
+#[tokio::test]
+async fn flags_build_the_request() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    let before = cgroups();
+
+    // --profile (an alias), --code, --stdin, --arg.
+    let out = run_cli(
+        &State::new(),
+        &[
+            "--profile",
+            "py",
+            "--code",
+            "import sys\nprint(input().upper(), sys.argv[1:])",
+            "--stdin",
+            "abc\n",
+            "--arg",
+            "x",
+            "--arg",
+            "y z",
+        ],
+        b"",
+    )
+    .await;
+    let r = response(&out);
+    assert_eq!(r["status"], "ok", "{r:#}");
+    assert_eq!(r["run"]["stdout"], "ABC ['x', 'y z']\n");
+
+    // --file: the first under the profile's source name, the others under their names.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prog = write(
+        tmp.path(),
+        "prog.c",
+        "#include <stdio.h>\n#include \"twice.h\"\nint main(void) { int x; scanf(\"%d\", &x); printf(\"%d\\n\", twice(x)); return 0; }\n",
+    );
+    let header = write(
+        tmp.path(),
+        "twice.h",
+        "static int twice(int x) { return 2 * x; }\n",
+    );
+    let out = run_cli(
+        &State::new(),
+        &[
+            "--profile",
+            "c",
+            "--file",
+            prog.to_str().expect("utf-8"),
+            "--file",
+            header.to_str().expect("utf-8"),
+            "--stdin",
+            "21",
+        ],
+        b"",
+    )
+    .await;
+    let r = response(&out);
+    assert_eq!(r["status"], "ok", "{r:#}");
+    assert_eq!(r["compile"]["status"], "ok");
+    assert_eq!(r["run"]["stdout"], "42\n");
+
+    // --cpu-ms reaches the limits.
+    let out = run_cli(
+        &State::new(),
+        &[
+            "--profile",
+            "bash",
+            "--code",
+            "while :; do :; done",
+            "--cpu-ms",
+            "150",
+        ],
+        b"",
+    )
+    .await;
+    let r = response(&out);
+    assert_eq!(r["status"], "time_limit", "{r:#}");
+    let cpu = r["run"]["usage"]["cpu_ms"].as_f64().expect("cpu_ms");
+    assert!((150.0..250.0).contains(&cpu), "cpu_ms {cpu}");
+
+    // Everything after `--` is the command.
+    let out = run_cli(
+        &State::new(),
+        &[
+            "--profile",
+            "python3",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "print(6 * 7)",
+        ],
+        b"",
+    )
+    .await;
+    let r = response(&out);
+    assert_eq!(r["run"]["stdout"], "42\n", "{r:#}");
+
+    assert_eq!(
+        new_cgroups_since(&before).await,
+        Vec::<String>::new(),
+        "warmbox run left cgroups behind"
+    );
+}
+
+#[tokio::test]
+async fn exit_code_is_zero_whatever_the_status() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--profile", "bash", "--code", "echo out; exit 3"],
+            "runtime_error",
+        ),
+        (
+            &["--profile", "c", "--code", "int main(void) { return x; }"],
+            "compile_error",
+        ),
+        (
+            &["--profile", "bash", "--code", "kill -SEGV $$"],
+            "signaled",
+        ),
+        (
+            &["--profile", "bash", "--code", "sleep 5", "--wall-ms", "200"],
+            "wall_time_limit",
+        ),
+    ];
+    for (args, status) in cases {
+        let r = response(&run_cli(&State::new(), args, b"").await);
+        assert_eq!(r["status"], status, "{args:?}: {r:#}");
+    }
+    let r = response(
+        &run_cli(
+            &State::new(),
+            &["--profile", "bash", "--code", "echo out; exit 3"],
+            b"",
+        )
+        .await,
+    );
+    assert_eq!(r["run"]["exit_code"], 3);
+    assert_eq!(r["run"]["stdout"], "out\n");
+}
+
+#[tokio::test]
+async fn invalid_requests_fail_with_a_message_and_run_nothing() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    let main = json!({"name": "main.py", "content": "print(1)"});
+    // (what, request JSON text, message the user must see)
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed JSON", r#"{"profile": "python3", "#.into(), "invalid request JSON"),
+        ("unknown field", json!({"profile": "python3", "stdn": "x"}).to_string(), "unknown field `stdn`"),
+        ("unknown profile", json!({"profile": "cobol"}).to_string(), "unknown profile \"cobol\""),
+        (
+            "path traversal",
+            json!({"profile": "python3", "files": [main, {"name": "../x", "content": ""}]}).to_string(),
+            "files[1].name: \"../x\" has a \"..\" component",
+        ),
+        (
+            "nested path traversal",
+            json!({"profile": "python3", "files": [main, {"name": "a/../../x", "content": ""}]}).to_string(),
+            "files[1].name: \"a/../../x\" has a \"..\" component",
+        ),
+        (
+            "absolute path",
+            json!({"profile": "python3", "files": [main, {"name": "/etc/x", "content": ""}]}).to_string(),
+            "files[1].name: \"/etc/x\" is absolute",
+        ),
+        (
+            "duplicate names",
+            json!({"profile": "python3", "files": [main, main]}).to_string(),
+            "files[1].name: \"main.py\" is already the name of files[0]",
+        ),
+        (
+            "limit over maximum",
+            json!({"profile": "python3", "files": [main], "limits": {"cpu_ms": 20001}}).to_string(),
+            "limits.cpu_ms: 20001 is above the maximum 20000 of profile python3",
+        ),
+        (
+            "invalid base64 file",
+            json!({"profile": "python3", "files": [main, {"name": "d", "content": "%%%", "encoding": "base64"}]}).to_string(),
+            "files[1].content: invalid base64",
+        ),
+        (
+            "invalid base64 stdin",
+            json!({"profile": "python3", "files": [main], "stdin_base64": "not base64!"}).to_string(),
+            "stdin_base64: invalid base64",
+        ),
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let before = cgroups();
+    for (i, (what, req, message)) in cases.iter().enumerate() {
+        // Half through --request FILE, half on stdin.
+        let state = State::new();
+        let out = if i % 2 == 0 {
+            let file = write(tmp.path(), &format!("req{i}.json"), req);
+            run_cli(&state, &["--request", file.to_str().expect("utf-8")], b"").await
+        } else {
+            run_cli(&state, &[], req.as_bytes()).await
+        };
+        assert_refused(what, &out, message, &state);
+    }
+    // The same through flags.
+    let flag_cases: [(&str, &[&str], &str); 3] = [
+        (
+            "unknown profile flag",
+            &["--profile", "cobol", "--code", "x"],
+            "unknown profile \"cobol\"",
+        ),
+        (
+            "cpu over maximum flag",
+            &[
+                "--profile",
+                "python3",
+                "--code",
+                "print(1)",
+                "--cpu-ms",
+                "20001",
+            ],
+            "limits.cpu_ms: 20001 is above the maximum 20000 of profile python3",
+        ),
+        (
+            "missing file flag",
+            &["--profile", "python3", "--file", "/nonexistent/x.py"],
+            "/nonexistent/x.py",
+        ),
+    ];
+    for (what, args, message) in flag_cases {
+        let state = State::new();
+        let out = run_cli(&state, args, b"").await;
+        assert_refused(what, &out, message, &state);
+    }
+    assert_eq!(
+        new_cgroups_since(&before).await,
+        Vec::<String>::new(),
+        "an invalid request left cgroups"
+    );
+}
+
+/// A refused request: non-zero exit, nothing on stdout, a `warmbox:` message with `message`
+/// on stderr, and the engine never started.
+fn assert_refused(what: &str, out: &Output, message: &str, state: &State) {
+    let stderr = text(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(c) if c != 0),
+        "{what}: exit {:?}, stdout {}",
+        out.status,
+        text(&out.stdout)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: stdout {}",
+        text(&out.stdout)
+    );
+    assert!(stderr.starts_with("warmbox: "), "{what}: stderr {stderr}");
+    assert!(
+        stderr.contains(message),
+        "{what}: stderr {stderr:?} lacks {message:?}"
+    );
+    assert!(
+        !state.dir.exists(),
+        "{what}: the engine started ({} exists)",
+        state.dir.display()
+    );
+}
+
+#[tokio::test]
+async fn check_reports_cgroups_and_landlock() {
+    let Some(_) = common::harness() else { return };
+    let out = warmbox(&["check"], b"").await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let cgroups = stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("cgroups"))
+        .unwrap_or_else(|| panic!("no cgroups line: {stdout}"));
+    assert!(cgroups.starts_with("ok "), "{cgroups}");
+    assert!(
+        cgroups.contains(" v1 ") || cgroups.contains(" v2 "),
+        "{cgroups}"
+    );
+    let landlock = stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("landlock"))
+        .unwrap_or_else(|| panic!("no landlock line: {stdout}"));
+    assert!(landlock.contains("ABI "), "{landlock}");
+    assert!(stdout.contains("sandboxing: possible"), "{stdout}");
+
+    let out = warmbox(&["check", "--json"], b"").await;
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json is JSON");
+    assert!(!report["kernel"].as_str().expect("kernel").is_empty());
+    let items = report["items"].as_array().expect("items");
+    let item = |name: &str| {
+        items
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} item: {report:#}"))
+    };
+    assert_eq!(item("cgroups")["ok"], true);
+    let detail = item("cgroups")["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with("v1 ") || detail.starts_with("v2 "),
+        "{detail}"
+    );
+    let abi = item("landlock")["detail"].as_str().expect("detail");
+    assert!(abi.contains("ABI "), "{abi}");
+    for i in items {
+        assert!(
+            i["ok"].as_bool().is_some() && i["required"].as_bool().is_some(),
+            "{i}"
+        );
+        if i["required"] == true {
+            assert_eq!(i["ok"], true, "required item missing: {i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn profiles_lists_all_six_as_available() {
+    let Some(_) = common::harness() else { return };
+    let out = warmbox(&["profiles"], b"").await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    for (name, alias) in [
+        ("bash", "sh"),
+        ("c", "gcc"),
+        ("cpp", "c++"),
+        ("java", "openjdk"),
+        ("javascript", "node"),
+        ("python3", "py"),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed: {stdout}"));
+        assert!(!line.contains("unavailable"), "{line}");
+        assert!(line.contains(alias), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn stdin_file_may_be_binary() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    // Test inputs of judges are often binary; the request carries them as stdin_base64.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("input.bin");
+    std::fs::write(&input, b"\xff\xfe\x00\x01\n").expect("write input");
+    let out = run_cli(
+        &State::new(),
+        &[
+            "--profile",
+            "bash",
+            "--code",
+            "od -An -tx1 | tr -s ' '",
+            "--stdin-file",
+            input.to_str().expect("utf-8"),
+        ],
+        b"",
+    )
+    .await;
+    let r = response(&out);
+    assert_eq!(r["status"], "ok", "{r:#}");
+    assert_eq!(r["run"]["stdout"], " ff fe 00 01 0a\n");
+}

@@ -1,0 +1,264 @@
+//! Limits given in a request replace the profile's defaults (each one shown to bite below
+//! its default), and a limit above the profile's maximum is refused before anything runs.
+
+mod common;
+
+use serde_json::json;
+use warmbox::request::{self, RunRequest, RunStatus, StepStatus};
+
+const MIB: u64 = 1 << 20;
+
+fn py(code: &str, limits: serde_json::Value) -> serde_json::Value {
+    json!({"profile": "python3", "files": [{"name": "main.py", "content": code}], "limits": limits})
+}
+
+#[tokio::test]
+async fn cpu_ms_from_the_request() {
+    let Some(h) = common::harness() else { return };
+    let resp = h
+        .run(json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "while :; do :; done"], "limits": {"cpu_ms": 300}}))
+        .await;
+    assert_eq!(resp.status, RunStatus::Step(StepStatus::TimeLimit));
+    let run = resp.run.expect("run step");
+    assert_eq!(run.status, StepStatus::TimeLimit);
+    assert!(
+        (300.0..400.0).contains(&run.usage.cpu_ms),
+        "killed within ~50 ms past 300 ms of CPU: {}",
+        run.usage.cpu_ms
+    );
+}
+
+#[tokio::test]
+async fn wall_ms_from_the_request() {
+    let Some(h) = common::harness() else { return };
+    let resp = h
+        .run(json!({"profile": "bash", "cmd": ["sleep", "5"], "limits": {"wall_ms": 300}}))
+        .await;
+    assert_eq!(resp.status, RunStatus::Step(StepStatus::WallTimeLimit));
+    let run = resp.run.expect("run step");
+    assert!(
+        (300.0..400.0).contains(&run.usage.wall_ms),
+        "wall_ms {}",
+        run.usage.wall_ms
+    );
+}
+
+#[tokio::test]
+async fn memory_mb_from_the_request() {
+    let Some(h) = common::harness() else { return };
+    // 100 MiB fits the default 256 (see accounting.rs) but not 64.
+    let resp = h
+        .run(py("b = b'x' * (100 << 20)\n", json!({"memory_mb": 64})))
+        .await;
+    assert_eq!(resp.status, RunStatus::Step(StepStatus::MemoryLimit));
+    let run = resp.run.expect("run step");
+    assert!(run.usage.oom_killed);
+    assert_eq!(run.signal_name.as_deref(), Some("SIGKILL"));
+    assert!(
+        run.usage.memory_peak_bytes <= 64 * MIB,
+        "peak {} over the 64 MiB limit",
+        run.usage.memory_peak_bytes
+    );
+}
+
+#[tokio::test]
+async fn output_bytes_from_the_request() {
+    let Some(h) = common::harness() else { return };
+    let resp = h
+        .run(json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "printf '%.0s0123456789' $(seq 20)"], "limits": {"output_bytes": 100}}))
+        .await;
+    assert_eq!(resp.status, RunStatus::Step(StepStatus::OutputLimit));
+    let run = resp.run.expect("run step");
+    assert_eq!(run.stdout, "0123456789".repeat(10));
+    assert!(run.stdout_truncated);
+    assert!(!run.stderr_truncated);
+    assert!(run.usage.stdout_bytes > 100, "{:?}", run.usage);
+
+    // Exactly the limit is not over it.
+    let resp = h
+        .run(json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "printf '%.0s0123456789' $(seq 10)"], "limits": {"output_bytes": 100}}))
+        .await;
+    assert_eq!(resp.status, RunStatus::Step(StepStatus::Ok));
+    let run = resp.run.expect("run step");
+    assert_eq!(run.usage.stdout_bytes, 100);
+    assert!(!run.stdout_truncated);
+}
+
+#[tokio::test]
+async fn pids_from_the_request() {
+    let Some(h) = common::harness() else { return };
+    let code = "import threading, time\nts = []\ntry:\n    for i in range(20):\n        t = threading.Thread(target=time.sleep, args=(0.5,))\n        t.start()\n        ts.append(t)\nexcept RuntimeError as e:\n    print('stopped at', len(ts), e)\n";
+    let resp = h.run(py(code, json!({"pids": 5}))).await;
+    let run = resp.run.expect("run step");
+    assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
+    // The init and python's main thread count; at most 3 more threads fit in 5.
+    assert!(
+        run.stdout.starts_with("stopped at ") && run.stdout.contains("can't start new thread"),
+        "{run:#?}"
+    );
+    let started: u64 = run.stdout["stopped at ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(started <= 4, "{started} threads started under pids 5");
+    assert!(
+        run.usage.pids_peak.is_none_or(|p| p <= 5),
+        "{:?}",
+        run.usage
+    );
+}
+
+#[tokio::test]
+async fn file_size_and_disk_from_the_request() {
+    let Some(h) = common::harness() else { return };
+    let resp = h
+        .run(json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "exec head -c 5000 /dev/zero > f"], "limits": {"file_size_bytes": 4096}}))
+        .await;
+    assert_eq!(resp.status, RunStatus::Step(StepStatus::FileSizeLimit));
+    let run = resp.run.expect("run step");
+    assert_eq!(run.signal_name.as_deref(), Some("SIGXFSZ"));
+
+    let resp = h
+        .run(json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "head -c 3000000 /dev/zero > f || echo write failed; wc -c < f"], "limits": {"disk_mb": 1, "file_size_bytes": 4_000_000}}))
+        .await;
+    let run = resp.run.expect("run step");
+    assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
+    assert!(run.stderr.contains("No space left on device"), "{run:#?}");
+    let written: u64 = run
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("wc output");
+    assert!(written <= MIB, "{written} bytes written to a 1 MiB /box");
+}
+
+fn request(v: serde_json::Value) -> RunRequest {
+    serde_json::from_value(v).expect("request JSON")
+}
+
+#[test]
+fn a_limit_above_the_maximum_is_refused_naming_field_and_maximum() {
+    let Some(h) = common::harness() else { return };
+    // (field, maximum) of profiles/python3.toml.
+    let maximums = [
+        ("cpu_ms", 20000u64),
+        ("wall_ms", 60000),
+        ("memory_mb", 1024),
+        ("pids", 256),
+        ("output_bytes", 16777216),
+        ("file_size_bytes", 67108864),
+        ("disk_mb", 512),
+    ];
+    for (field, max) in maximums {
+        let req = request(py("", json!({ field: max + 1 })));
+        let err = request::validate(&req, &h.profiles).expect_err("over the maximum");
+        assert_eq!(err.code, "limit_too_high", "{field}");
+        assert_eq!(
+            err.message,
+            format!(
+                "limits.{field}: {} is above the maximum {max} of profile python3",
+                max + 1
+            )
+        );
+        // The maximum itself is allowed and used as given.
+        let req = request(py("", json!({ field: max })));
+        let valid = request::validate(&req, &h.profiles).expect("the maximum is allowed");
+        let got = match field {
+            "cpu_ms" => valid.limits.cpu_ms,
+            "wall_ms" => valid.limits.wall_ms,
+            "memory_mb" => valid.limits.memory_mb,
+            "pids" => valid.limits.pids,
+            "output_bytes" => valid.limits.output_bytes,
+            "file_size_bytes" => valid.limits.file_size_bytes,
+            _ => valid.limits.disk_mb,
+        };
+        assert_eq!(got, max, "{field}");
+    }
+    // Maximums are per profile: java allows 2048 MiB, an alias names the profile.
+    let req = request(json!({"profile": "openjdk", "limits": {"memory_mb": 2049}}));
+    let err = request::validate(&req, &h.profiles).expect_err("over java's maximum");
+    assert_eq!(err.code, "limit_too_high");
+    assert_eq!(
+        err.message,
+        "limits.memory_mb: 2049 is above the maximum 2048 of profile java"
+    );
+    let req = request(json!({"profile": "java", "limits": {"memory_mb": 2048}}));
+    assert!(request::validate(&req, &h.profiles).is_ok());
+    // Missing limits take the defaults.
+    let valid =
+        request::validate(&request(py("", json!({"cpu_ms": 700}))), &h.profiles).expect("valid");
+    assert_eq!(valid.limits.cpu_ms, 700);
+    assert_eq!(valid.limits.wall_ms, 5000);
+    assert_eq!(valid.limits.memory_mb, 256);
+}
+
+/// A memory_limit verdict: the OOM kill is the program's, reported as such.
+fn assert_memory_limit(resp: &warmbox::request::RunResponse, limit_mb: u64) {
+    assert_eq!(
+        resp.status,
+        RunStatus::Step(StepStatus::MemoryLimit),
+        "{resp:#?}"
+    );
+    let run = resp.run.as_ref().expect("run step");
+    assert!(run.usage.oom_killed, "{run:#?}");
+    assert!(run.message.is_none(), "{run:#?}");
+    assert!(
+        run.usage.memory_peak_bytes > (limit_mb - 4) * MIB
+            && run.usage.memory_peak_bytes <= limit_mb * MIB,
+        "peak {} against a {limit_mb} MiB limit",
+        run.usage.memory_peak_bytes
+    );
+}
+
+#[tokio::test]
+async fn tmpfs_files_count_toward_memory_mb() {
+    let Some(h) = common::harness() else { return };
+    // API.md: memory_mb is the cgroup memory limit, tmpfs files written count toward it.
+    // 60 MiB of file in /box (disk and file size allow it) does not fit in 32 MiB.
+    let resp = h
+        .run(json!({
+            "profile": "bash",
+            "cmd": ["/bin/bash", "-c", "exec head -c 60M /dev/zero > /box/f"],
+            "limits": {"memory_mb": 32, "disk_mb": 200, "file_size_bytes": 67108864},
+        }))
+        .await;
+    assert_memory_limit(&resp, 32);
+}
+
+#[tokio::test]
+async fn memory_limit_hit_by_many_small_processes() {
+    let Some(h) = common::harness() else { return };
+    // 16 workers of 3 MiB each under 32 MiB: no single process is large.
+    let code = r#"#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
+int main(void) {
+    for (int i = 0; i < 16; i++) {
+        if (fork() == 0) {
+            volatile char *p = malloc(3 << 20);
+            for (int j = 0; j < (3 << 20); j += 4096) p[j] = 1;
+            sleep(1);
+            _exit(0);
+        }
+    }
+    int st, killed = 0;
+    while (wait(&st) > 0) killed += WIFSIGNALED(st);
+    return killed ? 1 : 0;
+}
+"#;
+    let resp = h
+        .run(json!({
+            "profile": "c",
+            "files": [{"name": "main.c", "content": code}],
+            "limits": {"memory_mb": 32},
+        }))
+        .await;
+    assert_eq!(
+        resp.compile.as_ref().map(|c| c.status),
+        Some(StepStatus::Ok)
+    );
+    // Which process the kernel kills is its choice; the verdict is the same.
+    assert_memory_limit(&resp, 32);
+}
