@@ -196,17 +196,26 @@ fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunReq
             encoding,
         });
     }
-    let stdin = match (&args.stdin, &args.stdin_file) {
-        (Some(s), _) => Some(s.clone()),
+    let (stdin, stdin_base64) = match (&args.stdin, &args.stdin_file) {
+        (Some(s), _) => (Some(s.clone()), None),
         (None, Some(p)) => {
-            Some(std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?)
+            let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            match String::from_utf8(bytes) {
+                Ok(s) => (Some(s), None),
+                Err(e) => {
+                    use base64::Engine;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+                    (None, Some(b64))
+                }
+            }
         }
-        _ => None,
+        _ => (None, None),
     };
     Ok(RunRequest {
         profile: profile_name,
         files,
         stdin,
+        stdin_base64,
         args: args.args.clone(),
         cmd: (!args.cmd.is_empty()).then(|| args.cmd.clone()),
         limits: LimitsRequest {

@@ -424,8 +424,26 @@ fn decode_files(
             limits.disk_mb, profile.limits.maximums.disk_mb
         )));
     }
+    // The files live in a tmpfs, charged to the cgroup's memory like anything the program
+    // allocates: they must leave room for the container's own processes to start.
+    let memory_bytes = limits.memory_mb.saturating_mul(1024 * 1024);
+    let room = memory_bytes.saturating_sub(FILES_MEMORY_HEADROOM);
+    if total > room {
+        return Err(RequestError::invalid(format!(
+            "files: {total} bytes in all do not fit in limits.memory_mb {} (files count toward \
+             it, and {} MiB stay free for the processes); send less or raise limits.memory_mb \
+             (maximum {})",
+            limits.memory_mb,
+            FILES_MEMORY_HEADROOM >> 20,
+            profile.limits.maximums.memory_mb
+        )));
+    }
     Ok(decoded)
 }
+
+/// Memory that request files may not take from `limits.memory_mb`: the container's init
+/// and the program need some to start at all.
+pub const FILES_MEMORY_HEADROOM: u64 = 4 << 20;
 
 /// Checks one file name: a relative, normal path that stays under `/box`.
 fn check_file_name(i: usize, name: &str) -> Result<(), RequestError> {
@@ -1151,6 +1169,23 @@ mod tests {
         let mut req = py(&[("main.py", "")]);
         req.env = BTreeMap::from([("KEY".to_string(), "a\0b".to_string())]);
         invalid(&req, "env.KEY: value contains a NUL byte");
+    }
+
+    #[test]
+    fn files_must_fit_in_the_memory_limit() {
+        // 1.5 MiB of files fit the disk (2 MiB) but not memory_mb 5 less the headroom.
+        let big = "x".repeat(768 * 1024);
+        let mut req = py(&[("main.py", &big), ("b", &big)]);
+        req.limits.disk_mb = Some(2);
+        req.limits.memory_mb = Some(5);
+        invalid(
+            &req,
+            "files: 1572864 bytes in all do not fit in limits.memory_mb 5 (files count toward \
+             it, and 4 MiB stay free for the processes); send less or raise limits.memory_mb \
+             (maximum 1024)",
+        );
+        req.limits.memory_mb = Some(6);
+        assert_eq!(ok(&req).files.len(), 2);
     }
 
     #[test]

@@ -72,7 +72,11 @@ async fn output_bytes_from_the_request() {
     assert_eq!(run.stdout, "0123456789".repeat(10));
     assert!(run.stdout_truncated);
     assert!(!run.stderr_truncated);
-    assert!(run.usage.stdout_bytes > 100, "{:?}", run.usage);
+    assert_eq!(
+        run.usage.stdout_bytes, 100,
+        "the bytes returned: {:?}",
+        run.usage
+    );
 
     // Exactly the limit is not over it.
     let resp = h

@@ -92,6 +92,12 @@ fn sandbox(
         return Err(errno_setup("close_range(3, ~0, CLOEXEC)"));
     }
     std::env::set_current_dir("/box").map_err(|e| setup("chdir /box", e))?;
+    // The OOM killer's first choice is the job and whatever it starts, never the init:
+    // files in the tmpfs are charged to the cgroup but to no process, so when no job
+    // process is larger than the init, the init would be picked and the run lost. (Raising
+    // one's own score needs no capability; lowering the init's would need CAP_SYS_RESOURCE.)
+    std::fs::write("/proc/self/oom_score_adj", "1000")
+        .map_err(|e| setup("write /proc/self/oom_score_adj", e))?;
     fixed_rlimits()?;
     drop_privileges()?;
     // SAFETY: prctl with integer arguments only.

@@ -25,7 +25,8 @@ pub const WRITABLE: [&str; 3] = ["/box", "/tmp", "/dev/shm"];
 pub const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Files under `/proc` hidden behind `/dev/null`.
-const PROC_MASKED_FILES: [&str; 7] = [
+const PROC_MASKED_FILES: [&str; 8] = [
+    "config.gz",
     "kcore",
     "keys",
     "timer_list",

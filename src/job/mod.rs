@@ -24,7 +24,7 @@ pub const DEFAULT_COMPILE_LIMITS: Limits = Limits {
 };
 
 /// At most this much is carried from the compile container to the run container.
-const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
+const MAX_ARTIFACT_BYTES: u64 = 128 << 20;
 /// At most this many files are carried.
 const MAX_ARTIFACT_FILES: u64 = 10_000;
 
@@ -97,9 +97,11 @@ impl Runner {
         let compiles = req.files.iter().any(|(p, _)| *p == profile.source_file);
         if let (Some(cmd), true) = (&profile.compile, compiles) {
             let limits = profile.compile_limits.unwrap_or(DEFAULT_COMPILE_LIMITS);
+            // The request's env is the program's, not the compiler's (an LD_PRELOAD of the
+            // user's would run inside gcc): the compile step has the profile's env only.
             let spec = StepSpec {
                 argv: cmd.clone(),
-                env: env.clone(),
+                env: env_list(&profile.env),
                 limits,
                 cpu_cores: profile.cpu_cores,
                 stdin: Vec::new(),

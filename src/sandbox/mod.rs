@@ -368,12 +368,18 @@ impl Container {
     }
 
     /// Reads back the regular files of `/box` (after the job ran); `truncated` when the
-    /// bounds cut it.
+    /// bounds cut it. The init reads them into its own memory, which the cgroup charges:
+    /// the limit is raised by `max_bytes` twice over first (every user process is gone by
+    /// now, so nothing else can use the room).
     pub async fn collect_files(
         &mut self,
         max_bytes: u64,
         max_files: u64,
     ) -> Result<(Vec<BoxFile>, bool), SandboxError> {
+        let mut roomy = self.limits.clone();
+        roomy.memory_bytes = roomy.memory_bytes.saturating_add(2 * max_bytes);
+        self.cgroup().set_limits(&roomy)?;
+        self.limits = roomy;
         self.send(
             &ToInit::Collect {
                 max_bytes,

@@ -52,7 +52,7 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing an id map failed.
+    /// Writing an id map or another /proc file of the child failed.
     #[error("write {path}: {source}")]
     IdMap {
         path: String,

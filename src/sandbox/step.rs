@@ -117,6 +117,17 @@ pub fn verdict(ev: &Evidence) -> StepStatus {
     }
 }
 
+/// The user part of `cpu_ns`. The total is exact (the scheduler's own clock); the kernel
+/// splits it into user and system time by sampling at ticks (v1's `cpuacct.usage_user`),
+/// so the split is scaled to the exact total: user + sys = cpu, always.
+pub fn split_user(cpu_ns: u64, user_ns: u64, sys_ns: u64) -> u64 {
+    let sampled = user_ns as u128 + sys_ns as u128;
+    if sampled == 0 {
+        return cpu_ns;
+    }
+    (cpu_ns as u128 * user_ns as u128 / sampled) as u64
+}
+
 /// The conventional name of a signal, e.g. `SIGKILL`.
 pub fn signal_name(sig: i32) -> Option<String> {
     nix::sys::signal::Signal::try_from(sig)
@@ -389,6 +400,11 @@ impl Container {
             oom_kills: usage.oom_kills.saturating_sub(base.oom_kills),
         };
         let status = verdict(&ev);
+        let user_ns = split_user(
+            ev.cpu_ns,
+            usage.user_ns.saturating_sub(base.user_ns),
+            usage.sys_ns.saturating_sub(base.sys_ns),
+        );
         let ms = |ns: u64| (ns as f64 / 1e6 * 1000.0).round() / 1000.0;
         let (exit_code, signal) = match exit {
             Some(ExitKind::Code(c)) => (Some(c), None),
@@ -412,14 +428,15 @@ impl Container {
             stderr_truncated: err.truncated(),
             usage: Usage {
                 cpu_ms: ms(ev.cpu_ns),
-                user_ms: ms(usage.user_ns.saturating_sub(base.user_ns)),
-                sys_ms: ms(usage.sys_ns.saturating_sub(base.sys_ns)),
+                user_ms: ms(user_ns),
+                sys_ms: ms(ev.cpu_ns - user_ns),
                 wall_ms: ms(wall_ns),
                 memory_peak_bytes: usage.memory_peak_bytes,
                 oom_killed: ev.oom_kills > 0,
-                pids_peak: usage.pids_peak,
-                stdout_bytes: out.total,
-                stderr_bytes: err.total,
+                // The init is one of the cgroup's tasks; the job's count is the rest.
+                pids_peak: usage.pids_peak.map(|p| p.saturating_sub(1)),
+                stdout_bytes: out.kept.len() as u64,
+                stderr_bytes: err.kept.len() as u64,
             },
             stdout: String::new(),
             stderr: String::new(),
@@ -493,6 +510,14 @@ mod tests {
         assert_eq!(c.kept, b"abcde");
         assert_eq!(c.total, 8);
         assert!(c.truncated());
+    }
+
+    #[test]
+    fn user_and_sys_add_up_to_cpu() {
+        assert_eq!(split_user(400, 300, 100), 300);
+        assert_eq!(split_user(400, 150, 150), 200);
+        assert_eq!(split_user(400, 0, 0), 400);
+        assert_eq!(split_user(400, 0, 50), 0);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// uids per test binary: 2 per container slot, 256 slots.
+pub const UID_BLOCK: u32 = 1024;
+
 /// A uid block of its own for each test binary, so that parallel test binaries never share
 /// container uids (tests look for leftover processes by uid).
 pub fn uid_base() -> u32 {
@@ -51,7 +54,7 @@ pub fn uid_base() -> u32 {
     let h = name
         .bytes()
         .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
-    700_000 + 4096 * (h % 64)
+    700_000 + UID_BLOCK * (h % 4096)
 }
 
 /// Host processes whose uid lies in this binary's container uid block.
@@ -71,7 +74,7 @@ pub fn processes_in_uid_block() -> Vec<(i32, u32)> {
             .and_then(|l| l.split_whitespace().next())
             .and_then(|u| u.parse::<u32>().ok());
         if let Some(uid) = uid {
-            if (base..base + 4096).contains(&uid) {
+            if (base..base + UID_BLOCK).contains(&uid) {
                 found.push((pid, uid));
             }
         }
