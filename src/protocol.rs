@@ -129,6 +129,15 @@ pub enum StartFailure {
     Setup(String),
 }
 
+/// A forbidden system call, as the init's seccomp listener saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Violation {
+    /// Syscall number (host architecture).
+    pub nr: i32,
+    /// The caller's pid in the container.
+    pub pid: u32,
+}
+
 /// Init to server.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -147,6 +156,10 @@ pub enum FromInit {
         wall_ns: u64,
         /// The init killed it at the wall-time limit.
         wall_timeout: bool,
+        /// A process of the container made a forbidden system call (the container was
+        /// killed then).
+        #[serde(default)]
+        violation: Option<Violation>,
     },
     /// The files of `/box` (contents are the payload); `truncated` when limits cut it.
     Files {

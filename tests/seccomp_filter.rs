@@ -7,6 +7,7 @@
 //! runner only makes raw syscalls (`install` does not allocate). Calls that would change
 //! the host if the filter failed are given arguments that make them fail harmlessly.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use warmbox::sandbox::seccomp::CompiledPolicy;
@@ -19,6 +20,11 @@ enum Outcome {
 }
 
 const KILLED: Outcome = Outcome::Signaled(libc::SIGSYS);
+/// The exit code of a test child whose grandchild's call reached the seccomp listener.
+const NOTIFIED: i32 = 99;
+/// A forbidden call: it never ran, the listener (the container's init in real use) was
+/// told, and the caller was killed.
+const FORBIDDEN: Outcome = Outcome::Exited(NOTIFIED);
 /// The child's report when a call that should have been stopped succeeded.
 const SUCCEEDED_UNEXPECTEDLY: i32 = 200;
 /// The child's report when the policy could not be installed.
@@ -87,12 +93,55 @@ fn in_child(policy: Option<&CompiledPolicy>, call: impl FnOnce() -> i32) -> Outc
         }
         let code = match policy.map(CompiledPolicy::install) {
             Some(Err(_)) => INSTALL_FAILED,
+            Some(Ok(Some(listener))) => supervise(listener, call),
             _ => call(),
         };
         // SAFETY: _exit ends the child without running the parent's atexit handlers.
         unsafe { libc::_exit(code) }
     }
     wait(pid)
+}
+
+/// Plays the container's init: runs `call` in a grandchild and watches the seccomp
+/// listener. `NOTIFIED` when a forbidden call was reported (the grandchild is killed, as
+/// the init kills the container), else the grandchild's exit code; a grandchild killed by
+/// a signal makes this process die of the same signal.
+fn supervise(listener: OwnedFd, call: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the grandchild only runs `call` (libc only) and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(listener);
+        let code = call();
+        // SAFETY: ends the grandchild.
+        unsafe { libc::_exit(code) }
+    }
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 10) } > 0 && pfd.revents & libc::POLLIN != 0;
+        if ready {
+            // SAFETY: kill and reap our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait(pid);
+            return NOTIFIED;
+        }
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer; pid is our child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            if libc::WIFSIGNALED(status) {
+                // SAFETY: dying of the grandchild's signal (default action, no core).
+                unsafe {
+                    libc::signal(libc::WTERMSIG(status), libc::SIG_DFL);
+                    libc::kill(libc::getpid(), libc::WTERMSIG(status));
+                }
+            }
+            return libc::WEXITSTATUS(status);
+        }
+    }
 }
 
 fn wait(pid: libc::pid_t) -> Outcome {
@@ -138,7 +187,7 @@ fn ptrace_traceme_kills() {
     let outcome = under_policy(|| {
         report(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) })
     });
-    assert_eq!(outcome, KILLED);
+    assert_eq!(outcome, FORBIDDEN);
 }
 
 #[test]
@@ -149,7 +198,7 @@ fn unshare_newuser_kills() {
     // SAFETY: unshare takes flags only; unfiltered it would affect only this child.
     let outcome =
         under_policy(|| report(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) }));
-    assert_eq!(outcome, KILLED);
+    assert_eq!(outcome, FORBIDDEN);
 }
 
 /// clone with `flags` in a child; reports how the grandchild ended, or the errno.
@@ -195,12 +244,16 @@ fn clone_with_any_namespace_flag_kills() {
     ];
     for flag in flags {
         let flags = flag as u64 | libc::SIGCHLD as u64;
-        assert_eq!(under_policy(|| raw_clone(flags)), KILLED, "flag {flag:#x}");
+        assert_eq!(
+            under_policy(|| raw_clone(flags)),
+            FORBIDDEN,
+            "flag {flag:#x}"
+        );
     }
     // The kernel reads only the low 32 bits of clone's flags, and so does the filter:
     // junk in the high half does not hide a namespace flag.
     let junk = (1u64 << 32) | libc::CLONE_NEWNS as u64 | libc::SIGCHLD as u64;
-    assert_eq!(under_policy(|| raw_clone(junk)), KILLED);
+    assert_eq!(under_policy(|| raw_clone(junk)), FORBIDDEN);
 }
 
 /// clone3 with `flags` (exit signal SIGCHLD); reports the errno, or
@@ -260,7 +313,7 @@ fn mount_kills() {
             )
         })
     });
-    assert_eq!(outcome, KILLED);
+    assert_eq!(outcome, FORBIDDEN);
 }
 
 #[test]
@@ -326,7 +379,14 @@ fn other_dangerous_calls_kill() {
         }),
     ];
     for (name, call) in cases {
-        assert_eq!(under_policy(|| report(call())), KILLED, "{name}");
+        // TIOCSTI is a conditional rule (seccompiler's kill program): a plain kill. The
+        // others are reported to the listener, which kills the caller.
+        let want = if name.starts_with("ioctl") {
+            KILLED
+        } else {
+            FORBIDDEN
+        };
+        assert_eq!(under_policy(|| report(call())), want, "{name}");
     }
 }
 
@@ -465,14 +525,17 @@ fn every_program_is_needed_for_the_outcomes() {
     // SAFETY: PTRACE_TRACEME takes no pointers.
     let traceme =
         || report(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) });
-    assert_eq!(in_child(Some(&tree_only), traceme), KILLED);
+    assert_eq!(in_child(Some(&tree_only), traceme), FORBIDDEN);
+    // clone's namespace flags are checked in the tree too.
+    let newns = || raw_clone(libc::CLONE_NEWNS as u64 | libc::SIGCHLD as u64);
+    assert_eq!(in_child(Some(&tree_only), newns), FORBIDDEN);
     let clone3 = || raw_clone3(0);
     assert_eq!(
         in_child(Some(&tree_only), clone3),
         Outcome::Exited(libc::ENOSYS)
     );
-    // ...but lets the calls whose verdict depends on their arguments through: without the
-    // conditional programs, a namespace flag on clone and a packet socket would pass.
+    // ...but lets the calls whose verdict depends on their policy conditions through:
+    // without the conditional programs, a packet socket and TIOCSTI would pass.
     let packet = || {
         // SAFETY: socket takes integers; a socket that opens is closed at the child's exit.
         let fd = unsafe { libc::syscall(libc::SYS_socket, libc::AF_PACKET, libc::SOCK_RAW, 0) };
@@ -490,9 +553,13 @@ fn every_program_is_needed_for_the_outcomes() {
         in_child(Some(&full), packet),
         Outcome::Exited(libc::EAFNOSUPPORT)
     );
-    let newns = || raw_clone(libc::CLONE_NEWNS as u64 | libc::SIGCHLD as u64);
-    assert_ne!(in_child(Some(&tree_only), newns), KILLED);
-    assert_eq!(in_child(Some(&full), newns), KILLED);
+    // SAFETY: an ioctl on an invalid fd with a null argument.
+    let tiocsti = || report(unsafe { libc::syscall(libc::SYS_ioctl, -1, libc::TIOCSTI, 0) });
+    assert_eq!(
+        in_child(Some(&tree_only), tiocsti),
+        Outcome::Exited(libc::EBADF)
+    );
+    assert_eq!(in_child(Some(&full), tiocsti), KILLED);
     // A round trip through bytes installs the same programs.
     let shipped = CompiledPolicy::from_bytes(&full.to_bytes()).expect("from_bytes");
     assert_eq!(

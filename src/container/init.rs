@@ -18,7 +18,7 @@ use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
 use crate::container::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
 use crate::container::{job, net};
 use crate::protocol::{
-    self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit,
+    self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit, Violation,
 };
 use crate::sandbox::seccomp::CompiledPolicy;
 
@@ -31,6 +31,7 @@ pub fn main(fd: RawFd) -> i32 {
     let mut init = Init {
         sock,
         job: None,
+        listener: None,
         disk_bytes: 0,
         ran: false,
     };
@@ -47,6 +48,8 @@ struct Init {
     sock: UnixStream,
     /// The job process, sandboxed and waiting: its pid and our end of its socket.
     job: Option<(libc::pid_t, UnixStream)>,
+    /// The job's seccomp listener: forbidden calls are reported here.
+    listener: Option<OwnedFd>,
     disk_bytes: u64,
     ran: bool,
 }
@@ -156,7 +159,9 @@ impl Init {
         let ruleset = landlock::prepare(&rules).map_err(|e| e.to_string())?;
         job::seal_capabilities()?;
         block_sigchld()?;
-        self.job = Some(spawn_job(ruleset, seccomp.as_ref())?);
+        let (pid, sock, listener) = spawn_job(ruleset, seccomp.as_ref())?;
+        self.job = Some((pid, sock));
+        self.listener = listener;
         Ok(())
     }
 
@@ -197,6 +202,8 @@ impl Init {
         drop(job_sock);
 
         let deadline = start + Duration::from_millis(spec.limits.wall_ms);
+        let mut listener = self.listener.take();
+        let mut violation = None;
         let mut exit = None;
         let mut wall_timeout = false;
         while exit.is_none() {
@@ -209,7 +216,15 @@ impl Init {
                 // Killed: only the SIGCHLD is awaited now.
                 timeout = Duration::from_millis(100);
             }
-            match poll2(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), timeout)? {
+            let watch = listener.as_ref().map_or(-1, |l| l.as_raw_fd());
+            match poll3(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), watch, timeout)? {
+                Ready::Violation => {
+                    if let Some(v) = receive_violation(watch) {
+                        violation.get_or_insert(v);
+                        kill_all();
+                    }
+                }
+                Ready::ListenerGone => listener = None,
                 Ready::Socket => match protocol::read_frame::<ToInit>(&mut self.sock) {
                     Ok(Frame {
                         msg: ToInit::Kill, ..
@@ -243,6 +258,7 @@ impl Init {
             failure,
             wall_ns,
             wall_timeout,
+            violation,
         })
     }
 }
@@ -286,11 +302,12 @@ fn read_failure(sock: &mut UnixStream) -> Option<StartFailure> {
     })
 }
 
-/// Forks the job process, which sandboxes itself and reports ready (or why not).
+/// Forks the job process, which sandboxes itself and reports ready with its seccomp
+/// listener (or why not).
 fn spawn_job(
     ruleset: PreparedRuleset,
     seccomp: Option<&CompiledPolicy>,
-) -> Result<(libc::pid_t, UnixStream), String> {
+) -> Result<(libc::pid_t, UnixStream, Option<OwnedFd>), String> {
     use std::io::Read;
     let (mut ours, theirs) =
         UnixStream::pair().map_err(|e| format!("socketpair for the job: {e}"))?;
@@ -309,9 +326,15 @@ fn spawn_job(
     drop(theirs);
     drop(ruleset);
     let mut first = [0u8; 1];
-    match ours.read(&mut first) {
-        Ok(1) if first[0] == job::READY => Ok((pid, ours)),
-        Ok(1) => {
+    let (n, mut fds) = protocol::recv_with_fds(ours.as_raw_fd(), &mut first)
+        .map_err(|e| format!("read from the job process: {e}"))?;
+    match (n, first[0]) {
+        (1, job::READY) if seccomp.is_none() || fds.len() == 1 => Ok((pid, ours, fds.pop())),
+        (1, job::READY) => Err(format!(
+            "the job process sent {} seccomp listeners, not 1",
+            fds.len()
+        )),
+        (1, _) => {
             let mut rest = Vec::new();
             let _ = ours.read_to_end(&mut rest);
             Err(format!(
@@ -319,36 +342,33 @@ fn spawn_job(
                 String::from_utf8_lossy(&rest)
             ))
         }
-        Ok(_) => Err("job process died during setup".into()),
-        Err(e) => Err(format!("read from the job process: {e}")),
+        _ => Err("job process died during setup".into()),
     }
 }
 
 enum Ready {
     Socket,
     Signal,
+    Violation,
+    ListenerGone,
     Timeout,
 }
 
-fn poll2(sock: RawFd, sig: RawFd, timeout: Duration) -> Result<Ready, String> {
-    let mut fds = [
-        libc::pollfd {
-            fd: sig,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: sock,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+/// Waits for a child's end, a message from the server, or a notification on the seccomp
+/// listener (`-1`: none to watch).
+fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<Ready, String> {
+    let pfd = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [pfd(sig), pfd(listener), pfd(sock)];
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // Round up so that we never spin just short of the deadline.
     let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
     loop {
-        // SAFETY: `fds` is a valid array of two pollfd.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        // SAFETY: `fds` is a valid array of three pollfd (a negative fd is ignored).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -362,8 +382,28 @@ fn poll2(sock: RawFd, sig: RawFd, timeout: Duration) -> Result<Ready, String> {
         if fds[0].revents != 0 {
             return Ok(Ready::Signal);
         }
+        if fds[1].revents & libc::POLLIN != 0 {
+            return Ok(Ready::Violation);
+        }
+        if fds[1].revents != 0 {
+            // POLLHUP: no process is left under the filter.
+            return Ok(Ready::ListenerGone);
+        }
         return Ok(Ready::Socket);
     }
+}
+
+/// Takes one notification off the seccomp listener: a process of the container made a
+/// forbidden call (it is blocked in it; the container is killed next).
+fn receive_violation(listener: RawFd) -> Option<Violation> {
+    // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid listener fd and a pointer to a seccomp_notif of the right size.
+    let r = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
+    (r == 0).then_some(Violation {
+        nr: notif.data.nr,
+        pid: notif.pid,
+    })
 }
 
 fn block_sigchld() -> Result<(), String> {

@@ -6,7 +6,8 @@
 //! a container whose sandbox cannot be built fails at creation, never mid-run.
 //!
 //! The init is single-threaded, so this child may allocate. It talks to the init over a
-//! CLOEXEC socket: `R` when sandboxed and waiting, `S` + message when the sandbox setup
+//! CLOEXEC socket: `R` (with the seccomp listener attached) when sandboxed and waiting,
+//! `S` + message when the sandbox setup
 //! failed (warmbox's fault), `E` + message when exec failed (the user's command); a
 //! successful exec closes the socket, which the init reads as EOF.
 
@@ -38,10 +39,18 @@ pub fn run(
     seccomp: Option<&CompiledPolicy>,
 ) -> ! {
     let fail = match sandbox(landlock, seccomp) {
-        Ok(()) => match send(&mut sock, &[READY]) {
-            Ok(()) => wait_and_exec(&mut sock),
-            Err(e) => Failure::Setup(format!("report ready: {e}")),
-        },
+        Ok(listener) => {
+            // The listener goes to the init and leaves this process at once: whoever holds
+            // it could let a forbidden call through.
+            let fds: Vec<RawFd> = listener.iter().map(|l| l.as_raw_fd()).collect();
+            let sent = protocol::send_with_fds(sock.as_raw_fd(), &[READY], &fds);
+            drop(listener);
+            match sent {
+                Ok(1) => wait_and_exec(&mut sock),
+                Ok(_) => Failure::Setup("report ready: short write".into()),
+                Err(e) => Failure::Setup(format!("report ready: {e}")),
+            }
+        }
         Err(f) => f,
     };
     let (kind, msg, code) = match fail {
@@ -78,7 +87,7 @@ fn errno_setup(what: &str) -> Failure {
 fn sandbox(
     landlock: Option<PreparedRuleset>,
     seccomp: Option<&CompiledPolicy>,
-) -> Result<(), Failure> {
+) -> Result<Option<OwnedFd>, Failure> {
     reset_signals()?;
     // SAFETY: setsid has no memory-safety preconditions; a new session detaches the job
     // from any controlling terminal.
@@ -107,10 +116,10 @@ fn sandbox(
     if let Some(ruleset) = landlock {
         ruleset.restrict_self().map_err(|e| setup("landlock", e))?;
     }
-    if let Some(policy) = seccomp {
-        policy.install().map_err(|e| setup("seccomp", e))?;
+    match seccomp {
+        Some(policy) => policy.install().map_err(|e| setup("seccomp", e)),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// Under seccomp now: receive the job, take its stdio, set its rlimits, exec.

@@ -53,6 +53,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use seccompiler::{
@@ -202,10 +203,12 @@ impl CompiledPolicy {
     }
 
     /// Installs every program on the calling thread. The caller has set no_new_privs.
-    /// Called in the job process, the last step before exec; must not allocate.
+    /// Called in the job process, the last step before exec; must not allocate. Returns
+    /// the listener of the program that notifies forbidden calls (whoever holds it decides
+    /// them: it must leave the job process at once).
     ///
     /// On error some programs may already be in place: the caller must not exec.
-    pub fn install(&self) -> Result<(), SeccompError> {
+    pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
         // An empty policy would silently leave the job unfiltered: fail closed.
         // (`io::Error::from(ErrorKind)` and `last_os_error` do not allocate.)
         if self.programs.is_empty() {
@@ -219,6 +222,7 @@ impl CompiledPolicy {
         if rc != 0 {
             return Err(SeccompError::Install(io::Error::last_os_error()));
         }
+        let mut listener = None;
         for program in &self.programs {
             let Ok(len) = u16::try_from(program.len()) else {
                 return Err(SeccompError::Install(io::Error::from(
@@ -229,6 +233,15 @@ impl CompiledPolicy {
                 len,
                 filter: program.as_ptr().cast_mut(),
             };
+            // The one program that notifies gets the (only) listener.
+            let notifies = program
+                .iter()
+                .any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF);
+            let flags = if notifies {
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+            } else {
+                0
+            };
             // SAFETY: `fprog` points to `len` initialized instructions owned by `self`,
             // which outlives the call; the kernel copies the program (copy_from_user) and
             // never writes through the pointer.
@@ -236,15 +249,19 @@ impl CompiledPolicy {
                 libc::syscall(
                     libc::SYS_seccomp,
                     libc::SECCOMP_SET_MODE_FILTER,
-                    0,
+                    flags,
                     &fprog as *const libc::sock_fprog,
                 )
             };
-            if rc != 0 {
+            if rc < 0 {
                 return Err(SeccompError::Install(io::Error::last_os_error()));
             }
+            if notifies {
+                // SAFETY: with NEW_LISTENER the kernel returned a new fd (CLOEXEC) for us.
+                listener = Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+            }
         }
-        Ok(())
+        Ok(listener)
     }
 }
 
@@ -691,7 +708,7 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
     let mut cond_allow = BTreeMap::new();
     for r in kill.values() {
         if r.rules.is_empty() {
-            tree.insert(r.nr, Verdict::Kill);
+            tree.insert(r.nr, Verdict::Notify);
         } else {
             kill_map.insert(r.nr, r.rules.clone());
         }
@@ -731,20 +748,32 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
                 "clone is in the kill list and kill_clone_namespace_flags is set; keep one",
             ));
         }
-        let rules = CLONE_NAMESPACE_FLAGS
-            .iter()
-            .map(|(flag, bit)| {
-                SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::MaskedEq(*bit),
-                    *bit,
-                )
-                .and_then(|c| SeccompRule::new(vec![c]))
-                .map_err(|e| invalid(top, format!("clone rule for {flag}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        kill_map.insert(libc::SYS_clone, rules);
+        let otherwise = match tree.get(&libc::SYS_clone).copied() {
+            Some(Verdict::Allow) => Simple::Allow,
+            Some(Verdict::Errno(e)) => Simple::Errno(e),
+            None => match default_action {
+                SeccompAction::Errno(e) => Simple::Errno(e),
+                SeccompAction::Allow => Simple::Allow,
+                _ => Simple::Kill,
+            },
+            Some(other) => {
+                return Err(invalid(
+                    top,
+                    format!("clone is {other:?} and kill_clone_namespace_flags is set"),
+                ))
+            }
+        };
+        if let Some(a) = allow.get(&libc::SYS_clone).filter(|a| !a.rules.is_empty()) {
+            return Err(invalid(
+                top,
+                format!(
+                    "clone is allowed conditionally ({}) and kill_clone_namespace_flags is set; \
+                     allow it unconditionally",
+                    a.origin
+                ),
+            ));
+        }
+        tree.insert(libc::SYS_clone, Verdict::CloneFlags(otherwise));
     }
 
     // Install order: the tree goes last. Each program installed before it must let
@@ -804,20 +833,60 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Allow,
+    /// The process is killed (foreign ABIs, a policy whose default is kill).
+    Kill,
+    /// A forbidden call: it never runs; the init (holding the listener) is told which
+    /// process made it, reports `security_violation` and kills the whole container.
+    Notify,
+    Errno(u32),
+    /// clone: notify when a namespace flag is set in its first argument, else this.
+    CloneFlags(Simple),
+}
+
+/// A verdict without an argument check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Simple {
+    Allow,
     Kill,
     Errno(u32),
 }
 
 impl Verdict {
-    fn ret(self) -> libc::sock_filter {
-        let k = match self {
-            Verdict::Allow => libc::SECCOMP_RET_ALLOW,
-            Verdict::Kill => libc::SECCOMP_RET_KILL_PROCESS,
-            Verdict::Errno(e) => libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA),
-        };
-        insn(BPF_RET_K, k, 0, 0)
+    fn ret_k(self) -> u32 {
+        match self {
+            Verdict::Allow | Verdict::CloneFlags(Simple::Allow) => libc::SECCOMP_RET_ALLOW,
+            Verdict::Kill | Verdict::CloneFlags(Simple::Kill) => libc::SECCOMP_RET_KILL_PROCESS,
+            Verdict::Notify => libc::SECCOMP_RET_USER_NOTIF,
+            Verdict::Errno(e) | Verdict::CloneFlags(Simple::Errno(e)) => {
+                libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA)
+            }
+        }
+    }
+
+    /// The code of a leaf of the tree.
+    fn leaf(self) -> Vec<libc::sock_filter> {
+        match self {
+            Verdict::CloneFlags(_) => {
+                let mask = CLONE_NAMESPACE_FLAGS
+                    .iter()
+                    .fold(0u32, |m, (_, b)| m | *b as u32);
+                vec![
+                    // The kernel reads clone's flags as 32 bits: the low word of arg 0.
+                    insn(BPF_LD_W_ABS, DATA_ARGS_OFFSET, 0, 0),
+                    insn(BPF_JMP_JSET_K, mask, 0, 1),
+                    insn(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF, 0, 0),
+                    insn(BPF_RET_K, self.ret_k(), 0, 0),
+                ]
+            }
+            _ => vec![insn(BPF_RET_K, self.ret_k(), 0, 0)],
+        }
     }
 }
+
+/// Offset of `args[0]` in `struct seccomp_data` (its low word on little-endian x86_64).
+const DATA_ARGS_OFFSET: u32 = 16;
+/// `BPF_JMP | BPF_JSET | BPF_K`.
+const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
 
 /// `BPF_JMP | BPF_JA`.
 const BPF_JMP_JA: u16 = 0x05;
@@ -855,7 +924,7 @@ fn tree_program(verdicts: &BTreeMap<i64, Verdict>, default: Verdict) -> Vec<libc
 /// Code that returns the verdict of the range the accumulator (the syscall number) is in.
 fn search(ranges: &[(u32, Verdict)]) -> Vec<libc::sock_filter> {
     if ranges.len() == 1 {
-        return vec![ranges[0].1.ret()];
+        return ranges[0].1.leaf();
     }
     let mid = ranges.len() / 2;
     let left = search(&ranges[..mid]);
@@ -945,6 +1014,15 @@ fn errno_value(name: &str) -> Option<u32> {
 }
 
 /// The x86_64 number of syscall `name`. A linear scan: policies are compiled once.
+/// The name of a syscall number of the host architecture.
+pub fn syscall_name(nr: i64) -> Option<&'static str> {
+    SYSCALLS
+        .iter()
+        .chain(SYSCALLS_NOT_IN_LIBC)
+        .find(|(_, n)| *n == nr)
+        .map(|(name, _)| *name)
+}
+
 fn syscall_nr(name: &str) -> Option<i64> {
     SYSCALLS
         .iter()
@@ -1611,8 +1689,8 @@ mod tests {
         }
     }
 
-    /// Runs a classic-BPF seccomp program of the opcodes we emit on (nr, arch).
-    fn emulate(program: &[libc::sock_filter], nr: u32, arch: u32) -> u32 {
+    /// Runs a classic-BPF seccomp program of the opcodes we emit on (nr, arch, arg 0).
+    fn emulate_with(program: &[libc::sock_filter], nr: u32, arch: u32, arg0: u32) -> u32 {
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let i = program[pc];
@@ -1620,6 +1698,8 @@ mod tests {
             match i.code {
                 BPF_LD_W_ABS if i.k == DATA_NR_OFFSET => acc = nr,
                 BPF_LD_W_ABS if i.k == DATA_ARCH_OFFSET => acc = arch,
+                BPF_LD_W_ABS if i.k == DATA_ARGS_OFFSET => acc = arg0,
+                BPF_JMP_JSET_K => pc += usize::from(if acc & i.k != 0 { i.jt } else { i.jf }),
                 BPF_JMP_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
                 BPF_JMP_JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
                 BPF_JMP_JA => pc += i.k as usize,
@@ -1627,6 +1707,10 @@ mod tests {
                 other => panic!("unexpected opcode {other:#x}"),
             }
         }
+    }
+
+    fn emulate(program: &[libc::sock_filter], nr: u32, arch: u32) -> u32 {
+        emulate_with(program, nr, arch, 0)
     }
 
     #[test]
@@ -1637,9 +1721,10 @@ mod tests {
         // 8-bit offset, so the long-jump path is exercised too.
         let mut map = BTreeMap::new();
         for nr in 0..600i64 {
-            let v = match nr % 3 {
+            let v = match nr % 4 {
                 0 => Verdict::Allow,
                 1 => Verdict::Kill,
+                2 => Verdict::Notify,
                 _ => Verdict::Errno(nr as u32 % 50 + 1),
             };
             map.insert(nr, v);
@@ -1650,12 +1735,7 @@ mod tests {
             "long jumps used"
         );
         for nr in 0..2000u32 {
-            let want = match map.get(&(nr as i64)) {
-                Some(Verdict::Allow) => libc::SECCOMP_RET_ALLOW,
-                Some(Verdict::Kill) => kill,
-                Some(Verdict::Errno(e)) => errno(*e),
-                None => errno(1),
-            };
+            let want = map.get(&(nr as i64)).map_or(errno(1), |v| v.ret_k());
             assert_eq!(emulate(&program, nr, AUDIT_ARCH_X86_64), want, "nr {nr}");
         }
         assert_eq!(emulate(&program, 0x4000_0000 | 39, AUDIT_ARCH_X86_64), kill);
@@ -1668,11 +1748,23 @@ mod tests {
         let tree = policy.programs.last().expect("tree");
         let ret = |name: &str| emulate(tree, syscall_nr(name).unwrap() as u32, AUDIT_ARCH_X86_64);
         assert_eq!(ret("read"), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(ret("ptrace"), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(ret("ptrace"), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(ret("unshare"), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(ret("clone3"), libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
         assert_eq!(ret("kcmp"), libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
-        // clone is allowed by the tree; the conditional kill program checks its flags.
-        assert_eq!(ret("clone"), libc::SECCOMP_RET_ALLOW);
+        // clone: allowed, unless a namespace flag is set.
+        let clone = syscall_nr("clone").unwrap() as u32;
+        let sigchld = libc::SIGCHLD as u32;
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD) as u32 | sigchld;
+        assert_eq!(
+            emulate_with(tree, clone, AUDIT_ARCH_X86_64, thread),
+            libc::SECCOMP_RET_ALLOW
+        );
+        for (name, flag) in CLONE_NAMESPACE_FLAGS {
+            let flags = flag as u32 | sigchld;
+            let got = emulate_with(tree, clone, AUDIT_ARCH_X86_64, flags);
+            assert_eq!(got, libc::SECCOMP_RET_USER_NOTIF, "{name}");
+        }
         assert!(tree.len() < 700, "tree has {} instructions", tree.len());
     }
 

@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{cgroup::CgroupLimits, channel, Container, SandboxError};
 use crate::profile::Limits;
-use crate::protocol::{ExitKind, FromInit, JobLimits, JobSpec, StartFailure, ToInit};
+use crate::protocol::{ExitKind, FromInit, JobLimits, JobSpec, StartFailure, ToInit, Violation};
 use crate::request::{StepResult, StepStatus, Usage};
 
 /// The server waits this long past the wall limit for the init's report before it kills
@@ -65,6 +65,8 @@ pub enum KillReason {
 pub struct Evidence {
     /// How the job process ended.
     pub exit: Option<ExitKind>,
+    /// A forbidden system call made by any process of the container.
+    pub violation: Option<Violation>,
     /// Why it never started.
     pub failure: Option<StartFailure>,
     /// Why the server killed it.
@@ -87,6 +89,10 @@ pub fn verdict(ev: &Evidence) -> StepStatus {
         }
         (Some(StartFailure::Exec(_)), _) => return StepStatus::RuntimeError,
         _ => {}
+    }
+    // Whatever else happened, an attempt on the sandbox is what the run is.
+    if ev.violation.is_some() {
+        return StepStatus::SecurityViolation;
     }
     if ev.killed == Some(KillReason::Output) {
         return StepStatus::OutputLimit;
@@ -382,6 +388,7 @@ impl Container {
             failure,
             wall_ns,
             wall_timeout,
+            violation,
         }) = exited
         else {
             return Err(SandboxError::Init {
@@ -392,6 +399,7 @@ impl Container {
         let usage = cgroup.usage()?;
         let ev = Evidence {
             exit,
+            violation,
             failure: failure.clone(),
             killed,
             wall_timeout,
@@ -414,10 +422,16 @@ impl Container {
                 _ => (None, None),
             },
         };
-        let message = match failure {
-            Some(StartFailure::Exec(m)) => Some(m),
-            Some(StartFailure::Setup(m)) => Some(format!("sandbox setup failed: {m}")),
-            None => None,
+        let message = match (failure, violation) {
+            (Some(StartFailure::Exec(m)), _) => Some(m),
+            (Some(StartFailure::Setup(m)), _) => Some(format!("sandbox setup failed: {m}")),
+            (None, Some(v)) => Some(format!(
+                "forbidden system call {} ({}) by process {} of the container",
+                super::seccomp::syscall_name(v.nr.into()).unwrap_or("unknown"),
+                v.nr,
+                v.pid
+            )),
+            (None, None) => None,
         };
         let result = StepResult {
             status,
@@ -499,6 +513,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(verdict(&e), StepStatus::InternalError);
+        // A violation outranks how the job ended (it was killed for it, or even exited 0
+        // when a child made the call).
+        let mut e = ev(Code(0));
+        e.violation = Some(Violation { nr: 101, pid: 3 });
+        e.killed = Some(KillReason::Output);
+        assert_eq!(verdict(&e), StepStatus::SecurityViolation);
     }
 
     #[test]
