@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use warmbox::config::EngineConfig;
 use warmbox::profile::Limits;
+use warmbox::sandbox::spawn::CloneArgs;
 use warmbox::sandbox::{BoxFile, Layout, Sandbox, StepSpec};
 
 fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
@@ -61,22 +62,6 @@ fn fork_exec_wait(path: &CString) -> Duration {
         assert_eq!(st, 0, "baseline child failed");
     }
     t.elapsed()
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
 }
 
 fn clone_all_ns_exec_wait(path: &CString) -> Duration {

@@ -237,14 +237,14 @@ pub fn plan(
         });
         ops.push(Op::Bind {
             source: PathBuf::from(format!("/dev/{dev}")),
-            target: target.clone(),
-        });
-        ops.push(Op::SetAttr {
             target,
-            attrs: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
-            recursive: false,
         });
     }
+    ops.push(Op::SetAttr {
+        target: r("dev"),
+        attrs: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+        recursive: true,
+    });
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

@@ -202,10 +202,14 @@ impl Sandbox {
             _slot: Some(slot),
         };
         spawn::write_id_maps(c.pid, base, base + 1)?;
+        spawn::send_go(&ours).map_err(host(format!("container {}: send go", c.id)))?;
         if v1 {
+            // While the child execs the init: the move is done before the setup is sent,
+            // so all the init does for the container (mounts, the job process) happens in
+            // its cgroup. (v1 does not move charges: the few pages of the exec itself stay
+            // with the server's cgroup.)
             c.cgroup().add_process(c.pid)?;
         }
-        spawn::send_go(&ours).map_err(host(format!("container {}: send go", c.id)))?;
         let id = c.id.clone();
         ours.set_nonblocking(true)
             .map_err(host(format!("container {id}: set channel non-blocking")))?;
