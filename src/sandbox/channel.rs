@@ -21,7 +21,18 @@ pub async fn send(
     payload: &[u8],
     fds: &[RawFd],
 ) -> Result<(), ProtocolError> {
-    let head = protocol::encode_head(msg, payload.len())?;
+    send_parts(stream, msg, &[payload], fds).await
+}
+
+/// Sends one frame whose payload is `parts` in order (no copy into one buffer).
+pub async fn send_parts(
+    stream: &mut UnixStream,
+    msg: &ToInit,
+    parts: &[&[u8]],
+    fds: &[RawFd],
+) -> Result<(), ProtocolError> {
+    let payload_len = parts.iter().map(|p| p.len()).sum();
+    let head = protocol::encode_head(msg, payload_len)?;
     let mut sent = 0;
     if !fds.is_empty() {
         loop {
@@ -40,7 +51,9 @@ pub async fn send(
         }
     }
     stream.write_all(&head[sent..]).await.map_err(io("write"))?;
-    stream.write_all(payload).await.map_err(io("write"))?;
+    for part in parts {
+        stream.write_all(part).await.map_err(io("write"))?;
+    }
     Ok(())
 }
 

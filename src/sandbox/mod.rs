@@ -359,12 +359,10 @@ impl Container {
                 executable: f.executable,
             })
             .collect();
-        let payload: Vec<u8> = files
-            .iter()
-            .flat_map(|f| f.content.iter().copied())
-            .collect();
-        self.send(&ToInit::WriteFiles { files: metas }, &payload, &[])
-            .await?;
+        let parts: Vec<&[u8]> = files.iter().map(|f| f.content.as_slice()).collect();
+        let msg = ToInit::WriteFiles { files: metas };
+        let r = channel::send_parts(self.chan(), &msg, &parts, &[]).await;
+        r.map_err(self.channel_err())?;
         match self.recv().await? {
             FromInit::FilesWritten => Ok(()),
             other => Err(self.unexpected(other)),
