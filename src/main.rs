@@ -1,5 +1,5 @@
-//! The `warmbox` command: `run`, `check`, `profiles`, and the hidden `__init` that each
-//! container's init is started as.
+//! The `warmbox` command: `run`, `check`, `profiles`, and the hidden `__forkserver` that
+//! clones every container's init.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -96,14 +96,13 @@ struct RunArgs {
 }
 
 fn main() {
-    // The container init: nothing else may run first (no runtime, no threads, no logging).
-    let mut argv = std::env::args_os();
-    if argv.nth(1).is_some_and(|a| a == "__init") {
-        let fd = argv
-            .next()
-            .and_then(|s| s.to_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(-1);
-        std::process::exit(warmbox::container::init::main(fd));
+    // The fork server, which clones every container init: it must stay single-threaded,
+    // so nothing else may run first (no runtime, no logging).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__forkserver")
+    {
+        std::process::exit(warmbox::sandbox::forkserver::main());
     }
 
     tracing_subscriber::fmt()

@@ -105,6 +105,12 @@ fn sandbox(
     // files in the tmpfs are charged to the cgroup but to no process, so when no job
     // process is larger than the init, the init would be picked and the run lost. (Raising
     // one's own score needs no capability; lowering the init's would need CAP_SYS_RESOURCE.)
+    // (The init is not dumpable, so neither is this fork: its /proc files belong to the
+    // host's root. Dumpable for this one write; the uid change below clears it again.)
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } < 0 {
+        return Err(errno_setup("prctl(PR_SET_DUMPABLE)"));
+    }
     std::fs::write("/proc/self/oom_score_adj", "1000")
         .map_err(|e| setup("write /proc/self/oom_score_adj", e))?;
     fixed_rlimits()?;

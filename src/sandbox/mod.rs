@@ -4,12 +4,13 @@
 
 pub mod cgroup;
 pub mod channel;
+pub mod forkserver;
 pub mod seccomp;
 pub mod spawn;
 pub mod step;
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,7 +94,7 @@ pub struct BoxFile {
 #[derive(Debug)]
 pub struct Sandbox {
     config: EngineConfig,
-    exe: OwnedFd,
+    forks: forkserver::ForkServer,
     cgroups: Box<dyn CgroupBackend>,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
@@ -120,11 +121,10 @@ impl Sandbox {
                 .map_err(host(format!("chmod 755 {}", dir.display())))?;
         }
         let free_slots = (0..config.slots).rev().collect();
-        let exe = spawn::open_exe(&config.init_exe)
-            .map_err(host(format!("open {}", config.init_exe.display())))?;
+        let forks = forkserver::ForkServer::start(&config.init_exe)?;
         Ok(Arc::new(Sandbox {
             config,
-            exe,
+            forks,
             cgroups,
             policies: Mutex::new(HashMap::new()),
             free_slots: Mutex::new(free_slots),
@@ -181,9 +181,11 @@ impl Sandbox {
 
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(host(format!("socketpair for container {id}")))?;
-        let cmd = spawn::InitCommand::new(self.exe.as_fd(), theirs.as_raw_fd())?;
         let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
-        let spawned = match spawn::clone_init(&cmd, flags, cg.clone_into_fd()) {
+        let spawned = match self
+            .forks
+            .clone_init(flags, theirs.as_fd(), cg.clone_into_fd())
+        {
             Ok(s) => s,
             Err(e) => {
                 let _ = cg.destroy();

@@ -1,18 +1,11 @@
-//! Starting a container: `clone3` into fresh namespaces, then the child immediately
-//! re-executes the warmbox binary as the container init.
-//!
-//! The server is multi-threaded, so between clone and exec the child makes raw syscalls
-//! only: everything it needs is built before the clone. It waits for the server's "id maps
-//! written" byte, drops the server's supplementary groups, becomes root of its user
-//! namespace (so that the exec keeps its namespace capabilities: an exec by a uid that is
-//! unmapped in the namespace would clear them) and execs the warmbox binary through an fd
-//! opened at start-up (so no host path needs to be traversable by the container's uid).
+//! Pieces of starting a container: the clone arguments, the namespaces, the id maps, the
+//! "go" byte, and pidfd signalling and reaping. The clone itself is the fork server's
+//! (`forkserver.rs`): its child waits for the go byte (sent once the id maps are written),
+//! drops the host's supplementary groups, becomes root of its user namespace and runs the
+//! init.
 
-use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// `clone3(2)`'s argument block (linux/sched.h, CLONE_ARGS_SIZE_VER2); the libc crate
 /// does not have it.
@@ -31,8 +24,6 @@ pub struct CloneArgs {
     pub set_tid_size: u64,
     pub cgroup: u64,
 }
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The namespaces of every container; the cgroup namespace joins on v2 (at clone time,
 /// inside the target cgroup) and on v1 is unshared by the init once it has been moved.
@@ -60,52 +51,15 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
-    /// The init path or argv contains a NUL.
-    #[error("init command: {0}")]
-    Command(String),
+    /// The fork server failed or is gone.
+    #[error("fork server: {0}")]
+    ForkServer(String),
 }
 
-/// Exit code of a pre-exec child that never got the go byte.
+/// Exit code of an init child that never got the go byte.
 pub const NO_GO: i32 = 124;
-/// Exit code of a pre-exec child that could not become root of its namespace.
+/// Exit code of an init child that could not become root of its namespace.
 pub const NO_ROOT: i32 = 125;
-
-/// The exec of the init, prepared before the clone.
-pub struct InitCommand {
-    exe: RawFd,
-    argv: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    envp_ptrs: Vec<*const libc::c_char>,
-    child_sock: RawFd,
-}
-
-// SAFETY: the raw pointers point into `argv`, which the struct owns and never mutates.
-unsafe impl Send for InitCommand {}
-
-impl InitCommand {
-    /// `exe __init <fd>` with an empty environment; `exe` is an `O_PATH` fd of the warmbox
-    /// binary (see `open_exe`), `child_sock` the init's end of the channel.
-    pub fn new(exe: BorrowedFd<'_>, child_sock: RawFd) -> Result<Self, SpawnError> {
-        let exe = exe.as_raw_fd();
-        let argv = [
-            "warmbox-init".to_string(),
-            "__init".into(),
-            child_sock.to_string(),
-        ]
-        .into_iter()
-        .map(|s| CString::new(s).map_err(|e| SpawnError::Command(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        Ok(InitCommand {
-            exe,
-            argv,
-            argv_ptrs,
-            envp_ptrs: vec![std::ptr::null()],
-            child_sock,
-        })
-    }
-}
 
 /// A started init.
 #[derive(Debug)]
@@ -114,100 +68,6 @@ pub struct Spawned {
     pub pid: libc::pid_t,
     /// pidfd of the init (CLOEXEC).
     pub pidfd: OwnedFd,
-}
-
-/// clone3 with `flags` (plus CLONE_PIDFD, and CLONE_INTO_CGROUP when `cgroup` is given);
-/// the child execs `cmd`.
-pub fn clone_init(
-    cmd: &InitCommand,
-    flags: u64,
-    cgroup: Option<BorrowedFd<'_>>,
-) -> Result<Spawned, SpawnError> {
-    let mut pidfd: RawFd = -1;
-    let mut args = CloneArgs {
-        flags: flags | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(fd) = cgroup {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = fd.as_raw_fd() as u64;
-    }
-    // SAFETY: `args` is a valid clone_args of the size passed; without CLONE_VM the child
-    // runs on a copy of our memory, so the pointers in `cmd` stay valid in it.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid < 0 {
-        return Err(SpawnError::Clone {
-            flags: args.flags,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    if pid == 0 {
-        // SAFETY: only raw syscalls on prepared data; never returns.
-        unsafe { child_exec(cmd) }
-    }
-    let _ = &cmd.argv;
-    Ok(Spawned {
-        pid: pid as libc::pid_t,
-        // SAFETY: clone3 stored a fresh pidfd (CLOEXEC) for us in `pidfd`.
-        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-    })
-}
-
-/// The clone child, before exec: raw syscalls only (no allocation, no locks, and none of
-/// glibc's set*id wrappers, which would try to reach the parent's other threads).
-///
-/// # Safety
-/// Call only in the child of `clone_init`.
-unsafe fn child_exec(cmd: &InitCommand) -> ! {
-    let sock = cmd.child_sock;
-    libc::syscall(libc::SYS_fcntl, sock, libc::F_SETFD, 0);
-    let mut go = 0u8;
-    loop {
-        let n = libc::syscall(libc::SYS_read, sock, &mut go as *mut u8, 1);
-        if n == 1 {
-            break;
-        }
-        if n == 0 || *libc::__errno_location() != libc::EINTR {
-            libc::syscall(libc::SYS_exit_group, NO_GO);
-        }
-    }
-    if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
-        || libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
-        || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
-    {
-        libc::syscall(libc::SYS_exit_group, NO_ROOT);
-    }
-    libc::syscall(
-        libc::SYS_execveat,
-        cmd.exe,
-        c"".as_ptr(),
-        cmd.argv_ptrs.as_ptr(),
-        cmd.envp_ptrs.as_ptr(),
-        libc::AT_EMPTY_PATH,
-    );
-    libc::syscall(libc::SYS_exit_group, 127);
-    unreachable!("exit_group returned")
-}
-
-/// Opens the warmbox binary for `execveat` (O_PATH, CLOEXEC).
-pub fn open_exe(path: &Path) -> std::io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: a valid C string; open returns a new fd or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Tells the waiting child that its id maps (and v1 cgroup) are in place.

@@ -1,0 +1,222 @@
+//! The fork server: a small single-threaded copy of warmbox (`warmbox __forkserver`,
+//! started once by the engine) that clones every container init.
+//!
+//! Why not clone from the server: the server is multi-threaded, so its clone child may only
+//! make raw syscalls until it execs, and the exec and start-up of the init cost most of a
+//! millisecond per container; and a clone copies the caller's page tables, so it grows
+//! slower as the server's memory grows. The fork server is single-threaded and small: its
+//! clone child runs the init directly, at once. `CLONE_PARENT` makes the server (the fork
+//! server's parent) the init's parent, so the server still holds the pidfd and reaps.
+//!
+//! One request: a packet with the clone flags, carrying the init's end of its channel
+//! (and on cgroup v2 the cgroup directory fd) as SCM_RIGHTS; one reply: the pid, with the
+//! pidfd attached, or an error message.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::Mutex;
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+use super::spawn::{CloneArgs, SpawnError};
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The server's handle on the fork server.
+#[derive(Debug)]
+pub struct ForkServer {
+    sock: Mutex<OwnedFd>,
+    child: Mutex<std::process::Child>,
+}
+
+fn io(what: &str, source: std::io::Error) -> SpawnError {
+    SpawnError::ForkServer(format!("{what}: {source}"))
+}
+
+impl ForkServer {
+    /// Starts `exe __forkserver` with its end of the channel as stdin.
+    pub fn start(exe: &Path) -> Result<Self, SpawnError> {
+        // SEQPACKET, not datagrams: message boundaries, and an EOF for the fork server when
+        // the server is gone (a datagram socket would leave it waiting forever).
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| io("socketpair", e.into()))?;
+        let child = std::process::Command::new(exe)
+            .arg("__forkserver")
+            .stdin(std::process::Stdio::from(theirs))
+            .stdout(std::process::Stdio::null())
+            .env_clear()
+            .spawn()
+            .map_err(|e| io(&format!("start {} __forkserver", exe.display()), e))?;
+        Ok(ForkServer {
+            sock: Mutex::new(ours),
+            child: Mutex::new(child),
+        })
+    }
+
+    /// Clones an init with `flags` (plus CLONE_PIDFD and CLONE_PARENT; CLONE_INTO_CGROUP
+    /// when `cgroup` is given) whose channel end is `init_sock`. Blocks for the fork
+    /// server's answer (a fraction of a millisecond).
+    pub fn clone_init(
+        &self,
+        flags: u64,
+        init_sock: BorrowedFd<'_>,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> Result<super::spawn::Spawned, SpawnError> {
+        let sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fds = vec![init_sock.as_raw_fd()];
+        fds.extend(cgroup.map(|c| c.as_raw_fd()));
+        let req = flags.to_le_bytes();
+        let iov = [IoSlice::new(&req)];
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| io("send to the fork server", e.into()))?;
+        let mut reply = [0u8; 512];
+        let (n, mut got) = crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut reply)
+            .map_err(|e| SpawnError::ForkServer(format!("receive from the fork server: {e}")))?;
+        match (n, got.pop()) {
+            (0, _) => Err(SpawnError::ForkServer("the fork server is gone".into())),
+            (4, Some(pidfd)) => Ok(super::spawn::Spawned {
+                pid: i32::from_le_bytes([reply[0], reply[1], reply[2], reply[3]]),
+                pidfd,
+            }),
+            _ => Err(SpawnError::Clone {
+                flags,
+                source: std::io::Error::other(String::from_utf8_lossy(&reply[..n]).into_owned()),
+            }),
+        }
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Entry point of `warmbox __forkserver`: serves clone requests on fd 0 until it closes.
+pub fn main() -> i32 {
+    // SAFETY: fd 0 is the channel the server gave us as stdin; nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(0) };
+    loop {
+        let mut req = [0u8; 8];
+        let (n, fds) = match crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut req) {
+            Ok((0, _)) => return 0,
+            Ok(r) => r,
+            Err(_) => return 1,
+        };
+        let reply = if n != 8 || fds.is_empty() || fds.len() > 2 {
+            Err(format!("bad request: {n} bytes, {} fds", fds.len()))
+        } else {
+            clone_one(u64::from_le_bytes(req), &fds)
+        };
+        let sent = match &reply {
+            Ok((pid, pidfd)) => sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(&pid.to_le_bytes())],
+                &[ControlMessage::ScmRights(&[pidfd.as_raw_fd()])],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ),
+            Err(msg) => sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(msg.as_bytes())],
+                &[],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ),
+        };
+        if sent.is_err() {
+            return 1;
+        }
+    }
+}
+
+/// clone3 for one init; in the child, runs the init.
+fn clone_one(flags: u64, fds: &[OwnedFd]) -> Result<(libc::pid_t, OwnedFd), String> {
+    let init_sock = fds[0].as_fd();
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64 | libc::CLONE_PARENT as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        ..Default::default()
+    };
+    if let Some(cg) = fds.get(1) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cg.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size passed. We are single-threaded, so
+    // the child may run any code (it is a fork).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Err(format!(
+            "clone3(flags {:#x}): {}",
+            args.flags,
+            std::io::Error::last_os_error()
+        ));
+    }
+    if pid == 0 {
+        std::process::exit(init_child(init_sock.as_raw_fd()));
+    }
+    // SAFETY: clone3 stored a fresh pidfd (CLOEXEC) for us in `pidfd`.
+    Ok((pid as libc::pid_t, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
+/// The clone child: keep only the init's channel, wait for the server's "id maps written",
+/// become root of the new user namespace (the host's supplementary groups dropped), and
+/// be the init.
+fn init_child(sock: RawFd) -> i32 {
+    // Move the channel to fd 3 and close everything else (fd 0 is the fork server's
+    // socket; 1 is /dev/null; 2, stderr, stays for the init's last words).
+    // SAFETY: dup2/close_range on our own fd table.
+    unsafe {
+        if sock != 3 && libc::dup2(sock, 3) < 0 {
+            return 120;
+        }
+        libc::close_range(4, libc::c_uint::MAX, 0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+    }
+    let mut go = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a live buffer.
+        let n = unsafe { libc::read(3, go.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return super::spawn::NO_GO;
+        }
+    }
+    // SAFETY: plain integer arguments; we hold every capability of the new namespace.
+    let root = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setresgid(0, 0, 0) == 0
+            && libc::setresuid(0, 0, 0) == 0
+    };
+    if !root {
+        return super::spawn::NO_ROOT;
+    }
+    crate::container::init::main(3)
+}
