@@ -143,6 +143,24 @@ pub fn run(cgroup_parent: &str) -> Report {
         },
     });
 
+    if let Ok(config) = crate::config::EngineConfig::with_defaults() {
+        let conflicts = config.host_id_conflicts();
+        items.push(Item {
+            name: "container uids",
+            ok: conflicts.is_empty(),
+            required: true,
+            detail: if conflicts.is_empty() {
+                format!(
+                    "{}..{} free on this host",
+                    config.uid_base,
+                    config.uid_base + 2 * config.slots
+                )
+            } else {
+                format!("block overlaps host ids: {}", conflicts.join("; "))
+            },
+        });
+    }
+
     let ll = landlock::abi_version();
     items.push(Item {
         name: "landlock",

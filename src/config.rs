@@ -46,3 +46,79 @@ impl EngineConfig {
         self.state_dir.join("root")
     }
 }
+
+/// Where the container uid/gid block `[base, base + len)` overlaps ids the host already
+/// gives out: a user or group in `passwd`/`group` text, or a subordinate range in
+/// `subuid`/`subgid` text (`name:start:count`). Each entry names the file and the line, so
+/// that an operator can choose another `uid_base`.
+pub fn id_block_conflicts(base: u32, len: u32, files: &[(&str, &str)]) -> Vec<String> {
+    let end = u64::from(base) + u64::from(len);
+    let overlaps = |start: u64, count: u64| start < end && u64::from(base) < start + count;
+    let mut found = Vec::new();
+    for (name, text) in files {
+        let ranges = name.ends_with("subuid") || name.ends_with("subgid");
+        for line in text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            let fields: Vec<&str> = line.split(':').collect();
+            let hit = if ranges {
+                match (fields.get(1), fields.get(2)) {
+                    (Some(s), Some(c)) => match (s.parse::<u64>(), c.parse::<u64>()) {
+                        (Ok(s), Ok(c)) => overlaps(s, c),
+                        _ => false,
+                    },
+                    _ => false,
+                }
+            } else {
+                fields
+                    .get(2)
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .is_some_and(|id| overlaps(id, 1))
+            };
+            if hit {
+                found.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    found
+}
+
+impl EngineConfig {
+    /// The host's ids that the container uid block would collide with (read from `/etc`).
+    pub fn host_id_conflicts(&self) -> Vec<String> {
+        let files = ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"];
+        let texts: Vec<(&str, String)> = files
+            .iter()
+            .map(|f| (*f, std::fs::read_to_string(f).unwrap_or_default()))
+            .collect();
+        let borrowed: Vec<(&str, &str)> = texts.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        id_block_conflicts(self.uid_base, 2 * self.slots, &borrowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_block_conflicts_name_the_entry() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nbob:x:600100:600100::/home/bob:/bin/sh\n";
+        let subuid = "alice:558752:65536\ncarol:700000:65536\n";
+        let found = id_block_conflicts(
+            600_000,
+            1024,
+            &[("/etc/passwd", passwd), ("/etc/subuid", subuid)],
+        );
+        assert_eq!(
+            found,
+            [
+                "/etc/passwd: bob:x:600100:600100::/home/bob:/bin/sh",
+                "/etc/subuid: alice:558752:65536"
+            ]
+        );
+        // Adjacent ranges do not overlap.
+        assert!(id_block_conflicts(600_000, 1024, &[("/etc/subuid", "x:601024:10\n")]).is_empty());
+        assert!(id_block_conflicts(600_000, 1024, &[("/etc/subuid", "x:599990:10\n")]).is_empty());
+    }
+}

@@ -244,6 +244,16 @@ impl Init {
             }
         }
         let wall_ns = start.elapsed().as_nanos() as u64;
+        // A process of the container may be parked in a forbidden call right now (the
+        // job's end raced its report): take what the listener holds before the kill.
+        if let Some(l) = &listener {
+            while violation.is_none() && poll_in(l.as_raw_fd()) {
+                match receive_violation(l.as_raw_fd()) {
+                    Some(v) => violation = Some(v),
+                    None => break,
+                }
+            }
+        }
         // The job's end is the container's end: nothing it started may outlive it.
         loop {
             kill_all();
@@ -379,11 +389,13 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
         if r == 0 {
             return Ok(Ready::Timeout);
         }
-        if fds[0].revents != 0 {
-            return Ok(Ready::Signal);
-        }
+        // The listener first: a forbidden call must be seen even when the job's end
+        // arrives at the same time.
         if fds[1].revents & libc::POLLIN != 0 {
             return Ok(Ready::Violation);
+        }
+        if fds[0].revents != 0 {
+            return Ok(Ready::Signal);
         }
         if fds[1].revents != 0 {
             // POLLHUP: no process is left under the filter.
@@ -391,6 +403,17 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
         }
         return Ok(Ready::Socket);
     }
+}
+
+/// Whether `fd` is readable right now.
+fn poll_in(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; zero timeout.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
 }
 
 /// Takes one notification off the seccomp listener: a process of the container made a

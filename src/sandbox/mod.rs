@@ -57,6 +57,16 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// The container uid block overlaps ids the host gives out.
+    #[error(
+        "container uid/gid block {base}..{end} overlaps host ids ({conflicts}); \
+         choose another uid_base"
+    )]
+    IdBlock {
+        base: u32,
+        end: u32,
+        conflicts: String,
+    },
     /// Every container slot is in use.
     #[error("all {0} container slots are in use")]
     NoSlot(u32),
@@ -112,6 +122,14 @@ impl Sandbox {
         config: EngineConfig,
         cgroups: Box<dyn CgroupBackend>,
     ) -> Result<Arc<Self>, SandboxError> {
+        let conflicts = config.host_id_conflicts();
+        if !conflicts.is_empty() {
+            return Err(SandboxError::IdBlock {
+                base: config.uid_base,
+                end: config.uid_base + 2 * config.slots,
+                conflicts: conflicts.join("; "),
+            });
+        }
         let root = config.new_root();
         std::fs::create_dir_all(&root).map_err(host(format!("mkdir {}", root.display())))?;
         // The container's root (an unprivileged host uid) must traverse to its mount point.

@@ -12,9 +12,12 @@ use crate::profile::Limits;
 use crate::protocol::{ExitKind, FromInit, JobLimits, JobSpec, StartFailure, ToInit, Violation};
 use crate::request::{StepResult, StepStatus, Usage};
 
-/// The server waits this long past the wall limit for the init's report before it kills
-/// the init itself (the init enforces the wall limit; this is the backstop).
-const WALL_GRACE: Duration = Duration::from_millis(1000);
+/// The init enforces the wall limit; the server asks it to kill this long after the limit
+/// if no report came (a job can starve the init of CPU).
+const WALL_SLACK: Duration = Duration::from_millis(20);
+/// After asking the init to kill, the server waits this long for its report, then kills
+/// the init itself: SIGKILL of a pid namespace's init ends every process in it at once.
+const KILL_GRACE: Duration = Duration::from_millis(50);
 /// After the job ended, the pipes must reach EOF within this (everything is dead by then).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// CPU polls are at most this far apart...
@@ -56,8 +59,8 @@ pub enum KillReason {
     Cpu,
     /// stdout or stderr passed `output_bytes`.
     Output,
-    /// The init did not report in time.
-    Unresponsive,
+    /// The wall limit passed without a report from the init.
+    Wall,
 }
 
 /// Everything known about how a step ended, for `verdict`.
@@ -84,9 +87,7 @@ pub struct Evidence {
 /// The step status from the evidence, most specific cause first.
 pub fn verdict(ev: &Evidence) -> StepStatus {
     match (&ev.failure, ev.killed) {
-        (Some(StartFailure::Setup(_)), _) | (_, Some(KillReason::Unresponsive)) => {
-            return StepStatus::InternalError
-        }
+        (Some(StartFailure::Setup(_)), _) => return StepStatus::InternalError,
         (Some(StartFailure::Exec(_)), _) => return StepStatus::RuntimeError,
         _ => {}
     }
@@ -96,6 +97,11 @@ pub fn verdict(ev: &Evidence) -> StepStatus {
     }
     if ev.killed == Some(KillReason::Output) {
         return StepStatus::OutputLimit;
+    }
+    // An OOM kill is the definite event: a cgroup at its memory limit also burns CPU and
+    // time in reclaim, so the time limits it pushed past come second.
+    if ev.oom_kills > 0 && ev.exit != Some(ExitKind::Code(0)) {
+        return StepStatus::MemoryLimit;
     }
     let signal = match ev.exit {
         Some(ExitKind::Signal(s)) => Some(s),
@@ -107,11 +113,8 @@ pub fn verdict(ev: &Evidence) -> StepStatus {
     {
         return StepStatus::TimeLimit;
     }
-    if ev.wall_timeout {
+    if ev.wall_timeout || ev.killed == Some(KillReason::Wall) {
         return StepStatus::WallTimeLimit;
-    }
-    if ev.oom_kills > 0 && ev.exit != Some(ExitKind::Code(0)) {
-        return StepStatus::MemoryLimit;
     }
     match ev.exit {
         Some(ExitKind::Code(0)) => StepStatus::Ok,
@@ -290,7 +293,9 @@ impl Container {
             .cpu_cores
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64)
             .max(0.01);
-        let wall_deadline = start + Duration::from_millis(l.wall_ms) + WALL_GRACE;
+        let wall_deadline = start + Duration::from_millis(l.wall_ms) + WALL_SLACK;
+        let mut kill_deadline: Option<Instant> = None;
+        let mut hard_killed = false;
 
         let mut out = Capture::new(l.output_bytes);
         let mut err = Capture::new(l.output_bytes);
@@ -345,41 +350,52 @@ impl Container {
                             FromInit::Error { message } => return Err(SandboxError::Init { id, message }),
                             other => return Err(SandboxError::Init { id, message: format!("unexpected reply {other:?}") }),
                         },
+                        // We killed the init ourselves: no report comes.
+                        Err(_) if hard_killed => {}
                         Err(source) => return Err(SandboxError::Channel { id, source }),
                     }
                 },
                 _ = tokio::time::sleep_until(next_poll.into()), if exited.is_none() => {
+                    let now = Instant::now();
                     let used = cgroup.cpu_ns()?.saturating_sub(base.cpu_ns);
-                    if used > cpu_limit_ns && killed.is_none() {
+                    if used > cpu_limit_ns {
                         kill = Some(KillReason::Cpu);
+                    } else if now >= wall_deadline {
+                        kill = Some(KillReason::Wall);
+                    }
+                    if kill_deadline.is_some_and(|d| now >= d) && !hard_killed {
+                        // The init did not report in time (starved by the job, or wedged):
+                        // end the container from here and account for it ourselves.
+                        if let Some(pidfd) = &self.pidfd {
+                            let _ = super::spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+                        }
+                        hard_killed = true;
+                        tracing::warn!(container = %id, reason = ?killed, "init did not report after a kill; killed it");
+                        exited = Some(FromInit::Exited {
+                            exit: Some(ExitKind::Signal(libc::SIGKILL)),
+                            failure: None,
+                            wall_ns: start.elapsed().as_nanos() as u64,
+                            wall_timeout: false,
+                            violation: None,
+                        });
+                        drain_deadline = Some(now + DRAIN_GRACE);
                     }
                     // CPU time grows at most `cores` times as fast as the clock.
                     let left = Duration::from_nanos((cpu_limit_ns.saturating_sub(used) as f64 / cores) as u64);
-                    next_poll = Instant::now() + left.clamp(POLL_MIN, POLL_MAX);
-                    if Instant::now() >= wall_deadline && killed.is_none() {
-                        kill = Some(KillReason::Unresponsive);
-                    }
+                    next_poll = (now + left.clamp(POLL_MIN, POLL_MAX))
+                        .min(wall_deadline.max(now + POLL_MIN))
+                        .min(kill_deadline.unwrap_or(wall_deadline).max(now + POLL_MIN));
                 },
             }
             if let (Some(reason), None) = (kill, killed) {
                 killed = Some(reason);
-                if reason == KillReason::Unresponsive {
-                    // The init did not keep its own deadline: stop trusting it.
-                    cgroup.kill_all()?;
-                    if let Some(pidfd) = &self.pidfd {
-                        let _ = super::spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-                    }
-                    return Err(SandboxError::Init {
-                        id,
-                        message: format!("no report {WALL_GRACE:?} past the wall limit"),
-                    });
+                kill_deadline = Some(Instant::now() + KILL_GRACE);
+                next_poll = next_poll.min(Instant::now() + KILL_GRACE);
+                if channel::send_plain(&mut wr, &ToInit::Kill).await.is_err() {
+                    // The init is gone or not reading: kill it at the next poll.
+                    kill_deadline = Some(Instant::now());
+                    next_poll = Instant::now();
                 }
-                channel::send_plain(&mut wr, &ToInit::Kill)
-                    .await
-                    .map_err(|source| SandboxError::Channel {
-                        id: id.clone(),
-                        source,
-                    })?;
             }
         }
 
@@ -494,12 +510,20 @@ mod tests {
         let mut e = ev(Signal(libc::SIGKILL));
         e.oom_kills = 1;
         assert_eq!(verdict(&e), StepStatus::MemoryLimit);
+        // Reclaim at the memory limit can push the time limits over: memory still wins.
+        e.wall_timeout = true;
+        e.killed = Some(KillReason::Cpu);
+        assert_eq!(verdict(&e), StepStatus::MemoryLimit);
+        e.killed = Some(KillReason::Output);
+        assert_eq!(verdict(&e), StepStatus::OutputLimit);
+        let mut e = ev(Signal(libc::SIGKILL));
         e.wall_timeout = true;
         assert_eq!(verdict(&e), StepStatus::WallTimeLimit);
         e.killed = Some(KillReason::Cpu);
         assert_eq!(verdict(&e), StepStatus::TimeLimit);
-        e.killed = Some(KillReason::Output);
-        assert_eq!(verdict(&e), StepStatus::OutputLimit);
+        let mut e = ev(Signal(libc::SIGKILL));
+        e.killed = Some(KillReason::Wall);
+        assert_eq!(verdict(&e), StepStatus::WallTimeLimit);
         let mut e = ev(Code(0));
         e.cpu_ns = 1_000_000_001;
         assert_eq!(verdict(&e), StepStatus::TimeLimit);
