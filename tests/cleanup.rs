@@ -191,3 +191,31 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
     assert_eq!(open_fds(), fds_before, "fds leaked by the engine");
     assert_eq!(mountinfo(), mounts_before, "the host's mount table changed");
 }
+
+/// A private engine's cgroup parent goes with it: the host keeps no empty cgroups from
+/// test runs.
+#[tokio::test]
+async fn private_parent_is_removed_with_its_engine() {
+    let parent = "warmbox-test-parent-removal";
+    let Some(h) = common::private_harness(parent) else {
+        return;
+    };
+    let run = h.sh("echo hi").await;
+    assert_eq!(run.stdout, "hi\n");
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let dirs: Vec<_> = match h.sandbox.cgroups().version() {
+        warmbox::sandbox::cgroup::CgroupVersion::V1 => ["memory", "pids", "cpu", "cpuacct"]
+            .iter()
+            .map(|c| root.join(c).join(parent))
+            .collect(),
+        warmbox::sandbox::cgroup::CgroupVersion::V2 => vec![root.join(parent)],
+    };
+    assert!(
+        dirs.iter().all(|d| d.is_dir()),
+        "the parent exists while in use"
+    );
+    drop(h);
+    for d in &dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}

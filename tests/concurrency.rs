@@ -59,7 +59,7 @@ async fn sixteen_mixed_runs_at_once() {
     let Some(h) = common::private_harness("warmbox-test-concurrency") else {
         return;
     };
-    let h: &'static common::Harness = Box::leak(Box::new(h));
+    let h = std::sync::Arc::new(h);
     h.sandbox.remove_stale().expect("remove stale cgroups");
     let langs: [&'static str; 16] = [
         "python3",
@@ -82,6 +82,7 @@ async fn sixteen_mixed_runs_at_once() {
     let mut set = tokio::task::JoinSet::new();
     for (i, lang) in langs.into_iter().enumerate() {
         let (req, expected) = request(lang, 1000 + i as u64);
+        let h = h.clone();
         set.spawn(async move { (i, lang, expected, h.run(req).await) });
     }
     let mut done = 0;
@@ -103,5 +104,5 @@ async fn sixteen_mixed_runs_at_once() {
         done += 1;
     }
     assert_eq!(done, 16);
-    assert_eq!(common::live_cgroups(h), Vec::<String>::new());
+    assert_eq!(common::live_cgroups(&h), Vec::<String>::new());
 }

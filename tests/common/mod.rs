@@ -156,6 +156,15 @@ impl Harness {
     }
 }
 
+impl Drop for Harness {
+    /// A private harness's cgroup parent is its own: leave the host as it was.
+    fn drop(&mut self) {
+        if self.sandbox.config().cgroup_parent != CGROUP_PARENT {
+            let _ = self.sandbox.cgroups().remove_parent();
+        }
+    }
+}
+
 /// The names of the cgroups now under the test parent.
 pub fn live_cgroups(h: &Harness) -> Vec<String> {
     h.sandbox.cgroups().list().unwrap_or_default()

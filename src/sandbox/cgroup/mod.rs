@@ -81,6 +81,9 @@ pub trait CgroupBackend: Send + Sync + std::fmt::Debug {
     fn remove_stale(&self) -> Result<usize, CgroupError>;
     /// Names of the cgroups now under warmbox's parent.
     fn list(&self) -> Result<Vec<String>, CgroupError>;
+    /// Removes warmbox's parent cgroup itself if it is empty (for an engine whose parent
+    /// is its own, e.g. a test's); a parent with cgroups in it stays.
+    fn remove_parent(&self) -> Result<(), CgroupError>;
 }
 
 /// One container's cgroup.

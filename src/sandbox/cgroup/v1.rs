@@ -163,6 +163,13 @@ impl CgroupBackend for V1Backend {
         }
     }
 
+    fn remove_parent(&self) -> Result<(), CgroupError> {
+        for dir in self.parents.unique() {
+            std::fs::remove_dir(dir).map_err(|e| io_error("rmdir", dir, e))?;
+        }
+        Ok(())
+    }
+
     fn list(&self) -> Result<Vec<String>, CgroupError> {
         // A crash between two mkdirs leaves a cgroup in some controllers only.
         let mut names = Vec::new();

@@ -122,6 +122,10 @@ impl CgroupBackend for V2Backend {
         }
     }
 
+    fn remove_parent(&self) -> Result<(), CgroupError> {
+        std::fs::remove_dir(&self.parent_dir).map_err(|e| io_error("rmdir", &self.parent_dir, e))
+    }
+
     fn list(&self) -> Result<Vec<String>, CgroupError> {
         child_names(&self.parent_dir)
     }
