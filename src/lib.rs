@@ -4,10 +4,12 @@
 //! server's side of one container: spawn, cgroup, supervision), `container` (the code that
 //! runs inside the container: init and job process), and `profile`/`request` (data).
 
+pub mod api;
 pub mod check;
 pub mod config;
 pub mod container;
 pub mod job;
+pub mod pool;
 pub mod profile;
 pub mod protocol;
 pub mod request;

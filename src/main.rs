@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run one request locally and print the run response as JSON.
     Run(Box<RunArgs>),
+    /// Serve the HTTP API (API.md) over a pool of warm containers.
+    Serve(Box<ServeArgs>),
     /// Report what this host supports; exits non-zero where sandboxing is impossible.
     Check {
         /// Print the report as JSON.
@@ -40,6 +42,34 @@ enum Command {
         #[arg(long, env = "WARMBOX_PROFILES", default_value = "profiles")]
         profiles_dir: PathBuf,
     },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WARMBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Directory of the profiles.
+    #[arg(long, env = "WARMBOX_PROFILES", default_value = "profiles")]
+    profiles_dir: PathBuf,
+    /// State directory.
+    #[arg(long, env = "WARMBOX_STATE_DIR", default_value = "/run/warmbox")]
+    state_dir: PathBuf,
+    /// Warm containers kept per layout (each profile's run step, and compile step).
+    #[arg(long, env = "WARMBOX_WARM", default_value_t = 2)]
+    warm: usize,
+    /// Requests running at once (default: the number of CPUs, so wall times stay honest).
+    #[arg(long, env = "WARMBOX_MAX_RUNNING")]
+    max_running: Option<usize>,
+    /// Requests waiting beyond those; more get 503 with Retry-After.
+    #[arg(long, env = "WARMBOX_MAX_QUEUE", default_value_t = 64)]
+    max_queue: usize,
+    /// Largest request body, bytes.
+    #[arg(long, env = "WARMBOX_MAX_BODY_BYTES", default_value_t = 32 << 20)]
+    max_body_bytes: usize,
+    /// Bearer tokens accepted (comma-separated in the environment); none: no auth.
+    #[arg(long = "token", env = "WARMBOX_TOKENS", value_delimiter = ',')]
+    tokens: Vec<String>,
 }
 
 #[derive(Args)]
@@ -115,6 +145,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => exit_on_error(run(*args)),
+        Command::Serve(args) => exit_on_error(serve(*args)),
         Command::Check { json } => exit_on_error(check(json)),
         Command::Profiles { profiles_dir } => exit_on_error(profiles(&profiles_dir)),
     };
@@ -276,4 +307,88 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         .context("run the request")?;
     println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(0)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use warmbox::api::{self, AppState, ServiceConfig};
+    use warmbox::pool::{admission::Admission, Pool};
+
+    let profiles = ProfileSet::load_dir(&args.profiles_dir)
+        .with_context(|| format!("load profiles from {}", args.profiles_dir.display()))?;
+    let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
+    config.profiles_dir = args.profiles_dir.clone();
+    config.state_dir = args.state_dir.clone();
+    let report = warmbox::check::run(&config.cgroup_parent);
+    if !report.can_sandbox() {
+        bail!("this host cannot sandbox:\n{}", report.text());
+    }
+    let sandbox = Sandbox::new(config).context("start the sandbox engine")?;
+    let stale = sandbox
+        .remove_stale()
+        .context("remove what an earlier instance left")?;
+    if stale > 0 {
+        tracing::warn!(
+            cgroups = stale,
+            "removed containers an earlier instance left"
+        );
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus.max(2))
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let pool = Pool::new(sandbox, warmbox::job::warm_specs(&profiles), args.warm, 2);
+        let state = Arc::new(AppState {
+            runner: warmbox::job::Runner::with_pool(pool.clone()),
+            pool: pool.clone(),
+            profiles: Arc::new(profiles),
+            admission: Admission::new(args.max_running.unwrap_or(cpus), args.max_queue),
+            metrics: api::metrics::Metrics::new().context("register metrics")?,
+            config: ServiceConfig {
+                tokens: args.tokens.into_iter().filter(|t| !t.is_empty()).collect(),
+                max_body_bytes: args.max_body_bytes,
+            },
+            ready: AtomicBool::new(false),
+        });
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listen on {}", args.listen))?;
+        eprintln!("warmbox: serving on http://{}", listener.local_addr()?);
+        let warming = state.clone();
+        tokio::spawn(async move {
+            match warming.pool.warm_up().await {
+                Ok(()) => {
+                    warming.ready.store(true, Ordering::Release);
+                    tracing::info!("pool warm: ready");
+                }
+                Err(e) => tracing::error!(error = %e, "warming the pool failed"),
+            }
+        });
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serve")?;
+        pool.shutdown().await;
+        anyhow::Ok(0)
+    })
+}
+
+/// Resolves at SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::pool::{Pool, WarmSpec};
 use crate::profile::{Limits, Profile};
 use crate::request::{
     encode_output, RunResponse, RunStatus, StepResult, StepStatus, Usage, ValidatedRequest,
@@ -28,10 +29,61 @@ const MAX_ARTIFACT_BYTES: u64 = 128 << 20;
 /// At most this many files are carried.
 const MAX_ARTIFACT_FILES: u64 = 10_000;
 
-/// Runs validated requests on a sandbox.
+/// Runs validated requests on a sandbox, taking containers from a pool when it has one.
 #[derive(Debug, Clone)]
 pub struct Runner {
     sandbox: Arc<Sandbox>,
+    pool: Option<Arc<Pool>>,
+    /// Destroy used containers in the background (the service) instead of before
+    /// answering (the command line, the tests).
+    background_destroy: bool,
+}
+
+/// Which step of a profile a container serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// The compile step.
+    Compile,
+    /// The run step.
+    Run,
+}
+
+/// The limits a profile's step has by default.
+pub fn default_limits(profile: &Profile, step: StepKind) -> Limits {
+    match step {
+        StepKind::Compile => profile.compile_limits.unwrap_or(DEFAULT_COMPILE_LIMITS),
+        StepKind::Run => profile.limits.defaults,
+    }
+}
+
+/// The containers a pool keeps warm for `profiles`: every available profile's run step,
+/// and its compile step where it compiles.
+pub fn warm_specs(profiles: &crate::profile::ProfileSet) -> Vec<WarmSpec> {
+    let mut specs = Vec::new();
+    for p in profiles.all().iter().filter(|p| p.availability.available) {
+        let profile = &p.profile;
+        let mut steps = vec![StepKind::Run];
+        if profile.compile.is_some() {
+            steps.insert(0, StepKind::Compile);
+        }
+        for step in steps {
+            let limits = default_limits(profile, step);
+            specs.push(WarmSpec {
+                name: format!(
+                    "{}/{}",
+                    profile.name,
+                    if step == StepKind::Run {
+                        "run"
+                    } else {
+                        "compile"
+                    }
+                ),
+                layout: layout(profile, &limits),
+                limits: cgroup_limits(&limits, profile.cpu_cores),
+            });
+        }
+    }
+    specs
 }
 
 /// The container layout of a profile's steps.
@@ -68,9 +120,46 @@ fn internal_error(e: &SandboxError) -> RawStep {
 }
 
 impl Runner {
-    /// A runner on `sandbox`.
+    /// A runner on `sandbox` that creates a container per step.
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
-        Runner { sandbox }
+        Runner {
+            sandbox,
+            pool: None,
+            background_destroy: false,
+        }
+    }
+
+    /// A runner that takes its containers from `pool` and destroys them in the background.
+    pub fn with_pool(pool: Arc<Pool>) -> Self {
+        Runner {
+            sandbox: pool.sandbox().clone(),
+            pool: Some(pool),
+            background_destroy: true,
+        }
+    }
+
+    async fn container(
+        &self,
+        profile: &Profile,
+        step: StepKind,
+        limits: &Limits,
+    ) -> Result<Container, SandboxError> {
+        // The layout is the profile's: a request's own disk size is applied by the init
+        // at job time, so it does not miss the warm containers.
+        let layout = layout(profile, &default_limits(profile, step));
+        let cg = cgroup_limits(limits, profile.cpu_cores);
+        match &self.pool {
+            Some(pool) => pool.take(&layout, &cg).await,
+            None => self.sandbox.create(&layout, &cg).await,
+        }
+    }
+
+    async fn finish(&self, c: Container) {
+        if self.background_destroy {
+            tokio::spawn(c.destroy());
+        } else {
+            c.destroy().await;
+        }
     }
 
     /// The sandbox.
@@ -106,13 +195,12 @@ impl Runner {
                 cpu_cores: profile.cpu_cores,
                 stdin: Vec::new(),
             };
-            let cg = cgroup_limits(&limits, profile.cpu_cores);
-            let mut c = self.sandbox.create(&layout(profile, &limits), &cg).await?;
+            let mut c = self.container(profile, StepKind::Compile, &limits).await?;
             let (step, artifacts) = match self.compile_in(&mut c, &files, &spec).await {
                 Ok(r) => r,
                 Err(e) => (internal_error(&e), None),
             };
-            c.destroy().await;
+            self.finish(c).await;
             let ok = step.result.status == StepStatus::Ok;
             compile = Some(encode(step, req));
             match artifacts {
@@ -150,7 +238,7 @@ impl Runner {
             Ok(()) => c.run(&spec).await,
             Err(e) => Err(e),
         };
-        c.destroy().await;
+        self.finish(c).await;
         let step = step.unwrap_or_else(|e| internal_error(&e));
         let run = encode(step, req);
         Ok(RunResponse {

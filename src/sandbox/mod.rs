@@ -10,7 +10,7 @@ pub mod spawn;
 pub mod step;
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -304,6 +304,20 @@ impl Container {
     /// Host pid of the init.
     pub fn pid(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// Whether the init is still running (a pidfd turns readable when it exits).
+    pub fn is_alive(&self) -> bool {
+        let Some(pidfd) = &self.pidfd else {
+            return false;
+        };
+        let mut p = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; zero timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 0 }
     }
 
     /// Name of the container's cgroup.

@@ -1,0 +1,131 @@
+//! Prometheus metrics of the service.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::pool::Pool;
+
+/// Every metric, registered in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Runs by profile and top-level status.
+    pub runs: IntCounterVec,
+    /// Step wall time by profile and step.
+    pub step_seconds: HistogramVec,
+    /// Whole request time by profile (queue excluded).
+    pub request_seconds: HistogramVec,
+    /// Warm containers per layout.
+    pub warm: IntGaugeVec,
+    /// Requests waiting for admission.
+    pub queue_depth: IntGauge,
+    /// Requests running.
+    pub running: IntGauge,
+    /// Container creation time.
+    pub create_seconds: Histogram,
+    /// Containers that could not be created, or died warm.
+    pub container_failures: IntCounter,
+    pool_failures_seen: IntCounter,
+    /// HTTP requests by route and status code.
+    pub http_requests: IntCounterVec,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            )
+        };
+        let m = Metrics {
+            runs: IntCounterVec::new(
+                Opts::new("warmbox_runs_total", "Runs by profile and status"),
+                &["profile", "status"],
+            )?,
+            step_seconds: histogram(
+                "warmbox_step_duration_seconds",
+                "Wall time of steps by profile and step",
+                &["profile", "step"],
+            )?,
+            request_seconds: histogram(
+                "warmbox_request_duration_seconds",
+                "Time to answer a run request, queue excluded",
+                &["profile"],
+            )?,
+            warm: IntGaugeVec::new(
+                Opts::new("warmbox_warm_containers", "Warm containers per layout"),
+                &["layout"],
+            )?,
+            queue_depth: IntGauge::new("warmbox_queue_depth", "Requests waiting for admission")?,
+            running: IntGauge::new("warmbox_running_requests", "Requests running")?,
+            create_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "warmbox_container_create_seconds",
+                    "Time to create a ready container",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )?,
+            container_failures: IntCounter::new(
+                "warmbox_container_failures_total",
+                "Containers that could not be created or died before use",
+            )?,
+            pool_failures_seen: IntCounter::new(
+                "warmbox_pool_failures_seen",
+                "Pool failures already counted (internal)",
+            )?,
+            http_requests: IntCounterVec::new(
+                Opts::new(
+                    "warmbox_http_requests_total",
+                    "HTTP requests by route and code",
+                ),
+                &["route", "code"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.runs.clone()))?;
+        m.registry.register(Box::new(m.step_seconds.clone()))?;
+        m.registry.register(Box::new(m.request_seconds.clone()))?;
+        m.registry.register(Box::new(m.warm.clone()))?;
+        m.registry.register(Box::new(m.queue_depth.clone()))?;
+        m.registry.register(Box::new(m.running.clone()))?;
+        m.registry.register(Box::new(m.create_seconds.clone()))?;
+        m.registry
+            .register(Box::new(m.container_failures.clone()))?;
+        m.registry.register(Box::new(m.http_requests.clone()))?;
+        Ok(m)
+    }
+
+    /// Brings the pool's figures in (called at each scrape).
+    pub fn observe_pool(&self, pool: &Pool) {
+        for (layout, n) in pool.warm_counts() {
+            self.warm.with_label_values(&[&layout]).set(n as i64);
+        }
+        for t in pool.take_create_times() {
+            self.create_seconds.observe(t);
+        }
+        let failures = pool.failures();
+        let seen = self.pool_failures_seen.get();
+        if failures > seen {
+            self.container_failures.inc_by(failures - seen);
+            self.pool_failures_seen.inc_by(failures - seen);
+        }
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for want of space; a bad metric name would have
+        // failed at registration.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

@@ -1,0 +1,280 @@
+//! The HTTP service (API.md): `POST /v1/run`, `GET /v1/profiles`, `/healthz`, `/readyz`,
+//! `/metrics`. Errors are `{"error": {"code", "message"}}` with the fitting status.
+
+pub mod metrics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::job::Runner;
+use crate::pool::admission::Admission;
+use crate::pool::Pool;
+use crate::profile::ProfileSet;
+use crate::request::{self, RequestError, RunRequest, RunStatus};
+
+/// Settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Accepted bearer tokens; empty: no authentication.
+    pub tokens: Vec<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The runner (on the pool).
+    pub runner: Runner,
+    /// The pool.
+    pub pool: Arc<Pool>,
+    /// The profiles.
+    pub profiles: Arc<ProfileSet>,
+    /// Admission control.
+    pub admission: Admission,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// Settings.
+    pub config: ServiceConfig,
+    /// Set once the pool is warm and the host checks passed.
+    pub ready: AtomicBool,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        let status = match e.code {
+            RequestError::UNKNOWN_PROFILE => StatusCode::NOT_FOUND,
+            RequestError::PROFILE_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code, e.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut resp = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The router of the service.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/run", post(run))
+        .route("/v1/profiles", get(profiles))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see /v1/run, /v1/profiles",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Authentication (where tokens are configured) and HTTP metrics for every request.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |m| m.as_str().to_string());
+    let open = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let resp = if !open && !authorized(&state.config.tokens, req.headers()) {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token: send Authorization: Bearer <token>",
+        )
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+fn authorized(tokens: &[String], headers: &HeaderMap) -> bool {
+    if tokens.is_empty() {
+        return true;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|g| tokens.iter().any(|t| t == g))
+}
+
+async fn run(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_request"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("{e} (the limit is {} bytes)", state.config.max_body_bytes),
+        )
+    })?;
+    let req: RunRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("request body: {e}"),
+        )
+    })?;
+    let valid = request::validate(&req, &state.profiles)?;
+    let profile = valid.profile.profile.name.clone();
+
+    state
+        .metrics
+        .queue_depth
+        .set(state.admission.waiting() as i64 + 1);
+    let ticket = state.admission.enter().await.map_err(|o| {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("{o}; retry shortly"),
+        );
+        e.retry_after = Some(1);
+        e
+    })?;
+    state
+        .metrics
+        .queue_depth
+        .set(state.admission.waiting() as i64);
+    state.metrics.running.set(state.admission.running() as i64);
+    let started = Instant::now();
+    let result = state.runner.run(&valid).await;
+    drop(ticket);
+    state.metrics.running.set(state.admission.running() as i64);
+    let resp = result.map_err(|e| {
+        state.metrics.container_failures.inc();
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sandbox_failure",
+            format!("could not create a container: {e}"),
+        )
+    })?;
+    let status = match resp.status {
+        RunStatus::CompileError => "compile_error".to_string(),
+        RunStatus::Step(s) => serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    };
+    state
+        .metrics
+        .runs
+        .with_label_values(&[&profile, &status])
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[&profile])
+        .observe(started.elapsed().as_secs_f64());
+    for (step, r) in [("compile", &resp.compile), ("run", &resp.run)] {
+        if let Some(r) = r {
+            state
+                .metrics
+                .step_seconds
+                .with_label_values(&[&profile, step])
+                .observe(r.usage.wall_ms / 1e3);
+        }
+    }
+    Ok(Json(resp).into_response())
+}
+
+async fn profiles(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let list: Vec<_> = state
+        .profiles
+        .all()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.profile.name,
+                "aliases": p.profile.aliases,
+                "version": p.availability.version,
+                "available": p.availability.available,
+                "reason": p.availability.reason,
+                "compiled": p.profile.compile.is_some(),
+                "limits": {"defaults": p.profile.limits.defaults, "maximums": p.profile.limits.maximums},
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the container pool is still warming up",
+        )
+        .into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.observe_pool(&state.pool);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,211 @@
+//! Pre-warmed containers, per layout. A container serves one step and is destroyed; the
+//! pool only ever hands out containers that ran nothing, and refills in the background
+//! with bounded creation concurrency.
+
+pub mod admission;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::sandbox::cgroup::CgroupLimits;
+use crate::sandbox::{Container, Layout, Sandbox, SandboxError};
+
+/// A layout the pool keeps warm, with the limits its containers start with.
+#[derive(Debug, Clone)]
+pub struct WarmSpec {
+    /// Short name for metrics, e.g. `python3/run`.
+    pub name: String,
+    /// The container layout.
+    pub layout: Layout,
+    /// Initial cgroup limits (the profile's defaults for that step).
+    pub limits: CgroupLimits,
+}
+
+/// Warm containers of every layout.
+#[derive(Debug)]
+pub struct Pool {
+    sandbox: Arc<Sandbox>,
+    specs: Vec<WarmSpec>,
+    target: usize,
+    warm: Mutex<HashMap<Layout, Vec<Container>>>,
+    /// Bounds how many containers are created at once in the background.
+    creating: Semaphore,
+    create_seconds: Mutex<Vec<f64>>,
+    failures: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Pool {
+    /// A pool keeping `target` containers warm for each of `specs`, creating at most
+    /// `concurrency` at once.
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        specs: Vec<WarmSpec>,
+        target: usize,
+        concurrency: usize,
+    ) -> Arc<Self> {
+        Arc::new(Pool {
+            sandbox,
+            specs,
+            target,
+            warm: Mutex::new(HashMap::new()),
+            creating: Semaphore::new(concurrency.max(1)),
+            create_seconds: Mutex::new(Vec::new()),
+            failures: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The engine.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Fills every layout up to the target (returns when done or on the first failure).
+    pub async fn warm_up(self: &Arc<Self>) -> Result<(), SandboxError> {
+        for spec in &self.specs {
+            while self.count(&spec.layout) < self.target {
+                let c = self.create(&spec.layout, &spec.limits).await?;
+                self.put(&spec.layout, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// True when every layout has its target of warm containers.
+    pub fn is_warm(&self) -> bool {
+        self.specs
+            .iter()
+            .all(|s| self.count(&s.layout) >= self.target)
+    }
+
+    /// Warm containers per layout name.
+    pub fn warm_counts(&self) -> Vec<(String, usize)> {
+        self.specs
+            .iter()
+            .map(|s| (s.name.clone(), self.count(&s.layout)))
+            .collect()
+    }
+
+    /// Creation times since the last call, seconds (for the metrics).
+    pub fn take_create_times(&self) -> Vec<f64> {
+        std::mem::take(
+            &mut *self
+                .create_seconds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Containers that failed to be created or were found dead in the pool.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, layout: &Layout) -> usize {
+        let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        warm.get(layout).map_or(0, Vec::len)
+    }
+
+    fn put(&self, layout: &Layout, c: Container) {
+        if self.closed.load(Ordering::Acquire) {
+            // Shutting down: the container is dropped (killed and removed) here.
+            return;
+        }
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        warm.entry(layout.clone()).or_default().push(c);
+    }
+
+    async fn create(
+        &self,
+        layout: &Layout,
+        limits: &CgroupLimits,
+    ) -> Result<Container, SandboxError> {
+        let t = Instant::now();
+        match self.sandbox.create(layout, limits).await {
+            Ok(c) => {
+                let mut times = self
+                    .create_seconds
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if times.len() < 100_000 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                Ok(c)
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// A container of `layout` that has run nothing: a warm one if there is one (and a
+    /// replacement is started in the background), else a new one.
+    pub async fn take(
+        self: &Arc<Self>,
+        layout: &Layout,
+        limits: &CgroupLimits,
+    ) -> Result<Container, SandboxError> {
+        loop {
+            let popped = {
+                let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+                warm.get_mut(layout).and_then(Vec::pop)
+            };
+            let Some(c) = popped else { break };
+            self.refill(layout);
+            if c.is_alive() {
+                return Ok(c);
+            }
+            // Its init died while waiting: count it and heal.
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(container = c.id(), "warm container found dead; discarded");
+            c.destroy().await;
+        }
+        self.refill(layout);
+        self.create(layout, limits).await
+    }
+
+    /// Starts creating one container of `layout` in the background if it is below target.
+    fn refill(self: &Arc<Self>, layout: &Layout) {
+        let Some(spec) = self.specs.iter().find(|s| &s.layout == layout).cloned() else {
+            return;
+        };
+        if self.count(layout) >= self.target || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = pool.creating.acquire().await else {
+                return;
+            };
+            if pool.count(&spec.layout) >= pool.target {
+                return;
+            }
+            match pool.create(&spec.layout, &spec.limits).await {
+                Ok(c) => pool.put(&spec.layout, c),
+                Err(e) => {
+                    tracing::error!(layout = %spec.name, error = %e, "warm container creation failed");
+                    // Back off a little so that a broken host does not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    }
+
+    /// Stops refilling and destroys every warm container.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let all: Vec<Container> = {
+            let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+            warm.drain().flat_map(|(_, v)| v).collect()
+        };
+        for c in all {
+            c.destroy().await;
+        }
+    }
+}
