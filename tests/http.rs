@@ -1,0 +1,426 @@
+//! The HTTP service, in-process on loopback over a private engine and pool: every
+//! endpoint, every error, tokens, overload, readiness.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use warmbox::api::{self, AppState, ServiceConfig};
+use warmbox::pool::{admission::Admission, Pool};
+
+struct Service {
+    base: String,
+    state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _harness: common::Harness,
+}
+
+struct Options {
+    tokens: Vec<String>,
+    max_running: usize,
+    max_queue: usize,
+    max_body_bytes: usize,
+    warm: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tokens: Vec::new(),
+            max_running: 2,
+            max_queue: 8,
+            max_body_bytes: 1 << 20,
+            warm: true,
+        }
+    }
+}
+
+async fn start(parent: &str, opts: Options) -> Option<Service> {
+    let h = common::private_harness(parent)?;
+    let pool = Pool::new(
+        h.sandbox.clone(),
+        warmbox::job::warm_specs(&h.profiles),
+        1,
+        2,
+    );
+    let state = Arc::new(AppState {
+        runner: warmbox::job::Runner::with_pool(pool.clone()),
+        pool: pool.clone(),
+        profiles: Arc::new(h.profiles.clone()),
+        admission: Admission::new(opts.max_running, opts.max_queue),
+        metrics: api::metrics::Metrics::new().expect("metrics"),
+        config: ServiceConfig {
+            tokens: opts.tokens,
+            max_body_bytes: opts.max_body_bytes,
+        },
+        ready: AtomicBool::new(false),
+    });
+    if opts.warm {
+        pool.warm_up().await.expect("warm up");
+        state.ready.store(true, Ordering::Release);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+    });
+    Some(Service {
+        base,
+        state,
+        stop: Some(stop),
+        server: Some(server),
+        _harness: h,
+    })
+}
+
+impl Service {
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.await.expect("server task");
+        }
+        self.state.pool.shutdown().await;
+    }
+}
+
+/// (status, headers we look at, body) of one request, made from a blocking thread.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+async fn call(method: &str, url: String, body: Option<String>, token: Option<&str>) -> Answer {
+    let method = method.to_string();
+    let token = token.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut resp = match (method.as_str(), body) {
+            ("GET", _) => {
+                let mut r = agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = agent.post(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or_default())
+            }
+        }
+        .expect("HTTP round trip");
+        Answer {
+            status: resp.status().as_u16(),
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: resp.body_mut().read_to_string().unwrap_or_default(),
+        }
+    })
+    .await
+    .expect("client thread")
+}
+
+async fn post(s: &Service, path: &str, body: Value) -> Answer {
+    call(
+        "POST",
+        format!("{}{path}", s.base),
+        Some(body.to_string()),
+        None,
+    )
+    .await
+}
+
+async fn get(s: &Service, path: &str) -> Answer {
+    call("GET", format!("{}{path}", s.base), None, None).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_answer_as_the_contract_says() {
+    let Some(s) = start("warmbox-http-endpoints", Options::default()).await else {
+        return;
+    };
+    let a = get(&s, "/healthz").await;
+    assert_eq!((a.status, a.json()), (200, json!({"status": "ok"})));
+    let a = get(&s, "/readyz").await;
+    assert_eq!((a.status, a.json()), (200, json!({"status": "ready"})));
+
+    let a = get(&s, "/v1/profiles").await;
+    assert_eq!(a.status, 200);
+    let names: Vec<String> = a
+        .json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names, ["bash", "c", "cpp", "java", "javascript", "python3"]);
+    let c = &a.json()[1];
+    assert_eq!(
+        (c["compiled"].clone(), c["available"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(c["limits"]["defaults"]["cpu_ms"], 2000);
+
+    let a = post(
+        &s,
+        "/v1/run",
+        json!({"profile": "python3", "files": [{"name": "main.py", "content": "print(input()[::-1])"}], "stdin": "hello"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = a.json();
+    assert_eq!(r["status"], "ok");
+    assert_eq!(r["compile"], Value::Null);
+    assert_eq!(r["run"]["stdout"], "olleh\n");
+    assert_eq!(r["run"]["usage"]["stdout_bytes"], 6);
+
+    let a = post(
+        &s,
+        "/v1/run",
+        json!({"profile": "c", "files": [{"name": "main.c", "content": "int main(void){return 4;}"}]}),
+    )
+    .await;
+    let r = a.json();
+    assert_eq!(
+        (r["status"].clone(), r["run"]["exit_code"].clone()),
+        (json!("runtime_error"), json!(4))
+    );
+    assert_eq!(r["compile"]["status"], "ok");
+
+    let m = get(&s, "/metrics").await;
+    assert_eq!(m.status, 200);
+    for line in [
+        "warmbox_runs_total{profile=\"python3\",status=\"ok\"} 1",
+        "warmbox_runs_total{profile=\"c\",status=\"runtime_error\"} 1",
+        "warmbox_http_requests_total{code=\"200\",route=\"/v1/run\"} 2",
+        "warmbox_queue_depth 0",
+        "warmbox_running_requests 0",
+    ] {
+        assert!(
+            m.body.lines().any(|l| l == line),
+            "{line} not in\n{}",
+            m.body
+        );
+    }
+    for name in [
+        "warmbox_step_duration_seconds_bucket",
+        "warmbox_warm_containers{layout=\"python3/run\"}",
+        "warmbox_container_create_seconds_count",
+        "warmbox_container_failures_total",
+    ] {
+        assert!(m.body.contains(name), "{name} not in\n{}", m.body);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_json_with_the_fitting_status() {
+    let Some(s) = start(
+        "warmbox-http-errors",
+        Options {
+            max_body_bytes: 64 << 10,
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let cases = [
+        (json!({"profile": "cobol"}), 404, "unknown_profile"),
+        (
+            json!({"profile": "bash", "files": [{"name": "../x", "content": ""}], "cmd": ["true"]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"profile": "bash", "cmd": ["true"], "limits": {"memory_mb": 999999}}),
+            400,
+            "limit_too_high",
+        ),
+        (
+            json!({"profile": "bash", "cmd": ["true"], "unknown_field": 1}),
+            400,
+            "invalid_json",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let a = post(&s, "/v1/run", body.clone()).await;
+        assert_eq!(
+            (a.status, a.error_code()),
+            (status, code.to_string()),
+            "{body}: {}",
+            a.body
+        );
+        assert!(!a.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty());
+    }
+    let a = call(
+        "POST",
+        format!("{}/v1/run", s.base),
+        Some("{not json".into()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (400, "invalid_json".to_string())
+    );
+    let big = json!({"profile": "bash", "cmd": ["true"], "stdin": "x".repeat(100 << 10)});
+    let a = post(&s, "/v1/run", big).await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (413, "body_too_large".to_string()),
+        "{}",
+        a.body
+    );
+    let a = get(&s, "/v2/nothing").await;
+    assert_eq!((a.status, a.error_code()), (404, "not_found".to_string()));
+    // Nothing ran: no container was taken from the pool.
+    assert!(s.state.pool.is_warm());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_guard_everything_but_health() {
+    let Some(s) = start(
+        "warmbox-http-tokens",
+        Options {
+            tokens: vec!["s3cret".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let run = json!({"profile": "bash", "cmd": ["/bin/echo", "hi"]}).to_string();
+    let url = format!("{}/v1/run", s.base);
+    let a = call("POST", url.clone(), Some(run.clone()), None).await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (401, "unauthorized".to_string())
+    );
+    let a = call("POST", url.clone(), Some(run.clone()), Some("wrong")).await;
+    assert_eq!(a.status, 401);
+    let a = call("POST", url, Some(run), Some("s3cret")).await;
+    assert_eq!(
+        (a.status, a.json()["run"]["stdout"].clone()),
+        (200, json!("hi\n"))
+    );
+    let a = call("GET", format!("{}/v1/profiles", s.base), None, None).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(get(&s, "/healthz").await.status, 200);
+    assert_eq!(get(&s, "/readyz").await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overload_is_a_fast_503_with_retry_after() {
+    let Some(s) = start(
+        "warmbox-http-overload",
+        Options {
+            max_running: 1,
+            max_queue: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let slow = json!({"profile": "bash", "cmd": ["/bin/sleep", "1"]}).to_string();
+    let url = format!("{}/v1/run", s.base);
+    let first = tokio::spawn(call("POST", url.clone(), Some(slow.clone()), None));
+    while s.state.admission.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = tokio::spawn(call("POST", url.clone(), Some(slow.clone()), None));
+    while s.state.admission.waiting() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = Instant::now();
+    let third = call("POST", url, Some(slow), None).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        (third.status, third.error_code()),
+        (503, "overloaded".to_string())
+    );
+    assert_eq!(third.retry_after.as_deref(), Some("1"));
+    for a in [first.await.expect("first"), second.await.expect("second")] {
+        assert_eq!(
+            (a.status, a.json()["status"].clone()),
+            (200, json!("ok")),
+            "{}",
+            a.body
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_ready_until_the_pool_is_warm() {
+    let Some(s) = start(
+        "warmbox-http-readiness",
+        Options {
+            warm: false,
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let a = get(&s, "/readyz").await;
+    assert_eq!((a.status, a.error_code()), (503, "not_ready".to_string()));
+    assert_eq!(get(&s, "/healthz").await.status, 200);
+    s.state.pool.warm_up().await.expect("warm up");
+    s.state.ready.store(true, Ordering::Release);
+    assert_eq!(get(&s, "/readyz").await.status, 200);
+    s.stop().await;
+}
