@@ -70,6 +70,12 @@ struct ServeArgs {
     /// Bearer tokens accepted (comma-separated in the environment); none: no auth.
     #[arg(long = "token", env = "WARMBOX_TOKENS", value_delimiter = ',')]
     tokens: Vec<String>,
+    /// warmbox's parent cgroup (one per instance on a host).
+    #[arg(long, env = "WARMBOX_CGROUP_PARENT", default_value = "warmbox")]
+    cgroup_parent: String,
+    /// First host uid of the container uid block (2 per slot, 512 slots).
+    #[arg(long, env = "WARMBOX_UID_BASE", default_value_t = 600_000)]
+    uid_base: u32,
 }
 
 #[derive(Args)]
@@ -320,6 +326,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
     config.profiles_dir = args.profiles_dir.clone();
     config.state_dir = args.state_dir.clone();
+    config.cgroup_parent = args.cgroup_parent.clone();
+    config.uid_base = args.uid_base;
     let report = warmbox::check::run(&config.cgroup_parent);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
