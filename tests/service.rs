@@ -309,3 +309,134 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
     stop(s);
     cleanup_parent(parent);
 }
+
+fn threads_and_fds(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (threads, fds)
+}
+
+/// 2,000 runs from 32 clients at once, mixed languages and outcomes, against a queue of
+/// 16: every answer is the exact expected result or a 503; the server's threads and fds
+/// stay bounded; afterwards nothing is left.
+#[test]
+fn load_of_two_thousand_mixed_runs() {
+    if !root_or_skip() {
+        return;
+    }
+    let (parent, uid_base) = ("warmbox-test-service-load", 916_000);
+    let s = start(parent, uid_base, &["--max-queue", "16"]);
+    let pid = s.child.id();
+    // Let the pool settle, then take the baseline.
+    std::thread::sleep(Duration::from_millis(500));
+    let (threads0, fds0) = threads_and_fds(pid);
+    let cases: Vec<(Value, &str, Value)> = vec![
+        (
+            json!({"profile": "bash", "cmd": ["/bin/echo", "hi"]}),
+            "ok",
+            json!("hi\n"),
+        ),
+        (
+            json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "echo err >&2; exit 3"]}),
+            "runtime_error",
+            json!(""),
+        ),
+        (
+            json!({"profile": "python3", "files": [{"name": "main.py", "content": "print(6*7)"}]}),
+            "ok",
+            json!("42\n"),
+        ),
+        (
+            json!({"profile": "c", "files": [{"name": "main.c", "content": "#include <stdio.h>\nint main(void){puts(\"c\");return 0;}"}]}),
+            "ok",
+            json!("c\n"),
+        ),
+        (
+            json!({"profile": "bash", "cmd": ["/bin/bash", "-c", "while :; do :; done"], "limits": {"cpu_ms": 50}}),
+            "time_limit",
+            json!(""),
+        ),
+    ];
+    // Mostly trivial runs, with every outcome in the mix.
+    let weights = [14, 2, 2, 1, 1];
+    let plan: Vec<usize> = (0..2000)
+        .map(|i| {
+            let mut k = i % weights.iter().sum::<usize>();
+            weights
+                .iter()
+                .position(|w| {
+                    if k < *w {
+                        true
+                    } else {
+                        k -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0)
+        })
+        .collect();
+    let plan = std::sync::Arc::new(plan);
+    let cases = std::sync::Arc::new(cases);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let (plan, cases, next, base) =
+                (plan.clone(), cases.clone(), next.clone(), s.base.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut overloaded) = (0, 0);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&k) = plan.get(i) else { break };
+                    let (body, status, stdout) = &cases[k];
+                    // Like a client: on 503, retry (sooner than Retry-After, to keep the
+                    // test short) until the run is answered.
+                    loop {
+                        let (code, r) = run(&base, body.clone()).expect("an answer");
+                        match code {
+                            200 => {
+                                assert_eq!(r["status"], *status, "case {k}: {r}");
+                                assert_eq!(r["run"]["stdout"], *stdout, "case {k}: {r}");
+                                ok += 1;
+                                break;
+                            }
+                            503 => {
+                                assert_eq!(r["error"]["code"], "overloaded", "{r}");
+                                overloaded += 1;
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            other => panic!("unexpected HTTP {other}: {r}"),
+                        }
+                    }
+                }
+                (ok, overloaded)
+            })
+        })
+        .collect();
+    let (mut ok, mut overloaded) = (0, 0);
+    for c in clients {
+        let (o, v) = c.join().expect("client");
+        ok += o;
+        overloaded += v;
+    }
+    assert_eq!(ok, 2000);
+    assert!(
+        overloaded > 0,
+        "32 clients against 2 running + 16 queued must see 503s"
+    );
+    eprintln!("load: {ok} answered, {overloaded} overloaded (503)");
+    // Background destroys settle; then threads and fds are back where they were.
+    std::thread::sleep(Duration::from_millis(500));
+    let (threads1, fds1) = threads_and_fds(pid);
+    assert!(
+        threads1 <= threads0 + 16,
+        "threads {threads0} -> {threads1}"
+    );
+    assert!(fds1 <= fds0 + 8, "fds {fds0} -> {fds1}");
+    stop(s);
+    cleanup_parent(parent);
+}
