@@ -122,3 +122,90 @@ mod tests {
         assert!(id_block_conflicts(600_000, 1024, &[("/etc/subuid", "x:599990:10\n")]).is_empty());
     }
 }
+
+/// The service's settings file (`warmbox serve --config FILE`), TOML. Every key is
+/// optional; a flag or environment variable given for the same setting wins over it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    /// Address to listen on.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory of the profiles.
+    pub profiles_dir: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: Option<PathBuf>,
+    /// Requests running at once.
+    pub max_running: Option<usize>,
+    /// Requests waiting beyond those.
+    pub max_queue: Option<usize>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Accepted bearer tokens.
+    pub tokens: Option<Vec<String>>,
+    /// warmbox's parent cgroup.
+    pub cgroup_parent: Option<String>,
+    /// First host uid of the container uid block.
+    pub uid_base: Option<u32>,
+    /// Warm containers: `default`, and per layout (`"python3/run" = 4`).
+    #[serde(default)]
+    pub warm: std::collections::BTreeMap<String, usize>,
+    /// Per profile: maximums lower than the profile file's (`[profiles.python3.maximums]`).
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, ProfileOverride>,
+}
+
+/// An operator's tightening of one profile.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileOverride {
+    /// Maximums a request may ask for.
+    #[serde(default)]
+    pub maximums: crate::request::LimitsRequest,
+}
+
+impl ServiceFile {
+    /// Reads and parses `path`; errors name the file and the problem.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The warm target of a layout: its own entry, else `default`, else `fallback`.
+    pub fn warm_for(&self, layout: &str, fallback: usize) -> usize {
+        self.warm
+            .get(layout)
+            .or_else(|| self.warm.get("default"))
+            .copied()
+            .unwrap_or(fallback)
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn service_file_parses_and_rejects_unknown_keys() {
+        let f: ServiceFile = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            max_running = 4
+            tokens = ["a", "b"]
+            [warm]
+            default = 3
+            "python3/run" = 6
+            [profiles.python3.maximums]
+            memory_mb = 512
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(f.warm_for("python3/run", 2), 6);
+        assert_eq!(f.warm_for("c/run", 2), 3);
+        assert_eq!(f.profiles["python3"].maximums.memory_mb, Some(512));
+        let e = toml::from_str::<ServiceFile>("listn = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("unknown field `listn`"), "{e}");
+        assert_eq!(ServiceFile::default().warm_for("x", 2), 2);
+    }
+}

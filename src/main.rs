@@ -46,36 +46,41 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "WARMBOX_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
-    /// Directory of the profiles.
-    #[arg(long, env = "WARMBOX_PROFILES", default_value = "profiles")]
-    profiles_dir: PathBuf,
-    /// State directory.
-    #[arg(long, env = "WARMBOX_STATE_DIR", default_value = "/run/warmbox")]
-    state_dir: PathBuf,
-    /// Warm containers kept per layout (each profile's run step, and compile step).
-    #[arg(long, env = "WARMBOX_WARM", default_value_t = 2)]
-    warm: usize,
-    /// Requests running at once (default: the number of CPUs, so wall times stay honest).
+    /// Settings file (TOML, see docs/operations.md); flags and environment variables win
+    /// over it.
+    #[arg(long, env = "WARMBOX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "WARMBOX_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory of the profiles [default: profiles].
+    #[arg(long, env = "WARMBOX_PROFILES")]
+    profiles_dir: Option<PathBuf>,
+    /// State directory [default: /run/warmbox].
+    #[arg(long, env = "WARMBOX_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Warm containers kept per layout (each profile's run step, and compile step)
+    /// [default: 2].
+    #[arg(long, env = "WARMBOX_WARM")]
+    warm: Option<usize>,
+    /// Requests running at once [default: the number of CPUs, so wall times stay honest].
     #[arg(long, env = "WARMBOX_MAX_RUNNING")]
     max_running: Option<usize>,
-    /// Requests waiting beyond those; more get 503 with Retry-After.
-    #[arg(long, env = "WARMBOX_MAX_QUEUE", default_value_t = 64)]
-    max_queue: usize,
-    /// Largest request body, bytes.
-    #[arg(long, env = "WARMBOX_MAX_BODY_BYTES", default_value_t = 32 << 20)]
-    max_body_bytes: usize,
+    /// Requests waiting beyond those; more get 503 with Retry-After [default: 64].
+    #[arg(long, env = "WARMBOX_MAX_QUEUE")]
+    max_queue: Option<usize>,
+    /// Largest request body, bytes [default: 32 MiB].
+    #[arg(long, env = "WARMBOX_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
     /// Bearer tokens accepted (comma-separated in the environment); none: no auth.
     #[arg(long = "token", env = "WARMBOX_TOKENS", value_delimiter = ',')]
     tokens: Vec<String>,
-    /// warmbox's parent cgroup (one per instance on a host).
-    #[arg(long, env = "WARMBOX_CGROUP_PARENT", default_value = "warmbox")]
-    cgroup_parent: String,
-    /// First host uid of the container uid block (2 per slot, 512 slots).
-    #[arg(long, env = "WARMBOX_UID_BASE", default_value_t = 600_000)]
-    uid_base: u32,
+    /// warmbox's parent cgroup, one per instance on a host [default: warmbox].
+    #[arg(long, env = "WARMBOX_CGROUP_PARENT")]
+    cgroup_parent: Option<String>,
+    /// First host uid of the container uid block (2 per slot, 512 slots) [default: 600000].
+    #[arg(long, env = "WARMBOX_UID_BASE")]
+    uid_base: Option<u32>,
 }
 
 #[derive(Args)]
@@ -319,15 +324,56 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use warmbox::api::{self, AppState, ServiceConfig};
+    use warmbox::config::ServiceFile;
     use warmbox::pool::{admission::Admission, Pool};
 
-    let profiles = ProfileSet::load_dir(&args.profiles_dir)
-        .with_context(|| format!("load profiles from {}", args.profiles_dir.display()))?;
+    // Each setting: the flag or environment variable, else the file, else the default.
+    let file = match &args.config {
+        Some(path) => ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,
+        None => ServiceFile::default(),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or(([127, 0, 0, 1], 8080).into());
+    let profiles_dir = args
+        .profiles_dir
+        .or(file.profiles_dir.clone())
+        .unwrap_or("profiles".into());
+    let state_dir = args
+        .state_dir
+        .or(file.state_dir.clone())
+        .unwrap_or("/run/warmbox".into());
+    let warm = args.warm;
+    let max_running = args.max_running.or(file.max_running).unwrap_or(cpus);
+    let max_queue = args.max_queue.or(file.max_queue).unwrap_or(64);
+    let max_body_bytes = args
+        .max_body_bytes
+        .or(file.max_body_bytes)
+        .unwrap_or(32 << 20);
+    let tokens = if args.tokens.is_empty() {
+        file.tokens.clone().unwrap_or_default()
+    } else {
+        args.tokens
+    };
+
+    let mut profiles = ProfileSet::load_dir(&profiles_dir)
+        .with_context(|| format!("load profiles from {}", profiles_dir.display()))?;
+    for (name, o) in &file.profiles {
+        profiles
+            .tighten(name, &o.maximums)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
-    config.profiles_dir = args.profiles_dir.clone();
-    config.state_dir = args.state_dir.clone();
-    config.cgroup_parent = args.cgroup_parent.clone();
-    config.uid_base = args.uid_base;
+    config.profiles_dir = profiles_dir;
+    config.state_dir = state_dir;
+    if let Some(p) = args.cgroup_parent.or(file.cgroup_parent.clone()) {
+        config.cgroup_parent = p;
+    }
+    if let Some(u) = args.uid_base.or(file.uid_base) {
+        config.uid_base = u;
+    }
     let report = warmbox::check::run(&config.cgroup_parent);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
@@ -342,7 +388,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             "removed containers an earlier instance left"
         );
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cpus.max(2))
         .max_blocking_threads(16)
@@ -350,22 +395,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .build()
         .context("start the async runtime")?;
     rt.block_on(async move {
-        let pool = Pool::new(sandbox, warmbox::job::warm_specs(&profiles), args.warm, 2);
+        let target = |layout: &str| warm.unwrap_or_else(|| file.warm_for(layout, 2));
+        let pool = Pool::new(sandbox, warmbox::job::warm_specs(&profiles, &target), 2);
         let state = Arc::new(AppState {
             runner: warmbox::job::Runner::with_pool(pool.clone()),
             pool: pool.clone(),
             profiles: Arc::new(profiles),
-            admission: Admission::new(args.max_running.unwrap_or(cpus), args.max_queue),
+            admission: Admission::new(max_running, max_queue),
             metrics: api::metrics::Metrics::new().context("register metrics")?,
             config: ServiceConfig {
-                tokens: args.tokens.into_iter().filter(|t| !t.is_empty()).collect(),
-                max_body_bytes: args.max_body_bytes,
+                tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect(),
+                max_body_bytes,
             },
             ready: AtomicBool::new(false),
         });
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listen on {}", args.listen))?;
+            .with_context(|| format!("listen on {listen}"))?;
         eprintln!("warmbox: serving on http://{}", listener.local_addr()?);
         let warming = state.clone();
         tokio::spawn(async move {

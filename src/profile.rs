@@ -216,6 +216,76 @@ impl ProfileSet {
         Self { profiles }
     }
 
+    /// Lowers profile `name`'s maximums to those given (an operator's settings); a
+    /// maximum below the profile's default is refused, naming both.
+    pub fn tighten(
+        &mut self,
+        name: &str,
+        maximums: &crate::request::LimitsRequest,
+    ) -> Result<(), String> {
+        let Some(slot) = self.profiles.iter_mut().find(|p| p.profile.name == name) else {
+            return Err(format!("profiles.{name}: no such profile"));
+        };
+        let mut loaded = (**slot).clone();
+        let limits = &mut loaded.profile.limits;
+        let fields: [(&str, Option<u64>, &mut u64, u64); 7] = [
+            (
+                "cpu_ms",
+                maximums.cpu_ms,
+                &mut limits.maximums.cpu_ms,
+                limits.defaults.cpu_ms,
+            ),
+            (
+                "wall_ms",
+                maximums.wall_ms,
+                &mut limits.maximums.wall_ms,
+                limits.defaults.wall_ms,
+            ),
+            (
+                "memory_mb",
+                maximums.memory_mb,
+                &mut limits.maximums.memory_mb,
+                limits.defaults.memory_mb,
+            ),
+            (
+                "pids",
+                maximums.pids,
+                &mut limits.maximums.pids,
+                limits.defaults.pids,
+            ),
+            (
+                "output_bytes",
+                maximums.output_bytes,
+                &mut limits.maximums.output_bytes,
+                limits.defaults.output_bytes,
+            ),
+            (
+                "file_size_bytes",
+                maximums.file_size_bytes,
+                &mut limits.maximums.file_size_bytes,
+                limits.defaults.file_size_bytes,
+            ),
+            (
+                "disk_mb",
+                maximums.disk_mb,
+                &mut limits.maximums.disk_mb,
+                limits.defaults.disk_mb,
+            ),
+        ];
+        for (field, asked, max, default) in fields {
+            if let Some(v) = asked {
+                if v < default {
+                    return Err(format!(
+                        "profiles.{name}.maximums.{field}: {v} is below the profile's default {default}"
+                    ));
+                }
+                *max = v;
+            }
+        }
+        *slot = Arc::new(loaded);
+        Ok(())
+    }
+
     /// Finds a profile by name or alias.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedProfile>> {
         self.profiles
@@ -1094,5 +1164,33 @@ disk_mb = 16
         for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", long.as_str()] {
             assert!(!is_plain_file_name(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tighten_tests {
+    use super::*;
+    use crate::request::LimitsRequest;
+
+    #[test]
+    fn tighten_lowers_maximums_and_refuses_below_default() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let mut set = ProfileSet::load_dir(&dir).unwrap();
+        let ask = |memory_mb| LimitsRequest {
+            memory_mb: Some(memory_mb),
+            ..Default::default()
+        };
+        set.tighten("python3", &ask(300)).unwrap();
+        let p = set.get("py").unwrap();
+        assert_eq!(p.profile.limits.maximums.memory_mb, 300);
+        assert_eq!(p.profile.limits.maximums.cpu_ms, 20000, "others unchanged");
+        assert_eq!(
+            set.tighten("python3", &ask(100)).unwrap_err(),
+            "profiles.python3.maximums.memory_mb: 100 is below the profile's default 256"
+        );
+        assert_eq!(
+            set.tighten("cobol", &ask(300)).unwrap_err(),
+            "profiles.cobol: no such profile"
+        );
     }
 }

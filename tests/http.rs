@@ -43,8 +43,7 @@ async fn start(parent: &str, opts: Options) -> Option<Service> {
     let h = common::private_harness(parent)?;
     let pool = Pool::new(
         h.sandbox.clone(),
-        warmbox::job::warm_specs(&h.profiles),
-        1,
+        warmbox::job::warm_specs(&h.profiles, &|_| 1),
         2,
     );
     let state = Arc::new(AppState {

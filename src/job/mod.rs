@@ -57,8 +57,12 @@ pub fn default_limits(profile: &Profile, step: StepKind) -> Limits {
 }
 
 /// The containers a pool keeps warm for `profiles`: every available profile's run step,
-/// and its compile step where it compiles.
-pub fn warm_specs(profiles: &crate::profile::ProfileSet) -> Vec<WarmSpec> {
+/// and its compile step where it compiles; `target` gives each layout's count by name
+/// (`python3/run`, `c/compile`).
+pub fn warm_specs(
+    profiles: &crate::profile::ProfileSet,
+    target: &dyn Fn(&str) -> usize,
+) -> Vec<WarmSpec> {
     let mut specs = Vec::new();
     for p in profiles.all().iter().filter(|p| p.availability.available) {
         let profile = &p.profile;
@@ -68,16 +72,18 @@ pub fn warm_specs(profiles: &crate::profile::ProfileSet) -> Vec<WarmSpec> {
         }
         for step in steps {
             let limits = default_limits(profile, step);
+            let name = format!(
+                "{}/{}",
+                profile.name,
+                if step == StepKind::Run {
+                    "run"
+                } else {
+                    "compile"
+                }
+            );
             specs.push(WarmSpec {
-                name: format!(
-                    "{}/{}",
-                    profile.name,
-                    if step == StepKind::Run {
-                        "run"
-                    } else {
-                        "compile"
-                    }
-                ),
+                target: target(&name),
+                name,
                 layout: layout(profile, &limits),
                 limits: cgroup_limits(&limits, profile.cpu_cores),
             });

@@ -23,6 +23,8 @@ pub struct WarmSpec {
     pub layout: Layout,
     /// Initial cgroup limits (the profile's defaults for that step).
     pub limits: CgroupLimits,
+    /// How many to keep warm.
+    pub target: usize,
 }
 
 /// Warm containers of every layout.
@@ -30,7 +32,6 @@ pub struct WarmSpec {
 pub struct Pool {
     sandbox: Arc<Sandbox>,
     specs: Vec<WarmSpec>,
-    target: usize,
     warm: Mutex<HashMap<Layout, Vec<Container>>>,
     /// Bounds how many containers are created at once in the background.
     creating: Semaphore,
@@ -40,18 +41,12 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool keeping `target` containers warm for each of `specs`, creating at most
-    /// `concurrency` at once.
-    pub fn new(
-        sandbox: Arc<Sandbox>,
-        specs: Vec<WarmSpec>,
-        target: usize,
-        concurrency: usize,
-    ) -> Arc<Self> {
+    /// A pool keeping each of `specs` at its target, creating at most `concurrency`
+    /// containers at once.
+    pub fn new(sandbox: Arc<Sandbox>, specs: Vec<WarmSpec>, concurrency: usize) -> Arc<Self> {
         Arc::new(Pool {
             sandbox,
             specs,
-            target,
             warm: Mutex::new(HashMap::new()),
             creating: Semaphore::new(concurrency.max(1)),
             create_seconds: Mutex::new(Vec::new()),
@@ -68,7 +63,7 @@ impl Pool {
     /// Fills every layout up to the target (returns when done or on the first failure).
     pub async fn warm_up(self: &Arc<Self>) -> Result<(), SandboxError> {
         for spec in &self.specs {
-            while self.count(&spec.layout) < self.target {
+            while self.count(&spec.layout) < spec.target {
                 let c = self.create(&spec.layout, &spec.limits).await?;
                 self.put(&spec.layout, c);
             }
@@ -78,9 +73,7 @@ impl Pool {
 
     /// True when every layout has its target of warm containers.
     pub fn is_warm(&self) -> bool {
-        self.specs
-            .iter()
-            .all(|s| self.count(&s.layout) >= self.target)
+        self.specs.iter().all(|s| self.count(&s.layout) >= s.target)
     }
 
     /// Warm containers per layout name.
@@ -175,7 +168,7 @@ impl Pool {
         let Some(spec) = self.specs.iter().find(|s| &s.layout == layout).cloned() else {
             return;
         };
-        if self.count(layout) >= self.target || self.closed.load(Ordering::Acquire) {
+        if self.count(layout) >= spec.target || self.closed.load(Ordering::Acquire) {
             return;
         }
         let pool = self.clone();
@@ -183,7 +176,7 @@ impl Pool {
             let Ok(_permit) = pool.creating.acquire().await else {
                 return;
             };
-            if pool.count(&spec.layout) >= pool.target {
+            if pool.count(&spec.layout) >= spec.target {
                 return;
             }
             match pool.create(&spec.layout, &spec.limits).await {
