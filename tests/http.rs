@@ -199,12 +199,23 @@ async fn endpoints_answer_as_the_contract_says() {
     );
     assert_eq!(c["limits"]["defaults"]["cpu_ms"], 2000);
 
+    // The run takes a warm container (and a new one is warmed in its place).
+    let warm_before = s.state.pool.sandbox().cgroups().list().expect("list");
     let a = post(
         &s,
         "/v1/run",
         json!({"profile": "python3", "files": [{"name": "main.py", "content": "print(input()[::-1])"}], "stdin": "hello"}),
     )
     .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = s.state.pool.sandbox().cgroups().list().expect("list");
+        if warm_before.iter().any(|c| !now.contains(c)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no warm container was used");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(a.status, 200, "{}", a.body);
     let r = a.json();
     assert_eq!(r["status"], "ok");

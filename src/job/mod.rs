@@ -235,11 +235,7 @@ impl Runner {
             cpu_cores: profile.cpu_cores,
             stdin: req.stdin.clone(),
         };
-        let cg = cgroup_limits(&req.limits, profile.cpu_cores);
-        let mut c = self
-            .sandbox
-            .create(&layout(profile, &req.limits), &cg)
-            .await?;
+        let mut c = self.container(profile, StepKind::Run, &req.limits).await?;
         let step = match c.write_files(&files).await {
             Ok(()) => c.run(&spec).await,
             Err(e) => Err(e),

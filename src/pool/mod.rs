@@ -152,6 +152,7 @@ impl Pool {
             let Some(c) = popped else { break };
             self.refill(layout);
             if c.is_alive() {
+                tracing::debug!(container = c.id(), "warm container taken");
                 return Ok(c);
             }
             // Its init died while waiting: count it and heal.
@@ -159,6 +160,7 @@ impl Pool {
             tracing::warn!(container = c.id(), "warm container found dead; discarded");
             c.destroy().await;
         }
+        tracing::debug!(?layout, "no warm container: creating one");
         self.refill(layout);
         self.create(layout, limits).await
     }

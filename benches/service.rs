@@ -1,0 +1,303 @@
+//! The service through HTTP on loopback, beside baselines measured in the same run:
+//!
+//! - trivial run (`bash` profile, `cmd: ["/bin/true"]`) at concurrency 1, p50, vs bare
+//!   fork+exec+wait of `/bin/true`;
+//! - throughput at concurrency 16 vs the bare rate of "clone all seven namespaces + exec
+//!   + wait" on all cores;
+//! - python3 hello world p50 vs bare `python3 -c 'print(1)'`;
+//! - idle server memory, memory per warm container, and the server's memory across
+//!   10,000 runs.
+//!
+//! Needs root and a release build: `cargo build --release && cargo bench --bench service`
+//! (`WARMBOX_BENCH_RUNS` sets the count of the memory run, default 10000).
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use warmbox::sandbox::spawn::CloneArgs;
+
+fn p50(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+fn fork_exec_wait(path: &CString, args: &[&CString]) -> Duration {
+    let mut argv: Vec<*const libc::c_char> = vec![path.as_ptr()];
+    argv.extend(args.iter().map(|a| a.as_ptr()));
+    argv.push(std::ptr::null());
+    let envp = [std::ptr::null()];
+    let t = Instant::now();
+    // SAFETY: the child only dup2s to /dev/null, execs and _exits, on prepared data.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            libc::dup2(null, 1);
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+    t.elapsed()
+}
+
+fn clone_ns_exec_wait(path: &CString) {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let args = CloneArgs {
+        flags: (libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: a valid clone_args; the child only calls execve and _exit.
+    unsafe {
+        let pid = libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>());
+        if pid == 0 {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut st = 0;
+        libc::waitpid(pid as i32, &mut st, 0);
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> (u16, String) {
+    let mut r = agent.post(url).send(body).expect("HTTP");
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("service bench: SKIPPED, needs root");
+        return;
+    }
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = repo.join("target/release/warmbox");
+    assert!(
+        exe.exists(),
+        "{} missing: cargo build --release first",
+        exe.display()
+    );
+    let runs: usize = std::env::var("WARMBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let mut child = Command::new(&exe)
+        .current_dir(&repo)
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1024"])
+        .args([
+            "--cgroup-parent",
+            "warmbox-bench-service",
+            "--uid-base",
+            "930000",
+        ])
+        .args(["--state-dir", "/run/warmbox-bench-service"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warmbox serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines.next().expect("server ended").expect("stderr");
+        if let Some(a) = line.strip_prefix("warmbox: serving on ") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let a = agent();
+    while a
+        .get(format!("{base}/readyz"))
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id();
+    let url = format!("{base}/v1/run");
+    let trivial = r#"{"profile":"bash","cmd":["/bin/true"]}"#;
+    let python = r#"{"profile":"python3","files":[{"name":"main.py","content":"print(1)"}]}"#;
+    let bin_true = CString::new("/bin/true").expect("no NUL");
+    let python3 = CString::new("/usr/bin/python3").expect("no NUL");
+    let (dash_c, print1) = (
+        CString::new("-c").expect("no NUL"),
+        CString::new("print(1)").expect("no NUL"),
+    );
+
+    println!("warmbox service bench, through HTTP on loopback, baselines from this same run\n");
+    // Idle memory: the server process, and per warm container (its cgroup's usage).
+    let idle_kb = rss_kb(pid);
+    let warm_dir = std::path::Path::new("/sys/fs/cgroup/memory/warmbox-bench-service");
+    let usages: Vec<u64> = std::fs::read_dir(warm_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            std::fs::read_to_string(e.path().join("memory.usage_in_bytes"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    let per = usages.iter().sum::<u64>() as f64 / usages.len().max(1) as f64 / 1048576.0;
+    println!(
+        "idle server RSS {:.1} MB; {} warm containers, {:.2} MB each (cgroup usage)   (target <= 30 MB + 1 MB per container)",
+        idle_kb as f64 / 1024.0,
+        usages.len(),
+        per
+    );
+
+    // Trivial run at concurrency 1, interleaved with its baseline.
+    let (mut http, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..500 {
+        bare.push(fork_exec_wait(&bin_true, &[]));
+        let t = Instant::now();
+        let (code, body) = post(&a, &url, trivial);
+        http.push(t.elapsed());
+        assert_eq!(code, 200, "{body}");
+    }
+    let (h, b) = (p50(http), p50(bare));
+    println!(
+        "trivial run, concurrency 1: p50 {h:.3} ms vs bare fork+exec+wait /bin/true {b:.3} ms = {:.2}x   (target <= 2x)",
+        h / b
+    );
+
+    // python3 hello world.
+    let (mut http, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        bare.push(fork_exec_wait(&python3, &[&dash_c, &print1]));
+        let t = Instant::now();
+        let (code, body) = post(&a, &url, python);
+        http.push(t.elapsed());
+        assert!(
+            code == 200 && body.contains("\"stdout\":\"1\\n\""),
+            "{body}"
+        );
+    }
+    let (h, b) = (p50(http), p50(bare));
+    println!(
+        "python3 hello: p50 {h:.3} ms vs bare python3 -c 'print(1)' {b:.3} ms = +{:.2} ms   (target <= +2 ms)",
+        h - b
+    );
+
+    // Throughput at concurrency 16, then the bare namespace rate on all cores.
+    let window = Duration::from_secs(5);
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (done, errors, stop, url) =
+                (done.clone(), errors.clone(), stop.clone(), url.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                while !stop.load(Ordering::Relaxed) {
+                    let (code, _) = post(&a, &url, trivial);
+                    if code == 200 {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client");
+    }
+    let http_rate = done.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bare_done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..cores)
+        .map(|_| {
+            let (bare_done, stop) = (bare_done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let t = CString::new("/bin/true").expect("no NUL");
+                while !stop.load(Ordering::Relaxed) {
+                    clone_ns_exec_wait(&t);
+                    bare_done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let bare_rate = bare_done.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+    println!(
+        "throughput, concurrency 16: {http_rate:.0} runs/s ({} errors) vs bare clone 7 namespaces+exec+wait on {cores} cores {bare_rate:.0}/s = {:.0}%   (target >= 60%, zero errors)",
+        errors.load(Ordering::Relaxed),
+        100.0 * http_rate / bare_rate
+    );
+
+    // Server memory across many runs.
+    let before = rss_kb(pid);
+    let next = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (next, url) = (next.clone(), url.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                while (next.fetch_add(1, Ordering::Relaxed) as usize) < runs {
+                    let (code, body) = post(&a, &url, trivial);
+                    assert_eq!(code, 200, "{body}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kb(pid);
+    println!(
+        "server RSS across {runs} runs: {:.1} MB -> {:.1} MB",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    for c in ["memory", "pids", "cpu", "cpuacct"] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}/warmbox-bench-service"));
+    }
+}
