@@ -434,3 +434,41 @@ async fn not_ready_until_the_pool_is_warm() {
     assert_eq!(get(&s, "/readyz").await.status, 200);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_cancels_its_run() {
+    use tokio::io::AsyncWriteExt;
+    let Some(s) = start("warmbox-http-hangup", Options::default()).await else {
+        return;
+    };
+    let body =
+        json!({"profile": "bash", "cmd": ["/bin/sleep", "30"], "limits": {"wall_ms": 30000}})
+            .to_string();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST /v1/run HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.expect("send");
+    let sleeping = || {
+        common::processes_in_uid_block().iter().any(|(pid, _)| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sleeping() {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sleeping() {
+        assert!(Instant::now() < deadline, "the run outlived its client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.state.admission.running(), 0);
+    s.stop().await;
+}
