@@ -114,12 +114,6 @@ fn sandbox(
     std::fs::write("/proc/self/oom_score_adj", "1000")
         .map_err(|e| setup("write /proc/self/oom_score_adj", e))?;
     fixed_rlimits()?;
-    // Back to the default priority: the init (and the fork server) run above it, so that
-    // a job cannot starve the process that enforces its limits.
-    // SAFETY: setpriority with integer arguments; raising one's nice value is always allowed.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } < 0 {
-        return Err(errno_setup("setpriority(0)"));
-    }
     drop_privileges()?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {

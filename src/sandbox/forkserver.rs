@@ -23,8 +23,12 @@ use super::spawn::{CloneArgs, SpawnError};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Nice value of the fork server, hence of every init.
-pub const INIT_NICE: i32 = -10;
+/// Nice value of the fork server, hence of every container while it warms up, and of its
+/// job processes (which cannot lower it).
+pub const SETUP_NICE: i32 = 5;
+/// Nice value the server gives an init when its job starts: a job that keeps every CPU of
+/// its cgroup busy must not starve the init, which enforces the wall limit and reports.
+pub const RUN_NICE: i32 = -10;
 
 /// The server's handle on the fork server.
 #[derive(Debug)]
@@ -117,11 +121,10 @@ pub fn main() -> i32 {
     // redirections, a supervisor's sockets) has no business here, nor in any container.
     // SAFETY: close_range on our own fd table; 0-2 stay.
     unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
-    // The inits inherit this priority and the job processes give it up: a job that keeps
-    // every CPU of its cgroup busy must not starve its init, which enforces the wall limit
-    // and reports. (Best effort: without CAP_SYS_NICE it stays 0.)
+    // Creating containers is background work: below the server's request handling. The
+    // inits inherit this; the server lifts an init when its job starts (`RUN_NICE`).
     // SAFETY: setpriority with integer arguments.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, INIT_NICE) };
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SETUP_NICE) };
     loop {
         let mut req = [0u8; 8];
         let (n, fds) = match crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut req) {

@@ -273,6 +273,16 @@ impl Container {
             self.limits = limits;
         }
         let base = self.cgroup().start_accounting()?;
+        // The init now enforces a limit and reports: above its job (best effort; without
+        // CAP_SYS_NICE it keeps the fork server's value).
+        // SAFETY: setpriority with integer arguments on our own child.
+        unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                self.pid as libc::id_t,
+                super::forkserver::RUN_NICE,
+            )
+        };
 
         let stdin = stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?;
         let (mut out_rx, out_w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;
