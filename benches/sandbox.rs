@@ -8,6 +8,8 @@
 //!
 //! Needs root. `cargo bench --bench sandbox` (WARMBOX_BENCH_ITERS to change the count).
 
+mod common;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use warmbox::config::EngineConfig;
 use warmbox::profile::Limits;
-use warmbox::sandbox::spawn::CloneArgs;
 use warmbox::sandbox::{BoxFile, Layout, Sandbox, StepSpec};
 
 fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
@@ -44,54 +45,6 @@ fn static_true(dir: &Path) -> PathBuf {
         .expect("run gcc");
     assert!(ok.success(), "gcc -static failed");
     bin
-}
-
-fn fork_exec_wait(path: &CString) -> Duration {
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    let t = Instant::now();
-    // SAFETY: the child only calls execve and _exit on prepared data.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
-        }
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
-        assert_eq!(st, 0, "baseline child failed");
-    }
-    t.elapsed()
-}
-
-fn clone_all_ns_exec_wait(path: &CString) -> Duration {
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    let args = CloneArgs {
-        flags: (libc::CLONE_NEWUSER
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP) as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    let t = Instant::now();
-    // SAFETY: a valid clone_args; the child only calls execve and _exit.
-    unsafe {
-        let pid = libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>());
-        assert!(pid >= 0, "clone3: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
-        }
-        let mut st = 0;
-        libc::waitpid(pid as i32, &mut st, 0);
-        assert_eq!(st, 0, "namespace baseline child failed");
-    }
-    t.elapsed()
 }
 
 fn main() {
@@ -169,8 +122,8 @@ fn main() {
             c.destroy().await;
         }
         for _ in 0..iters {
-            a.push(fork_exec_wait(&cbin));
-            b.push(clone_all_ns_exec_wait(&cbin));
+            a.push(common::fork_exec_wait(&cbin, &[]));
+            b.push(common::clone_ns_exec_wait(&cbin));
 
             let t = Instant::now();
             let mut c = sandbox.create(&layout, &cg).await.expect("create");
@@ -200,7 +153,9 @@ fn main() {
             assert_eq!(r.result.exit_code, Some(0));
         }
     });
-    let bin_true_base: Vec<Duration> = (0..iters).map(|_| fork_exec_wait(&bin_true)).collect();
+    let bin_true_base: Vec<Duration> = (0..iters)
+        .map(|_| common::fork_exec_wait(&bin_true, &[]))
+        .collect();
 
     let a50 = stats("baseline A: fork+exec+wait static true", a);
     let at50 = stats("baseline A': fork+exec+wait /bin/true", bin_true_base);

@@ -11,6 +11,9 @@
 //! Needs root and a release build: `cargo build --release && cargo bench --bench service`
 //! (`WARMBOX_BENCH_RUNS` sets the count of the memory run, default 10000).
 
+mod common;
+
+use common::{clone_ns_exec_wait, fork_exec_wait};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -18,58 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use warmbox::sandbox::spawn::CloneArgs;
-
 fn p50(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
-}
-
-fn fork_exec_wait(path: &CString, args: &[&CString]) -> Duration {
-    let mut argv: Vec<*const libc::c_char> = vec![path.as_ptr()];
-    argv.extend(args.iter().map(|a| a.as_ptr()));
-    argv.push(std::ptr::null());
-    let envp = [std::ptr::null()];
-    let t = Instant::now();
-    // SAFETY: the child only dup2s to /dev/null, execs and _exits, on prepared data.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-            libc::dup2(null, 1);
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
-        }
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
-    }
-    t.elapsed()
-}
-
-fn clone_ns_exec_wait(path: &CString) {
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    let args = CloneArgs {
-        flags: (libc::CLONE_NEWUSER
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP) as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: a valid clone_args; the child only calls execve and _exit.
-    unsafe {
-        let pid = libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>());
-        if pid == 0 {
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
-        }
-        let mut st = 0;
-        libc::waitpid(pid as i32, &mut st, 0);
-    }
 }
 
 fn agent() -> ureq::Agent {

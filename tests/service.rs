@@ -96,34 +96,9 @@ fn run(base: &str, body: Value) -> Result<(u16, Value), String> {
     Ok((r.status().as_u16(), v))
 }
 
-/// (pid, uid, comm) of host processes whose uid is in the server's container uid block.
+/// (pid, uid, name) of host processes whose uid is in the server's container uid block.
 fn block_processes(uid_base: u32) -> Vec<(i32, u32, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .map(|v| v.trim().to_string())
-        };
-        let uid = field("Uid:").and_then(|u| {
-            u.split_whitespace()
-                .next()
-                .and_then(|u| u.parse::<u32>().ok())
-        });
-        if let (Some(uid), Some(name)) = (uid, field("Name:")) {
-            if (uid_base..uid_base + 1024).contains(&uid) {
-                found.push((pid, uid, name));
-            }
-        }
-    }
-    found
+    common::processes_in(uid_base, 1024)
 }
 
 fn cgroups(parent: &str) -> Vec<String> {

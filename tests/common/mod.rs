@@ -57,9 +57,16 @@ pub fn uid_base() -> u32 {
     700_000 + UID_BLOCK * (h % 4096)
 }
 
-/// Host processes whose uid lies in this binary's container uid block.
+/// Host processes whose uid lies in this binary's container uid block: (pid, uid).
 pub fn processes_in_uid_block() -> Vec<(i32, u32)> {
-    let base = uid_base();
+    processes_in(uid_base(), UID_BLOCK)
+        .into_iter()
+        .map(|(pid, uid, _)| (pid, uid))
+        .collect()
+}
+
+/// Host processes whose uid lies in `base..base + len`: (pid, uid, name).
+pub fn processes_in(base: u32, len: u32) -> Vec<(i32, u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -68,14 +75,20 @@ pub fn processes_in_uid_block() -> Vec<(i32, u32)> {
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|u| u.parse::<u32>().ok());
-        if let Some(uid) = uid {
-            if (base..base + UID_BLOCK).contains(&uid) {
-                found.push((pid, uid));
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+        };
+        let uid = field("Uid:").and_then(|u| {
+            u.split_whitespace()
+                .next()
+                .and_then(|u| u.parse::<u32>().ok())
+        });
+        if let (Some(uid), Some(name)) = (uid, field("Name:")) {
+            if (base..base + len).contains(&uid) {
+                found.push((pid, uid, name));
             }
         }
     }
