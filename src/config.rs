@@ -146,6 +146,8 @@ pub struct ServiceFile {
     pub cgroup_parent: Option<String>,
     /// First host uid of the container uid block.
     pub uid_base: Option<u32>,
+    /// Seconds running requests may finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: Option<u64>,
     /// Warm containers: `default`, and per layout (`"python3/run" = 4`).
     #[serde(default)]
     pub warm: std::collections::BTreeMap<String, usize>,

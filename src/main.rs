@@ -81,6 +81,10 @@ struct ServeArgs {
     /// First host uid of the container uid block (2 per slot, 512 slots) [default: 600000].
     #[arg(long, env = "WARMBOX_UID_BASE")]
     uid_base: Option<u32>,
+    /// After SIGTERM/SIGINT, how long running requests may finish before they are killed
+    /// [default: 30].
+    #[arg(long, env = "WARMBOX_SHUTDOWN_GRACE_SECS")]
+    shutdown_grace_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -352,6 +356,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .max_body_bytes
         .or(file.max_body_bytes)
         .unwrap_or(32 << 20);
+    let grace = std::time::Duration::from_secs(
+        args.shutdown_grace_secs
+            .or(file.shutdown_grace_secs)
+            .unwrap_or(30),
+    );
     let tokens = if args.tokens.is_empty() {
         file.tokens.clone().unwrap_or_default()
     } else {
@@ -423,10 +432,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 Err(e) => tracing::error!(error = %e, "warming the pool failed"),
             }
         });
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serve")?;
+        // At the signal: stop accepting and let running requests finish; past the grace
+        // period, drop them (which kills and removes their containers).
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown({
+            let stopping = stopping.clone();
+            async move { stopping.notified().await }
+        });
+        let deadline = async {
+            shutdown_signal().await;
+            stopping.notify_one();
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = serve => r.context("serve")?,
+            _ = deadline => {
+                tracing::warn!(?grace, "grace period over: killing the requests still running");
+            }
+        }
         pool.shutdown().await;
         anyhow::Ok(0)
     })

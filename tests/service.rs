@@ -415,3 +415,36 @@ fn load_of_two_thousand_mixed_runs() {
     stop(s);
     cleanup_parent(parent);
 }
+
+#[test]
+fn past_the_grace_period_running_requests_are_killed() {
+    if !root_or_skip() {
+        return;
+    }
+    let (parent, uid_base) = ("warmbox-test-service-grace", 918_000);
+    let s = start(parent, uid_base, &["--shutdown-grace-secs", "1"]);
+    let base = s.base.clone();
+    let running = std::thread::spawn(move || {
+        run(
+            &base,
+            json!({"profile": "bash", "cmd": ["/bin/sleep", "30"], "limits": {"wall_ms": 60000}}),
+        )
+    });
+    wait_until("the job runs", 20, || {
+        block_processes(uid_base)
+            .iter()
+            .any(|(_, _, n)| n == "sleep")
+    });
+    let t = Instant::now();
+    stop(s);
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(5)).contains(&t.elapsed()),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        running.join().expect("client").is_err(),
+        "the connection was closed"
+    );
+    cleanup_parent(parent);
+}
