@@ -67,9 +67,31 @@ impl ForkServer {
     }
 
     /// Clones an init with `flags` (plus CLONE_PIDFD and CLONE_PARENT; CLONE_INTO_CGROUP
-    /// when `cgroup` is given) whose channel end is `init_sock`. Blocks for the fork
-    /// server's answer (a fraction of a millisecond).
-    pub fn clone_init(
+    /// when `cgroup` is given) whose channel end is `init_sock`. The exchange with the fork
+    /// server blocks briefly, so it runs on the blocking pool, with its own copies of the
+    /// fds (a caller that gives up cannot leave it holding fd numbers that were reused).
+    pub async fn clone_init(
+        self: &std::sync::Arc<Self>,
+        flags: u64,
+        init_sock: BorrowedFd<'_>,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> Result<super::spawn::Spawned, SpawnError> {
+        let sock = init_sock
+            .try_clone_to_owned()
+            .map_err(|e| io("dup the init's channel", e))?;
+        let cg = cgroup
+            .map(|c| c.try_clone_to_owned())
+            .transpose()
+            .map_err(|e| io("dup the cgroup fd", e))?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            me.clone_init_blocking(flags, sock.as_fd(), cg.as_ref().map(|c| c.as_fd()))
+        })
+        .await
+        .map_err(|e| SpawnError::ForkServer(format!("clone task: {e}")))?
+    }
+
+    fn clone_init_blocking(
         &self,
         flags: u64,
         init_sock: BorrowedFd<'_>,

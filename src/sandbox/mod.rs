@@ -104,7 +104,7 @@ pub struct BoxFile {
 #[derive(Debug)]
 pub struct Sandbox {
     config: EngineConfig,
-    forks: forkserver::ForkServer,
+    forks: Arc<forkserver::ForkServer>,
     cgroups: Box<dyn CgroupBackend>,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
@@ -139,7 +139,7 @@ impl Sandbox {
                 .map_err(host(format!("chmod 755 {}", dir.display())))?;
         }
         let free_slots = (0..config.slots).rev().collect();
-        let forks = forkserver::ForkServer::start(&config.init_exe)?;
+        let forks = Arc::new(forkserver::ForkServer::start(&config.init_exe)?);
         Ok(Arc::new(Sandbox {
             config,
             forks,
@@ -203,6 +203,7 @@ impl Sandbox {
         let spawned = match self
             .forks
             .clone_init(flags, theirs.as_fd(), cg.clone_into_fd())
+            .await
         {
             Ok(s) => s,
             Err(e) => {
