@@ -143,11 +143,9 @@ struct RunArgs {
 fn main() {
     // The fork server, which clones every container init: it must stay single-threaded,
     // so nothing else may run first (no runtime, no logging).
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "__forkserver")
-    {
-        std::process::exit(warmbox::sandbox::forkserver::main());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__forkserver") {
+        std::process::exit(warmbox::sandbox::forkserver::main(&args[2..]));
     }
 
     tracing_subscriber::fmt()

@@ -40,10 +40,6 @@ pub enum ProtocolError {
 pub struct InitConfig {
     /// Container id (for messages).
     pub id: String,
-    /// Empty host directory on which the new root tmpfs is mounted.
-    pub new_root: String,
-    /// Host paths bound read-only at the same place (symlinks are recreated as symlinks).
-    pub binds: Vec<String>,
     /// Initial size of each of `/box`, `/tmp` and `/dev/shm` in bytes.
     pub disk_bytes: u64,
     /// Unshare the cgroup namespace now (v1: the server has just moved us into our cgroup).

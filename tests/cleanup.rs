@@ -51,13 +51,17 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
     assert!(!procs.is_empty(), "no container process seen during a run");
     assert_eq!(cgroups.len(), 1, "one cgroup during a run: {cgroups:?}");
 
-    // Warm-up: lazily opened fds (seccomp policy cache, runtime internals) exist after it.
-    let run = h
-        .run(bash("echo warm", json!({})))
-        .await
-        .run
-        .expect("run step");
-    assert_eq!(run.stdout, "warm\n");
+    // Warm-up: lazily opened fds (seccomp policy cache, runtime internals, the fork server
+    // of each kind of root, which lives as long as the engine) exist after it.
+    for req in [
+        bash("echo warm", json!({})),
+        python("print('warm')", json!({})),
+        json!({"profile": "javascript", "files": [{"name": "main.js", "content": "console.log('warm')"}]}),
+        c("#include <stdio.h>\nint main(void) { puts(\"warm\"); return 0; }"),
+    ] {
+        let run = h.run(req.clone()).await.run.expect("run step");
+        assert_eq!(run.stdout, "warm\n", "{req}");
+    }
     let fds_before = open_fds();
 
     let none = json!({});

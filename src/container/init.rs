@@ -138,13 +138,9 @@ impl Init {
             None
         };
         self.disk_bytes = config.disk_bytes;
-        let binds: Vec<PathBuf> = config.binds.iter().map(PathBuf::from).collect();
-        let ops = mount::plan(
-            Path::new(&config.new_root),
-            &binds,
-            config.disk_bytes,
-            &mount::host_kind,
-        );
+        // The root is the fork server's template (copied with our mount namespace): what
+        // is ours alone goes on top of it.
+        let ops = mount::container_plan(config.disk_bytes, &mount::host_kind);
         mount::apply(&ops).map_err(|e| e.to_string())?;
         nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
         net::loopback_up().map_err(|e| format!("bring up lo: {e}"))?;

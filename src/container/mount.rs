@@ -1,10 +1,16 @@
 //! The container's filesystem: a tmpfs root holding read-only binds of the profile's host
 //! directories, size-limited tmpfs `/box`, `/tmp` and `/dev/shm`, a fresh `/proc` with the
-//! sensitive entries masked, a `/dev` with five device nodes, then pivot_root and a
-//! read-only root.
+//! sensitive entries masked, a `/dev` with five device nodes, and a read-only root.
 //!
-//! `plan` turns the configuration into a list of `Op`s (pure data, unit-tested without
-//! root); `apply` performs them, naming the call and its arguments on failure.
+//! It is built in two parts. `template_plan` is what every container of a layout shares:
+//! its fork server builds it once in its own mount namespace and pivots into it, and each
+//! init's mount namespace starts as a copy of it (the copy is the cheap part of clone; a
+//! root built per container cost 40 mount operations and a pivot_root whose detach of the
+//! old root waits for an RCU grace period). `container_plan` is what each init adds: its
+//! writable tmpfs and its own `/proc`.
+//!
+//! The plans are lists of `Op`s (pure data, unit-tested without root); `apply` performs
+//! them, naming the call and its arguments on failure.
 
 use std::ffi::CString;
 use std::fmt;
@@ -161,12 +167,18 @@ fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// The setup of a container with root tmpfs at `new_root`, binds `binds` (classified by
-/// `kind`), and writable tmpfs of `disk_bytes` each.
-pub fn plan(
+/// The template of a layout, built once by its fork server in the fork server's own mount
+/// namespace: a tmpfs root at `new_root` holding read-only binds of `binds` (classified by
+/// `kind`), `/dev` with five device nodes, a minimal `/etc`, the mount points of the
+/// container's own mounts, and the host's `/proc` (which the kernel requires to be visible
+/// before a user namespace may mount a proc of its own; each container covers it with its
+/// own). Ends with pivot_root into it and a read-only root. Every init's mount namespace
+/// is a copy of this one: copied into the container's user namespace, each of these mounts
+/// is locked by the kernel (it cannot be unmounted to show what it covers, nor made
+/// writable).
+pub fn template_plan(
     new_root: &Path,
     binds: &[PathBuf],
-    disk_bytes: u64,
     kind: &dyn Fn(&Path) -> HostKind,
 ) -> Vec<Op> {
     let r = |p: &str| under(new_root, Path::new(p));
@@ -256,15 +268,9 @@ pub fn plan(
             link: r(&format!("dev/{name}")),
         });
     }
-
-    // The job's writable directories.
-    for (dir, mode) in [("box", "0755"), ("tmp", "1777"), ("dev/shm", "1777")] {
+    // Mount points of the container's writable directories.
+    for dir in WRITABLE {
         ops.push(Op::Mkdir { path: r(dir) });
-        ops.push(Op::Tmpfs {
-            target: r(dir),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            options: tmpfs_options(disk_bytes, mode),
-        });
     }
     // The /dev tmpfs is complete: nothing may be created in it later.
     ops.push(Op::SetAttr {
@@ -272,42 +278,6 @@ pub fn plan(
         attrs: libc::MOUNT_ATTR_RDONLY,
         recursive: false,
     });
-
-    // /proc of the new pid namespace, sensitive entries masked.
-    ops.push(Op::Mkdir { path: r("proc") });
-    ops.push(Op::Proc { target: r("proc") });
-    let host_proc = Path::new("/proc");
-    for f in PROC_MASKED_FILES {
-        if kind(&host_proc.join(f)) == HostKind::File {
-            ops.push(Op::Bind {
-                source: PathBuf::from("/dev/null"),
-                target: r(&format!("proc/{f}")),
-            });
-        }
-    }
-    for d in PROC_MASKED_DIRS {
-        if kind(&host_proc.join(d)) == HostKind::Dir {
-            ops.push(Op::Tmpfs {
-                target: r(&format!("proc/{d}")),
-                flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                options: "size=4k,nr_inodes=1,mode=0555".into(),
-            });
-        }
-    }
-    for d in PROC_READONLY {
-        if kind(&host_proc.join(d)) == HostKind::Dir {
-            let target = r(&format!("proc/{d}"));
-            ops.push(Op::Bind {
-                source: target.clone(),
-                target: target.clone(),
-            });
-            ops.push(Op::SetAttr {
-                target,
-                attrs: RO_NOSUID_NODEV,
-                recursive: true,
-            });
-        }
-    }
 
     // A minimal /etc naming the container's users.
     ops.push(Op::Mkdir { path: r("etc") });
@@ -331,6 +301,10 @@ pub fn plan(
         content: format!("{HOSTNAME}\n"),
     });
 
+    // The host's proc, covered in every container by the container's own.
+    ops.push(Op::Mkdir { path: r("proc") });
+    ops.push(Op::Proc { target: r("proc") });
+
     ops.push(Op::PivotRoot {
         new_root: new_root.to_path_buf(),
     });
@@ -339,6 +313,56 @@ pub fn plan(
         attrs: RO_NOSUID_NODEV,
         recursive: false,
     });
+    ops
+}
+
+/// What each init mounts in its copy of the template: its writable directories (tmpfs of
+/// `disk_bytes` each) and a fresh `/proc` of its pid namespace, sensitive entries masked
+/// (`kind` tells which of them the host has).
+pub fn container_plan(disk_bytes: u64, kind: &dyn Fn(&Path) -> HostKind) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (dir, mode) in [("/box", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
+        ops.push(Op::Tmpfs {
+            target: PathBuf::from(dir),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            options: tmpfs_options(disk_bytes, mode),
+        });
+    }
+    ops.push(Op::Proc {
+        target: PathBuf::from("/proc"),
+    });
+    let proc_path = |f: &str| PathBuf::from(format!("/proc/{f}"));
+    for f in PROC_MASKED_FILES {
+        if kind(&proc_path(f)) == HostKind::File {
+            ops.push(Op::Bind {
+                source: PathBuf::from("/dev/null"),
+                target: proc_path(f),
+            });
+        }
+    }
+    for d in PROC_MASKED_DIRS {
+        if kind(&proc_path(d)) == HostKind::Dir {
+            ops.push(Op::Tmpfs {
+                target: proc_path(d),
+                flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                options: "size=4k,nr_inodes=1,mode=0555".into(),
+            });
+        }
+    }
+    for d in PROC_READONLY {
+        if kind(&proc_path(d)) == HostKind::Dir {
+            let target = proc_path(d);
+            ops.push(Op::Bind {
+                source: target.clone(),
+                target: target.clone(),
+            });
+            ops.push(Op::SetAttr {
+                target,
+                attrs: RO_NOSUID_NODEV,
+                recursive: true,
+            });
+        }
+    }
     ops
 }
 
@@ -464,14 +488,21 @@ mod tests {
 
     fn plan_fake() -> Vec<Op> {
         let binds = ["/usr", "/lib", "/etc/ld.so.cache", "/opt/missing"].map(PathBuf::from);
-        plan(Path::new("/nr"), &binds, 64 << 20, &fake)
+        template_plan(Path::new("/nr"), &binds, &fake)
     }
 
     #[test]
-    fn starts_private_and_ends_read_only_after_pivot() {
+    fn template_starts_private_and_ends_read_only_after_pivot() {
         let ops = plan_fake();
         assert_eq!(ops[0], Op::MakePrivate);
         let n = ops.len();
+        // The host's proc is mounted last before the pivot, for the containers to cover.
+        assert_eq!(
+            ops[n - 3],
+            Op::Proc {
+                target: "/nr/proc".into()
+            }
+        );
         assert_eq!(
             ops[n - 2],
             Op::PivotRoot {
@@ -548,37 +579,90 @@ mod tests {
     }
 
     #[test]
-    fn writable_dirs_are_limited_tmpfs() {
+    fn template_has_mount_points_and_etc_but_no_writable_mount() {
         let ops = plan_fake();
-        let t = ops
+        for dir in ["/nr/box", "/nr/tmp", "/nr/dev/shm", "/nr/proc", "/nr/etc"] {
+            assert!(ops.contains(&Op::Mkdir { path: dir.into() }), "{dir}");
+        }
+        // Nothing writable is shared: the only tmpfs are the root and /dev, both made
+        // read-only.
+        let tmpfs: Vec<_> = ops
             .iter()
-            .find(|o| matches!(o, Op::Tmpfs { target, .. } if target == Path::new("/nr/box")))
-            .unwrap();
-        assert_eq!(
-            *t,
-            Op::Tmpfs {
-                target: "/nr/box".into(),
-                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                options: "size=67108864,nr_inodes=4096,mode=0755,uid=1000,gid=1000".into()
-            }
-        );
+            .filter_map(|o| match o {
+                Op::Tmpfs { target, .. } => Some(target.to_str().unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tmpfs, ["/nr", "/nr/dev"]);
+        assert!(ops.iter().any(|o| matches!(o, Op::WriteFile { path, content } if path == Path::new("/nr/etc/passwd") && content.contains("box:x:1000:1000"))));
     }
 
     #[test]
-    fn proc_entries_are_masked() {
-        let ops = plan_fake();
+    fn container_writable_dirs_are_limited_tmpfs() {
+        let ops = container_plan(64 << 20, &fake);
+        let tmpfs: Vec<_> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Tmpfs {
+                    target,
+                    flags,
+                    options,
+                } if !flags.contains(MsFlags::MS_RDONLY) => {
+                    Some((target.to_str().unwrap(), *flags, options.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let rw = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        assert_eq!(
+            tmpfs,
+            [
+                (
+                    "/box",
+                    rw,
+                    "size=67108864,nr_inodes=4096,mode=0755,uid=1000,gid=1000"
+                ),
+                (
+                    "/tmp",
+                    rw,
+                    "size=67108864,nr_inodes=4096,mode=1777,uid=1000,gid=1000"
+                ),
+                (
+                    "/dev/shm",
+                    rw,
+                    "size=67108864,nr_inodes=4096,mode=1777,uid=1000,gid=1000"
+                ),
+            ]
+        );
+        // No pivot, no bind of a host path: the rest is the template's.
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::PivotRoot { .. } | Op::MakePrivate)));
+    }
+
+    #[test]
+    fn container_proc_is_fresh_and_masked() {
+        let ops = container_plan(64 << 20, &fake);
+        assert_eq!(
+            ops[3],
+            Op::Proc {
+                target: "/proc".into()
+            }
+        );
         assert!(ops.contains(&Op::Bind {
             source: "/dev/null".into(),
-            target: "/nr/proc/kcore".into()
+            target: "/proc/kcore".into()
         }));
         assert!(ops.iter().any(
-            |o| matches!(o, Op::Tmpfs { target, flags, .. } if target == Path::new("/nr/proc/acpi") && flags.contains(MsFlags::MS_RDONLY))
+            |o| matches!(o, Op::Tmpfs { target, flags, .. } if target == Path::new("/proc/acpi") && flags.contains(MsFlags::MS_RDONLY))
         ));
         assert!(ops.contains(&Op::SetAttr {
-            target: "/nr/proc/sys".into(),
+            target: "/proc/sys".into(),
             attrs: RO_NOSUID_NODEV,
             recursive: true
         }));
+        // Entries the host lacks are not masked (there is nothing to mount on).
+        assert!(!ops.iter().any(|o| o.to_string().contains("/proc/keys")));
     }
 
     #[test]

@@ -8,13 +8,19 @@
 //! clone child runs the init directly, at once. `CLONE_PARENT` makes the server (the fork
 //! server's parent) the init's parent, so the server still holds the pidfd and reaps.
 //!
+//! There is one fork server per set of binds (the part of a layout that shapes the root):
+//! it builds that root once, as a template in its own mount namespace, and pivots into
+//! it; each init's mount namespace is a copy of the template (see `container::mount`).
+//! On start the fork server sends one packet: empty when the template is built, else
+//! the reason it could not be.
+//!
 //! One request: a packet with the clone flags, carrying the init's end of its channel
 //! (and on cgroup v2 the cgroup directory fd) as SCM_RIGHTS; one reply: the pid, with the
 //! pidfd attached, or an error message.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -42,8 +48,10 @@ fn io(what: &str, source: std::io::Error) -> SpawnError {
 }
 
 impl ForkServer {
-    /// Starts `exe __forkserver` with its end of the channel as stdin.
-    pub fn start(exe: &Path) -> Result<Self, SpawnError> {
+    /// Starts `exe __forkserver NEW_ROOT BIND...` with its end of the channel as stdin, and
+    /// waits until it has built the template root of `binds` on `new_root` (an empty host
+    /// directory; each fork server mounts on it in its own mount namespace).
+    pub fn start(exe: &Path, new_root: &Path, binds: &[PathBuf]) -> Result<Self, SpawnError> {
         // SEQPACKET, not datagrams: message boundaries, and an EOF for the fork server when
         // the server is gone (a datagram socket would leave it waiting forever).
         let (ours, theirs) = nix::sys::socket::socketpair(
@@ -53,13 +61,29 @@ impl ForkServer {
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| io("socketpair", e.into()))?;
-        let child = std::process::Command::new(exe)
+        let mut child = std::process::Command::new(exe)
             .arg("__forkserver")
+            .arg(new_root)
+            .args(binds)
             .stdin(std::process::Stdio::from(theirs))
             .stdout(std::process::Stdio::null())
             .env_clear()
             .spawn()
             .map_err(|e| io(&format!("start {} __forkserver", exe.display()), e))?;
+        let mut status = [0u8; 4096];
+        let ready = crate::protocol::recv_with_fds(ours.as_raw_fd(), &mut status);
+        let failure = match ready {
+            Ok((0, _)) => None,
+            Ok((n, _)) => Some(String::from_utf8_lossy(&status[..n]).into_owned()),
+            Err(e) => Some(format!("no word from it: {e}")),
+        };
+        if let Some(why) = failure {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SpawnError::ForkServer(format!(
+                "the container root of binds {binds:?}: {why}"
+            )));
+        }
         Ok(ForkServer {
             sock: Mutex::new(ours),
             child: Mutex::new(child),
@@ -135,14 +159,23 @@ impl Drop for ForkServer {
     }
 }
 
-/// Entry point of `warmbox __forkserver`: serves clone requests on fd 0 until it closes.
-pub fn main() -> i32 {
+/// Entry point of `warmbox __forkserver NEW_ROOT BIND...`: builds the template root, says
+/// so, then serves clone requests on fd 0 until it closes.
+pub fn main(args: &[std::ffi::OsString]) -> i32 {
     // SAFETY: fd 0 is the channel the server gave us as stdin; nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(0) };
     // Whatever the server's own parent left open without close-on-exec (a shell's
     // redirections, a supervisor's sockets) has no business here, nor in any container.
     // SAFETY: close_range on our own fd table; 0-2 stay.
     unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    let status = match build_template(args) {
+        Ok(()) => String::new(),
+        Err(why) => why,
+    };
+    let told = nix::sys::socket::send(sock.as_raw_fd(), status.as_bytes(), MsgFlags::MSG_NOSIGNAL);
+    if told.is_err() || !status.is_empty() {
+        return 1;
+    }
     // Creating containers is background work: below the server's request handling. The
     // inits inherit this; the server lifts an init when its job starts (`RUN_NICE`).
     // SAFETY: setpriority with integer arguments.
@@ -179,6 +212,22 @@ pub fn main() -> i32 {
             return 1;
         }
     }
+}
+
+/// A mount namespace of our own whose root is the template of `args` (new root, binds).
+fn build_template(args: &[std::ffi::OsString]) -> Result<(), String> {
+    let Some((new_root, binds)) = args.split_first() else {
+        return Err("usage: warmbox __forkserver NEW_ROOT BIND...".into());
+    };
+    let binds: Vec<PathBuf> = binds.iter().map(PathBuf::from).collect();
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    let ops = crate::container::mount::template_plan(
+        Path::new(new_root),
+        &binds,
+        &crate::container::mount::host_kind,
+    );
+    crate::container::mount::apply(&ops).map_err(|e| e.to_string())
 }
 
 /// clone3 for one init; in the child, runs the init.

@@ -104,7 +104,8 @@ pub struct BoxFile {
 #[derive(Debug)]
 pub struct Sandbox {
     config: EngineConfig,
-    forks: Arc<forkserver::ForkServer>,
+    /// One fork server per set of binds (its template root), started on first use.
+    forks: tokio::sync::Mutex<HashMap<Vec<PathBuf>, Arc<forkserver::ForkServer>>>,
     cgroups: Box<dyn CgroupBackend>,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
@@ -139,10 +140,9 @@ impl Sandbox {
                 .map_err(host(format!("chmod 755 {}", dir.display())))?;
         }
         let free_slots = (0..config.slots).rev().collect();
-        let forks = Arc::new(forkserver::ForkServer::start(&config.init_exe)?);
         Ok(Arc::new(Sandbox {
             config,
-            forks,
+            forks: tokio::sync::Mutex::new(HashMap::new()),
             cgroups,
             policies: Mutex::new(HashMap::new()),
             free_slots: Mutex::new(free_slots),
@@ -174,6 +174,35 @@ impl Sandbox {
         Ok(bytes)
     }
 
+    /// The fork server whose template root has `binds`, started (on the blocking pool:
+    /// it builds the template before it answers) when it is the first of its kind.
+    async fn fork_server(
+        &self,
+        binds: &[PathBuf],
+    ) -> Result<Arc<forkserver::ForkServer>, SandboxError> {
+        let mut key = binds.to_vec();
+        key.sort();
+        key.dedup();
+        let mut forks = self.forks.lock().await;
+        if let Some(f) = forks.get(&key) {
+            return Ok(f.clone());
+        }
+        let (exe, root, b) = (
+            self.config.init_exe.clone(),
+            self.config.new_root(),
+            key.clone(),
+        );
+        let started =
+            tokio::task::spawn_blocking(move || forkserver::ForkServer::start(&exe, &root, &b))
+                .await
+                .map_err(|e| {
+                    SandboxError::Spawn(spawn::SpawnError::ForkServer(format!("start task: {e}")))
+                })??;
+        let f = Arc::new(started);
+        forks.insert(key, f.clone());
+        Ok(f)
+    }
+
     fn take_slot(self: &Arc<Self>) -> Result<Slot, SandboxError> {
         let mut free = self.free_slots.lock().unwrap_or_else(|p| p.into_inner());
         let n = free.pop().ok_or(SandboxError::NoSlot(self.config.slots))?;
@@ -192,6 +221,7 @@ impl Sandbox {
         limits: &CgroupLimits,
     ) -> Result<Container, SandboxError> {
         let policy = self.policy(&layout.seccomp)?;
+        let forks = self.fork_server(&layout.binds).await?;
         let slot = self.take_slot()?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let cg = self.cgroups.create(&format!("c-{id}"), limits)?;
@@ -200,8 +230,7 @@ impl Sandbox {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(host(format!("socketpair for container {id}")))?;
         let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
-        let spawned = match self
-            .forks
+        let spawned = match forks
             .clone_init(flags, theirs.as_fd(), cg.clone_into_fd())
             .await
         {
@@ -240,12 +269,6 @@ impl Sandbox {
         );
         let setup = ToInit::Setup(InitConfig {
             id: c.id.clone(),
-            new_root: self.config.new_root().to_string_lossy().into_owned(),
-            binds: layout
-                .binds
-                .iter()
-                .map(|b| b.to_string_lossy().into_owned())
-                .collect(),
             disk_bytes: layout.disk_bytes,
             unshare_cgroupns: v1,
             has_seccomp: true,
