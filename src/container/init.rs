@@ -140,7 +140,7 @@ impl Init {
         self.disk_bytes = config.disk_bytes;
         // The root is the fork server's template (copied with our mount namespace): what
         // is ours alone goes on top of it.
-        let ops = mount::container_plan(config.disk_bytes, &mount::host_kind);
+        let ops = mount::container_plan(config.disk_bytes, &mount::proc_kind);
         mount::apply(&ops).map_err(|e| e.to_string())?;
         nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
         net::loopback_up().map_err(|e| format!("bring up lo: {e}"))?;

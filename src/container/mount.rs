@@ -141,6 +141,35 @@ pub enum HostKind {
     Missing,
 }
 
+/// The kinds of the `/proc` entries that `container_plan` masks, as looked up once by
+/// `remember_proc_kinds` (in the fork server, so that every init inherits them).
+static PROC_KINDS: std::sync::OnceLock<Vec<(PathBuf, HostKind)>> = std::sync::OnceLock::new();
+
+/// Looks up, once, which of the masked `/proc` entries this kernel has.
+pub fn remember_proc_kinds() {
+    PROC_KINDS.get_or_init(|| {
+        PROC_MASKED_FILES
+            .iter()
+            .chain(&PROC_MASKED_DIRS)
+            .chain(&PROC_READONLY)
+            .map(|e| {
+                let path = PathBuf::from(format!("/proc/{e}"));
+                let kind = host_kind(&path);
+                (path, kind)
+            })
+            .collect()
+    });
+}
+
+/// `host_kind`, answered from `remember_proc_kinds` when it has the path.
+pub fn proc_kind(path: &Path) -> HostKind {
+    PROC_KINDS
+        .get()
+        .and_then(|kinds| kinds.iter().find(|(p, _)| p == path))
+        .map(|(_, k)| k.clone())
+        .unwrap_or_else(|| host_kind(path))
+}
+
 /// Looks a host path up without following a final symlink.
 pub fn host_kind(path: &Path) -> HostKind {
     match std::fs::symlink_metadata(path) {
@@ -663,6 +692,20 @@ mod tests {
         }));
         // Entries the host lacks are not masked (there is nothing to mount on).
         assert!(!ops.iter().any(|o| o.to_string().contains("/proc/keys")));
+    }
+
+    #[test]
+    fn proc_kinds_are_remembered_once() {
+        remember_proc_kinds();
+        for e in ["kcore", "acpi", "sys"] {
+            let path = PathBuf::from(format!("/proc/{e}"));
+            assert_eq!(proc_kind(&path), host_kind(&path), "{e}");
+        }
+        // A path outside the list is looked up.
+        assert_eq!(
+            proc_kind(Path::new("/proc/self")),
+            host_kind(Path::new("/proc/self"))
+        );
     }
 
     #[test]

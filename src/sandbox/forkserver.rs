@@ -91,31 +91,9 @@ impl ForkServer {
     }
 
     /// Clones an init with `flags` (plus CLONE_PIDFD and CLONE_PARENT; CLONE_INTO_CGROUP
-    /// when `cgroup` is given) whose channel end is `init_sock`. The exchange with the fork
-    /// server blocks briefly, so it runs on the blocking pool, with its own copies of the
-    /// fds (a caller that gives up cannot leave it holding fd numbers that were reused).
-    pub async fn clone_init(
-        self: &std::sync::Arc<Self>,
-        flags: u64,
-        init_sock: BorrowedFd<'_>,
-        cgroup: Option<BorrowedFd<'_>>,
-    ) -> Result<super::spawn::Spawned, SpawnError> {
-        let sock = init_sock
-            .try_clone_to_owned()
-            .map_err(|e| io("dup the init's channel", e))?;
-        let cg = cgroup
-            .map(|c| c.try_clone_to_owned())
-            .transpose()
-            .map_err(|e| io("dup the cgroup fd", e))?;
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            me.clone_init_blocking(flags, sock.as_fd(), cg.as_ref().map(|c| c.as_fd()))
-        })
-        .await
-        .map_err(|e| SpawnError::ForkServer(format!("clone task: {e}")))?
-    }
-
-    fn clone_init_blocking(
+    /// when `cgroup` is given) whose channel end is `init_sock`. Blocks until the fork
+    /// server answers: call it from a blocking-pool thread.
+    pub(crate) fn clone_init_blocking(
         &self,
         flags: u64,
         init_sock: BorrowedFd<'_>,
@@ -227,7 +205,9 @@ fn build_template(args: &[std::ffi::OsString]) -> Result<(), String> {
         &binds,
         &crate::container::mount::host_kind,
     );
-    crate::container::mount::apply(&ops).map_err(|e| e.to_string())
+    crate::container::mount::apply(&ops).map_err(|e| e.to_string())?;
+    crate::container::mount::remember_proc_kinds();
+    Ok(())
 }
 
 /// clone3 for one init; in the child, runs the init.

@@ -223,43 +223,22 @@ impl Sandbox {
         let policy = self.policy(&layout.seccomp)?;
         let forks = self.fork_server(&layout.binds).await?;
         let slot = self.take_slot()?;
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let cg = self.cgroups.create(&format!("c-{id}"), limits)?;
+        // The host side of creation (cgroup directories and limits, the fork server's clone,
+        // the id maps, the v1 cgroup move) is a few dozen blocking calls on cgroupfs and
+        // procfs: on the blocking pool, at the fork server's background priority, so that
+        // it neither holds up nor competes with the runtime's request handling.
+        let me = self.clone();
+        let limits = limits.clone();
+        let (mut c, ours) = tokio::task::spawn_blocking(move || {
+            background_priority();
+            me.start_container(forks.as_ref(), slot, &limits)
+        })
+        .await
+        .map_err(|e| SandboxError::Init {
+            id: "-".into(),
+            message: format!("creation task: {e}"),
+        })??;
         let v1 = self.cgroups.version() == CgroupVersion::V1;
-
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-            .map_err(host(format!("socketpair for container {id}")))?;
-        let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
-        let spawned = match forks
-            .clone_init(flags, theirs.as_fd(), cg.clone_into_fd())
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = cg.destroy();
-                return Err(e.into());
-            }
-        };
-        drop(theirs);
-        let base = self.config.uid_base + 2 * slot.n;
-        let mut c = Container {
-            id,
-            pid: spawned.pid,
-            pidfd: Some(spawned.pidfd),
-            chan: None,
-            cgroup: Some(cg),
-            limits: limits.clone(),
-            _slot: Some(slot),
-        };
-        spawn::write_id_maps(c.pid, base, base + 1)?;
-        spawn::send_go(&ours).map_err(host(format!("container {}: send go", c.id)))?;
-        if v1 {
-            // While the child execs the init: the move is done before the setup is sent,
-            // so all the init does for the container (mounts, the job process) happens in
-            // its cgroup. (v1 does not move charges: the few pages of the exec itself stay
-            // with the server's cgroup.)
-            c.cgroup().add_process(c.pid)?;
-        }
         let id = c.id.clone();
         ours.set_nonblocking(true)
             .map_err(host(format!("container {id}: set channel non-blocking")))?;
@@ -283,6 +262,73 @@ impl Sandbox {
                 message: format!("not ready within {READY_TIMEOUT:?}"),
             }),
         }
+    }
+}
+
+/// Lowers the calling (blocking-pool) thread to the fork server's background priority,
+/// once per thread.
+fn background_priority() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    DONE.with(|done| {
+        if !done.replace(true) {
+            // SAFETY: setpriority with integer arguments, on this thread only (a tid).
+            unsafe {
+                libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    libc::gettid() as libc::id_t,
+                    forkserver::SETUP_NICE,
+                )
+            };
+        }
+    });
+}
+
+impl Sandbox {
+    /// The blocking part of `create`: the cgroup, the clone, the id maps and "go", and on
+    /// v1 the move into the cgroup. Returns the container (no channel yet) and our end of
+    /// the init's channel.
+    fn start_container(
+        &self,
+        forks: &forkserver::ForkServer,
+        slot: Slot,
+        limits: &CgroupLimits,
+    ) -> Result<(Container, std::os::unix::net::UnixStream), SandboxError> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let cg = self.cgroups.create(&format!("c-{id}"), limits)?;
+        let v1 = self.cgroups.version() == CgroupVersion::V1;
+
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(host(format!("socketpair for container {id}")))?;
+        let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
+        let spawned = match forks.clone_init_blocking(flags, theirs.as_fd(), cg.clone_into_fd()) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = cg.destroy();
+                return Err(e.into());
+            }
+        };
+        drop(theirs);
+        let base = self.config.uid_base + 2 * slot.n;
+        let c = Container {
+            id,
+            pid: spawned.pid,
+            pidfd: Some(spawned.pidfd),
+            chan: None,
+            cgroup: Some(cg),
+            limits: limits.clone(),
+            _slot: Some(slot),
+        };
+        spawn::write_id_maps(c.pid, base, base + 1)?;
+        spawn::send_go(&ours).map_err(host(format!("container {}: send go", c.id)))?;
+        if v1 {
+            // While the child becomes the init: the move is done before the setup is sent,
+            // so all the init does for the container (mounts, the job process) happens in
+            // its cgroup.
+            c.cgroup().add_process(c.pid)?;
+        }
+        Ok((c, ours))
     }
 }
 
@@ -484,21 +530,37 @@ impl Container {
     /// Kills the container and removes everything it had: processes, cgroup, slot.
     pub async fn destroy(mut self) {
         self.chan = None;
+        let mut reaped = false;
         if let Some(pidfd) = self.pidfd.take() {
             let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
             // SAFETY: the AsyncFd owns `pidfd`, an open fd that stays the same until it drops.
             if let Ok(afd) = unsafe { AsyncFd::register(pidfd) } {
                 // A pidfd turns readable when the process has exited.
-                let _ = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
-                let _ = spawn::pidfd_reap(afd.get_ref().as_fd(), true);
+                let exited = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
+                reaped = exited.is_ok()
+                    && matches!(spawn::pidfd_reap(afd.get_ref().as_fd(), true), Ok(true));
             }
         }
-        self.remove_cgroup();
+        // An init that has exited took its whole pid namespace with it (the kernel kills and
+        // waits for every process of it first), and nothing else ever joins the cgroup: the
+        // kill loop is only the backstop for an init we could not see end. The removal is
+        // blocking cgroupfs work: on the blocking pool, in the background; the container
+        // (and with it its slot) goes only when it is done.
+        let removed = tokio::task::spawn_blocking(move || {
+            background_priority();
+            self.remove_cgroup(!reaped);
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::error!(error = %e, "cgroup removal task failed");
+        }
     }
 
-    fn remove_cgroup(&mut self) {
+    fn remove_cgroup(&mut self, kill: bool) {
         if let Some(cg) = self.cgroup.take() {
-            let _ = cg.kill_all();
+            if kill {
+                let _ = cg.kill_all();
+            }
             if let Err(e) = cg.destroy() {
                 tracing::error!(container = %self.id, error = %e, "cgroup left behind");
             }
@@ -513,6 +575,6 @@ impl Drop for Container {
             let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
             let _ = spawn::pidfd_reap(pidfd.as_fd(), true);
         }
-        self.remove_cgroup();
+        self.remove_cgroup(true);
     }
 }

@@ -3,15 +3,16 @@
 
 use std::fs::File;
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
-    open_read, parse_keyed, pread_text, read_file, read_optional_u64, read_u64, remove_cgroup_dir,
-    write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion,
-    CPU_PERIOD_US, V1_CONTROLLERS,
+    parse_keyed, pread_text, read_file, read_optional_u64, read_u64, remove_cgroup_dir, write_file,
+    Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion, CPU_PERIOD_US,
+    V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -182,6 +183,10 @@ impl CgroupBackend for V1Backend {
     }
 }
 
+/// How far below its limit a cgroup's memory peak proves that no charge failed (the
+/// kernel charges in batches of 64 pages; 1 MiB is well above).
+const OOM_SLACK_BYTES: u64 = 1 << 20;
+
 /// One container's cgroup in every v1 controller.
 #[derive(Debug)]
 pub struct V1Cgroup {
@@ -269,14 +274,47 @@ impl V1Cgroup {
         Ok(())
     }
 
-    /// `cpuacct.usage`, opened once.
+    /// `cpuacct.usage`, opened once (read-write: `start_accounting` zeroes it through it).
     fn cpu_usage_file(&self) -> Result<&File, CgroupError> {
         if let Some(file) = self.cpu_usage.get() {
             return Ok(file);
         }
-        let file = open_read(&self.dirs.cpuacct.join("cpuacct.usage"))?;
+        let path = self.dirs.cpuacct.join("cpuacct.usage");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error("open", &path, e))?;
         Ok(self.cpu_usage.get_or_init(|| file))
     }
+}
+
+/// User and system time summed over the CPUs of `cpuacct.usage_all` (`cpu user system`
+/// header, then one line per CPU), nanoseconds.
+fn parse_usage_all(path: &Path, content: &str) -> Result<(u64, u64), CgroupError> {
+    let bad = || CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: content.to_string(),
+    };
+    let mut lines = content.lines();
+    if lines
+        .next()
+        .map(str::split_whitespace)
+        .map(Iterator::collect::<Vec<_>>)
+        != Some(vec!["cpu", "user", "system"])
+    {
+        return Err(bad());
+    }
+    let (mut user, mut sys) = (0u64, 0u64);
+    for line in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [_, u, s] = f[..] else {
+            return Err(bad());
+        };
+        user += u.parse::<u64>().map_err(|_| bad())?;
+        sys += s.parse::<u64>().map_err(|_| bad())?;
+    }
+    Ok((user, sys))
 }
 
 impl Cgroup for V1Cgroup {
@@ -304,11 +342,14 @@ impl Cgroup for V1Cgroup {
         write_file(&self.dirs.memory.join("memory.max_usage_in_bytes"), "0")
     }
 
-    /// v1 zeroes its counters: `cpuacct.usage` (and with it `usage_user`/`usage_sys`) and
-    /// the memory peak, two writes instead of six reads. The OOM counter needs no baseline:
-    /// a container runs one job, and a setup that met the OOM killer never became ready.
+    /// v1 zeroes its counters: `cpuacct.usage` (and with it the per-CPU user and system
+    /// times) through the file `cpu_ns` polls, and the memory peak: two writes instead of
+    /// six reads. The OOM counter needs no baseline: a container runs one job, and a setup
+    /// that met the OOM killer never became ready.
     fn start_accounting(&self) -> Result<CgroupUsage, CgroupError> {
-        write_file(&self.dirs.cpuacct.join("cpuacct.usage"), "0")?;
+        let file = self.cpu_usage_file()?;
+        file.write_at(b"0", 0)
+            .map_err(|e| io_error("write", &self.dirs.cpuacct.join("cpuacct.usage"), e))?;
         self.reset_peaks()?;
         Ok(CgroupUsage::default())
     }
@@ -325,13 +366,24 @@ impl Cgroup for V1Cgroup {
     }
 
     fn usage(&self) -> Result<CgroupUsage, CgroupError> {
-        let oom_control = self.dirs.memory.join("memory.oom_control");
+        let all = self.dirs.cpuacct.join("cpuacct.usage_all");
+        let (user_ns, sys_ns) = parse_usage_all(&all, &read_file(&all)?)?;
+        let memory_peak_bytes = read_u64(&self.dirs.memory.join("memory.max_usage_in_bytes"))?;
+        // The OOM killer acts only on a cgroup whose charge reached its limit: below it by
+        // more than the kernel's charge batch, there was no OOM kill to count.
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        let oom_kills = if memory_peak_bytes.saturating_add(OOM_SLACK_BYTES) < limit {
+            0
+        } else {
+            let oom_control = self.dirs.memory.join("memory.oom_control");
+            parse_keyed(&oom_control, &read_file(&oom_control)?, "oom_kill")?
+        };
         Ok(CgroupUsage {
             cpu_ns: self.cpu_ns()?,
-            user_ns: read_u64(&self.dirs.cpuacct.join("cpuacct.usage_user"))?,
-            sys_ns: read_u64(&self.dirs.cpuacct.join("cpuacct.usage_sys"))?,
-            memory_peak_bytes: read_u64(&self.dirs.memory.join("memory.max_usage_in_bytes"))?,
-            oom_kills: parse_keyed(&oom_control, &read_file(&oom_control)?, "oom_kill")?,
+            user_ns,
+            sys_ns,
+            memory_peak_bytes,
+            oom_kills,
             pids_peak: read_optional_u64(&self.dirs.pids.join("pids.peak"))?,
         })
     }
@@ -483,11 +535,9 @@ mod tests {
         let r = root.path();
         let acct = r.join("cpuacct/warmbox/c0");
         fs::write(acct.join("cpuacct.usage"), "1500000000\n").unwrap();
-        fs::write(acct.join("cpuacct.usage_user"), "1200000000\n").unwrap();
-        fs::write(acct.join("cpuacct.usage_sys"), "300000000\n").unwrap();
         fs::write(
-            r.join("memory/warmbox/c0/memory.max_usage_in_bytes"),
-            "41943040\n",
+            acct.join("cpuacct.usage_all"),
+            "cpu user system\n0 1000000000 100000000\n1 200000000 200000000\n",
         )
         .unwrap();
         fs::write(
@@ -495,6 +545,9 @@ mod tests {
             "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
         )
         .unwrap();
+        // A peak 24 MiB under the 64 MiB limit: no charge failed, so no OOM kill to read.
+        let peak = r.join("memory/warmbox/c0/memory.max_usage_in_bytes");
+        fs::write(&peak, "41943040\n").unwrap();
         assert_eq!(
             cg.usage().unwrap(),
             CgroupUsage {
@@ -502,10 +555,20 @@ mod tests {
                 user_ns: 1_200_000_000,
                 sys_ns: 300_000_000,
                 memory_peak_bytes: 41_943_040,
-                oom_kills: 1,
+                oom_kills: 0,
                 pids_peak: None,
             }
         );
+        // At the limit, the OOM counter is read.
+        fs::write(&peak, format!("{}\n", 64 * MIB)).unwrap();
+        assert_eq!(cg.usage().unwrap().oom_kills, 1);
+        fs::write(acct.join("cpuacct.usage_all"), "cpu user\n0 1\n").unwrap();
+        assert!(matches!(cg.usage(), Err(CgroupError::Parse { .. })));
+        fs::write(
+            acct.join("cpuacct.usage_all"),
+            "cpu user system\n0 1000000000 100000000\n1 200000000 200000000\n",
+        )
+        .unwrap();
         fs::write(r.join("pids/warmbox/c0/pids.peak"), "3\n").unwrap();
         assert_eq!(cg.usage().unwrap().pids_peak, Some(3));
         // cpu_ns re-reads the file it keeps open.
@@ -516,16 +579,18 @@ mod tests {
     }
 
     #[test]
-    fn reset_peaks_add_process_and_kill_write_the_right_files() {
+    fn start_accounting_add_process_and_kill_write_the_right_files() {
         let root = tree(true);
         let backend = V1Backend::new(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let r = root.path();
-        cg.reset_peaks().unwrap();
+        fs::write(r.join("cpuacct/warmbox/c0/cpuacct.usage"), "").unwrap();
+        assert_eq!(cg.start_accounting().unwrap(), CgroupUsage::default());
         assert_eq!(
             read(r.join("memory/warmbox/c0/memory.max_usage_in_bytes")),
             "0"
         );
+        assert_eq!(read(r.join("cpuacct/warmbox/c0/cpuacct.usage")), "0");
         cg.add_process(4242).unwrap();
         for c in ["memory", "pids", "cpu", "cpuacct"] {
             assert_eq!(read(r.join(c).join("warmbox/c0/cgroup.procs")), "4242");
