@@ -50,6 +50,33 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The fork servers of the server `pid`: its children in the host's pid namespace that
+/// run `__forkserver` (the inits, also its children, are in namespaces of their own).
+fn fork_servers(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if field("PPid:") == [pid.to_string().as_str()]
+            && field("NSpid:").len() == 1
+            && cmdline.split(|b| *b == 0).any(|a| a == b"__forkserver")
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         println!("service bench: SKIPPED, needs root");
@@ -127,9 +154,14 @@ fn main() {
         })
         .collect();
     let per = usages.iter().sum::<u64>() as f64 / usages.len().max(1) as f64 / 1048576.0;
+    let forks = fork_servers(pid);
+    let forks_kb: u64 = forks.iter().map(|&p| rss_kb(p)).sum();
     println!(
-        "idle server RSS {:.1} MB; {} warm containers, {:.2} MB each (cgroup usage)   (target <= 30 MB + 1 MB per container)",
+        "idle server RSS {:.1} MB + its {} fork servers {:.1} MB = {:.1} MB; {} warm containers, {:.2} MB each (cgroup usage)   (target <= 30 MB + 1 MB per container)",
         idle_kb as f64 / 1024.0,
+        forks.len(),
+        forks_kb as f64 / 1024.0,
+        (idle_kb + forks_kb) as f64 / 1024.0,
         usages.len(),
         per
     );
