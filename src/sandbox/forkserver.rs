@@ -29,12 +29,16 @@ use super::spawn::{CloneArgs, SpawnError};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Nice value of the fork server, hence of every container while it warms up, and of its
-/// job processes (which cannot lower it).
+/// Nice value of the fork server, hence of every container while it warms up (its job
+/// process included, until its job starts).
 pub const SETUP_NICE: i32 = 5;
 /// Nice value the server gives an init when its job starts: a job that keeps every CPU of
 /// its cgroup busy must not starve the init, which enforces the wall limit and reports.
 pub const RUN_NICE: i32 = -10;
+/// Nice value the server gives the job process (and all it starts) when its job starts:
+/// the server's own, above the warm-up of other containers, so that background creation
+/// does not stretch a job's wall time.
+pub const JOB_NICE: i32 = 0;
 
 /// The server's handle on the fork server.
 #[derive(Debug)]

@@ -318,6 +318,7 @@ impl Sandbox {
             chan: None,
             cgroup: Some(cg),
             limits: limits.clone(),
+            job_uid: base + 1,
             _slot: Some(slot),
         };
         spawn::write_id_maps(c.pid, base, base + 1)?;
@@ -361,6 +362,8 @@ pub struct Container {
     cgroup: Option<Box<dyn Cgroup>>,
     /// The limits last written into the cgroup.
     limits: CgroupLimits,
+    /// Host uid of the container's job user (1000 inside), unique to its slot.
+    job_uid: u32,
     // Released last: the slot's uids are reused only once every process is gone.
     _slot: Option<Slot>,
 }
