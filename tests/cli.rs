@@ -88,17 +88,7 @@ fn response(out: &Output) -> Value {
 fn cgroups() -> Vec<Vec<String>> {
     CGROUP_DIRS
         .iter()
-        .map(|d| {
-            let mut names: Vec<String> = std::fs::read_dir(d)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        })
+        .map(|d| common::subdirs(std::path::Path::new(d)))
         .collect()
 }
 

@@ -102,16 +102,7 @@ fn block_processes(uid_base: u32) -> Vec<(i32, u32, String)> {
 }
 
 fn cgroups(parent: &str) -> Vec<String> {
-    let dir = std::path::Path::new("/sys/fs/cgroup/memory").join(parent);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::subdirs(&std::path::Path::new("/sys/fs/cgroup/memory").join(parent))
 }
 
 fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {

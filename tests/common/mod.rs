@@ -178,6 +178,19 @@ impl Drop for Harness {
     }
 }
 
+/// The names of the directories in `dir`, sorted (none when it is missing).
+pub fn subdirs(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The names of the cgroups now under the test parent.
 pub fn live_cgroups(h: &Harness) -> Vec<String> {
     h.sandbox.cgroups().list().unwrap_or_default()
