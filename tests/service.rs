@@ -101,6 +101,16 @@ fn block_processes(uid_base: u32) -> Vec<(i32, u32, String)> {
     common::processes_in(uid_base, 1024)
 }
 
+/// Whether `pid` has ended: gone, or a zombie that its parent has not reaped yet.
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, after)| after.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 fn cgroups(parent: &str) -> Vec<String> {
     common::subdirs(&std::path::Path::new("/sys/fs/cgroup/memory").join(parent))
 }
@@ -217,15 +227,23 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
     }
     let (parent, uid_base) = ("warmbox-test-service-init", 914_000);
     let s = start(parent, uid_base, &[]);
-    // Kill every warm init (the container's root maps to an even uid of the block).
+    // Kill every warm init (the container's root maps to an even uid of the block), and
+    // wait until they have exited: an init still dying when it is taken dies during its
+    // step, which is the second half of this test.
+    let mut killed = Vec::new();
     for (pid, uid, _) in block_processes(uid_base) {
         if (uid - uid_base) % 2 == 0 {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+            killed.push(pid);
         }
     }
+    assert!(!killed.is_empty(), "warm inits to kill");
+    wait_until("the killed inits exit", 10, || {
+        killed.iter().all(|pid| exited(*pid))
+    });
     for i in 0..3 {
         let (status, r) = run(
             &s.base,
@@ -233,8 +251,9 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
         )
         .expect("run");
         assert_eq!(
-            (status, r["run"]["stdout"].clone()),
-            (200, json!(format!("{i}\n")))
+            (status, r["run"]["stdout"].clone(), r["status"].clone()),
+            (200, json!(format!("{i}\n")), json!("ok")),
+            "{r}"
         );
     }
     // An init killed during its run: that step alone is an internal error.

@@ -13,3 +13,45 @@ async fn echo_in_a_container() {
     assert_eq!(run.usage.stdout_bytes, 6);
     assert!(run.usage.memory_peak_bytes > 0);
 }
+
+/// A container whose init died before it was handed a job says so (the runner then tries
+/// another container), and one that ran a job says that too.
+#[tokio::test]
+async fn a_container_tells_whether_it_was_handed_a_job() {
+    use warmbox::job::{default_limits, layout, StepKind};
+    use warmbox::sandbox::{step::cgroup_limits, StepSpec};
+    let Some(h) = common::harness() else { return };
+    let profile = h.profiles.get("bash").expect("bash profile");
+    let profile = &profile.profile;
+    let limits = default_limits(profile, StepKind::Run);
+    let (lay, cg) = (
+        layout(profile, &limits),
+        cgroup_limits(&limits, profile.cpu_cores),
+    );
+    let spec = StepSpec {
+        argv: vec!["/bin/true".into()],
+        env: Vec::new(),
+        limits,
+        cpu_cores: profile.cpu_cores,
+        stdin: Vec::new(),
+    };
+
+    let mut dead = h.sandbox.create(&lay, &cg).await.expect("create");
+    // SAFETY: kill with integer arguments, on our own child.
+    assert_eq!(unsafe { libc::kill(dead.pid(), libc::SIGKILL) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while dead.is_alive() {
+        assert!(std::time::Instant::now() < deadline, "init exits");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(dead.run(&spec).await.is_err());
+    assert!(!dead.job_sent());
+    dead.destroy().await;
+
+    let mut ran = h.sandbox.create(&lay, &cg).await.expect("create");
+    assert!(!ran.job_sent());
+    let step = ran.run(&spec).await.expect("run");
+    assert_eq!(step.result.exit_code, Some(0));
+    assert!(ran.job_sent());
+    ran.destroy().await;
+}

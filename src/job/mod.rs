@@ -168,6 +168,35 @@ impl Runner {
         }
     }
 
+    /// Runs `step` in a fresh container and destroys it. The outer `Err` is "no container
+    /// could be had"; the inner one is the step's own failure. A container that failed
+    /// before its init was handed the job (its init died while it waited, or the files
+    /// could not be written) ran nothing of the request, so the step is tried once more
+    /// in another; a failure after that is the step's.
+    async fn in_container(
+        &self,
+        profile: &Profile,
+        kind: StepKind,
+        limits: &Limits,
+        files: &[BoxFile],
+        spec: &StepSpec,
+    ) -> Result<Result<StepOutcome, SandboxError>, SandboxError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut c = self.container(profile, kind, limits).await?;
+            let r = Self::step_in(&mut c, kind, files, spec).await;
+            let retry = r.is_err() && !c.job_sent() && tries < 2;
+            if let (true, Err(e)) = (retry, &r) {
+                tracing::warn!(container = c.id(), error = %e, "container failed before its job; trying another");
+            }
+            self.finish(c).await;
+            if !retry {
+                return Ok(r);
+            }
+        }
+    }
+
     /// The sandbox.
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox
@@ -201,12 +230,10 @@ impl Runner {
                 cpu_cores: profile.cpu_cores,
                 stdin: Vec::new(),
             };
-            let mut c = self.container(profile, StepKind::Compile, &limits).await?;
-            let (step, artifacts) = match self.compile_in(&mut c, &files, &spec).await {
-                Ok(r) => r,
-                Err(e) => (internal_error(&e), None),
-            };
-            self.finish(c).await;
+            let (step, artifacts) = self
+                .in_container(profile, StepKind::Compile, &limits, &files, &spec)
+                .await?
+                .unwrap_or_else(|e| (internal_error(&e), None));
             let ok = step.result.status == StepStatus::Ok;
             compile = Some(encode(step, req));
             match artifacts {
@@ -235,13 +262,13 @@ impl Runner {
             cpu_cores: profile.cpu_cores,
             stdin: req.stdin.clone(),
         };
-        let mut c = self.container(profile, StepKind::Run, &req.limits).await?;
-        let step = match c.write_files(&files).await {
-            Ok(()) => c.run(&spec).await,
-            Err(e) => Err(e),
+        let step = match self
+            .in_container(profile, StepKind::Run, &req.limits, &files, &spec)
+            .await?
+        {
+            Ok((step, _)) => step,
+            Err(e) => internal_error(&e),
         };
-        self.finish(c).await;
-        let step = step.unwrap_or_else(|e| internal_error(&e));
         let run = encode(step, req);
         Ok(RunResponse {
             id: uuid::Uuid::new_v4(),
@@ -251,15 +278,16 @@ impl Runner {
         })
     }
 
-    async fn compile_in(
-        &self,
+    /// Writes `files`, runs `spec`, and after a successful compile collects `/box`.
+    async fn step_in(
         c: &mut Container,
+        kind: StepKind,
         files: &[BoxFile],
         spec: &StepSpec,
-    ) -> Result<(RawStep, Option<Vec<BoxFile>>), SandboxError> {
+    ) -> Result<StepOutcome, SandboxError> {
         c.write_files(files).await?;
         let step = c.run(spec).await?;
-        if step.result.status != StepStatus::Ok {
+        if kind != StepKind::Compile || step.result.status != StepStatus::Ok {
             return Ok((step, None));
         }
         let (artifacts, truncated) = c
@@ -276,6 +304,9 @@ impl Runner {
         Ok((step, Some(artifacts)))
     }
 }
+
+/// A step's result and, after a successful compile, the artifacts of `/box`.
+type StepOutcome = (RawStep, Option<Vec<BoxFile>>);
 
 fn encode(step: RawStep, req: &ValidatedRequest) -> StepResult {
     let mut r = step.result;

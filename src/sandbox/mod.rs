@@ -319,6 +319,7 @@ impl Sandbox {
             cgroup: Some(cg),
             limits: limits.clone(),
             job_uid: base + 1,
+            job_sent: false,
             _slot: Some(slot),
         };
         spawn::write_id_maps(c.pid, base, base + 1)?;
@@ -364,6 +365,9 @@ pub struct Container {
     limits: CgroupLimits,
     /// Host uid of the container's job user (1000 inside), unique to its slot.
     job_uid: u32,
+    /// Whether a job message reached the init's channel: until then nothing of a request
+    /// has run here, and a failure may be retried in another container.
+    job_sent: bool,
     // Released last: the slot's uids are reused only once every process is gone.
     _slot: Option<Slot>,
 }
@@ -372,6 +376,12 @@ impl Container {
     /// Short unique id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether a job was handed to the init (see [`Container::run`]). A container that
+    /// failed before that ran nothing of the request.
+    pub fn job_sent(&self) -> bool {
+        self.job_sent
     }
 
     /// Host pid of the init.

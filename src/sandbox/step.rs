@@ -302,6 +302,7 @@ impl Container {
         });
         let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
         self.send(&job, &[], &fds).await?;
+        self.job_sent = true;
         let start = Instant::now();
         // Only the job holds the write ends now, so EOF means every writer is gone.
         drop((stdin, out_w, err_w));
