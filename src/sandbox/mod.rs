@@ -330,6 +330,7 @@ impl Sandbox {
             // its cgroup.
             c.cgroup().add_process(c.pid)?;
         }
+        c.cgroup().prepare_accounting()?;
         Ok((c, ours))
     }
 }

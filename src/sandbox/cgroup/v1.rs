@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
-    parse_keyed, pread_text, read_file, read_optional_u64, read_u64, remove_cgroup_dir, write_file,
+    parse_keyed, pread_all, pread_text, read_file, remove_cgroup_dir, write_file,
     Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion, CPU_PERIOD_US,
     V1_CONTROLLERS,
 };
@@ -196,8 +196,47 @@ pub struct V1Cgroup {
     /// The memory limit last written (`u64::MAX` on a fresh cgroup): it decides the order
     /// of the `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes` writes.
     memory_limit: AtomicU64,
-    /// `cpuacct.usage`, opened on the first `cpu_ns` and re-read with pread after that.
-    cpu_usage: OnceLock<File>,
+    /// The accounting files, opened once (at creation, or on first use) and re-read
+    /// with pread after that.
+    acct: OnceLock<Acct>,
+}
+
+/// The files a job's accounting reads and resets.
+#[derive(Debug)]
+struct Acct {
+    /// `cpuacct.usage`, read-write: `start_accounting` zeroes it.
+    cpu_usage: File,
+    /// `cpuacct.usage_all`: user and system time per CPU.
+    usage_all: File,
+    /// `memory.max_usage_in_bytes`, read-write: `reset_peaks` zeroes it.
+    max_usage: File,
+    /// `pids.peak`, where the kernel has it.
+    pids_peak: Option<File>,
+}
+
+impl Acct {
+    fn open(dirs: &Dirs) -> Result<Acct, CgroupError> {
+        let open = |path: PathBuf, write: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(&path)
+                .map_err(|e| io_error("open", &path, e))
+        };
+        let pids_peak = match open(dirs.pids.join("pids.peak"), false) {
+            Ok(f) => Some(f),
+            Err(CgroupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Acct {
+            cpu_usage: open(dirs.cpuacct.join("cpuacct.usage"), true)?,
+            usage_all: open(dirs.cpuacct.join("cpuacct.usage_all"), false)?,
+            max_usage: open(dirs.memory.join("memory.max_usage_in_bytes"), true)?,
+            pids_peak,
+        })
+    }
 }
 
 impl V1Cgroup {
@@ -207,7 +246,7 @@ impl V1Cgroup {
             dirs,
             memsw,
             memory_limit: AtomicU64::new(u64::MAX),
-            cpu_usage: OnceLock::new(),
+            acct: OnceLock::new(),
         }
     }
 
@@ -274,18 +313,23 @@ impl V1Cgroup {
         Ok(())
     }
 
-    /// `cpuacct.usage`, opened once (read-write: `start_accounting` zeroes it through it).
-    fn cpu_usage_file(&self) -> Result<&File, CgroupError> {
-        if let Some(file) = self.cpu_usage.get() {
-            return Ok(file);
+    /// The accounting files, opened on first use.
+    fn acct(&self) -> Result<&Acct, CgroupError> {
+        if let Some(acct) = self.acct.get() {
+            return Ok(acct);
         }
-        let path = self.dirs.cpuacct.join("cpuacct.usage");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("open", &path, e))?;
-        Ok(self.cpu_usage.get_or_init(|| file))
+        let acct = Acct::open(&self.dirs)?;
+        Ok(self.acct.get_or_init(|| acct))
+    }
+
+    /// Reads a file holding one decimal number through its kept descriptor.
+    fn pread_u64(file: &File, path: impl Fn() -> PathBuf) -> Result<u64, CgroupError> {
+        let mut buf = [0u8; 64];
+        let text = pread_text(file, &path(), &mut buf)?;
+        text.trim().parse().map_err(|_| CgroupError::Parse {
+            path: path(),
+            content: text.to_string(),
+        })
     }
 }
 
@@ -339,7 +383,14 @@ impl Cgroup for V1Cgroup {
     }
 
     fn reset_peaks(&self) -> Result<(), CgroupError> {
-        write_file(&self.dirs.memory.join("memory.max_usage_in_bytes"), "0")
+        self.acct()?.max_usage.write_at(b"0", 0).map_err(|e| {
+            io_error("write", &self.dirs.memory.join("memory.max_usage_in_bytes"), e)
+        })?;
+        Ok(())
+    }
+
+    fn prepare_accounting(&self) -> Result<(), CgroupError> {
+        self.acct().map(|_| ())
     }
 
     /// v1 zeroes its counters: `cpuacct.usage` (and with it the per-CPU user and system
@@ -347,7 +398,7 @@ impl Cgroup for V1Cgroup {
     /// six reads. The OOM counter needs no baseline: a container runs one job, and a setup
     /// that met the OOM killer never became ready.
     fn start_accounting(&self) -> Result<CgroupUsage, CgroupError> {
-        let file = self.cpu_usage_file()?;
+        let file = &self.acct()?.cpu_usage;
         file.write_at(b"0", 0)
             .map_err(|e| io_error("write", &self.dirs.cpuacct.join("cpuacct.usage"), e))?;
         self.reset_peaks()?;
@@ -355,20 +406,18 @@ impl Cgroup for V1Cgroup {
     }
 
     fn cpu_ns(&self) -> Result<u64, CgroupError> {
-        let file = self.cpu_usage_file()?;
-        let mut buf = [0u8; 64];
-        let path = || self.dirs.cpuacct.join("cpuacct.usage");
-        let text = pread_text(file, &path(), &mut buf)?;
-        text.trim().parse().map_err(|_| CgroupError::Parse {
-            path: path(),
-            content: text.to_string(),
+        Self::pread_u64(&self.acct()?.cpu_usage, || {
+            self.dirs.cpuacct.join("cpuacct.usage")
         })
     }
 
     fn usage(&self) -> Result<CgroupUsage, CgroupError> {
+        let acct = self.acct()?;
         let all = self.dirs.cpuacct.join("cpuacct.usage_all");
-        let (user_ns, sys_ns) = parse_usage_all(&all, &read_file(&all)?)?;
-        let memory_peak_bytes = read_u64(&self.dirs.memory.join("memory.max_usage_in_bytes"))?;
+        let (user_ns, sys_ns) = parse_usage_all(&all, &pread_all(&acct.usage_all, &all)?)?;
+        let memory_peak_bytes = Self::pread_u64(&acct.max_usage, || {
+            self.dirs.memory.join("memory.max_usage_in_bytes")
+        })?;
         // The OOM killer acts only on a cgroup whose charge reached its limit: below it by
         // more than the kernel's charge batch, there was no OOM kill to count.
         let limit = self.memory_limit.load(Ordering::Relaxed);
@@ -384,7 +433,10 @@ impl Cgroup for V1Cgroup {
             sys_ns,
             memory_peak_bytes,
             oom_kills,
-            pids_peak: read_optional_u64(&self.dirs.pids.join("pids.peak"))?,
+            pids_peak: match &acct.pids_peak {
+                Some(f) => Some(Self::pread_u64(f, || self.dirs.pids.join("pids.peak"))?),
+                None => None,
+            },
         })
     }
 
@@ -440,6 +492,13 @@ mod tests {
             .unwrap();
         }
         root
+    }
+
+    /// The accounting files of a real cgroup, which a fake tree's mkdir does not make.
+    fn fake_acct(memory: &Path, cpuacct: &Path) {
+        fs::write(cpuacct.join("cpuacct.usage"), "").unwrap();
+        fs::write(cpuacct.join("cpuacct.usage_all"), "cpu user system\n").unwrap();
+        fs::write(memory.join("memory.max_usage_in_bytes"), "").unwrap();
     }
 
     fn read(path: PathBuf) -> String {
@@ -534,6 +593,8 @@ mod tests {
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let r = root.path();
         let acct = r.join("cpuacct/warmbox/c0");
+        fake_acct(&r.join("memory/warmbox/c0"), &acct);
+        cg.prepare_accounting().unwrap();
         fs::write(acct.join("cpuacct.usage"), "1500000000\n").unwrap();
         fs::write(
             acct.join("cpuacct.usage_all"),
@@ -569,8 +630,15 @@ mod tests {
             "cpu user system\n0 1000000000 100000000\n1 200000000 200000000\n",
         )
         .unwrap();
-        fs::write(r.join("pids/warmbox/c0/pids.peak"), "3\n").unwrap();
-        assert_eq!(cg.usage().unwrap().pids_peak, Some(3));
+        // pids.peak is read where the kernel has it.
+        let c1 = backend.create("c1", &limits(64 * MIB, 8, None)).unwrap();
+        let c1_acct = r.join("cpuacct/warmbox/c1");
+        fake_acct(&r.join("memory/warmbox/c1"), &c1_acct);
+        fs::write(c1_acct.join("cpuacct.usage"), "0\n").unwrap();
+        fs::write(c1_acct.join("cpuacct.usage_all"), "cpu user system\n").unwrap();
+        fs::write(r.join("memory/warmbox/c1/memory.max_usage_in_bytes"), "0\n").unwrap();
+        fs::write(r.join("pids/warmbox/c1/pids.peak"), "3\n").unwrap();
+        assert_eq!(c1.usage().unwrap().pids_peak, Some(3));
         // cpu_ns re-reads the file it keeps open.
         fs::write(acct.join("cpuacct.usage"), "2500000000\n").unwrap();
         assert_eq!(cg.cpu_ns().unwrap(), 2_500_000_000);
@@ -584,7 +652,7 @@ mod tests {
         let backend = V1Backend::new(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let r = root.path();
-        fs::write(r.join("cpuacct/warmbox/c0/cpuacct.usage"), "").unwrap();
+        fake_acct(&r.join("memory/warmbox/c0"), &r.join("cpuacct/warmbox/c0"));
         assert_eq!(cg.start_accounting().unwrap(), CgroupUsage::default());
         assert_eq!(
             read(r.join("memory/warmbox/c0/memory.max_usage_in_bytes")),
@@ -686,6 +754,7 @@ mod tests {
                 .unwrap();
             let dir = root.path().join("cpu,cpuacct/warmbox/c0");
             assert_eq!(read(dir.join("cpu.cfs_quota_us")), "200000");
+            fake_acct(&root.path().join("memory/warmbox/c0"), &dir);
             fs::write(dir.join("cpuacct.usage"), "77\n").unwrap();
             assert_eq!(cg.cpu_ns().unwrap(), 77);
             cg.add_process(4242).unwrap();
