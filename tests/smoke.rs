@@ -55,3 +55,51 @@ async fn a_container_tells_whether_it_was_handed_a_job() {
     assert!(ran.job_sent());
     ran.destroy().await;
 }
+
+/// The nice value in `/proc/<pid>/stat` (field 19).
+fn nice_of(pid: i32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = stat.rsplit_once(')').expect("comm").1;
+    after
+        .split_whitespace()
+        .nth(16)
+        .expect("nice")
+        .parse()
+        .expect("number")
+}
+
+/// A ready container waits at its run's priorities (so that a run sets none): the init at
+/// -10, above its job process at the server's 0.
+#[tokio::test]
+async fn a_ready_container_waits_at_its_run_priorities() {
+    use warmbox::job::{default_limits, layout, StepKind};
+    use warmbox::sandbox::step::cgroup_limits;
+    let Some(h) = common::harness() else { return };
+    let profile = h.profiles.get("bash").expect("bash profile");
+    let profile = &profile.profile;
+    let limits = default_limits(profile, StepKind::Run);
+    let c = h
+        .sandbox
+        .create(
+            &layout(profile, &limits),
+            &cgroup_limits(&limits, profile.cpu_cores),
+        )
+        .await
+        .expect("create");
+    let init = c.pid();
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .expect("children of the init");
+    let jobs: Vec<i32> = children
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    assert_eq!(jobs.len(), 1, "one job process: {children:?}");
+    assert_eq!(
+        (nice_of(init), nice_of(jobs[0])),
+        (
+            warmbox::sandbox::forkserver::RUN_NICE as i64,
+            warmbox::sandbox::forkserver::JOB_NICE as i64
+        )
+    );
+    c.destroy().await;
+}

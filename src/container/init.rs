@@ -32,6 +32,7 @@ pub fn main(fd: RawFd) -> i32 {
         sock,
         job: None,
         listener: None,
+        sigfd: None,
         disk_bytes: 0,
         ran: false,
     };
@@ -50,6 +51,8 @@ struct Init {
     job: Option<(libc::pid_t, UnixStream)>,
     /// The job's seccomp listener: forbidden calls are reported here.
     listener: Option<OwnedFd>,
+    /// SIGCHLD as a file, made at setup (after the job's fork) so a run does not.
+    sigfd: Option<SignalFd>,
     disk_bytes: u64,
     ran: bool,
 }
@@ -158,6 +161,8 @@ impl Init {
         let (pid, sock, listener) = spawn_job(ruleset, seccomp.as_ref())?;
         self.job = Some((pid, sock));
         self.listener = listener;
+        // SIGCHLD is blocked, so one sent before this is still pending and reads here.
+        self.sigfd = Some(SignalFd::new()?);
         Ok(())
     }
 
@@ -180,7 +185,10 @@ impl Init {
             self.disk_bytes = spec.limits.disk_bytes;
         }
         let (pid, mut job_sock) = self.job.take().ok_or("the job process is gone")?;
-        let sigfd = SignalFd::new()?;
+        let sigfd = match self.sigfd.take() {
+            Some(s) => s,
+            None => SignalFd::new()?,
+        };
         let head = protocol::encode_head(spec, 0).map_err(|e| e.to_string())?;
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let start = Instant::now();

@@ -30,14 +30,15 @@ use super::spawn::{CloneArgs, SpawnError};
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Nice value of the fork server, hence of every container while it warms up (its job
-/// process included, until its job starts).
+/// process included, until the container is ready).
 pub const SETUP_NICE: i32 = 5;
-/// Nice value the server gives an init when its job starts: a job that keeps every CPU of
-/// its cgroup busy must not starve the init, which enforces the wall limit and reports.
+/// Nice value the server gives an init once its container is ready: a job that keeps every
+/// CPU of its cgroup busy must not starve the init, which enforces the wall limit and
+/// reports.
 pub const RUN_NICE: i32 = -10;
-/// Nice value the server gives the job process (and all it starts) when its job starts:
-/// the server's own, above the warm-up of other containers, so that background creation
-/// does not stretch a job's wall time.
+/// Nice value the server gives the job process (and all it starts) once its container is
+/// ready: the server's own, above the warm-up of other containers, so that background
+/// creation does not stretch a job's wall time.
 pub const JOB_NICE: i32 = 0;
 
 /// The server's handle on the fork server.
@@ -159,7 +160,7 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
         return 1;
     }
     // Creating containers is background work: below the server's request handling. The
-    // inits inherit this; the server lifts an init when its job starts (`RUN_NICE`).
+    // inits inherit this; the server lifts an init when it is ready (`RUN_NICE`).
     // SAFETY: setpriority with integer arguments.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SETUP_NICE) };
     loop {

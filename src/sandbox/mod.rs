@@ -254,7 +254,10 @@ impl Sandbox {
         });
         c.send(&setup, &policy, &[]).await?;
         match tokio::time::timeout(READY_TIMEOUT, c.recv()).await {
-            Ok(Ok(FromInit::Ready)) => Ok(c),
+            Ok(Ok(FromInit::Ready)) => {
+                c.leave_warm_up_priority();
+                Ok(c)
+            }
             Ok(Ok(other)) => Err(c.unexpected(other)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SandboxError::Init {
@@ -383,6 +386,28 @@ impl Container {
     /// failed before that ran nothing of the request.
     pub fn job_sent(&self) -> bool {
         self.job_sent
+    }
+
+    /// Once set up, the container waits at the priorities its run needs, so that a run
+    /// makes no such call: the init, which enforces limits and reports, above its job
+    /// (best effort: without CAP_SYS_NICE it keeps the fork server's value); the job
+    /// process at the server's own, by its host uid, which is this container's alone.
+    /// Both are blocked until the run, so this takes no CPU from anyone.
+    fn leave_warm_up_priority(&self) {
+        // SAFETY: setpriority with integer arguments, on our own child and on the
+        // processes of this container's job uid.
+        unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                self.pid as libc::id_t,
+                forkserver::RUN_NICE,
+            );
+            libc::setpriority(
+                libc::PRIO_USER,
+                self.job_uid as libc::id_t,
+                forkserver::JOB_NICE,
+            );
+        }
     }
 
     /// Host pid of the init.

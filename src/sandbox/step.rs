@@ -273,24 +273,6 @@ impl Container {
             self.limits = limits;
         }
         let base = self.cgroup().start_accounting()?;
-        // The init now enforces a limit and reports: above its job (best effort; without
-        // CAP_SYS_NICE it keeps the fork server's value). The job process leaves the
-        // warm-up priority for the server's; by its host uid, which is this container's
-        // alone, so that it is exact and reaches whatever the job has started.
-        // SAFETY: setpriority with integer arguments, on our own child and on the
-        // processes of this container's job uid.
-        unsafe {
-            libc::setpriority(
-                libc::PRIO_PROCESS,
-                self.pid as libc::id_t,
-                super::forkserver::RUN_NICE,
-            );
-            libc::setpriority(
-                libc::PRIO_USER,
-                self.job_uid as libc::id_t,
-                super::forkserver::JOB_NICE,
-            );
-        }
 
         let stdin = stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?;
         let (mut out_rx, out_w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;

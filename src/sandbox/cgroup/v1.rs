@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
-    parse_keyed, pread_all, pread_text, read_file, remove_cgroup_dir, write_file,
-    Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion, CPU_PERIOD_US,
+    parse_keyed, pread_all, pread_text, read_file, remove_cgroup_dir, write_file, Cgroup,
+    CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion, CPU_PERIOD_US,
     V1_CONTROLLERS,
 };
 
@@ -225,7 +225,9 @@ impl Acct {
         };
         let pids_peak = match open(dirs.pids.join("pids.peak"), false) {
             Ok(f) => Some(f),
-            Err(CgroupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(CgroupError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 None
             }
             Err(e) => return Err(e),
@@ -384,7 +386,11 @@ impl Cgroup for V1Cgroup {
 
     fn reset_peaks(&self) -> Result<(), CgroupError> {
         self.acct()?.max_usage.write_at(b"0", 0).map_err(|e| {
-            io_error("write", &self.dirs.memory.join("memory.max_usage_in_bytes"), e)
+            io_error(
+                "write",
+                &self.dirs.memory.join("memory.max_usage_in_bytes"),
+                e,
+            )
         })?;
         Ok(())
     }
