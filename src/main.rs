@@ -322,6 +322,28 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Every warm container holds a few descriptors in the server (its init's pidfd and
+/// channel, its cgroup's accounting files), so a large pool would meet the usual soft
+/// limit of 1024: raise it to the hard limit, as servers do. (Jobs set their own.)
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!(
+                    error = %std::io::Error::last_os_error(),
+                    "raising the open files limit"
+                );
+            }
+        }
+    }
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -329,6 +351,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     use warmbox::config::ServiceFile;
     use warmbox::pool::{admission::Admission, Pool};
 
+    raise_open_files_limit();
     // Each setting: the flag or environment variable, else the file, else the default.
     let file = match &args.config {
         Some(path) => ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,

@@ -25,7 +25,31 @@ fn root_or_skip() -> bool {
 }
 
 fn start(parent: &str, uid_base: u32, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warmbox"))
+    start_with(parent, uid_base, extra, None)
+}
+
+/// [`start`], with the server's soft limit of open files lowered to `soft_nofile`.
+fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Option<u64>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warmbox"));
+    if let Some(soft) = soft_nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only getrlimit/setrlimit between fork and exec (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+                lim.rlim_cur = soft;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .current_dir(common::repo())
         .args(["serve", "--listen", "127.0.0.1:0", "--warm", "1"])
         .args([
@@ -191,6 +215,32 @@ fn stop(mut s: Server) {
     assert!(status.success(), "{status:?}");
     assert_eq!(cgroups(&s.parent), Vec::<String>::new());
     assert_eq!(block_processes(s.uid_base), Vec::new());
+}
+
+/// Field `Max open files` of `/proc/<pid>/limits`: (soft, hard).
+fn open_files_limit(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[3].to_string(), f[4].to_string())
+}
+
+/// Warm containers hold descriptors in the server: it raises its soft limit to the hard one.
+#[test]
+fn the_server_raises_its_open_files_limit() {
+    if !root_or_skip() {
+        return;
+    }
+    let (parent, uid_base) = ("warmbox-test-service-nofile", 920_000);
+    let s = start_with(parent, uid_base, &[], Some(256));
+    let (soft, hard) = open_files_limit(s.child.id());
+    assert_eq!(soft, hard);
+    assert_ne!(soft, "256");
+    stop(s);
+    cleanup_parent(parent);
 }
 
 #[test]
