@@ -16,6 +16,15 @@ struct Server {
     uid_base: u32,
 }
 
+/// A test that panics before `stop` must not leave its server running (and holding its
+/// uid block for the next run): kill it. After `stop` the child is reaped and this fails.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn root_or_skip() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
