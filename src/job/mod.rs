@@ -161,10 +161,9 @@ impl Runner {
     }
 
     async fn finish(&self, c: Container) {
-        if self.background_destroy {
-            tokio::spawn(c.destroy());
-        } else {
-            c.destroy().await;
+        match &self.pool {
+            Some(pool) if self.background_destroy => pool.destroy_later(c),
+            _ => c.destroy().await,
         }
     }
 

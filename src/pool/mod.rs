@@ -38,6 +38,9 @@ pub struct Pool {
     create_seconds: Mutex<Vec<f64>>,
     failures: AtomicU64,
     closed: std::sync::atomic::AtomicBool,
+    /// Background refills and removals: shutdown waits for them, so that the server
+    /// never exits with a container half made or half removed.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Pool {
@@ -52,6 +55,7 @@ impl Pool {
             create_seconds: Mutex::new(Vec::new()),
             failures: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -174,11 +178,11 @@ impl Pool {
             return;
         }
         let pool = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let Ok(_permit) = pool.creating.acquire().await else {
                 return;
             };
-            if pool.count(&spec.layout) >= spec.target {
+            if pool.count(&spec.layout) >= spec.target || pool.closed.load(Ordering::Acquire) {
                 return;
             }
             match pool.create(&spec.layout, &spec.limits).await {
@@ -192,7 +196,14 @@ impl Pool {
         });
     }
 
-    /// Stops refilling and destroys every warm container.
+    /// Destroys `c` in the background (its step is over); shutdown waits for it.
+    pub fn destroy_later(&self, c: Container) {
+        self.tasks.spawn(c.destroy());
+    }
+
+    /// Stops refilling, destroys every warm container, and waits for the background
+    /// refills and removals still under way (a refill that ends now drops its container,
+    /// which kills and reaps it).
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         let all: Vec<Container> = {
@@ -202,5 +213,7 @@ impl Pool {
         for c in all {
             c.destroy().await;
         }
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
