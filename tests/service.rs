@@ -136,12 +136,7 @@ fn block_processes(uid_base: u32) -> Vec<(i32, u32, String)> {
 
 /// Whether `pid` has ended: gone, or a zombie that its parent has not reaped yet.
 fn exited(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, after)| after.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
+    common::stat_fields(pid).is_none_or(|f| f.first().is_some_and(|s| s == "Z" || s == "X"))
 }
 
 fn cgroups(parent: &str) -> Vec<String> {
@@ -328,11 +323,7 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
         init = block_processes(uid_base)
             .iter()
             .find(|(_, _, n)| n == "sleep")
-            .and_then(|(pid, _, _)| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let after = stat.rsplit_once(')')?.1;
-                after.split_whitespace().nth(1)?.parse::<i32>().ok()
-            });
+            .and_then(|(pid, _, _)| common::stat_fields(*pid)?.get(1)?.parse().ok());
         init.is_some()
     });
     let init = init.expect("the job's init");

@@ -2,6 +2,10 @@
 
 mod common;
 
+use warmbox::job::{default_limits, layout, StepKind};
+use warmbox::sandbox::forkserver::{JOB_NICE, RUN_NICE};
+use warmbox::sandbox::{step::cgroup_limits, Container, StepSpec};
+
 #[tokio::test]
 async fn echo_in_a_container() {
     let Some(h) = common::harness() else { return };
@@ -14,67 +18,8 @@ async fn echo_in_a_container() {
     assert!(run.usage.memory_peak_bytes > 0);
 }
 
-/// A container whose init died before it was handed a job says so (the runner then tries
-/// another container), and one that ran a job says that too.
-#[tokio::test]
-async fn a_container_tells_whether_it_was_handed_a_job() {
-    use warmbox::job::{default_limits, layout, StepKind};
-    use warmbox::sandbox::{step::cgroup_limits, StepSpec};
-    let Some(h) = common::harness() else { return };
-    let profile = h.profiles.get("bash").expect("bash profile");
-    let profile = &profile.profile;
-    let limits = default_limits(profile, StepKind::Run);
-    let (lay, cg) = (
-        layout(profile, &limits),
-        cgroup_limits(&limits, profile.cpu_cores),
-    );
-    let spec = StepSpec {
-        argv: vec!["/bin/true".into()],
-        env: Vec::new(),
-        limits,
-        cpu_cores: profile.cpu_cores,
-        stdin: Vec::new(),
-    };
-
-    let mut dead = h.sandbox.create(&lay, &cg).await.expect("create");
-    // SAFETY: kill with integer arguments, on our own child.
-    assert_eq!(unsafe { libc::kill(dead.pid(), libc::SIGKILL) }, 0);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while dead.is_alive() {
-        assert!(std::time::Instant::now() < deadline, "init exits");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert!(dead.run(&spec).await.is_err());
-    assert!(!dead.job_sent());
-    dead.destroy().await;
-
-    let mut ran = h.sandbox.create(&lay, &cg).await.expect("create");
-    assert!(!ran.job_sent());
-    let step = ran.run(&spec).await.expect("run");
-    assert_eq!(step.result.exit_code, Some(0));
-    assert!(ran.job_sent());
-    ran.destroy().await;
-}
-
-/// The nice value in `/proc/<pid>/stat` (field 19).
-fn nice_of(pid: i32) -> i64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = stat.rsplit_once(')').expect("comm").1;
-    after
-        .split_whitespace()
-        .nth(16)
-        .expect("nice")
-        .parse()
-        .expect("number")
-}
-
-/// A ready container waits at its run's priorities (so that a run sets none): the init at
-/// -10, above its job process at the server's 0.
-#[tokio::test]
-async fn a_ready_container_waits_at_its_run_priorities() {
-    use warmbox::job::{default_limits, layout, StepKind};
-    use warmbox::sandbox::step::cgroup_limits;
-    let Some(h) = common::harness() else { return };
+/// A new ready container of the `bash` profile's run step, and a `/bin/true` step for it.
+async fn bash_container(h: &common::Harness) -> (Container, StepSpec) {
     let profile = h.profiles.get("bash").expect("bash profile");
     let profile = &profile.profile;
     let limits = default_limits(profile, StepKind::Run);
@@ -86,6 +31,47 @@ async fn a_ready_container_waits_at_its_run_priorities() {
         )
         .await
         .expect("create");
+    let spec = StepSpec {
+        argv: vec!["/bin/true".into()],
+        env: Vec::new(),
+        limits,
+        cpu_cores: profile.cpu_cores,
+        stdin: Vec::new(),
+    };
+    (c, spec)
+}
+
+/// A container whose init died before it was handed a job says so (the runner then tries
+/// another container), and one that ran a job says that too.
+#[tokio::test]
+async fn a_container_tells_whether_it_was_handed_a_job() {
+    let Some(h) = common::harness() else { return };
+    let (mut dead, spec) = bash_container(h).await;
+    // SAFETY: kill with integer arguments, on our own child.
+    assert_eq!(unsafe { libc::kill(dead.pid(), libc::SIGKILL) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while dead.is_alive() {
+        assert!(std::time::Instant::now() < deadline, "init exits");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(dead.run(&spec).await.is_err());
+    assert!(!dead.job_sent());
+    dead.destroy().await;
+
+    let (mut ran, spec) = bash_container(h).await;
+    assert!(!ran.job_sent());
+    let step = ran.run(&spec).await.expect("run");
+    assert_eq!(step.result.exit_code, Some(0));
+    assert!(ran.job_sent());
+    ran.destroy().await;
+}
+
+/// A ready container waits at its run's priorities (so that a run sets none): the init at
+/// -10, above its job process at the server's 0.
+#[tokio::test]
+async fn a_ready_container_waits_at_its_run_priorities() {
+    let Some(h) = common::harness() else { return };
+    let (c, _) = bash_container(h).await;
     let init = c.pid();
     let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
         .expect("children of the init");
@@ -94,12 +80,11 @@ async fn a_ready_container_waits_at_its_run_priorities() {
         .map(|p| p.parse().expect("pid"))
         .collect();
     assert_eq!(jobs.len(), 1, "one job process: {children:?}");
-    assert_eq!(
-        (nice_of(init), nice_of(jobs[0])),
-        (
-            warmbox::sandbox::forkserver::RUN_NICE as i64,
-            warmbox::sandbox::forkserver::JOB_NICE as i64
-        )
-    );
+    let nice = |pid: i32| -> i32 {
+        common::stat_fields(pid).expect("stat")[16]
+            .parse()
+            .expect("nice")
+    };
+    assert_eq!((nice(init), nice(jobs[0])), (RUN_NICE, JOB_NICE));
     c.destroy().await;
 }

@@ -185,10 +185,10 @@ impl Init {
             self.disk_bytes = spec.limits.disk_bytes;
         }
         let (pid, mut job_sock) = self.job.take().ok_or("the job process is gone")?;
-        let sigfd = match self.sigfd.take() {
-            Some(s) => s,
-            None => SignalFd::new()?,
-        };
+        let sigfd = self
+            .sigfd
+            .take()
+            .ok_or("no SIGCHLD signalfd: setup did not run")?;
         let head = protocol::encode_head(spec, 0).map_err(|e| e.to_string())?;
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let start = Instant::now();

@@ -33,10 +33,9 @@ const MAX_ARTIFACT_FILES: u64 = 10_000;
 #[derive(Debug, Clone)]
 pub struct Runner {
     sandbox: Arc<Sandbox>,
+    /// With a pool (the service), used containers are destroyed in the background;
+    /// without (the command line, the tests), before answering.
     pool: Option<Arc<Pool>>,
-    /// Destroy used containers in the background (the service) instead of before
-    /// answering (the command line, the tests).
-    background_destroy: bool,
 }
 
 /// Which step of a profile a container serves.
@@ -131,7 +130,6 @@ impl Runner {
         Runner {
             sandbox,
             pool: None,
-            background_destroy: false,
         }
     }
 
@@ -140,7 +138,6 @@ impl Runner {
         Runner {
             sandbox: pool.sandbox().clone(),
             pool: Some(pool),
-            background_destroy: true,
         }
     }
 
@@ -162,8 +159,8 @@ impl Runner {
 
     async fn finish(&self, c: Container) {
         match &self.pool {
-            Some(pool) if self.background_destroy => pool.destroy_later(c),
-            _ => c.destroy().await,
+            Some(pool) => pool.destroy_later(c),
+            None => c.destroy().await,
         }
     }
 
@@ -180,12 +177,11 @@ impl Runner {
         files: &[BoxFile],
         spec: &StepSpec,
     ) -> Result<Result<StepOutcome, SandboxError>, SandboxError> {
-        let mut tries = 0;
+        let mut retried = false;
         loop {
-            tries += 1;
             let mut c = self.container(profile, kind, limits).await?;
             let r = Self::step_in(&mut c, kind, files, spec).await;
-            let retry = r.is_err() && !c.job_sent() && tries < 2;
+            let retry = r.is_err() && !c.job_sent() && !retried;
             if let (true, Err(e)) = (retry, &r) {
                 tracing::warn!(container = c.id(), error = %e, "container failed before its job; trying another");
             }
@@ -193,6 +189,7 @@ impl Runner {
             if !retry {
                 return Ok(r);
             }
+            retried = true;
         }
     }
 

@@ -191,6 +191,14 @@ pub fn subdirs(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name: `[0]` is the state, `[1]` the
+/// parent pid, `[16]` the nice value. `None` when the process is gone.
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
 /// The names of the cgroups now under the test parent.
 pub fn live_cgroups(h: &Harness) -> Vec<String> {
     h.sandbox.cgroups().list().unwrap_or_default()

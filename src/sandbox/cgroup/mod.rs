@@ -325,25 +325,6 @@ fn open_read(path: &Path) -> Result<File, CgroupError> {
 /// Re-reads an open cgroupfs file from offset 0 in one `pread` into `buf`: seq_file
 /// regenerates the content on every read at offset 0, so a file opened once serves every
 /// poll. `path` is for errors only.
-/// The whole content of a kernel text file kept open, read from offset 0 again.
-fn pread_all(file: &File, path: &Path) -> Result<String, CgroupError> {
-    let mut out = Vec::with_capacity(512);
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = file
-            .read_at(&mut buf, out.len() as u64)
-            .map_err(|e| io_error("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8(out).map_err(|e| CgroupError::Parse {
-        path: path.to_path_buf(),
-        content: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
-}
-
 fn pread_text<'a>(file: &File, path: &Path, buf: &'a mut [u8]) -> Result<&'a str, CgroupError> {
     let n = file
         .read_at(buf, 0)
@@ -361,6 +342,31 @@ fn pread_text<'a>(file: &File, path: &Path, buf: &'a mut [u8]) -> Result<&'a str
         });
     }
     Ok(text)
+}
+
+/// A file holding one decimal number, re-read with [`pread_text`].
+fn pread_u64(file: &File, path: &Path) -> Result<u64, CgroupError> {
+    let mut buf = [0u8; 64];
+    parse_u64(path, pread_text(file, path, &mut buf)?)
+}
+
+/// The whole content of a kernel text file kept open, read from offset 0 again.
+fn pread_all(file: &File, path: &Path) -> Result<String, CgroupError> {
+    let mut out = Vec::with_capacity(512);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = file
+            .read_at(&mut buf, out.len() as u64)
+            .map_err(|e| io_error("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).map_err(|e| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// The CFS quota for `cores` over `period_us`; `path` names the quota file in the error.

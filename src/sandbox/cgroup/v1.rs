@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
-    parse_keyed, pread_all, pread_text, read_file, remove_cgroup_dir, write_file, Cgroup,
+    open_read, parse_keyed, pread_all, pread_u64, read_file, remove_cgroup_dir, write_file, Cgroup,
     CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion, CPU_PERIOD_US,
     V1_CONTROLLERS,
 };
@@ -216,14 +216,14 @@ struct Acct {
 
 impl Acct {
     fn open(dirs: &Dirs) -> Result<Acct, CgroupError> {
-        let open = |path: PathBuf, write: bool| {
+        let open_rw = |path: PathBuf| {
             std::fs::OpenOptions::new()
                 .read(true)
-                .write(write)
+                .write(true)
                 .open(&path)
                 .map_err(|e| io_error("open", &path, e))
         };
-        let pids_peak = match open(dirs.pids.join("pids.peak"), false) {
+        let pids_peak = match open_read(&dirs.pids.join("pids.peak")) {
             Ok(f) => Some(f),
             Err(CgroupError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -233,9 +233,9 @@ impl Acct {
             Err(e) => return Err(e),
         };
         Ok(Acct {
-            cpu_usage: open(dirs.cpuacct.join("cpuacct.usage"), true)?,
-            usage_all: open(dirs.cpuacct.join("cpuacct.usage_all"), false)?,
-            max_usage: open(dirs.memory.join("memory.max_usage_in_bytes"), true)?,
+            cpu_usage: open_rw(dirs.cpuacct.join("cpuacct.usage"))?,
+            usage_all: open_read(&dirs.cpuacct.join("cpuacct.usage_all"))?,
+            max_usage: open_rw(dirs.memory.join("memory.max_usage_in_bytes"))?,
             pids_peak,
         })
     }
@@ -323,16 +323,6 @@ impl V1Cgroup {
         let acct = Acct::open(&self.dirs)?;
         Ok(self.acct.get_or_init(|| acct))
     }
-
-    /// Reads a file holding one decimal number through its kept descriptor.
-    fn pread_u64(file: &File, path: impl Fn() -> PathBuf) -> Result<u64, CgroupError> {
-        let mut buf = [0u8; 64];
-        let text = pread_text(file, &path(), &mut buf)?;
-        text.trim().parse().map_err(|_| CgroupError::Parse {
-            path: path(),
-            content: text.to_string(),
-        })
-    }
 }
 
 /// User and system time summed over the CPUs of `cpuacct.usage_all` (`cpu user system`
@@ -412,18 +402,20 @@ impl Cgroup for V1Cgroup {
     }
 
     fn cpu_ns(&self) -> Result<u64, CgroupError> {
-        Self::pread_u64(&self.acct()?.cpu_usage, || {
-            self.dirs.cpuacct.join("cpuacct.usage")
-        })
+        pread_u64(
+            &self.acct()?.cpu_usage,
+            &self.dirs.cpuacct.join("cpuacct.usage"),
+        )
     }
 
     fn usage(&self) -> Result<CgroupUsage, CgroupError> {
         let acct = self.acct()?;
         let all = self.dirs.cpuacct.join("cpuacct.usage_all");
         let (user_ns, sys_ns) = parse_usage_all(&all, &pread_all(&acct.usage_all, &all)?)?;
-        let memory_peak_bytes = Self::pread_u64(&acct.max_usage, || {
-            self.dirs.memory.join("memory.max_usage_in_bytes")
-        })?;
+        let memory_peak_bytes = pread_u64(
+            &acct.max_usage,
+            &self.dirs.memory.join("memory.max_usage_in_bytes"),
+        )?;
         // The OOM killer acts only on a cgroup whose charge reached its limit: below it by
         // more than the kernel's charge batch, there was no OOM kill to count.
         let limit = self.memory_limit.load(Ordering::Relaxed);
@@ -440,7 +432,7 @@ impl Cgroup for V1Cgroup {
             memory_peak_bytes,
             oom_kills,
             pids_peak: match &acct.pids_peak {
-                Some(f) => Some(Self::pread_u64(f, || self.dirs.pids.join("pids.peak"))?),
+                Some(f) => Some(pread_u64(f, &self.dirs.pids.join("pids.peak"))?),
                 None => None,
             },
         })
@@ -641,7 +633,6 @@ mod tests {
         let c1_acct = r.join("cpuacct/warmbox/c1");
         fake_acct(&r.join("memory/warmbox/c1"), &c1_acct);
         fs::write(c1_acct.join("cpuacct.usage"), "0\n").unwrap();
-        fs::write(c1_acct.join("cpuacct.usage_all"), "cpu user system\n").unwrap();
         fs::write(r.join("memory/warmbox/c1/memory.max_usage_in_bytes"), "0\n").unwrap();
         fs::write(r.join("pids/warmbox/c1/pids.peak"), "3\n").unwrap();
         assert_eq!(c1.usage().unwrap().pids_peak, Some(3));

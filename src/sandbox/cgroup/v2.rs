@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, io_error, kill_listed, open_read,
-    parse_keyed, parse_u64, pread_text, read_file, read_optional_u64, read_u64, remove_cgroup_dir,
+    parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_u64, remove_cgroup_dir,
     write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion,
     CPU_PERIOD_US, V2_CONTROLLERS,
 };
@@ -208,11 +208,7 @@ impl V2Cgroup {
         let path = self.dir.join("memory.peak");
         let slot = self.peak.lock().unwrap_or_else(PoisonError::into_inner);
         match slot.as_ref() {
-            Some(file) => {
-                let mut buf = [0u8; 64];
-                let text = pread_text(file, &path, &mut buf)?;
-                parse_u64(&path, text)
-            }
+            Some(file) => pread_u64(file, &path),
             None => read_u64(&path),
         }
     }
