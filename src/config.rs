@@ -148,6 +148,18 @@ pub struct ServiceFile {
     pub uid_base: Option<u32>,
     /// Seconds running requests may finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: Option<u64>,
+    /// The durable store of async jobs.
+    pub jobs_db: Option<PathBuf>,
+    /// Deliveries of a job's callback tried at most.
+    pub callback_attempts: Option<u32>,
+    /// Wait before a callback's second delivery, ms; doubled before each further one.
+    pub callback_backoff_ms: Option<u64>,
+    /// Size of the compile cache, MiB (0: none).
+    pub compile_cache_mb: Option<u64>,
+    /// Seconds a finished async job's result is kept.
+    pub job_retention_secs: Option<u64>,
+    /// Async jobs queued at most; more are refused with 503.
+    pub max_jobs_queued: Option<usize>,
     /// Warm containers: `default`, and per layout (`"python3/run" = 4`).
     #[serde(default)]
     pub warm: std::collections::BTreeMap<String, usize>,

@@ -85,6 +85,25 @@ struct ServeArgs {
     /// [default: 30].
     #[arg(long, env = "WARMBOX_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
+    /// The durable store of async jobs [default: /var/lib/warmbox/jobs.redb].
+    #[arg(long, env = "WARMBOX_JOBS_DB")]
+    jobs_db: Option<PathBuf>,
+    /// Size of the compile cache, MiB; 0 turns it off [default: 256].
+    #[arg(long, env = "WARMBOX_COMPILE_CACHE_MB")]
+    compile_cache_mb: Option<u64>,
+    /// Seconds a finished async job and its result are kept [default: 86400].
+    #[arg(long, env = "WARMBOX_JOB_RETENTION_SECS")]
+    job_retention_secs: Option<u64>,
+    /// Async jobs queued at most; more get 503 with Retry-After [default: 10000].
+    #[arg(long, env = "WARMBOX_MAX_JOBS_QUEUED")]
+    max_jobs_queued: Option<usize>,
+    /// Deliveries of a job's callback tried at most [default: 5].
+    #[arg(long, env = "WARMBOX_CALLBACK_ATTEMPTS")]
+    callback_attempts: Option<u32>,
+    /// Wait before a callback's second delivery, ms, doubled before each further one
+    /// [default: 1000].
+    #[arg(long, env = "WARMBOX_CALLBACK_BACKOFF_MS")]
+    callback_backoff_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -384,6 +403,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .or(file.shutdown_grace_secs)
             .unwrap_or(30),
     );
+    let jobs_db = args
+        .jobs_db
+        .or(file.jobs_db.clone())
+        .unwrap_or("/var/lib/warmbox/jobs.redb".into());
+    let compile_cache_bytes = args
+        .compile_cache_mb
+        .or(file.compile_cache_mb)
+        .unwrap_or(warmbox::job::DEFAULT_COMPILE_CACHE_BYTES >> 20)
+        << 20;
+    let jobs_config = warmbox::queue::JobsConfig {
+        retention: std::time::Duration::from_secs(
+            args.job_retention_secs
+                .or(file.job_retention_secs)
+                .unwrap_or(24 * 3600),
+        ),
+        max_queued: args
+            .max_jobs_queued
+            .or(file.max_jobs_queued)
+            .unwrap_or(10_000),
+        callback_attempts: args
+            .callback_attempts
+            .or(file.callback_attempts)
+            .unwrap_or(5),
+        callback_backoff: std::time::Duration::from_millis(
+            args.callback_backoff_ms
+                .or(file.callback_backoff_ms)
+                .unwrap_or(1000),
+        ),
+        ..Default::default()
+    };
     let tokens = if args.tokens.is_empty() {
         file.tokens.clone().unwrap_or_default()
     } else {
@@ -426,14 +475,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
+    if let Some(dir) = jobs_db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create the job store's directory {}", dir.display()))?;
+    }
+    let store = Arc::new(warmbox::queue::store::Store::open(&jobs_db)?);
     rt.block_on(async move {
         let target = |layout: &str| warm.unwrap_or_else(|| file.warm_for(layout, 2));
         let pool = Pool::new(sandbox, warmbox::job::warm_specs(&profiles, &target), 2);
+        let admission = Arc::new(Admission::new(max_running, max_queue));
+        let runner = warmbox::job::Runner::with_pool(pool.clone())
+            .with_admission(admission.clone())
+            .with_compile_cache(compile_cache_bytes);
+        let profiles = Arc::new(profiles);
+        let jobs = warmbox::queue::Jobs::start(
+            store,
+            runner.clone(),
+            profiles.clone(),
+            admission.clone(),
+            jobs_config,
+        )?;
         let state = Arc::new(AppState {
-            runner: warmbox::job::Runner::with_pool(pool.clone()),
+            runner,
             pool: pool.clone(),
-            profiles: Arc::new(profiles),
-            admission: Admission::new(max_running, max_queue),
+            profiles,
+            admission,
+            jobs: Some(jobs.clone()),
             metrics: api::metrics::Metrics::new().context("register metrics")?,
             config: ServiceConfig {
                 tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect(),
@@ -462,9 +529,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             let stopping = stopping.clone();
             async move { stopping.notified().await }
         });
+        let signalled = std::sync::OnceLock::new();
         let deadline = async {
             shutdown_signal().await;
+            let _ = signalled.set(std::time::Instant::now());
             stopping.notify_one();
+            jobs.close();
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
@@ -473,6 +543,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 tracing::warn!(?grace, "grace period over: killing the requests still running");
             }
         }
+        let left = signalled
+            .get()
+            .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+        jobs.shutdown(left).await;
         pool.shutdown().await;
         anyhow::Ok(0)
     })

@@ -127,6 +127,18 @@ pub struct RunRequest {
     /// Encoding of stdout and stderr in the response.
     #[serde(default)]
     pub output_encoding: Encoding,
+    /// Tests: compile once, run each in its own container, judge each output.
+    #[serde(default)]
+    pub tests: Vec<crate::judge::TestSpec>,
+    /// Skip the tests not yet started once one fails.
+    #[serde(default)]
+    pub stop_on_first_failure: bool,
+    /// How outputs are judged (default: `lines`).
+    #[serde(default)]
+    pub checker: Option<crate::judge::CheckerSpec>,
+    /// The interactor of an interactive problem.
+    #[serde(default)]
+    pub interactor: Option<crate::judge::ProgramSpec>,
 }
 
 /// A request checked against its profile: decoded, resolved, ready to run.
@@ -146,6 +158,8 @@ pub struct ValidatedRequest {
     pub limits: Limits,
     /// Encoding of stdout/stderr in the response.
     pub output_encoding: Encoding,
+    /// Tests, checker and interactor, when the request has tests.
+    pub judging: Option<crate::judge::Judging>,
 }
 
 /// Checks a request: profile exists and is available; file names are relative, normal,
@@ -153,7 +167,7 @@ pub struct ValidatedRequest {
 /// maximums (a value above is refused, naming the field and the maximum; zero is refused).
 ///
 /// Checked in this order, the first failure wins: profile, limits, command and args, env,
-/// stdin, files.
+/// stdin, files, then tests, checker and interactor.
 pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequest, RequestError> {
     let loaded = resolve_profile(&req.profile, profiles)?;
     let profile = &loaded.profile;
@@ -162,7 +176,7 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
     let env = resolve_env(&req.env, &profile.env)?;
     let stdin = decode_stdin(req)?;
     let files = decode_files(req, profile, &limits)?;
-    Ok(ValidatedRequest {
+    let mut valid = ValidatedRequest {
         profile: loaded,
         files,
         stdin,
@@ -170,7 +184,20 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         env,
         limits,
         output_encoding: req.output_encoding,
-    })
+        judging: None,
+    };
+    valid.judging = crate::judge::validate_judging(
+        crate::judge::JudgingRequest {
+            tests: &req.tests,
+            stop_on_first_failure: req.stop_on_first_failure,
+            checker: req.checker.as_ref(),
+            interactor: req.interactor.as_ref(),
+            has_stdin: req.stdin.is_some() || req.stdin_base64.is_some(),
+        },
+        &valid,
+        profiles,
+    )?;
+    Ok(valid)
 }
 
 /// Encodes a step's stdout or stderr for the response: UTF-8 with invalid bytes replaced by
@@ -568,8 +595,28 @@ pub enum StepStatus {
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     CompileError,
+    /// With tests: every test accepted.
+    Accepted,
+    /// With tests: the first failed test's output was wrong.
+    WrongAnswer,
+    /// With tests: the first failed test's output had the wrong form.
+    PresentationError,
     #[serde(untagged)]
     Step(StepStatus),
+}
+
+impl From<crate::judge::Verdict> for RunStatus {
+    fn from(v: crate::judge::Verdict) -> Self {
+        use crate::judge::Verdict;
+        match v {
+            Verdict::Accepted => RunStatus::Accepted,
+            Verdict::WrongAnswer => RunStatus::WrongAnswer,
+            Verdict::PresentationError => RunStatus::PresentationError,
+            // A summary's verdict is never "skipped": the first test always runs.
+            Verdict::Skipped => RunStatus::Step(StepStatus::InternalError),
+            Verdict::Step(s) => RunStatus::Step(s),
+        }
+    }
 }
 
 /// Resource accounting of one step.
@@ -598,6 +645,9 @@ pub struct StepResult {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Usage,
+    /// On a compile step: whether its result and artifacts came from the compile cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
     /// Why the step ended where that is not obvious from the status (e.g. an exec failure
     /// or an internal error's cause); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -611,6 +661,16 @@ pub struct RunResponse {
     pub status: RunStatus,
     pub compile: Option<StepResult>,
     pub run: Option<StepResult>,
+    /// With tests: each test's result, in the request's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<Vec<crate::judge::TestResult>>,
+    /// With tests: the totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::judge::Summary>,
+    /// Why the request failed as a whole, where the steps do not say (a checker that did
+    /// not compile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[cfg(test)]

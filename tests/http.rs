@@ -46,11 +46,13 @@ async fn start(parent: &str, opts: Options) -> Option<Service> {
         warmbox::job::warm_specs(&h.profiles, &|_| 1),
         2,
     );
+    let admission = Arc::new(Admission::new(opts.max_running, opts.max_queue));
     let state = Arc::new(AppState {
-        runner: warmbox::job::Runner::with_pool(pool.clone()),
+        runner: warmbox::job::Runner::with_pool(pool.clone()).with_admission(admission.clone()),
         pool: pool.clone(),
         profiles: Arc::new(h.profiles.clone()),
-        admission: Admission::new(opts.max_running, opts.max_queue),
+        admission,
+        jobs: None,
         metrics: api::metrics::Metrics::new().expect("metrics"),
         config: ServiceConfig {
             tokens: opts.tokens,

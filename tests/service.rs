@@ -68,6 +68,11 @@ fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Option<u
             &uid_base.to_string(),
         ])
         .args(["--state-dir", "/run/warmbox-test-service"])
+        .args(if extra.contains(&"--jobs-db") {
+            vec![]
+        } else {
+            vec!["--jobs-db".to_string(), jobs_db(parent)]
+        })
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -99,6 +104,11 @@ fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Option<u
         std::thread::sleep(Duration::from_millis(50));
     }
     s
+}
+
+/// A server's own job store (fresh at each test run: removed first).
+fn jobs_db(parent: &str) -> String {
+    format!("/run/warmbox-test-service/{parent}.redb")
 }
 
 fn agent() -> ureq::Agent {

@@ -9,19 +9,21 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use serde_json::Value;
 
 use crate::job::Runner;
 use crate::pool::admission::Admission;
 use crate::pool::Pool;
 use crate::profile::ProfileSet;
-use crate::request::{self, RequestError, RunRequest, RunStatus};
+use crate::queue::{self, JobError, Jobs, Submission};
+use crate::request::{self, RequestError, RunRequest};
 
 /// Settings of the service.
 #[derive(Debug, Clone)]
@@ -41,8 +43,10 @@ pub struct AppState {
     pub pool: Arc<Pool>,
     /// The profiles.
     pub profiles: Arc<ProfileSet>,
-    /// Admission control.
-    pub admission: Admission,
+    /// Admission control (shared with the runner, whose tests take free places).
+    pub admission: Arc<Admission>,
+    /// Async jobs; `None`: the `/v1/jobs` routes answer 404.
+    pub jobs: Option<Arc<Jobs>>,
     /// Metrics.
     pub metrics: metrics::Metrics,
     /// Settings.
@@ -100,6 +104,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/run", post(run))
         .route("/v1/profiles", get(profiles))
+        .route("/v1/jobs", post(submit_job))
+        .route("/v1/jobs/batch", post(submit_batch))
+        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -107,7 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such route; see /v1/run, /v1/profiles",
+                "no such route; see /v1/run, /v1/jobs, /v1/profiles",
             )
         })
         .layer(DefaultBodyLimit::max(limit))
@@ -151,11 +158,9 @@ fn authorized(tokens: &[String], headers: &HeaderMap) -> bool {
     given.is_some_and(|g| tokens.iter().any(|t| t == g))
 }
 
-async fn run(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
+/// The body, or the answer when it could not be read (too large: 413).
+fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "body_too_large"
@@ -167,14 +172,23 @@ async fn run(
             code,
             format!("{e} (the limit is {} bytes)", state.config.max_body_bytes),
         )
-    })?;
-    let req: RunRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("request body: {e}"),
-        )
-    })?;
+    })
+}
+
+fn invalid_json(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("request body: {e}"),
+    )
+}
+
+async fn run(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(&state, body)?;
+    let req: RunRequest = serde_json::from_slice(&body).map_err(invalid_json)?;
     let valid = request::validate(&req, &state.profiles)?;
     let profile = valid.profile.profile.name.clone();
 
@@ -208,13 +222,10 @@ async fn run(
             format!("could not create a container: {e}"),
         )
     })?;
-    let status = match resp.status {
-        RunStatus::CompileError => "compile_error".to_string(),
-        RunStatus::Step(s) => serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-    };
+    let status = serde_json::to_value(resp.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     state
         .metrics
         .runs
@@ -235,6 +246,147 @@ async fn run(
         }
     }
     Ok(Json(resp).into_response())
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Request(r) => r.into(),
+            JobError::NotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_job",
+                format!("no job {id}: it never existed, or its result expired"),
+            ),
+            JobError::Finished(m) => ApiError::new(StatusCode::CONFLICT, "job_finished", m),
+            e @ JobError::Full { .. } => {
+                let mut a =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string());
+                a.retry_after = Some(1);
+                a
+            }
+            JobError::Store(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "job_store",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+fn jobs(state: &AppState) -> Result<&Arc<Jobs>, ApiError> {
+    state.jobs.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "async jobs are not enabled on this server",
+        )
+    })
+}
+
+/// One job body: a run request plus an optional `callback_url`. `at` prefixes field
+/// names (`jobs[2].` in a batch).
+fn submission(mut body: Value, at: &str) -> Result<Submission, ApiError> {
+    let Some(obj) = body.as_object_mut() else {
+        let what = at.strip_suffix('.').unwrap_or("request body");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("{what}: must be a JSON object (a run request)"),
+        ));
+    };
+    let callback_url = match obj.remove("callback_url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{at}callback_url: must be a string URL, got {other}"),
+            ))
+        }
+    };
+    Ok(Submission {
+        request: body,
+        callback_url,
+    })
+}
+
+fn accepted(records: &[queue::store::JobRecord]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| json!({"id": r.id, "status": r.status}))
+        .collect()
+}
+
+async fn submit_job(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let jobs = jobs(&state)?;
+    let body = body_bytes(&state, body)?;
+    let value: Value = serde_json::from_slice(&body).map_err(invalid_json)?;
+    let records = jobs.submit(vec![submission(value, "")?])?;
+    let mut list = accepted(&records);
+    Ok((StatusCode::ACCEPTED, Json(list.remove(0))).into_response())
+}
+
+async fn submit_batch(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let jobs = jobs(&state)?;
+    let body = body_bytes(&state, body)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        jobs: Vec<Value>,
+    }
+    let batch: Batch = serde_json::from_slice(&body).map_err(invalid_json)?;
+    if batch.jobs.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "jobs: empty; give {\"jobs\": [<run request>, …]}",
+        ));
+    }
+    let subs = batch
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| submission(v, &format!("jobs[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let records = jobs.submit(subs)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"jobs": accepted(&records)})),
+    )
+        .into_response())
+}
+
+fn job_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("job id {id:?} is not a job id (a UUID, as POST /v1/jobs returned it)"),
+        )
+    })
+}
+
+async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = jobs(&state)?.get(job_id(&id)?)?;
+    Ok(Json(queue::view(&record)))
+}
+
+async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = jobs(&state)?.cancel(job_id(&id)?)?;
+    Ok(Json(queue::view(&record)))
 }
 
 async fn profiles(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

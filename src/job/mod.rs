@@ -1,17 +1,25 @@
 //! A request becomes steps: compile (when the profile compiles) in one container, then run
-//! in another. Artifacts move between them through the server: the run container never
-//! shares anything with the container the compiler ran in.
+//! in another, or one run per test, each judged by a checker or an interactor
+//! (`judging`). Artifacts move between containers through the server: the run container
+//! never shares anything with the container the compiler ran in.
+
+pub mod cache;
+pub mod checker;
+mod judging;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::pool::admission::Admission;
 use crate::pool::{Pool, WarmSpec};
 use crate::profile::{Limits, Profile};
 use crate::request::{
-    encode_output, RunResponse, RunStatus, StepResult, StepStatus, Usage, ValidatedRequest,
+    encode_output, Encoding, RunResponse, RunStatus, StepResult, StepStatus, Usage,
+    ValidatedRequest,
 };
 use crate::sandbox::step::cgroup_limits;
 use crate::sandbox::{BoxFile, Container, Layout, RawStep, Sandbox, SandboxError, StepSpec};
+use cache::{CompileCache, Compiled, Inputs};
 
 /// Limits of a compile step when the profile names none.
 pub const DEFAULT_COMPILE_LIMITS: Limits = Limits {
@@ -36,7 +44,13 @@ pub struct Runner {
     /// With a pool (the service), used containers are destroyed in the background;
     /// without (the command line, the tests), before answering.
     pool: Option<Arc<Pool>>,
+    /// Where a request's tests get their extra places to run in parallel.
+    admission: Arc<Admission>,
+    cache: Arc<CompileCache>,
 }
+
+/// The compile cache's size unless configured: a few hundred compiled programs.
+pub const DEFAULT_COMPILE_CACHE_BYTES: u64 = 256 << 20;
 
 /// Which step of a profile a container serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +131,7 @@ fn internal_error(e: &SandboxError) -> RawStep {
             stdout_truncated: false,
             stderr_truncated: false,
             usage: Usage::default(),
+            cached: None,
             message: Some(e.to_string()),
         },
         stdout: Vec::new(),
@@ -127,18 +142,39 @@ fn internal_error(e: &SandboxError) -> RawStep {
 impl Runner {
     /// A runner on `sandbox` that creates a container per step.
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Runner {
             sandbox,
             pool: None,
+            admission: Arc::new(Admission::new(cpus, 0)),
+            cache: Arc::new(CompileCache::new(DEFAULT_COMPILE_CACHE_BYTES)),
         }
     }
 
     /// A runner that takes its containers from `pool` and destroys them in the background.
     pub fn with_pool(pool: Arc<Pool>) -> Self {
         Runner {
-            sandbox: pool.sandbox().clone(),
-            pool: Some(pool),
+            pool: Some(pool.clone()),
+            ..Runner::new(pool.sandbox().clone())
         }
+    }
+
+    /// Tests run in parallel on the places of `admission` (the service's own) that are
+    /// free, besides the one their request holds.
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// A compile cache of `max_bytes` (0: none).
+    pub fn with_compile_cache(mut self, max_bytes: u64) -> Self {
+        self.cache = Arc::new(CompileCache::new(max_bytes));
+        self
+    }
+
+    /// The compile cache.
+    pub fn compile_cache(&self) -> &CompileCache {
+        &self.cache
     }
 
     async fn container(
@@ -174,7 +210,7 @@ impl Runner {
         profile: &Profile,
         kind: StepKind,
         limits: &Limits,
-        files: &[BoxFile],
+        files: &[&BoxFile],
         spec: &StepSpec,
     ) -> Result<Result<StepOutcome, SandboxError>, SandboxError> {
         let mut retried = false;
@@ -202,8 +238,43 @@ impl Runner {
     /// (the host cannot sandbox); a failure inside a step is that step's `internal_error`.
     pub async fn run(&self, req: &ValidatedRequest) -> Result<RunResponse, SandboxError> {
         let profile = &req.profile.profile;
-        let env = env_list(&req.env);
-        let mut files: Vec<BoxFile> = req
+        let (compile, files) = match self.build(req).await? {
+            Build::Ready { compile, files } => (compile, files),
+            Build::Failed(step) => {
+                let status = match step.status {
+                    StepStatus::InternalError => RunStatus::Step(StepStatus::InternalError),
+                    _ => RunStatus::CompileError,
+                };
+                return Ok(response(status, Some(step), None));
+            }
+        };
+        if let Some(judging) = &req.judging {
+            return self.judge(req, judging, compile, &files).await;
+        }
+        let spec = StepSpec {
+            argv: req.run_cmd.clone(),
+            env: env_list(&req.env),
+            limits: req.limits,
+            cpu_cores: profile.cpu_cores,
+            stdin: req.stdin.clone(),
+        };
+        let files: Vec<&BoxFile> = files.iter().collect();
+        let step = match self
+            .in_container(profile, StepKind::Run, &req.limits, &files, &spec)
+            .await?
+        {
+            Ok((step, _)) => step,
+            Err(e) => internal_error(&e),
+        };
+        let run = encode(step, req.output_encoding);
+        Ok(response(RunStatus::Step(run.status), compile, Some(run)))
+    }
+
+    /// The files a request's run starts with: its own, or what its compile left in `/box`
+    /// (from the compile cache when the same inputs compiled before).
+    async fn build(&self, req: &ValidatedRequest) -> Result<Build, SandboxError> {
+        let profile = &req.profile.profile;
+        let files: Vec<BoxFile> = req
             .files
             .iter()
             .map(|(path, content)| BoxFile {
@@ -212,73 +283,72 @@ impl Runner {
                 executable: false,
             })
             .collect();
-
-        let mut compile = None;
         let compiles = req.files.iter().any(|(p, _)| *p == profile.source_file);
-        if let (Some(cmd), true) = (&profile.compile, compiles) {
-            let limits = profile.compile_limits.unwrap_or(DEFAULT_COMPILE_LIMITS);
-            // The request's env is the program's, not the compiler's (an LD_PRELOAD of the
-            // user's would run inside gcc): the compile step has the profile's env only.
-            let spec = StepSpec {
-                argv: cmd.clone(),
-                env: env_list(&profile.env),
-                limits,
-                cpu_cores: profile.cpu_cores,
-                stdin: Vec::new(),
-            };
-            let (step, artifacts) = self
-                .in_container(profile, StepKind::Compile, &limits, &files, &spec)
-                .await?
-                .unwrap_or_else(|e| (internal_error(&e), None));
-            let ok = step.result.status == StepStatus::Ok;
-            compile = Some(encode(step, req));
-            match artifacts {
-                Some(a) if ok => files = a,
-                _ => {
-                    let status = match compile.as_ref().map(|c| c.status) {
-                        Some(StepStatus::InternalError) => {
-                            RunStatus::Step(StepStatus::InternalError)
-                        }
-                        _ => RunStatus::CompileError,
-                    };
-                    return Ok(RunResponse {
-                        id: uuid::Uuid::new_v4(),
-                        status,
-                        compile,
-                        run: None,
-                    });
-                }
+        let (Some(cmd), true) = (&profile.compile, compiles) else {
+            return Ok(Build::Ready {
+                compile: None,
+                files: Arc::new(files),
+            });
+        };
+        let limits = profile.compile_limits.unwrap_or(DEFAULT_COMPILE_LIMITS);
+        // The request's env is the program's, not the compiler's (an LD_PRELOAD of the
+        // user's would run inside gcc): the compile step has the profile's env only.
+        let spec = StepSpec {
+            argv: cmd.clone(),
+            env: env_list(&profile.env),
+            limits,
+            cpu_cores: profile.cpu_cores,
+            stdin: Vec::new(),
+        };
+        let key = Inputs {
+            profile: &profile.name,
+            argv: &spec.argv,
+            env: &spec.env,
+            limits: &limits,
+            files: &files,
+        }
+        .key();
+        if let Some(hit) = self.cache.get(&key) {
+            let mut step = encode(hit.step.clone(), req.output_encoding);
+            step.cached = Some(true);
+            return Ok(Build::Ready {
+                compile: Some(step),
+                files: hit.files.clone(),
+            });
+        }
+        let sources: Vec<&BoxFile> = files.iter().collect();
+        let (step, artifacts) = self
+            .in_container(profile, StepKind::Compile, &limits, &sources, &spec)
+            .await?
+            .unwrap_or_else(|e| (internal_error(&e), None));
+        let ok = step.result.status == StepStatus::Ok;
+        match artifacts {
+            Some(a) if ok => {
+                let compiled = Arc::new(Compiled {
+                    step,
+                    files: Arc::new(a),
+                });
+                self.cache.put(key, compiled.clone());
+                let mut step = encode(compiled.step.clone(), req.output_encoding);
+                step.cached = Some(false);
+                Ok(Build::Ready {
+                    compile: Some(step),
+                    files: compiled.files.clone(),
+                })
+            }
+            _ => {
+                let mut step = encode(step, req.output_encoding);
+                step.cached = Some(false);
+                Ok(Build::Failed(step))
             }
         }
-
-        let spec = StepSpec {
-            argv: req.run_cmd.clone(),
-            env,
-            limits: req.limits,
-            cpu_cores: profile.cpu_cores,
-            stdin: req.stdin.clone(),
-        };
-        let step = match self
-            .in_container(profile, StepKind::Run, &req.limits, &files, &spec)
-            .await?
-        {
-            Ok((step, _)) => step,
-            Err(e) => internal_error(&e),
-        };
-        let run = encode(step, req);
-        Ok(RunResponse {
-            id: uuid::Uuid::new_v4(),
-            status: RunStatus::Step(run.status),
-            compile,
-            run: Some(run),
-        })
     }
 
     /// Writes `files`, runs `spec`, and after a successful compile collects `/box`.
     async fn step_in(
         c: &mut Container,
         kind: StepKind,
-        files: &[BoxFile],
+        files: &[&BoxFile],
         spec: &StepSpec,
     ) -> Result<StepOutcome, SandboxError> {
         c.write_files(files).await?;
@@ -304,9 +374,36 @@ impl Runner {
 /// A step's result and, after a successful compile, the artifacts of `/box`.
 type StepOutcome = (RawStep, Option<Vec<BoxFile>>);
 
-fn encode(step: RawStep, req: &ValidatedRequest) -> StepResult {
+/// What a request's run starts from.
+enum Build {
+    /// The compile step (if the profile compiles) and the files of `/box`.
+    Ready {
+        compile: Option<StepResult>,
+        files: Arc<Vec<BoxFile>>,
+    },
+    /// The compile step, which failed.
+    Failed(StepResult),
+}
+
+fn encode(step: RawStep, enc: Encoding) -> StepResult {
     let mut r = step.result;
-    r.stdout = encode_output(&step.stdout, req.output_encoding);
-    r.stderr = encode_output(&step.stderr, req.output_encoding);
+    r.stdout = encode_output(&step.stdout, enc);
+    r.stderr = encode_output(&step.stderr, enc);
     r
+}
+
+fn response(
+    status: RunStatus,
+    compile: Option<StepResult>,
+    run: Option<StepResult>,
+) -> RunResponse {
+    RunResponse {
+        id: uuid::Uuid::new_v4(),
+        status,
+        compile,
+        run,
+        tests: None,
+        summary: None,
+        message: None,
+    }
 }

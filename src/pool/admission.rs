@@ -77,6 +77,22 @@ impl Admission {
         }
     }
 
+    /// Waits for a place for extra work of a request that already holds one (its tests
+    /// running in parallel). Not counted in the queue, which bounds requests: a request
+    /// always progresses on its own place, so its extra waits hold nothing up.
+    pub async fn wait_extra(&self) -> Ticket {
+        match self.running.clone().acquire_owned().await {
+            Ok(p) => Ticket { _permit: p },
+            // The semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Places in all.
+    pub fn capacity(&self) -> usize {
+        self.max_running
+    }
+
     /// Requests waiting now.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Acquire)

@@ -23,7 +23,7 @@ use crate::protocol::{FileMeta, FromInit, InitConfig, ProtocolError, ToInit};
 use cgroup::{Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupVersion};
 use seccomp::{CompiledPolicy, SeccompError};
 
-pub use step::{RawStep, StepSpec};
+pub use step::{Piped, RawStep, StepSpec};
 
 /// How long a new container may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -490,7 +490,7 @@ impl Container {
     }
 
     /// Writes files into `/box` (before the job runs).
-    pub async fn write_files(&mut self, files: &[BoxFile]) -> Result<(), SandboxError> {
+    pub async fn write_files(&mut self, files: &[&BoxFile]) -> Result<(), SandboxError> {
         if files.is_empty() {
             return Ok(());
         }

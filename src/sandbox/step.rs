@@ -258,10 +258,34 @@ async fn read_some(
     rx.read(buf).await
 }
 
+/// A job's stdin and stdout given by the caller instead of warmbox's own (an interactive
+/// problem's cross-connected pipes): its `spec.stdin` is then unused and its stdout not
+/// captured.
+#[derive(Debug)]
+pub struct Piped {
+    /// The job's fd 0.
+    pub stdin: OwnedFd,
+    /// The job's fd 1.
+    pub stdout: OwnedFd,
+}
+
 impl Container {
     /// Runs `spec` as this container's one job. `Err` is warmbox's own failure; every
     /// outcome of the user's program, including limits hit, is an `Ok(StepResult)`.
     pub async fn run(&mut self, spec: &StepSpec) -> Result<RawStep, SandboxError> {
+        self.run_io(spec, None).await
+    }
+
+    /// Runs `spec` with its stdin and stdout connected to `io`.
+    pub async fn run_piped(&mut self, spec: &StepSpec, io: Piped) -> Result<RawStep, SandboxError> {
+        self.run_io(spec, Some(io)).await
+    }
+
+    async fn run_io(
+        &mut self,
+        spec: &StepSpec,
+        io: Option<Piped>,
+    ) -> Result<RawStep, SandboxError> {
         let l = spec.limits;
         let host = |what: &str| {
             let what = format!("container {}: {what}", self.id);
@@ -274,8 +298,16 @@ impl Container {
         }
         let base = self.cgroup().start_accounting()?;
 
-        let stdin = stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?;
         let (mut out_rx, out_w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;
+        let piped = io.is_some();
+        let (stdin, out_w) = match io {
+            None => (
+                stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?,
+                out_w,
+            ),
+            // Our stdout pipe's write end goes unused: its read end sees EOF at once.
+            Some(p) => (p.stdin, p.stdout),
+        };
         let (mut err_rx, err_w) = output_pipe(l.output_bytes).map_err(host("stderr pipe"))?;
         let job = ToInit::Run(JobSpec {
             argv: spec.argv.clone(),
@@ -299,6 +331,7 @@ impl Container {
         let mut hard_killed = false;
 
         let mut out = Capture::new(l.output_bytes);
+        out.eof = piped;
         let mut err = Capture::new(l.output_bytes);
         let mut killed: Option<KillReason> = None;
         let mut exited: Option<FromInit> = None;
@@ -471,6 +504,7 @@ impl Container {
             },
             stdout: String::new(),
             stderr: String::new(),
+            cached: None,
             message,
         };
         Ok(RawStep {

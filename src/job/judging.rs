@@ -1,0 +1,423 @@
+//! A request with tests: compile once, then run each test in its own fresh container and
+//! judge its output (a built-in comparison, a checker program, or an interactor that talks
+//! to the submission while it runs). Tests run in parallel on the free places of the
+//! admission, and are answered in the request's order.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::checker::{compare, Compared};
+use super::{encode, env_list, internal_error, Build, Runner, StepKind};
+use crate::judge::{summarize, Judge, JudgeProgram, Judging, TestResult, ValidatedTest, Verdict};
+use crate::request::{RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
+use crate::sandbox::{BoxFile, Piped, RawStep, SandboxError, StepSpec};
+
+/// The files a checker finds in its `/box`, and the arguments it is given, testlib's order.
+pub const CHECKER_FILES: [&str; 3] = ["input.txt", "output.txt", "answer.txt"];
+
+/// Most of a checker's or interactor's stderr quoted in a test's message, bytes.
+const MESSAGE_BYTES: usize = 1024;
+
+/// A judge program compiled and ready: its request and its files.
+struct Ready<'a> {
+    program: &'a JudgeProgram,
+    files: Arc<Vec<BoxFile>>,
+}
+
+/// What every test of one request shares.
+struct Plan<'a> {
+    req: &'a ValidatedRequest,
+    judging: &'a Judging,
+    files: Vec<&'a BoxFile>,
+    checker: Option<Ready<'a>>,
+    interactor: Option<Ready<'a>>,
+}
+
+impl Runner {
+    /// Runs and judges `judging`'s tests of `req`, whose run starts with `files`.
+    pub(super) async fn judge(
+        &self,
+        req: &ValidatedRequest,
+        judging: &Judging,
+        compile: Option<StepResult>,
+        files: &[BoxFile],
+    ) -> Result<RunResponse, SandboxError> {
+        let checker = match &judging.judge {
+            Judge::Program(p) => match self.ready("checker", p).await? {
+                Ok(r) => Some(r),
+                Err(message) => return Ok(failed_judge(compile, message)),
+            },
+            Judge::Compare(_) => None,
+        };
+        let interactor = match &judging.interactor {
+            Some(p) => match self.ready("interactor", p).await? {
+                Ok(r) => Some(r),
+                Err(message) => return Ok(failed_judge(compile, message)),
+            },
+            None => None,
+        };
+        let plan = Plan {
+            req,
+            judging,
+            files: files.iter().collect(),
+            checker,
+            interactor,
+        };
+        let tests = self.run_tests(&plan).await?;
+        let summary = summarize(&tests);
+        Ok(RunResponse {
+            id: uuid::Uuid::new_v4(),
+            status: summary.verdict.into(),
+            compile,
+            run: None,
+            tests: Some(tests),
+            summary: Some(summary),
+            message: None,
+        })
+    }
+
+    /// Compiles a checker or interactor (through the compile cache); `Err` says why it
+    /// cannot judge.
+    async fn ready<'a>(
+        &self,
+        role: &str,
+        p: &'a JudgeProgram,
+    ) -> Result<Result<Ready<'a>, String>, SandboxError> {
+        Ok(match self.build(&p.request).await? {
+            Build::Ready { files, .. } => Ok(Ready { program: p, files }),
+            Build::Failed(step) => Err(format!(
+                "the {role} did not compile ({}): {}",
+                status_name(step.status),
+                clip(step.stderr.as_bytes())
+            )),
+        })
+    }
+
+    /// Every test, in order. One worker always runs, on the request's own place; the
+    /// others each wait for a free place of the admission and stop waiting once every
+    /// test has been taken.
+    async fn run_tests(&self, plan: &Plan<'_>) -> Result<Vec<TestResult>, SandboxError> {
+        let n = plan.judging.tests.len();
+        let next = AtomicUsize::new(0);
+        let stopped = AtomicBool::new(false);
+        let all_taken = CancellationToken::new();
+        let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; n]);
+        let worker = || async {
+            loop {
+                let i = next.fetch_add(1, Ordering::AcqRel);
+                if i + 1 >= n {
+                    all_taken.cancel();
+                }
+                let Some(test) = plan.judging.tests.get(i) else {
+                    return Ok::<(), SandboxError>(());
+                };
+                let result = if stopped.load(Ordering::Acquire) {
+                    skipped(test)
+                } else {
+                    let r = self.one_test(plan, test).await?;
+                    if plan.judging.stop_on_first_failure && r.verdict != Verdict::Accepted {
+                        stopped.store(true, Ordering::Release);
+                    }
+                    r
+                };
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+            }
+        };
+        let extra = || async {
+            tokio::select! {
+                ticket = self.admission.wait_extra() => {
+                    let _ticket = ticket;
+                    worker().await
+                }
+                _ = all_taken.cancelled() => Ok(()),
+            }
+        };
+        let helpers = n.min(self.admission.capacity()).saturating_sub(1);
+        let extras = futures_util::future::join_all((0..helpers).map(|_| extra()));
+        let (first, rest) = tokio::join!(worker(), extras);
+        first?;
+        rest.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok(results
+            .into_iter()
+            .zip(&plan.judging.tests)
+            .map(|(r, t)| r.unwrap_or_else(|| skipped(t)))
+            .collect())
+    }
+
+    /// Runs and judges one test.
+    async fn one_test(
+        &self,
+        plan: &Plan<'_>,
+        test: &ValidatedTest,
+    ) -> Result<TestResult, SandboxError> {
+        if let Some(interactor) = &plan.interactor {
+            return self.interactive(plan, test, interactor).await;
+        }
+        let req = plan.req;
+        let profile = &req.profile.profile;
+        let spec = StepSpec {
+            argv: req.run_cmd.clone(),
+            env: env_list(&req.env),
+            limits: test.limits,
+            cpu_cores: profile.cpu_cores,
+            stdin: test.stdin.clone(),
+        };
+        let raw = match self
+            .in_container(profile, StepKind::Run, &test.limits, &plan.files, &spec)
+            .await?
+        {
+            Ok((step, _)) => step,
+            Err(e) => internal_error(&e),
+        };
+        let mut result = TestResult {
+            name: test.name.clone(),
+            verdict: Verdict::Accepted,
+            message: None,
+            run: None,
+            checker: None,
+            interactor: None,
+        };
+        if raw.result.status != StepStatus::Ok {
+            result.verdict = Verdict::Step(raw.result.status);
+        } else {
+            let expected = test.expected.as_deref().unwrap_or_default();
+            match (&plan.judging.judge, &plan.checker) {
+                (Judge::Compare(how), _) => match compare(*how, expected, &raw.stdout) {
+                    Compared::Accepted => {}
+                    Compared::WrongAnswer(m) => {
+                        result.verdict = Verdict::WrongAnswer;
+                        result.message = Some(m);
+                    }
+                },
+                (Judge::Program(_), Some(checker)) => {
+                    let inputs = [&test.stdin[..], &raw.stdout[..], expected];
+                    let (step, verdict, message) = self.check(plan, checker, inputs).await?;
+                    result.verdict = verdict;
+                    result.message = message;
+                    result.checker = Some(step);
+                }
+                (Judge::Program(_), None) => {
+                    result.verdict = Verdict::Step(StepStatus::InternalError);
+                    result.message = Some("the checker was not compiled".into());
+                }
+            }
+        }
+        result.run = Some(encode(raw, plan.req.output_encoding));
+        Ok(result)
+    }
+
+    /// Runs the checker program on a test's input, output and expected output.
+    async fn check(
+        &self,
+        plan: &Plan<'_>,
+        checker: &Ready<'_>,
+        inputs: [&[u8]; 3],
+    ) -> Result<(StepResult, Verdict, Option<String>), SandboxError> {
+        let creq = &checker.program.request;
+        let profile = &creq.profile.profile;
+        let extra: Vec<BoxFile> = CHECKER_FILES
+            .iter()
+            .zip(inputs)
+            .map(|(name, content)| BoxFile {
+                path: name.to_string(),
+                content: content.to_vec(),
+                executable: false,
+            })
+            .collect();
+        let files: Vec<&BoxFile> = checker.files.iter().chain(&extra).collect();
+        let mut argv = creq.run_cmd.clone();
+        argv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
+        let spec = StepSpec {
+            argv,
+            env: env_list(&creq.env),
+            limits: creq.limits,
+            cpu_cores: profile.cpu_cores,
+            stdin: Vec::new(),
+        };
+        let raw = match self
+            .in_container(profile, StepKind::Run, &creq.limits, &files, &spec)
+            .await?
+        {
+            Ok((step, _)) => step,
+            Err(e) => internal_error(&e),
+        };
+        let (verdict, message) = judged_by_exit("checker", &raw);
+        Ok((encode(raw, plan.req.output_encoding), verdict, message))
+    }
+
+    /// Runs the submission and the interactor of one test side by side, each one's stdout
+    /// the other's stdin; the interactor's exit code judges.
+    async fn interactive(
+        &self,
+        plan: &Plan<'_>,
+        test: &ValidatedTest,
+        interactor: &Ready<'_>,
+    ) -> Result<TestResult, SandboxError> {
+        let req = plan.req;
+        let profile = &req.profile.profile;
+        let ireq = &interactor.program.request;
+        let iprofile = &ireq.profile.profile;
+        let spec = StepSpec {
+            argv: req.run_cmd.clone(),
+            env: env_list(&req.env),
+            limits: test.limits,
+            cpu_cores: profile.cpu_cores,
+            stdin: Vec::new(),
+        };
+        let mut iargv = ireq.run_cmd.clone();
+        iargv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
+        let ispec = StepSpec {
+            argv: iargv,
+            env: env_list(&ireq.env),
+            limits: ireq.limits,
+            cpu_cores: iprofile.cpu_cores,
+            stdin: Vec::new(),
+        };
+        let expected = test.expected.as_deref().unwrap_or_default();
+        let extra: Vec<BoxFile> = CHECKER_FILES
+            .iter()
+            .zip([&test.stdin[..], b"", expected])
+            .map(|(name, content)| BoxFile {
+                path: name.to_string(),
+                content: content.to_vec(),
+                executable: false,
+            })
+            .collect();
+        let ifiles: Vec<&BoxFile> = interactor.files.iter().chain(&extra).collect();
+
+        let mut sub = self.container(profile, StepKind::Run, &test.limits).await?;
+        let mut int = match self.container(iprofile, StepKind::Run, &ireq.limits).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.finish(sub).await;
+                return Err(e);
+            }
+        };
+        let run = async {
+            sub.write_files(&plan.files).await?;
+            int.write_files(&ifiles).await?;
+            let (to_sub, from_int) = pipe()?;
+            let (to_int, from_sub) = pipe()?;
+            let sub_io = Piped {
+                stdin: to_sub,
+                stdout: from_sub,
+            };
+            let int_io = Piped {
+                stdin: to_int,
+                stdout: from_int,
+            };
+            let (s, i) = tokio::join!(sub.run_piped(&spec, sub_io), int.run_piped(&ispec, int_io));
+            Ok::<_, SandboxError>((
+                s.unwrap_or_else(|e| internal_error(&e)),
+                i.unwrap_or_else(|e| internal_error(&e)),
+            ))
+        };
+        let outcome = run.await;
+        self.finish(sub).await;
+        self.finish(int).await;
+        let (s, i) = match outcome {
+            Ok(pair) => pair,
+            Err(e) => (internal_error(&e), internal_error(&e)),
+        };
+        let (judged, message) = judged_by_exit("interactor", &i);
+        let verdict = match judged {
+            Verdict::WrongAnswer | Verdict::PresentationError => judged,
+            _ if s.result.status != StepStatus::Ok => Verdict::Step(s.result.status),
+            other => other,
+        };
+        let message = match verdict {
+            Verdict::Step(st) if st != StepStatus::InternalError => None,
+            _ => message,
+        };
+        Ok(TestResult {
+            name: test.name.clone(),
+            verdict,
+            message,
+            run: Some(encode(s, req.output_encoding)),
+            checker: None,
+            interactor: Some(encode(i, req.output_encoding)),
+        })
+    }
+}
+
+/// A blocking pipe (read end, write end), close-on-exec: the ends go to two jobs.
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Host {
+        what: "pipe for an interactive test".into(),
+        source: e.into(),
+    })
+}
+
+/// A checker's or interactor's verdict from its exit code, testlib's convention: 0
+/// accepted, 1 wrong answer, 2 presentation error; anything else (another code, a signal,
+/// a limit) is its own failure, not the submission's.
+fn judged_by_exit(role: &str, step: &RawStep) -> (Verdict, Option<String>) {
+    let said = clip(&step.stderr);
+    let said = (!said.is_empty()).then_some(said);
+    let r = &step.result;
+    match (r.status, r.exit_code) {
+        (StepStatus::Ok, _) => (Verdict::Accepted, said),
+        (StepStatus::RuntimeError, Some(1)) => (Verdict::WrongAnswer, said),
+        (StepStatus::RuntimeError, Some(2)) => (Verdict::PresentationError, said),
+        (status, code) => {
+            let how = match code {
+                Some(c) => format!("exited with {c}"),
+                None => status_name(status),
+            };
+            let detail = match (&r.message, said) {
+                (Some(m), _) => format!(": {m}"),
+                (None, Some(s)) => format!(": {s}"),
+                (None, None) => String::new(),
+            };
+            (
+                Verdict::Step(StepStatus::InternalError),
+                Some(format!("the {role} failed ({how}){detail}")),
+            )
+        }
+    }
+}
+
+fn status_name(s: StepStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{s:?}"))
+}
+
+/// At most [`MESSAGE_BYTES`] of `bytes`, as text, trimmed.
+fn clip(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MESSAGE_BYTES)];
+    let mut s = String::from_utf8_lossy(cut).trim().to_string();
+    if bytes.len() > MESSAGE_BYTES {
+        s.push('…');
+    }
+    s
+}
+
+fn skipped(test: &ValidatedTest) -> TestResult {
+    TestResult {
+        name: test.name.clone(),
+        verdict: Verdict::Skipped,
+        message: None,
+        run: None,
+        checker: None,
+        interactor: None,
+    }
+}
+
+/// The answer when a checker or interactor cannot judge: nothing of the submission is run.
+fn failed_judge(compile: Option<StepResult>, message: String) -> RunResponse {
+    RunResponse {
+        id: uuid::Uuid::new_v4(),
+        status: RunStatus::Step(StepStatus::InternalError),
+        compile,
+        run: None,
+        tests: None,
+        summary: None,
+        message: Some(message),
+    }
+}

@@ -1,0 +1,516 @@
+//! Async jobs: a request accepted now (`POST /v1/jobs`), run when a place is free, its
+//! result kept for a while and POSTed to a callback URL. Jobs live in a durable store, so a
+//! job accepted before a crash or a restart runs after it.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::job::Runner;
+use crate::pool::admission::Admission;
+use crate::profile::ProfileSet;
+use crate::request::{self, RequestError, RunRequest};
+use store::{now_ms, CallbackState, JobRecord, JobStatus, Store, StoreError};
+
+/// Settings of the async jobs.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// How long a finished job and its result are kept.
+    pub retention: Duration,
+    /// Jobs queued at most.
+    pub max_queued: usize,
+    /// Deliveries of a callback tried at most.
+    pub callback_attempts: u32,
+    /// Wait before the second delivery; doubled before each further one.
+    pub callback_backoff: Duration,
+    /// Time one delivery may take.
+    pub callback_timeout: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            retention: Duration::from_secs(24 * 3600),
+            max_queued: 10_000,
+            callback_attempts: 5,
+            callback_backoff: Duration::from_secs(1),
+            callback_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a job could not be accepted or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The request is invalid (a 4xx with the request's own code).
+    #[error("{0}")]
+    Request(RequestError),
+    /// No job has this id.
+    #[error("no job {0}")]
+    NotFound(Uuid),
+    /// The job is finished; it cannot be cancelled.
+    #[error("{0}")]
+    Finished(String),
+    /// The queue is full.
+    #[error("the job queue is full ({queued} queued, at most {max}); retry shortly")]
+    Full {
+        /// Jobs queued now.
+        queued: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One job as submitted: its request body (JSON, without `callback_url`) and callback.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The run request as JSON.
+    pub request: Value,
+    /// Where the result is POSTed.
+    pub callback_url: Option<String>,
+}
+
+/// The async jobs of one server.
+#[derive(Debug)]
+pub struct Jobs {
+    store: Arc<Store>,
+    runner: Runner,
+    profiles: Arc<ProfileSet>,
+    admission: Arc<Admission>,
+    config: JobsConfig,
+    queue: mpsc::UnboundedSender<Uuid>,
+    queued: AtomicUsize,
+    /// Running jobs' cancellation, by id.
+    running: Mutex<HashMap<Uuid, CancellationToken>>,
+    tasks: TaskTracker,
+    /// Set at shutdown: no new job starts, no callback is retried.
+    closing: CancellationToken,
+    /// Set when the grace period is over: running jobs are dropped.
+    stopping: CancellationToken,
+    client: reqwest::Client,
+}
+
+impl Jobs {
+    /// Opens the jobs of `store`: jobs that were queued or running when the last server
+    /// stopped are queued again, oldest first, and start running on `runner`.
+    pub fn start(
+        store: Arc<Store>,
+        runner: Runner,
+        profiles: Arc<ProfileSet>,
+        admission: Arc<Admission>,
+        config: JobsConfig,
+    ) -> Result<Arc<Jobs>, JobError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = reqwest::Client::builder()
+            .timeout(config.callback_timeout)
+            .build()
+            .map_err(|e| {
+                JobError::Request(RequestError::invalid(format!("callback client: {e}")))
+            })?;
+        let jobs = Arc::new(Jobs {
+            store,
+            runner,
+            profiles,
+            admission,
+            config,
+            queue: tx,
+            queued: AtomicUsize::new(0),
+            running: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+            client,
+        });
+        let again = jobs.store.unfinished()?;
+        for id in &again {
+            // A job that was running when the server stopped starts over.
+            jobs.store.update(*id, |r| {
+                r.status = JobStatus::Queued;
+                r.started_ms = None;
+                Ok(())
+            })?;
+            jobs.queued.fetch_add(1, Ordering::AcqRel);
+            let _ = jobs.queue.send(*id);
+        }
+        if !again.is_empty() {
+            tracing::info!(
+                jobs = again.len(),
+                "queued again the jobs an earlier instance left"
+            );
+        }
+        jobs.tasks.spawn(jobs.clone().dispatch(rx));
+        jobs.tasks.spawn(jobs.clone().sweep());
+        Ok(jobs)
+    }
+
+    /// Jobs queued now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Checks every submission, then stores them all at once and queues them: either all
+    /// are accepted or none (the error names the first bad one by its index when there
+    /// are several).
+    pub fn submit(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
+        let many = subs.len() > 1;
+        let at = |i: usize, e: RequestError| {
+            JobError::Request(if many {
+                RequestError {
+                    code: e.code,
+                    message: format!("jobs[{i}].{}", e.message),
+                }
+            } else {
+                e
+            })
+        };
+        for (i, s) in subs.iter().enumerate() {
+            parse(&s.request, &self.profiles).map_err(|e| at(i, e))?;
+            if let Some(url) = &s.callback_url {
+                check_callback_url(url).map_err(|e| at(i, e))?;
+            }
+        }
+        let queued = self.queued();
+        if queued + subs.len() > self.config.max_queued {
+            return Err(JobError::Full {
+                queued,
+                max: self.config.max_queued,
+            });
+        }
+        let now = now_ms();
+        let records: Vec<JobRecord> = subs
+            .into_iter()
+            .map(|s| JobRecord {
+                id: Uuid::new_v4(),
+                status: JobStatus::Queued,
+                request: s.request,
+                created_ms: now,
+                started_ms: None,
+                finished_ms: None,
+                result: None,
+                callback: s.callback_url.map(|url| CallbackState {
+                    url,
+                    ..CallbackState::default()
+                }),
+            })
+            .collect();
+        self.store.insert(&records)?;
+        self.queued.fetch_add(records.len(), Ordering::AcqRel);
+        for r in &records {
+            let _ = self.queue.send(r.id);
+        }
+        Ok(records)
+    }
+
+    /// The job `id`.
+    pub fn get(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        self.store.get(id)?.ok_or(JobError::NotFound(id))
+    }
+
+    /// Cancels a queued or running job (a running one is killed, its containers removed).
+    pub fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        let mut was = None;
+        let r = self.store.update(id, |r| match r.status {
+            JobStatus::Queued | JobStatus::Running => {
+                was = Some(r.status);
+                r.status = JobStatus::Cancelled;
+                r.finished_ms = Some(now_ms());
+                Ok(())
+            }
+            s => Err(format!(
+                "job {id} is already {}; only a queued or running job can be cancelled",
+                status_name(s)
+            )),
+        });
+        let record = match r {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(JobError::NotFound(id)),
+            Err(StoreError::Refused(m)) => return Err(JobError::Finished(m)),
+            Err(e) => return Err(e.into()),
+        };
+        match was {
+            Some(JobStatus::Queued) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {
+                if let Some(t) = self.lock_running().get(&id) {
+                    t.cancel();
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    /// Stops taking jobs and waits up to `grace` for the running ones; those still running
+    /// then are dropped (their containers removed) and stay "running" in the store, to be
+    /// run again by the next server.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("jobs still running after the grace period: left for the next start");
+            self.stopping.cancel();
+            self.tasks.wait().await;
+        }
+    }
+
+    /// Starts no further job (the first step of [`Jobs::shutdown`]).
+    pub fn close(&self) {
+        self.tasks.close();
+        self.closing.cancel();
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts queued jobs as places free up, at most as many at once as the admission
+    /// has places.
+    async fn dispatch(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Uuid>) {
+        let slots = Arc::new(Semaphore::new(self.admission.capacity()));
+        loop {
+            let id = tokio::select! {
+                id = rx.recv() => match id { Some(id) => id, None => return },
+                _ = self.closing.cancelled() => return,
+            };
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
+                _ = self.closing.cancelled() => return,
+            };
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                let _slot = slot;
+                me.run_one(id).await;
+            });
+        }
+    }
+
+    /// Runs job `id` if it is still queued, stores its result and delivers its callback.
+    async fn run_one(self: Arc<Self>, id: Uuid) {
+        let started = self.store.update(id, |r| {
+            if r.status != JobStatus::Queued {
+                return Err("not queued".into());
+            }
+            r.status = JobStatus::Running;
+            r.started_ms = Some(now_ms());
+            Ok(())
+        });
+        let record = match started {
+            Ok(Some(r)) => r,
+            // Cancelled while it waited, or gone: nothing to do.
+            Ok(None) | Err(StoreError::Refused(_)) => return,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "job store");
+                return;
+            }
+        };
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let cancel = CancellationToken::new();
+        self.lock_running().insert(id, cancel.clone());
+        let outcome = tokio::select! {
+            r = self.execute(&record.request) => Some(r),
+            _ = cancel.cancelled() => None,
+            _ = self.stopping.cancelled() => {
+                // Left "running": the next start runs it again.
+                self.lock_running().remove(&id);
+                return;
+            }
+        };
+        self.lock_running().remove(&id);
+        let Some(result) = outcome else {
+            // Cancelled: the store already says so.
+            self.deliver(id).await;
+            return;
+        };
+        let done = self.store.update(id, |r| {
+            if r.status != JobStatus::Running {
+                return Err("no longer running".into());
+            }
+            r.status = JobStatus::Done;
+            r.finished_ms = Some(now_ms());
+            r.result = Some(result);
+            Ok(())
+        });
+        if let Err(e) = done {
+            tracing::warn!(job = %id, error = %e, "storing a job's result");
+        }
+        self.deliver(id).await;
+    }
+
+    /// The response of one job's request, or its error as the API would have answered it.
+    async fn execute(&self, request: &Value) -> Value {
+        let valid = match parse(request, &self.profiles) {
+            Ok(v) => v,
+            Err(e) => return json!({"error": {"code": e.code, "message": e.message}}),
+        };
+        let _ticket = self.admission.wait_extra().await;
+        match self.runner.run(&valid).await {
+            Ok(resp) => serde_json::to_value(resp).unwrap_or_else(
+                |e| json!({"error": {"code": "internal", "message": format!("encode: {e}")}}),
+            ),
+            Err(e) => json!({"error": {"code": "sandbox_failure",
+                "message": format!("could not create a container: {e}")}}),
+        }
+    }
+
+    /// POSTs job `id`'s record to its callback URL, retrying with backoff; every attempt
+    /// is recorded in the store.
+    async fn deliver(&self, id: Uuid) {
+        let mut wait = self.config.callback_backoff;
+        loop {
+            let record = match self.store.get(id) {
+                Ok(Some(r)) => r,
+                _ => return,
+            };
+            let Some(cb) = &record.callback else { return };
+            if cb.delivered || cb.attempts >= self.config.callback_attempts {
+                return;
+            }
+            let body = view(&record);
+            let sent = self.client.post(&cb.url).json(&body).send().await;
+            let error = match sent {
+                Ok(r) if r.status().is_success() => None,
+                Ok(r) => Some(format!("the callback answered {}", r.status())),
+                Err(e) => Some(format!("could not deliver: {}", error_chain(&e))),
+            };
+            let delivered = error.is_none();
+            let stored = self.store.update(id, |r| {
+                if let Some(c) = &mut r.callback {
+                    c.attempts += 1;
+                    c.delivered = delivered;
+                    c.last_error = error.clone();
+                }
+                Ok(())
+            });
+            if let Err(e) = stored {
+                tracing::warn!(job = %id, error = %e, "recording a callback attempt");
+                return;
+            }
+            if delivered {
+                return;
+            }
+            tracing::info!(job = %id, error = ?error, "callback failed; will retry");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.closing.cancelled() => return,
+            }
+            wait *= 2;
+        }
+    }
+
+    /// Removes finished jobs past their retention, now and then.
+    async fn sweep(self: Arc<Self>) {
+        let every =
+            (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            let cutoff = now_ms().saturating_sub(self.config.retention.as_millis() as u64);
+            match self.store.remove_finished_before(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "removed finished jobs past their retention"),
+                Err(e) => tracing::warn!(error = %e, "removing old jobs"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.closing.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// A job as the API shows it.
+pub fn view(r: &JobRecord) -> Value {
+    json!({
+        "id": r.id,
+        "status": r.status,
+        "created_ms": r.created_ms,
+        "started_ms": r.started_ms,
+        "finished_ms": r.finished_ms,
+        "result": r.result,
+        "callback": r.callback,
+    })
+}
+
+fn status_name(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::Queued => "queued",
+        JobStatus::Running => "running",
+        JobStatus::Done => "done",
+        JobStatus::Cancelled => "cancelled",
+    }
+}
+
+/// The request of a job body, checked.
+fn parse(
+    request: &Value,
+    profiles: &ProfileSet,
+) -> Result<request::ValidatedRequest, RequestError> {
+    let req: RunRequest = serde_json::from_value(request.clone())
+        .map_err(|e| RequestError::invalid(format!("request body: {e}")))?;
+    request::validate(&req, profiles)
+}
+
+/// A callback URL must be an absolute http or https URL with a host.
+fn check_callback_url(url: &str) -> Result<(), RequestError> {
+    let bad = |why: &str| {
+        Err(RequestError::invalid(format!(
+            "callback_url: {url:?} {why}; give an absolute http:// or https:// URL"
+        )))
+    };
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return bad(&format!("is not a URL ({e})")),
+    };
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return bad(&format!("has scheme {:?}", parsed.scheme()));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return bad("has no host");
+    }
+    Ok(())
+}
+
+/// An error and its causes, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_urls_are_checked() {
+        assert!(check_callback_url("http://127.0.0.1:9/x").is_ok());
+        assert!(check_callback_url("https://judge.example/cb?a=1").is_ok());
+        assert_eq!(
+            check_callback_url("ftp://x/y").unwrap_err().message,
+            "callback_url: \"ftp://x/y\" has scheme \"ftp\"; give an absolute http:// or \
+             https:// URL"
+        );
+        assert_eq!(
+            check_callback_url("/relative").unwrap_err().message,
+            "callback_url: \"/relative\" is not a URL (relative URL without a base); give an \
+             absolute http:// or https:// URL"
+        );
+    }
+}
