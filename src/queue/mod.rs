@@ -457,8 +457,10 @@ fn parse(
     request: &Value,
     profiles: &ProfileSet,
 ) -> Result<request::ValidatedRequest, RequestError> {
-    let req: RunRequest = serde_json::from_value(request.clone())
-        .map_err(|e| RequestError::invalid(format!("request body: {e}")))?;
+    let req: RunRequest = serde_json::from_value(request.clone()).map_err(|e| RequestError {
+        code: "invalid_json",
+        message: format!("request body: {e}"),
+    })?;
     request::validate(&req, profiles)
 }
 

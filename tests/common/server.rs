@@ -1,0 +1,184 @@
+//! A real `warmbox serve` process for the tests that need one (crash, restart, shutdown,
+//! async jobs), and the host-side checks around it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub parent: String,
+    pub uid_base: u32,
+}
+
+/// A test that panics before `stop` must not leave its server running (and holding its
+/// uid block for the next run): kill it. After `stop` the child is reaped and this fails.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn root_or_skip() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    super::skip("the service tests need root");
+    false
+}
+
+pub fn start(parent: &str, uid_base: u32, extra: &[&str]) -> Server {
+    start_with(parent, uid_base, extra, None)
+}
+
+/// [`start`], with the server's soft limit of open files lowered to `soft_nofile`.
+pub fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Option<u64>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warmbox"));
+    if let Some(soft) = soft_nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only getrlimit/setrlimit between fork and exec (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+                lim.rlim_cur = soft;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .current_dir(super::repo())
+        .args(["serve", "--listen", "127.0.0.1:0", "--warm", "1"])
+        .args([
+            "--cgroup-parent",
+            parent,
+            "--uid-base",
+            &uid_base.to_string(),
+        ])
+        .args(["--state-dir", "/run/warmbox-test-service"])
+        .args(if extra.contains(&"--jobs-db") {
+            vec![]
+        } else {
+            vec!["--jobs-db".to_string(), jobs_db(parent)]
+        })
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warmbox serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("warmbox serve ended before listening")
+            .expect("read stderr");
+        if let Some(addr) = line.strip_prefix("warmbox: serving on ") {
+            break addr.to_string();
+        }
+    };
+    // Keep draining stderr so that the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    let s = Server {
+        child,
+        base,
+        parent: parent.to_string(),
+        uid_base,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&s, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+/// A server's own job store, named after its cgroup parent (kept across its restarts;
+/// [`fresh_jobs_db`] removes it).
+pub fn jobs_db(parent: &str) -> String {
+    format!("/run/warmbox-test-service/{parent}.redb")
+}
+
+/// Removes the job store of `parent`'s server, for a test that starts from none.
+pub fn fresh_jobs_db(parent: &str) {
+    let _ = std::fs::remove_file(jobs_db(parent));
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+pub fn get(s: &Server, path: &str) -> (u16, String) {
+    match agent().get(format!("{}{path}", s.base)).call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+pub fn run(base: &str, body: Value) -> Result<(u16, Value), String> {
+    let mut r = agent()
+        .post(format!("{base}/v1/run"))
+        .send(body.to_string())
+        .map_err(|e| e.to_string())?;
+    let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    let v = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    Ok((r.status().as_u16(), v))
+}
+
+/// (pid, uid, name) of host processes whose uid is in the server's container uid block.
+pub fn block_processes(uid_base: u32) -> Vec<(i32, u32, String)> {
+    super::processes_in(uid_base, 1024)
+}
+
+/// Whether `pid` has ended: gone, or a zombie that its parent has not reaped yet.
+pub fn exited(pid: i32) -> bool {
+    super::stat_fields(pid).is_none_or(|f| f.first().is_some_and(|s| s == "Z" || s == "X"))
+}
+
+pub fn cgroups(parent: &str) -> Vec<String> {
+    super::subdirs(&std::path::Path::new("/sys/fs/cgroup/memory").join(parent))
+}
+
+pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn cleanup_parent(parent: &str) {
+    for c in ["memory", "pids", "cpu", "cpuacct"] {
+        let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(c).join(parent));
+    }
+}
+
+pub fn stop(mut s: Server) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = s.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(cgroups(&s.parent), Vec::<String>::new());
+    assert_eq!(block_processes(s.uid_base), Vec::new());
+}

@@ -1,0 +1,363 @@
+//! Async jobs through a real `warmbox serve`: the life cycle with a callback to a local
+//! HTTP listener, batches, cancellation of queued and running jobs, failed callbacks,
+//! retention, bad input, and jobs queued before a crash running after the restart.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::server::*;
+use serde_json::{json, Value};
+
+// uid blocks outside the range `common::uid_base()` hashes test binaries into.
+const UID_LIFECYCLE: u32 = 5_000_000;
+const UID_CANCEL: u32 = 5_002_048;
+const UID_RESTART: u32 = 5_004_096;
+const UID_CALLBACK: u32 = 5_006_144;
+
+fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let agent = agent();
+    let resp = match (method, body) {
+        ("POST", Some(b)) => agent.post(url).send(b.to_string()),
+        ("DELETE", _) => agent.delete(url).call(),
+        _ => agent.get(url).call(),
+    };
+    let mut r = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let text = r.body_mut().read_to_string().expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (r.status().as_u16(), v)
+}
+
+fn submit(s: &Server, body: Value) -> String {
+    let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(body));
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["status"], "queued");
+    v["id"].as_str().expect("id").to_string()
+}
+
+fn job(s: &Server, id: &str) -> (u16, Value) {
+    call("GET", &format!("{}/v1/jobs/{id}", s.base), None)
+}
+
+/// Polls job `id` until its status is `want`.
+fn wait_for(s: &Server, id: &str, want: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (status, v) = job(s, id);
+        assert_eq!(status, 200, "{v}");
+        if v["status"] == want {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} not {want} within {secs} s: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A local HTTP listener that answers every POST with `status` and hands over its body.
+fn listener(status: u16) -> (String, mpsc::Receiver<Value>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn echo_job(text: &str) -> Value {
+    json!({"profile": "bash", "cmd": ["/bin/echo", text]})
+}
+
+#[test]
+fn a_job_runs_and_its_result_is_kept_and_called_back() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-jobs-life";
+    fresh_jobs_db(parent);
+    let s = start(parent, UID_LIFECYCLE, &["--job-retention-secs", "2"]);
+    let (url, calls) = listener(200);
+    let mut body = echo_job("hello");
+    body["callback_url"] = json!(url);
+    let id = submit(&s, body);
+    let done = wait_for(&s, &id, "done", 60);
+    assert_eq!(done["id"], json!(id));
+    assert_eq!(done["result"]["status"], "ok");
+    assert_eq!(done["result"]["run"]["stdout"], "hello\n");
+    assert!(done["started_ms"].as_u64() >= done["created_ms"].as_u64());
+    assert!(done["finished_ms"].as_u64() >= done["started_ms"].as_u64());
+
+    let called = calls
+        .recv_timeout(Duration::from_secs(30))
+        .expect("callback");
+    assert_eq!(called["id"], json!(id));
+    assert_eq!(called["status"], "done");
+    assert_eq!(called["result"], done["result"]);
+    wait_until("the delivery recorded", 10, || {
+        job(&s, &id).1["callback"]
+            == json!({"url": url, "attempts": 1, "delivered": true, "last_error": null})
+    });
+
+    // A batch: all accepted, each run, in its own job.
+    let (status, v) = call(
+        "POST",
+        &format!("{}/v1/jobs/batch", s.base),
+        Some(json!({"jobs": [echo_job("a"), echo_job("b"),
+                              {"profile": "python3", "files": [{"name": "main.py", "content": "print(6*7)"}]}]})),
+    );
+    assert_eq!(status, 202, "{v}");
+    let ids: Vec<String> = v["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let outs: Vec<Value> = ids
+        .iter()
+        .map(|id| wait_for(&s, id, "done", 60)["result"]["run"]["stdout"].clone())
+        .collect();
+    assert_eq!(outs, [json!("a\n"), json!("b\n"), json!("42\n")]);
+
+    // A batch with one bad job is refused whole, naming it.
+    let (status, v) = call(
+        "POST",
+        &format!("{}/v1/jobs/batch", s.base),
+        Some(json!({"jobs": [echo_job("a"), {"profile": "cobol"}]})),
+    );
+    assert_eq!(status, 404, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("jobs[1].profile: unknown profile \"cobol\""),
+        "{v}"
+    );
+
+    // Bad input, each a clear 4xx.
+    let (status, v) = job(&s, "not-a-uuid");
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!("invalid_request"))
+    );
+    let unknown = uuid::Uuid::new_v4();
+    let (status, v) = job(&s, &unknown.to_string());
+    assert_eq!(status, 404);
+    assert_eq!(
+        v["error"],
+        json!({"code": "unknown_job", "message": format!("no job {unknown}: it never existed, or its result expired")})
+    );
+    let mut bad = echo_job("x");
+    bad["callback_url"] = json!("ftp://example/x");
+    let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(bad));
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"]["message"],
+        "callback_url: \"ftp://example/x\" has scheme \"ftp\"; give an absolute http:// or https:// URL"
+    );
+    let (status, v) = call(
+        "POST",
+        &format!("{}/v1/jobs", s.base),
+        Some(json!({"profile": "bash", "cmd": ["/bin/true"], "bogus": 1})),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!("invalid_json"))
+    );
+    let (status, v) = call("DELETE", &format!("{}/v1/jobs/{id}", s.base), None);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        format!("job {id} is already done; only a queued or running job can be cancelled")
+    );
+
+    // Past its retention the job is gone.
+    wait_until("the finished job removed", 20, || job(&s, &id).0 == 404);
+    stop(s);
+    cleanup_parent(parent);
+}
+
+#[test]
+fn queued_and_running_jobs_can_be_cancelled() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-jobs-cancel";
+    fresh_jobs_db(parent);
+    let s = start(parent, UID_CANCEL, &["--max-running", "1"]);
+    let sleeper =
+        json!({"profile": "bash", "cmd": ["/bin/sleep", "30"], "limits": {"wall_ms": 60000}});
+    let running = submit(&s, sleeper.clone());
+    let queued = submit(&s, sleeper);
+    wait_for(&s, &running, "running", 30);
+    wait_until("the sleep running", 20, || {
+        block_processes(UID_CANCEL)
+            .iter()
+            .any(|(_, _, n)| n == "sleep")
+    });
+    assert_eq!(job(&s, &queued).1["status"], "queued");
+
+    let (status, v) = call("DELETE", &format!("{}/v1/jobs/{queued}", s.base), None);
+    assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
+    let (status, v) = call("DELETE", &format!("{}/v1/jobs/{running}", s.base), None);
+    assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
+    // The running job's container is killed and removed.
+    wait_until("the cancelled job's processes gone", 20, || {
+        !block_processes(UID_CANCEL)
+            .iter()
+            .any(|(_, _, n)| n == "sleep")
+    });
+    for id in [&running, &queued] {
+        let v = job(&s, id).1;
+        assert_eq!(
+            (v["status"].clone(), v["result"].clone()),
+            (json!("cancelled"), Value::Null)
+        );
+    }
+    // Neither comes back to life: the place they held serves the next job.
+    let next = submit(&s, echo_job("next"));
+    assert_eq!(
+        wait_for(&s, &next, "done", 60)["result"]["run"]["stdout"],
+        "next\n"
+    );
+    assert_eq!(job(&s, &queued).1["status"], "cancelled");
+    stop(s);
+    cleanup_parent(parent);
+}
+
+#[test]
+fn jobs_queued_before_a_crash_run_after_the_restart() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-jobs-restart";
+    fresh_jobs_db(parent);
+    let mut a = start(parent, UID_RESTART, &["--max-running", "1"]);
+    let first = submit(&a, json!({"profile": "bash", "cmd": ["/bin/sleep", "2"]}));
+    let rest: Vec<String> = (0..3)
+        .map(|i| submit(&a, echo_job(&format!("after {i}"))))
+        .collect();
+    wait_for(&a, &first, "running", 30);
+    a.child.kill().expect("SIGKILL the server");
+    a.child.wait().expect("reap the server");
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+
+    let b = start(parent, UID_RESTART, &["--max-running", "1"]);
+    // The job that was running when the server died starts over, first.
+    let v = wait_for(&b, &first, "done", 60);
+    assert_eq!(v["result"]["status"], "ok", "{v}");
+    assert!(
+        v["started_ms"].as_u64().expect("started") >= killed_ms,
+        "{v}"
+    );
+    assert!(
+        v["result"]["run"]["usage"]["wall_ms"]
+            .as_f64()
+            .expect("wall")
+            >= 2000.0
+    );
+    for (i, id) in rest.iter().enumerate() {
+        let v = wait_for(&b, id, "done", 60);
+        assert_eq!(v["result"]["run"]["stdout"], format!("after {i}\n"));
+        assert!(
+            v["started_ms"].as_u64().expect("started") >= killed_ms,
+            "{v}"
+        );
+    }
+    stop(b);
+    cleanup_parent(parent);
+}
+
+#[test]
+fn a_callback_that_cannot_be_delivered_is_retried_then_recorded() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-jobs-callback";
+    fresh_jobs_db(parent);
+    let s = start(
+        parent,
+        UID_CALLBACK,
+        &["--callback-attempts", "3", "--callback-backoff-ms", "20"],
+    );
+    // A port nobody listens on, then a listener that answers 500.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/hook", l.local_addr().expect("addr"))
+    };
+    let mut body = echo_job("x");
+    body["callback_url"] = json!(closed);
+    let id = submit(&s, body);
+    wait_until("three attempts recorded", 30, || {
+        job(&s, &id).1["callback"]["attempts"] == 3
+    });
+    let cb = job(&s, &id).1["callback"].clone();
+    assert_eq!(cb["delivered"], false);
+    let err = cb["last_error"].as_str().expect("last_error");
+    assert!(err.starts_with("could not deliver: "), "{err}");
+    assert!(
+        err.contains("Connection refused") || err.contains("connect"),
+        "{err}"
+    );
+
+    let (url, calls) = listener(500);
+    let mut body = echo_job("y");
+    body["callback_url"] = json!(url);
+    let id = submit(&s, body);
+    for _ in 0..3 {
+        calls
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an attempt");
+    }
+    wait_until("three attempts recorded", 30, || {
+        job(&s, &id).1["callback"]["attempts"] == 3
+    });
+    assert_eq!(
+        job(&s, &id).1["callback"],
+        json!({"url": url, "attempts": 3, "delivered": false,
+               "last_error": "the callback answered 500 Internal Server Error"})
+    );
+    assert!(
+        calls.recv_timeout(Duration::from_millis(300)).is_err(),
+        "no fourth attempt"
+    );
+    stop(s);
+    cleanup_parent(parent);
+}
