@@ -103,6 +103,7 @@ fn main() {
             "930000",
         ])
         .args(["--state-dir", "/run/warmbox-bench-service"])
+        .args(["--jobs-db", "/run/warmbox-bench-service/jobs.redb"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -30,6 +30,30 @@ pub fn fork_exec_wait(path: &CString, args: &[&CString]) -> Duration {
     t.elapsed()
 }
 
+/// fork + exec + wait of `path` with its stdin read from the file `input` and stdout to
+/// /dev/null; the elapsed time.
+pub fn fork_exec_wait_stdin(path: &CString, input: &CString) -> Duration {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let t = Instant::now();
+    // SAFETY: the child only opens, dup2s, execs and _exits, on prepared data.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let inp = libc::open(input.as_ptr(), libc::O_RDONLY);
+            libc::dup2(inp, 0);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            libc::dup2(null, 1);
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+        assert_eq!(st, 0, "baseline child failed");
+    }
+    t.elapsed()
+}
+
 /// clone3 of all seven namespaces + exec + wait of `path`; the elapsed time.
 pub fn clone_ns_exec_wait(path: &CString) -> Duration {
     let argv = [path.as_ptr(), std::ptr::null()];
