@@ -325,7 +325,7 @@ async fn submit_job(
     let jobs = jobs(&state)?;
     let body = body_bytes(&state, body)?;
     let value: Value = serde_json::from_slice(&body).map_err(invalid_json)?;
-    let records = jobs.submit(vec![submission(value, "")?])?;
+    let records = jobs.submit(vec![submission(value, "")?]).await?;
     let mut list = accepted(&records);
     Ok((StatusCode::ACCEPTED, Json(list.remove(0))).into_response())
 }
@@ -355,7 +355,7 @@ async fn submit_batch(
         .enumerate()
         .map(|(i, v)| submission(v, &format!("jobs[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let records = jobs.submit(subs)?;
+    let records = jobs.submit(subs).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"jobs": accepted(&records)})),
@@ -377,7 +377,7 @@ async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = jobs(&state)?.get(job_id(&id)?)?;
+    let record = jobs(&state)?.get(job_id(&id)?).await?;
     Ok(Json(queue::view(&record)))
 }
 
@@ -385,7 +385,7 @@ async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = jobs(&state)?.cancel(job_id(&id)?)?;
+    let record = jobs(&state)?.cancel(job_id(&id)?).await?;
     Ok(Json(queue::view(&record)))
 }
 

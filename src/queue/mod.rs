@@ -163,7 +163,7 @@ impl Jobs {
     /// Checks every submission, then stores them all at once and queues them: either all
     /// are accepted or none (the error names the first bad one by its index when there
     /// are several).
-    pub fn submit(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
+    pub async fn submit(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
         let many = subs.len() > 1;
         let at = |i: usize, e: RequestError| {
             JobError::Request(if many {
@@ -205,7 +205,9 @@ impl Jobs {
                 }),
             })
             .collect();
-        self.store.insert(&records)?;
+        let records = self
+            .blocking(move |s| s.insert(&records).map(|()| records))
+            .await?;
         self.queued.fetch_add(records.len(), Ordering::AcqRel);
         for r in &records {
             let _ = self.queue.send(r.id);
@@ -214,25 +216,42 @@ impl Jobs {
     }
 
     /// The job `id`.
-    pub fn get(&self, id: Uuid) -> Result<JobRecord, JobError> {
-        self.store.get(id)?.ok_or(JobError::NotFound(id))
+    pub async fn get(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        self.blocking(move |s| s.get(id))
+            .await?
+            .ok_or(JobError::NotFound(id))
+    }
+
+    /// Runs `f` on the store on the blocking pool: every commit waits for the disk.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(v) => v,
+            // A panic in the store is a bug: let it go on unwinding here.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// Cancels a queued or running job (a running one is killed, its containers removed).
-    pub fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
-        let mut was = None;
-        let r = self.store.update(id, |r| match r.status {
-            JobStatus::Queued | JobStatus::Running => {
-                was = Some(r.status);
-                r.status = JobStatus::Cancelled;
-                r.finished_ms = Some(now_ms());
-                Ok(())
-            }
-            s => Err(format!(
-                "job {id} is already {}; only a queued or running job can be cancelled",
-                status_name(s)
-            )),
-        });
+    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        let (r, was) = self
+            .blocking(move |s| {
+                let mut was = None;
+                let r = s.update(id, |r| match r.status {
+                    JobStatus::Queued | JobStatus::Running => {
+                        was = Some(r.status);
+                        r.status = JobStatus::Cancelled;
+                        r.finished_ms = Some(now_ms());
+                        Ok(())
+                    }
+                    st => Err(format!(
+                        "job {id} is already {}; only a queued or running job can be cancelled",
+                        status_name(st)
+                    )),
+                });
+                (r, was)
+            })
+            .await;
         let record = match r {
             Ok(Some(r)) => r,
             Ok(None) => return Err(JobError::NotFound(id)),
@@ -300,14 +319,18 @@ impl Jobs {
 
     /// Runs job `id` if it is still queued, stores its result and delivers its callback.
     async fn run_one(self: Arc<Self>, id: Uuid) {
-        let started = self.store.update(id, |r| {
-            if r.status != JobStatus::Queued {
-                return Err("not queued".into());
-            }
-            r.status = JobStatus::Running;
-            r.started_ms = Some(now_ms());
-            Ok(())
-        });
+        let started = self
+            .blocking(move |s| {
+                s.update(id, |r| {
+                    if r.status != JobStatus::Queued {
+                        return Err("not queued".into());
+                    }
+                    r.status = JobStatus::Running;
+                    r.started_ms = Some(now_ms());
+                    Ok(())
+                })
+            })
+            .await;
         let record = match started {
             Ok(Some(r)) => r,
             // Cancelled while it waited, or gone: nothing to do.
@@ -335,15 +358,19 @@ impl Jobs {
             self.deliver(id).await;
             return;
         };
-        let done = self.store.update(id, |r| {
-            if r.status != JobStatus::Running {
-                return Err("no longer running".into());
-            }
-            r.status = JobStatus::Done;
-            r.finished_ms = Some(now_ms());
-            r.result = Some(result);
-            Ok(())
-        });
+        let done = self
+            .blocking(move |s| {
+                s.update(id, |r| {
+                    if r.status != JobStatus::Running {
+                        return Err("no longer running".into());
+                    }
+                    r.status = JobStatus::Done;
+                    r.finished_ms = Some(now_ms());
+                    r.result = Some(result);
+                    Ok(())
+                })
+            })
+            .await;
         if let Err(e) = done {
             tracing::warn!(job = %id, error = %e, "storing a job's result");
         }
@@ -371,7 +398,7 @@ impl Jobs {
     async fn deliver(&self, id: Uuid) {
         let mut wait = self.config.callback_backoff;
         loop {
-            let record = match self.store.get(id) {
+            let record = match self.blocking(move |s| s.get(id)).await {
                 Ok(Some(r)) => r,
                 _ => return,
             };
@@ -387,14 +414,19 @@ impl Jobs {
                 Err(e) => Some(format!("could not deliver: {}", error_chain(&e))),
             };
             let delivered = error.is_none();
-            let stored = self.store.update(id, |r| {
-                if let Some(c) = &mut r.callback {
-                    c.attempts += 1;
-                    c.delivered = delivered;
-                    c.last_error = error.clone();
-                }
-                Ok(())
-            });
+            let last_error = error.clone();
+            let stored = self
+                .blocking(move |s| {
+                    s.update(id, |r| {
+                        if let Some(c) = &mut r.callback {
+                            c.attempts += 1;
+                            c.delivered = delivered;
+                            c.last_error = last_error;
+                        }
+                        Ok(())
+                    })
+                })
+                .await;
             if let Err(e) = stored {
                 tracing::warn!(job = %id, error = %e, "recording a callback attempt");
                 return;
@@ -417,7 +449,10 @@ impl Jobs {
             (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             let cutoff = now_ms().saturating_sub(self.config.retention.as_millis() as u64);
-            match self.store.remove_finished_before(cutoff) {
+            match self
+                .blocking(move |s| s.remove_finished_before(cutoff))
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "removed finished jobs past their retention"),
                 Err(e) => tracing::warn!(error = %e, "removing old jobs"),
