@@ -99,6 +99,7 @@ fn main() {
         limits,
         cpu_cores: None,
         stdin: Vec::new(),
+        output: warmbox::sandbox::OutputMode::Separate,
     };
     let cg = warmbox::sandbox::step::cgroup_limits(&limits, None);
     let true_file = BoxFile {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod check;
+pub mod compat;
 pub mod config;
 pub mod container;
 pub mod job;

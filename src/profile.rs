@@ -116,6 +116,12 @@ pub struct Profile {
     pub cpu_cores: Option<f64>,
     /// seccomp policy name: `profiles/seccomp/<name>.json`.
     pub seccomp: String,
+    /// Judge0 CE language ids this profile answers to (the first is its own).
+    #[serde(default)]
+    pub judge0_id: Vec<u32>,
+    /// Piston's name of the language, e.g. `python`, `c++`.
+    #[serde(default)]
+    pub piston_language: Option<String>,
 }
 
 /// Whether a profile can run on this host.
@@ -167,6 +173,8 @@ impl ProfileSet {
         let mut profiles: Vec<Profile> = Vec::with_capacity(paths.len());
         // Every name and alias seen so far -> (profile name, file).
         let mut owners: HashMap<String, (String, PathBuf)> = HashMap::new();
+        // Every Judge0 id and Piston name seen so far -> (profile name, file).
+        let mut compat_owners: HashMap<String, (String, PathBuf)> = HashMap::new();
         for path in &paths {
             let profile = Profile::from_file(path)?;
             let keys = std::iter::once(("name", &profile.name))
@@ -184,6 +192,28 @@ impl ProfileSet {
             }
             for key in std::iter::once(&profile.name).chain(&profile.aliases) {
                 owners.insert(key.clone(), (profile.name.clone(), path.clone()));
+            }
+            let compat = profile
+                .judge0_id
+                .iter()
+                .map(|id| format!("judge0_id {id}"))
+                .chain(
+                    profile
+                        .piston_language
+                        .iter()
+                        .map(|l| format!("piston_language {l:?}")),
+                );
+            for key in compat {
+                if let Some((other, other_path)) = compat_owners.get(&key) {
+                    return Err(ProfileError::Invalid {
+                        path: path.clone(),
+                        message: format!(
+                            "{key} is already used by profile {other} in {}",
+                            other_path.display()
+                        ),
+                    });
+                }
+                compat_owners.insert(key, (profile.name.clone(), path.clone()));
             }
             profiles.push(profile);
         }

@@ -160,6 +160,11 @@ pub struct ValidatedRequest {
     pub output_encoding: Encoding,
     /// Tests, checker and interactor, when the request has tests.
     pub judging: Option<crate::judge::Judging>,
+    /// How the run step's stdout and stderr are kept (the compat APIs change it).
+    pub output_mode: crate::sandbox::OutputMode,
+    /// Compile limits below the profile's (the compat APIs set them); `None`: the
+    /// profile's.
+    pub compile_limits: Option<Limits>,
 }
 
 /// Checks a request: profile exists and is available; file names are relative, normal,
@@ -185,6 +190,8 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         limits,
         output_encoding: req.output_encoding,
         judging: None,
+        output_mode: crate::sandbox::OutputMode::Separate,
+        compile_limits: None,
     };
     valid.judging = crate::judge::validate_judging(
         crate::judge::JudgingRequest {
@@ -645,6 +652,10 @@ pub struct StepResult {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Usage,
+    /// stdout and stderr together in the order they arrived, where asked for (Piston's
+    /// `output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// On a compile step: whether its result and artifacts came from the compile cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached: Option<bool>,
@@ -720,6 +731,8 @@ mod tests {
             compile_limits: None,
             cpu_cores: Some(1.0),
             seccomp: "default".to_string(),
+            judge0_id: Vec::new(),
+            piston_language: None,
         }
     }
 

@@ -482,3 +482,177 @@ async fn a_client_that_hangs_up_cancels_its_run() {
     }
     s.stop().await;
 }
+
+/// The host version of `profile` in Piston's form (`3.11.2`).
+fn piston_version(s: &Service, profile: &str) -> String {
+    let p = s.state.profiles.get(profile).expect("profile");
+    warmbox::compat::version_number(p.availability.version.as_deref().expect("version"))
+        .expect("a version number")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn piston_runtimes_and_execute_answer_in_pistons_shapes() {
+    let Some(s) = start("warmbox-http-piston", Options::default()).await else {
+        return;
+    };
+    let a = get(&s, "/api/v2/runtimes").await;
+    assert_eq!(a.status, 200);
+    let py = piston_version(&s, "python3");
+    let langs: Vec<(String, Value)> = a
+        .json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["language"].as_str().expect("language").to_string(),
+                r["aliases"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        langs,
+        [
+            ("bash".to_string(), json!(["sh"])),
+            ("c".to_string(), json!(["gcc"])),
+            ("c++".to_string(), json!(["cpp", "g++", "cxx"])),
+            ("java".to_string(), json!(["openjdk"])),
+            ("javascript".to_string(), json!(["node", "nodejs", "js"])),
+            ("python".to_string(), json!(["python3", "py", "py3"])),
+        ]
+    );
+    assert_eq!(a.json()[5]["version"], json!(py));
+
+    // A file without a name, stdin, args, stdout and stderr interleaved in `output`.
+    // (Writes from two pipes are ordered as the server reads them: these are apart.)
+    let code = "import sys, time\nsys.stdout.write('a\\n')\ntime.sleep(0.05)\n\
+                sys.stderr.write('b\\n')\ntime.sleep(0.05)\n\
+                sys.stdout.write(sys.argv[1] + input() + '\\n')\nsys.exit(3)\n";
+    let a = post(
+        &s,
+        "/api/v2/execute",
+        json!({"language": "py", "version": "*", "files": [{"content": code}],
+               "stdin": "in", "args": ["arg-"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let j = a.json();
+    assert_eq!(
+        (j["language"].clone(), j["version"].clone()),
+        (json!("python"), json!(py))
+    );
+    assert!(j.get("compile").is_none(), "python does not compile: {j}");
+    let run = &j["run"];
+    assert_eq!(run["stdout"], "a\narg-in\n");
+    assert_eq!(run["stderr"], "b\n");
+    assert_eq!(run["output"], "a\nb\narg-in\n");
+    assert_eq!(
+        (
+            run["code"].clone(),
+            run["signal"].clone(),
+            run["status"].clone(),
+            run["message"].clone()
+        ),
+        (json!(3), Value::Null, json!("RE"), Value::Null)
+    );
+    assert!(run["cpu_time"].as_u64().is_some() && run["wall_time"].as_u64().is_some());
+    assert!(run["memory"].as_u64().expect("memory") > 0);
+
+    // C++: a compile stage, a crash by signal; hex and base64 files.
+    let crash = "#include \"a.h\"\nint main() { volatile int *p = 0; return *p + A; }\n";
+    let hex: String = "#define A 1\n"
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let a = post(
+        &s,
+        "/api/v2/execute",
+        json!({"language": "c++", "version": "12", "files": [
+            {"name": "x.cpp", "content": crash},
+            {"name": "a.h", "content": hex, "encoding": "hex"}]}),
+    )
+    .await;
+    let j = a.json();
+    assert_eq!(j["compile"]["code"], 0, "{j}");
+    assert_eq!(j["compile"]["status"], Value::Null);
+    assert_eq!(
+        (
+            j["run"]["code"].clone(),
+            j["run"]["signal"].clone(),
+            j["run"]["status"].clone()
+        ),
+        (Value::Null, json!("SIGSEGV"), json!("SG"))
+    );
+    // A failed compile has no run stage.
+    let a = post(
+        &s,
+        "/api/v2/execute",
+        json!({"language": "c", "version": "*",
+               "files": [{"content": "aW50IG1haW4oIHs=", "encoding": "base64"}]}),
+    )
+    .await;
+    let j = a.json();
+    assert_eq!(j["compile"]["code"], 1, "{j}");
+    assert!(j["compile"]["stderr"]
+        .as_str()
+        .expect("stderr")
+        .contains("error"));
+    assert!(j.get("run").is_none(), "{j}");
+
+    // Limits in Piston's units: a wall-time kill is TO by SIGKILL.
+    let a = post(
+        &s,
+        "/api/v2/execute",
+        json!({"language": "bash", "version": "*", "run_timeout": 200,
+               "run_memory_limit": -1, "files": [{"content": "sleep 5"}]}),
+    )
+    .await;
+    let run = &a.json()["run"];
+    assert_eq!(
+        (
+            run["status"].clone(),
+            run["signal"].clone(),
+            run["code"].clone()
+        ),
+        (json!("TO"), json!("SIGKILL"), Value::Null),
+        "{run}"
+    );
+    assert!(run["wall_time"].as_u64().expect("wall") >= 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn piston_bad_input_is_a_400_with_a_message() {
+    let Some(s) = start("warmbox-http-piston-bad", Options::default()).await else {
+        return;
+    };
+    let py = piston_version(&s, "python3");
+    let cases = [
+        (json!({"version": "*", "files": []}), "language is required as a string".to_string()),
+        (json!({"language": "python", "version": 3, "files": []}), "version is required as a string".to_string()),
+        (json!({"language": "python", "files": {}}), "files is required as an array".to_string()),
+        (json!({"language": "python", "files": []}), "files must hold at least one file, the program's entry point".to_string()),
+        (json!({"language": "python", "files": [{"name": "a"}]}), "files[0].content is required as a string".to_string()),
+        (json!({"language": "python", "files": [{"content": "x", "encoding": "utf16"}]}),
+         "files[0].encoding: \"utf16\" is not one of utf8, base64, hex".to_string()),
+        (json!({"language": "python", "files": [{"content": "x"}], "run_timeout": 600000}),
+         "run_timeout cannot exceed the configured limit of 60000".to_string()),
+        (json!({"language": "python", "files": [{"content": "x"}], "run_cpu_time": 0}),
+         "run_cpu_time must be a positive integer (or -1 for the default)".to_string()),
+        (json!({"language": "python", "files": [{"content": "x"}], "args": [1]}),
+         "args[0] must be a string".to_string()),
+        (json!({"language": "python", "version": "2.7", "files": [{"content": "x"}]}),
+         format!("python-2.7 runtime is unknown; runtimes here: bash-{}, c-{}, c++-{}, java-{}, javascript-{}, python-{py}",
+            piston_version(&s, "bash"), piston_version(&s, "c"), piston_version(&s, "cpp"),
+            piston_version(&s, "java"), piston_version(&s, "javascript"))),
+    ];
+    for (body, message) in cases {
+        let a = post(&s, "/api/v2/execute", body.clone()).await;
+        assert_eq!(
+            (a.status, a.json()),
+            (400, json!({"message": message})),
+            "{body}"
+        );
+    }
+    s.stop().await;
+}

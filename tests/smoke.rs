@@ -37,6 +37,7 @@ async fn bash_container(h: &common::Harness) -> (Container, StepSpec) {
         limits,
         cpu_cores: profile.cpu_cores,
         stdin: Vec::new(),
+        output: warmbox::sandbox::OutputMode::Separate,
     };
     (c, spec)
 }

@@ -65,6 +65,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Seconds for `Retry-After`, when overloaded.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -107,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", post(submit_job))
         .route("/v1/jobs/batch", post(submit_batch))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .merge(crate::compat::piston::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -190,8 +206,16 @@ async fn run(
     let body = body_bytes(&state, body)?;
     let req: RunRequest = serde_json::from_slice(&body).map_err(invalid_json)?;
     let valid = request::validate(&req, &state.profiles)?;
-    let profile = valid.profile.profile.name.clone();
+    Ok(Json(execute(&state, &valid).await?).into_response())
+}
 
+/// Runs a checked request under admission (503 when the queue is full) and records its
+/// metrics: `/v1/run` and the compat APIs' synchronous runs.
+pub async fn execute(
+    state: &AppState,
+    valid: &request::ValidatedRequest,
+) -> Result<request::RunResponse, ApiError> {
+    let profile = valid.profile.profile.name.clone();
     state
         .metrics
         .queue_depth
@@ -211,7 +235,7 @@ async fn run(
         .set(state.admission.waiting() as i64);
     state.metrics.running.set(state.admission.running() as i64);
     let started = Instant::now();
-    let result = state.runner.run(&valid).await;
+    let result = state.runner.run(valid).await;
     drop(ticket);
     state.metrics.running.set(state.admission.running() as i64);
     let resp = result.map_err(|e| {
@@ -245,7 +269,7 @@ async fn run(
                 .observe(r.usage.wall_ms / 1e3);
         }
     }
-    Ok(Json(resp).into_response())
+    Ok(resp)
 }
 
 impl From<JobError> for ApiError {

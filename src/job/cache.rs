@@ -190,11 +190,13 @@ mod tests {
                     stdout_truncated: false,
                     stderr_truncated: false,
                     usage: Usage::default(),
+                    output: None,
                     cached: Some(false),
                     message: None,
                 },
                 stdout: Vec::new(),
                 stderr: Vec::new(),
+                combined: Vec::new(),
             },
             files: Arc::new(vec![file("a", &vec![0; bytes - 1])]),
         })

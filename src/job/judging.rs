@@ -13,7 +13,7 @@ use super::checker::{compare, Compared};
 use super::{encode, env_list, internal_error, Build, Runner, StepKind};
 use crate::judge::{summarize, Judge, JudgeProgram, Judging, TestResult, ValidatedTest, Verdict};
 use crate::request::{RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
-use crate::sandbox::{BoxFile, Piped, RawStep, SandboxError, StepSpec};
+use crate::sandbox::{BoxFile, OutputMode, Piped, RawStep, SandboxError, StepSpec};
 
 /// The files a checker finds in its `/box`, and the arguments it is given, testlib's order.
 pub const CHECKER_FILES: [&str; 3] = ["input.txt", "output.txt", "answer.txt"];
@@ -165,6 +165,7 @@ impl Runner {
             limits: test.limits,
             cpu_cores: profile.cpu_cores,
             stdin: test.stdin.clone(),
+            output: OutputMode::Separate,
         };
         let raw = match self
             .in_container(profile, StepKind::Run, &test.limits, &plan.files, &spec)
@@ -237,6 +238,7 @@ impl Runner {
             limits: creq.limits,
             cpu_cores: profile.cpu_cores,
             stdin: Vec::new(),
+            output: OutputMode::Separate,
         };
         let raw = match self
             .in_container(profile, StepKind::Run, &creq.limits, &files, &spec)
@@ -267,6 +269,7 @@ impl Runner {
             limits: test.limits,
             cpu_cores: profile.cpu_cores,
             stdin: Vec::new(),
+            output: OutputMode::Separate,
         };
         let mut iargv = ireq.run_cmd.clone();
         iargv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
@@ -276,6 +279,7 @@ impl Runner {
             limits: ireq.limits,
             cpu_cores: iprofile.cpu_cores,
             stdin: Vec::new(),
+            output: OutputMode::Separate,
         };
         let expected = test.expected.as_deref().unwrap_or_default();
         let extra: Vec<BoxFile> = CHECKER_FILES

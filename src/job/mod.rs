@@ -18,7 +18,9 @@ use crate::request::{
     ValidatedRequest,
 };
 use crate::sandbox::step::cgroup_limits;
-use crate::sandbox::{BoxFile, Container, Layout, RawStep, Sandbox, SandboxError, StepSpec};
+use crate::sandbox::{
+    BoxFile, Container, Layout, OutputMode, RawStep, Sandbox, SandboxError, StepSpec,
+};
 use cache::{CompileCache, Compiled, Inputs};
 
 /// Limits of a compile step when the profile names none.
@@ -131,11 +133,13 @@ fn internal_error(e: &SandboxError) -> RawStep {
             stdout_truncated: false,
             stderr_truncated: false,
             usage: Usage::default(),
+            output: None,
             cached: None,
             message: Some(e.to_string()),
         },
         stdout: Vec::new(),
         stderr: Vec::new(),
+        combined: Vec::new(),
     }
 }
 
@@ -257,6 +261,7 @@ impl Runner {
             limits: req.limits,
             cpu_cores: profile.cpu_cores,
             stdin: req.stdin.clone(),
+            output: req.output_mode,
         };
         let files: Vec<&BoxFile> = files.iter().collect();
         let step = match self
@@ -290,7 +295,10 @@ impl Runner {
                 files: Arc::new(files),
             });
         };
-        let limits = profile.compile_limits.unwrap_or(DEFAULT_COMPILE_LIMITS);
+        let limits = req
+            .compile_limits
+            .or(profile.compile_limits)
+            .unwrap_or(DEFAULT_COMPILE_LIMITS);
         // The request's env is the program's, not the compiler's (an LD_PRELOAD of the
         // user's would run inside gcc): the compile step has the profile's env only.
         let spec = StepSpec {
@@ -299,6 +307,7 @@ impl Runner {
             limits,
             cpu_cores: profile.cpu_cores,
             stdin: Vec::new(),
+            output: OutputMode::Separate,
         };
         let key = Inputs {
             profile: &profile.name,
@@ -389,6 +398,7 @@ fn encode(step: RawStep, enc: Encoding) -> StepResult {
     let mut r = step.result;
     r.stdout = encode_output(&step.stdout, enc);
     r.stderr = encode_output(&step.stderr, enc);
+    r.output = (!step.combined.is_empty()).then(|| encode_output(&step.combined, enc));
     r
 }
 

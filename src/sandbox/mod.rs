@@ -23,7 +23,7 @@ use crate::protocol::{FileMeta, FromInit, InitConfig, ProtocolError, ToInit};
 use cgroup::{Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupVersion};
 use seccomp::{CompiledPolicy, SeccompError};
 
-pub use step::{Piped, RawStep, StepSpec};
+pub use step::{OutputMode, Piped, RawStep, StepSpec};
 
 /// How long a new container may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);

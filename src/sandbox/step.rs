@@ -38,6 +38,21 @@ pub struct StepSpec {
     pub cpu_cores: Option<f64>,
     /// stdin content.
     pub stdin: Vec<u8>,
+    /// How stdout and stderr are kept.
+    pub output: OutputMode,
+}
+
+/// How a step's stdout and stderr are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Each on its own.
+    #[default]
+    Separate,
+    /// Each on its own, and both together in the order they arrived (Piston's `output`).
+    Interleaved,
+    /// stderr is the same pipe as stdout (Judge0's `redirect_stderr_to_stdout`): the order
+    /// is exact and stderr stays empty.
+    Merged,
 }
 
 /// A step's result with its output still raw (`stdout`/`stderr` of `result` are empty
@@ -50,6 +65,9 @@ pub struct RawStep {
     pub stdout: Vec<u8>,
     /// stderr, cut at the limit.
     pub stderr: Vec<u8>,
+    /// With [`OutputMode::Interleaved`]: stdout and stderr in the order they arrived, cut
+    /// at twice the limit; else empty.
+    pub combined: Vec<u8>,
 }
 
 /// Why the server killed a job.
@@ -314,7 +332,11 @@ impl Container {
             env: spec.env.clone(),
             limits: job_limits(&l),
         });
-        let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        let err_fd = match spec.output {
+            OutputMode::Merged => out_w.as_raw_fd(),
+            _ => err_w.as_raw_fd(),
+        };
+        let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_fd];
         self.send(&job, &[], &fds).await?;
         self.job_sent = true;
         let start = Instant::now();
@@ -333,6 +355,13 @@ impl Container {
         let mut out = Capture::new(l.output_bytes);
         out.eof = piped;
         let mut err = Capture::new(l.output_bytes);
+        let mut combined = (spec.output == OutputMode::Interleaved)
+            .then(|| Capture::new(l.output_bytes.saturating_mul(2)));
+        let interleave = |c: &mut Option<Capture>, chunk: &[u8]| {
+            if let Some(c) = c {
+                c.take(chunk);
+            }
+        };
         let mut killed: Option<KillReason> = None;
         let mut exited: Option<FromInit> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -367,11 +396,17 @@ impl Container {
             tokio::select! {
                 r = read_some(&mut out_rx, &mut obuf, out.eof) => match r {
                     Ok(0) | Err(_) => out.eof = true,
-                    Ok(n) => if out.take(&obuf[..n]) { kill = Some(KillReason::Output) },
+                    Ok(n) => {
+                        interleave(&mut combined, &obuf[..n]);
+                        if out.take(&obuf[..n]) { kill = Some(KillReason::Output) }
+                    }
                 },
                 r = read_some(&mut err_rx, &mut ebuf, err.eof) => match r {
                     Ok(0) | Err(_) => err.eof = true,
-                    Ok(n) => if err.take(&ebuf[..n]) { kill = Some(KillReason::Output) },
+                    Ok(n) => {
+                        interleave(&mut combined, &ebuf[..n]);
+                        if err.take(&ebuf[..n]) { kill = Some(KillReason::Output) }
+                    }
                 },
                 r = &mut report, if !report_done => {
                     report_done = true;
@@ -504,6 +539,7 @@ impl Container {
             },
             stdout: String::new(),
             stderr: String::new(),
+            output: None,
             cached: None,
             message,
         };
@@ -511,6 +547,7 @@ impl Container {
             result,
             stdout: out.kept,
             stderr: err.kept,
+            combined: combined.map(|c| c.kept).unwrap_or_default(),
         })
     }
 }
