@@ -74,6 +74,9 @@ pub enum CheckerSpec {
     Lines,
     /// Whitespace-separated tokens.
     Tokens,
+    /// No comparison: a test whose run ends well is accepted (runs repeated to measure,
+    /// or output checked elsewhere).
+    None,
     /// Tokens; numbers equal within `abs` or `rel`.
     Float {
         /// Absolute tolerance.
@@ -116,6 +119,8 @@ pub struct JudgeProgram {
 pub enum Judge {
     /// A built-in comparison.
     Compare(Comparison),
+    /// Every run that ends well is accepted.
+    Accept,
     /// A checker program.
     Program(Box<JudgeProgram>),
 }
@@ -214,6 +219,7 @@ pub fn validate_judging(
         None | Some(CheckerSpec::Lines) => Judge::Compare(Comparison::Lines),
         Some(CheckerSpec::Exact) => Judge::Compare(Comparison::Exact),
         Some(CheckerSpec::Tokens) => Judge::Compare(Comparison::Tokens),
+        Some(CheckerSpec::None) => Judge::Accept,
         Some(&CheckerSpec::Float { abs, rel }) => {
             let how = Comparison::Float { abs, rel };
             crate::job::checker::validate(&how).map_err(RequestError::invalid)?;
@@ -294,6 +300,7 @@ fn checker_name(c: &CheckerSpec) -> &'static str {
         CheckerSpec::Exact => "exact",
         CheckerSpec::Lines => "lines",
         CheckerSpec::Tokens => "tokens",
+        CheckerSpec::None => "none",
         CheckerSpec::Float { .. } => "float",
         CheckerSpec::Program { .. } => "program",
     }

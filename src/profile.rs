@@ -119,6 +119,10 @@ pub struct Profile {
     /// Judge0 CE language ids this profile answers to (the first is its own).
     #[serde(default)]
     pub judge0_id: Vec<u32>,
+    /// Judge0's name of the language; `{version}` becomes the host's version number,
+    /// e.g. `Python ({version})`.
+    #[serde(default)]
+    pub judge0_name: Option<String>,
     /// Piston's name of the language, e.g. `python`, `c++`.
     #[serde(default)]
     pub piston_language: Option<String>,

@@ -127,6 +127,9 @@ pub struct RunRequest {
     /// Encoding of stdout and stderr in the response.
     #[serde(default)]
     pub output_encoding: Encoding,
+    /// The run step's stderr goes into its stdout pipe (exact order; stderr stays empty).
+    #[serde(default)]
+    pub stderr_to_stdout: bool,
     /// Tests: compile once, run each in its own container, judge each output.
     #[serde(default)]
     pub tests: Vec<crate::judge::TestSpec>,
@@ -190,7 +193,11 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         limits,
         output_encoding: req.output_encoding,
         judging: None,
-        output_mode: crate::sandbox::OutputMode::Separate,
+        output_mode: if req.stderr_to_stdout {
+            crate::sandbox::OutputMode::Merged
+        } else {
+            crate::sandbox::OutputMode::Separate
+        },
         compile_limits: None,
     };
     valid.judging = crate::judge::validate_judging(
@@ -732,6 +739,7 @@ mod tests {
             cpu_cores: Some(1.0),
             seccomp: "default".to_string(),
             judge0_id: Vec::new(),
+            judge0_name: None,
             piston_language: None,
         }
     }

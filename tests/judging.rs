@@ -477,7 +477,7 @@ fn requests_that_cannot_be_judged_are_refused() {
     };
     assert!(refused(base(json!({"tests": [{"expected_stdout": "1"}],
                                   "checker": {"type": "fuzzy"}})))
-    .starts_with("json: unknown variant `fuzzy`, expected one of `exact`, `lines`, `tokens`, `float`, `program`"));
+    .starts_with("json: unknown variant `fuzzy`, expected one of `exact`, `lines`, `tokens`, `none`, `float`, `program`"));
     assert_eq!(
         refused(base(json!({"tests": [{"stdin": "1"}]}))),
         "tests[0].expected_stdout: missing; the default checker (lines) compares the output \

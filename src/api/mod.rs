@@ -123,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/batch", post(submit_batch))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .merge(crate::compat::piston::routes())
+        .merge(crate::compat::judge0::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -332,6 +333,7 @@ fn submission(mut body: Value, at: &str) -> Result<Submission, ApiError> {
     Ok(Submission {
         request: body,
         callback_url,
+        meta: None,
     })
 }
 

@@ -2,7 +2,20 @@
 //! of Piston v2 switches to warmbox by changing its base URL. Language tables come from the
 //! profiles (`piston_language`, `judge0_id`), not from code.
 
+pub mod judge0;
 pub mod piston;
+
+use crate::profile::ProfileSet;
+use crate::queue::store::JobRecord;
+
+/// The method and body of a job's callback where a compat API submitted it (Judge0: a
+/// PUT of the submission); `None`: warmbox's own (a POST of the job).
+pub fn callback(
+    record: &JobRecord,
+    profiles: &ProfileSet,
+) -> Option<(reqwest::Method, serde_json::Value)> {
+    judge0::callback(record, profiles).map(|v| (reqwest::Method::PUT, v))
+}
 
 /// The version number in a runtime's version line: the first run of digits and dots with
 /// at least one dot (`Python 3.11.2` → `3.11.2`, `gcc (Debian 12.2.0-14) 12.2.0` →

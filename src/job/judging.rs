@@ -50,7 +50,7 @@ impl Runner {
                 Ok(r) => Some(r),
                 Err(message) => return Ok(failed_judge(compile, message)),
             },
-            Judge::Compare(_) => None,
+            Judge::Compare(_) | Judge::Accept => None,
         };
         let interactor = match &judging.interactor {
             Some(p) => match self.ready("interactor", p).await? {
@@ -187,6 +187,7 @@ impl Runner {
         } else {
             let expected = test.expected.as_deref().unwrap_or_default();
             match (&plan.judging.judge, &plan.checker) {
+                (Judge::Accept, _) => {}
                 (Judge::Compare(how), _) => match compare(*how, expected, &raw.stdout) {
                     Compared::Accepted => {}
                     Compared::WrongAnswer(m) => {

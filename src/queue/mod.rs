@@ -80,6 +80,8 @@ pub struct Submission {
     pub request: Value,
     /// Where the result is POSTed.
     pub callback_url: Option<String>,
+    /// Kept beside the request for an API layer (see [`JobRecord::meta`]).
+    pub meta: Option<Value>,
 }
 
 /// The async jobs of one server.
@@ -203,6 +205,7 @@ impl Jobs {
                     url,
                     ..CallbackState::default()
                 }),
+                meta: s.meta,
             })
             .collect();
         let records = self
@@ -213,6 +216,33 @@ impl Jobs {
             let _ = self.queue.send(r.id);
         }
         Ok(records)
+    }
+
+    /// Stores a job that already ran (a synchronous submission of a compat API that is
+    /// kept for later reads) and delivers its callback.
+    pub async fn insert_finished(self: &Arc<Self>, record: JobRecord) -> Result<(), JobError> {
+        let id = record.id;
+        let has_callback = record.callback.is_some();
+        self.blocking(move |s| s.insert(&[record])).await?;
+        if has_callback {
+            let me = self.clone();
+            self.tasks.spawn(async move { me.deliver(id).await });
+        }
+        Ok(())
+    }
+
+    /// Removes a finished job; a queued or running one is refused with its status.
+    pub async fn remove_finished(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        let record = self.get(id).await?;
+        if record.status.is_unfinished() {
+            return Err(JobError::Finished(format!(
+                "job {id} is {}: only a finished job can be deleted",
+                status_name(record.status)
+            )));
+        }
+        self.blocking(move |s| s.remove(id))
+            .await?
+            .ok_or(JobError::NotFound(id))
     }
 
     /// The job `id`.
@@ -406,8 +436,14 @@ impl Jobs {
             if cb.delivered || cb.attempts >= self.config.callback_attempts {
                 return;
             }
-            let body = view(&record);
-            let sent = self.client.post(&cb.url).json(&body).send().await;
+            let (method, body) = crate::compat::callback(&record, &self.profiles)
+                .unwrap_or_else(|| (reqwest::Method::POST, view(&record)));
+            let sent = self
+                .client
+                .request(method, &cb.url)
+                .json(&body)
+                .send()
+                .await;
             let error = match sent {
                 Ok(r) if r.status().is_success() => None,
                 Ok(r) => Some(format!("the callback answered {}", r.status())),

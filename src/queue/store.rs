@@ -155,6 +155,10 @@ pub struct JobRecord {
     pub result: Option<serde_json::Value>,
     /// The job's callback, if it asked for one.
     pub callback: Option<CallbackState>,
+    /// What an API layer keeps beside the request (Judge0's submission fields); its
+    /// presence also makes the callback that API's (Judge0: a PUT of the submission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
 }
 
 impl JobRecord {
@@ -343,6 +347,30 @@ impl Store {
         Ok(ids)
     }
 
+    /// Removes job `id` whatever its state; returns the record it had, or `None`.
+    pub fn remove(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+        let action = || format!("remove job {id}");
+        self.write(&action(), |txn| {
+            let mut jobs = txn
+                .open_table(JOBS)
+                .map_err(|e| self.storage(action(), e))?;
+            let mut index = txn
+                .open_table(BY_STATUS)
+                .map_err(|e| self.storage(action(), e))?;
+            let record = match jobs
+                .remove(id.as_bytes())
+                .map_err(|e| self.storage(action(), e))?
+            {
+                Some(bytes) => self.decode(id, bytes.value())?,
+                None => return Ok(None),
+            };
+            index
+                .remove(record.index_key())
+                .map_err(|e| self.storage(action(), e))?;
+            Ok(Some(record))
+        })
+    }
+
     /// Removes done and cancelled jobs finished before `before_ms`; returns how many.
     pub fn remove_finished_before(&self, before_ms: u64) -> Result<usize, StoreError> {
         let action = || format!("remove jobs finished before {before_ms}");
@@ -483,6 +511,7 @@ mod tests {
             finished_ms: None,
             result: None,
             callback: None,
+            meta: None,
         }
     }
 
@@ -543,6 +572,7 @@ mod tests {
                 delivered: false,
                 last_error: Some("POST https://example.com/hook: 503".to_string()),
             }),
+            meta: Some(json!({"judge0": {"language_id": 71}})),
         };
         store.insert(std::slice::from_ref(&record)).unwrap();
         assert_eq!(store.get(record.id).unwrap(), Some(record));

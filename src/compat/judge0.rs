@@ -1,0 +1,952 @@
+//! Judge0 CE 1.13.1 (COMPAT.md) on warmbox's engine: languages from the profiles'
+//! `judge0_id` and `judge0_name`, submissions kept in the durable job store (a token is a
+//! job id), Judge0's units (seconds as strings, KB), status ids, `base64_encoded`, `wait`,
+//! `fields`, batches, callbacks (PUT), and errors as 422 `{"field": ["message"]}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::version_number;
+use crate::api::{execute, ApiError, AppState};
+use crate::judge::Verdict;
+use crate::profile::{LoadedProfile, ProfileSet};
+use crate::queue::store::{now_ms, CallbackState, JobRecord, JobStatus};
+use crate::queue::{JobError, Submission};
+use crate::request::{RunResponse, RunStatus, StepResult, StepStatus};
+
+/// The API version Judge0's SDKs pick their language tables by.
+pub const VERSION: &str = "1.13.1";
+
+/// Most submissions in one batch.
+pub const MAX_BATCH: usize = 20;
+
+/// Most runs of one submission (`number_of_runs`).
+pub const MAX_RUNS: u64 = 20;
+
+/// Fields of a submission answered when `fields` is not given.
+const DEFAULT_FIELDS: &str = "token,time,memory,stdout,stderr,compile_output,message,status";
+
+/// The Judge0 routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/about", get(about))
+        .route("/config_info", get(config_info))
+        .route("/statuses", get(statuses))
+        .route("/languages", get(languages))
+        .route("/languages/{id}", get(language))
+        .route("/submissions", axum::routing::post(create))
+        .route("/submissions/batch", get(get_batch).post(create_batch))
+        .route("/submissions/{token}", get(show).delete(destroy))
+}
+
+/// Judge0's statuses: (id, description).
+pub const STATUSES: [(u32, &str); 14] = [
+    (1, "In Queue"),
+    (2, "Processing"),
+    (3, "Accepted"),
+    (4, "Wrong Answer"),
+    (5, "Time Limit Exceeded"),
+    (6, "Compilation Error"),
+    (7, "Runtime Error (SIGSEGV)"),
+    (8, "Runtime Error (SIGXFSZ)"),
+    (9, "Runtime Error (SIGFPE)"),
+    (10, "Runtime Error (SIGABRT)"),
+    (11, "Runtime Error (NZEC)"),
+    (12, "Runtime Error (Other)"),
+    (13, "Internal Error"),
+    (14, "Exec Format Error"),
+];
+
+fn status(id: u32) -> Value {
+    let description = STATUSES
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or("Internal Error", |(_, d)| d);
+    json!({"id": id, "description": description})
+}
+
+/// An answer of Judge0's: 422 `{"field": ["message"]}`, 404 `{"error": "Not Found"}`, …
+#[derive(Debug)]
+pub struct Judge0Error {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<u32>,
+}
+
+impl Judge0Error {
+    fn field(field: &str, message: impl Into<String>) -> Self {
+        Judge0Error {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({ field: [message.into()] }),
+            retry_after: None,
+        }
+    }
+
+    fn not_found() -> Self {
+        Judge0Error {
+            status: StatusCode::NOT_FOUND,
+            body: json!({"error": "Not Found"}),
+            retry_after: None,
+        }
+    }
+
+    fn other(status: StatusCode, message: impl Into<String>) -> Self {
+        Judge0Error {
+            status,
+            body: json!({"error": message.into()}),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<ApiError> for Judge0Error {
+    fn from(e: ApiError) -> Self {
+        Judge0Error {
+            status: e.status(),
+            body: json!({"error": e.message()}),
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+impl From<JobError> for Judge0Error {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound(_) => Judge0Error::not_found(),
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
+impl IntoResponse for Judge0Error {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// `true`/`false` of a query parameter (Judge0 reads anything but `true` as false).
+fn flag(v: &Option<String>) -> bool {
+    v.as_deref() == Some("true")
+}
+
+/// Query parameters of the submission routes.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Params {
+    base64_encoded: Option<String>,
+    wait: Option<String>,
+    fields: Option<String>,
+    tokens: Option<String>,
+}
+
+async fn about() -> Json<Value> {
+    Json(json!({
+        "version": VERSION,
+        "homepage": "https://github.com/warmbox/warmbox",
+        "source_code": "https://github.com/warmbox/warmbox",
+        "maintainer": "warmbox (Judge0 CE-compatible API)",
+    }))
+}
+
+async fn statuses() -> Json<Value> {
+    Json(Value::Array(
+        STATUSES.iter().map(|(i, _)| status(*i)).collect(),
+    ))
+}
+
+/// (id, name, profile) of every Judge0 language here, by id.
+fn language_table(profiles: &ProfileSet) -> Vec<(u32, String, Arc<LoadedProfile>)> {
+    let mut out = Vec::new();
+    for p in profiles.all().iter().filter(|p| p.availability.available) {
+        let version = p
+            .availability
+            .version
+            .as_deref()
+            .and_then(version_number)
+            .unwrap_or_default();
+        let template = p.profile.judge0_name.as_deref().unwrap_or("{name}");
+        let name = template
+            .replace("{version}", &version)
+            .replace("{name}", &p.profile.name);
+        for id in &p.profile.judge0_id {
+            out.push((*id, name.clone(), p.clone()));
+        }
+    }
+    out.sort_by_key(|(id, _, _)| *id);
+    out
+}
+
+fn find_language(profiles: &ProfileSet, id: u32) -> Option<(String, Arc<LoadedProfile>)> {
+    language_table(profiles)
+        .into_iter()
+        .find(|(i, _, _)| *i == id)
+        .map(|(_, n, p)| (n, p))
+}
+
+async fn languages(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(Value::Array(
+        language_table(&state.profiles)
+            .into_iter()
+            .map(|(id, name, _)| json!({"id": id, "name": name}))
+            .collect(),
+    ))
+}
+
+async fn language(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Judge0Error> {
+    let id: u32 = id.parse().map_err(|_| Judge0Error::not_found())?;
+    let (name, p) = find_language(&state.profiles, id).ok_or_else(Judge0Error::not_found)?;
+    let profile = &p.profile;
+    Ok(Json(json!({
+        "id": id,
+        "name": name,
+        "is_archived": false,
+        "source_file": profile.source_file,
+        "compile_cmd": profile.compile.as_ref().map(|c| c.join(" ")),
+        "run_cmd": profile.run_command(&profile.limits.defaults).join(" "),
+    })))
+}
+
+/// Limits every language here accepts: the smallest maximum and default over the profiles.
+fn common_limits(profiles: &ProfileSet) -> (crate::profile::Limits, crate::profile::Limits) {
+    let all: Vec<_> = language_table(profiles)
+        .into_iter()
+        .map(|(_, _, p)| p.profile.limits)
+        .collect();
+    let min = |f: &dyn Fn(&crate::profile::Limits) -> u64, which: bool| {
+        all.iter()
+            .map(|l| f(if which { &l.maximums } else { &l.defaults }))
+            .min()
+            .unwrap_or(0)
+    };
+    let pick = |which: bool| crate::profile::Limits {
+        cpu_ms: min(&|l| l.cpu_ms, which),
+        wall_ms: min(&|l| l.wall_ms, which),
+        memory_mb: min(&|l| l.memory_mb, which),
+        pids: min(&|l| l.pids, which),
+        output_bytes: min(&|l| l.output_bytes, which),
+        file_size_bytes: min(&|l| l.file_size_bytes, which),
+        disk_mb: min(&|l| l.disk_mb, which),
+    };
+    (pick(false), pick(true))
+}
+
+async fn config_info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let (d, m) = common_limits(&state.profiles);
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    Json(json!({
+        "maintenance_mode": false,
+        "enable_wait_result": true,
+        "enable_compiler_options": false,
+        "allowed_languages_for_compile_options": [],
+        "enable_command_line_arguments": true,
+        "enable_submission_delete": true,
+        "enable_callbacks": true,
+        "callbacks_max_tries": 5,
+        "callbacks_timeout": 10.0,
+        "enable_additional_files": false,
+        "max_queue_size": 10000,
+        "cpu_time_limit": secs(d.cpu_ms),
+        "max_cpu_time_limit": secs(m.cpu_ms),
+        "cpu_extra_time": 0.0,
+        "max_cpu_extra_time": secs(m.cpu_ms),
+        "wall_time_limit": secs(d.wall_ms),
+        "max_wall_time_limit": secs(m.wall_ms),
+        "memory_limit": d.memory_mb * 1024,
+        "max_memory_limit": m.memory_mb * 1024,
+        "stack_limit": d.memory_mb * 1024,
+        "max_stack_limit": m.memory_mb * 1024,
+        "max_processes_and_or_threads": d.pids,
+        "max_max_processes_and_or_threads": m.pids,
+        "enable_per_process_and_thread_time_limit": false,
+        "allow_enable_per_process_and_thread_time_limit": false,
+        "enable_per_process_and_thread_memory_limit": false,
+        "allow_enable_per_process_and_thread_memory_limit": false,
+        "max_file_size": d.file_size_bytes / 1024,
+        "max_max_file_size": m.file_size_bytes / 1024,
+        "number_of_runs": 1,
+        "max_number_of_runs": MAX_RUNS,
+        "redirect_stderr_to_stdout": false,
+        "max_extract_size": m.disk_mb * 1024,
+        "enable_batched_submissions": true,
+        "max_submission_batch_size": MAX_BATCH,
+        "submission_cache_duration": 1.0,
+        "use_docs_as_homepage": false,
+        "allow_enable_network": false,
+        "enable_network": false,
+    }))
+}
+
+/// A submission checked and turned into a warmbox job: (the job's submission, the
+/// Judge0 fields kept beside it).
+fn translate(
+    body: &Value,
+    base64: bool,
+    profiles: &ProfileSet,
+) -> Result<(Submission, Value), Judge0Error> {
+    let Some(obj) = body.as_object() else {
+        return Err(Judge0Error::field("submission", "must be a JSON object"));
+    };
+    let language_id = match obj.get("language_id") {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| Judge0Error::field("language_id", "is not a number"))?,
+        None => return Err(Judge0Error::field("language_id", "can't be blank")),
+    };
+    let (_, loaded) = find_language(profiles, language_id as u32).ok_or_else(|| {
+        Judge0Error::field(
+            "language_id",
+            format!("language with id {language_id} doesn't exist"),
+        )
+    })?;
+    let profile = &loaded.profile;
+    let text = |field: &str| -> Result<Option<Vec<u8>>, Judge0Error> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if base64 => BASE64
+                .decode(s.trim())
+                .map(Some)
+                .map_err(|e| Judge0Error::field(field, format!("is not valid base64: {e}"))),
+            Some(Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+            Some(_) => Err(Judge0Error::field(field, "must be a string")),
+        }
+    };
+    let source = text("source_code")?.unwrap_or_default();
+    if source.is_empty() {
+        return Err(Judge0Error::field("source_code", "can't be blank"));
+    }
+    let stdin = text("stdin")?;
+    let expected = text("expected_output")?;
+    for (field, why) in [
+        ("enable_network", "enabling network is not allowed"),
+        (
+            "enable_per_process_and_thread_time_limit",
+            "setting per process and thread time limit is not allowed",
+        ),
+        (
+            "enable_per_process_and_thread_memory_limit",
+            "setting per process and thread memory limit is not allowed",
+        ),
+    ] {
+        if obj.get(field).and_then(Value::as_bool) == Some(true) {
+            return Err(Judge0Error::field(field, why));
+        }
+    }
+    for field in ["compiler_options", "additional_files"] {
+        if obj.get(field).is_some_and(|v| !v.is_null() && v != "") {
+            return Err(Judge0Error::field(
+                field,
+                format!("{field} are not supported by this server yet"),
+            ));
+        }
+    }
+    let max = profile.limits.maximums;
+    let number = |field: &str, max: f64| -> Result<Option<f64>, Judge0Error> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                let n = v
+                    .as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| Judge0Error::field(field, "is not a number"))?;
+                if n < 0.0 {
+                    Err(Judge0Error::field(
+                        field,
+                        "must be greater than or equal to 0",
+                    ))
+                } else if n > max {
+                    Err(Judge0Error::field(
+                        field,
+                        format!("must be less than or equal to {max}"),
+                    ))
+                } else {
+                    Ok(Some(n))
+                }
+            }
+        }
+    };
+    let cpu = number("cpu_time_limit", max.cpu_ms as f64 / 1000.0)?;
+    let extra = number("cpu_extra_time", max.cpu_ms as f64 / 1000.0)?;
+    let wall = number("wall_time_limit", max.wall_ms as f64 / 1000.0)?;
+    let memory_kb = number("memory_limit", (max.memory_mb * 1024) as f64)?;
+    let stack_kb = number("stack_limit", (max.memory_mb * 1024) as f64)?;
+    let pids = number("max_processes_and_or_threads", max.pids as f64)?;
+    let file_kb = number("max_file_size", (max.file_size_bytes / 1024) as f64)?;
+    let runs = number("number_of_runs", MAX_RUNS as f64)?
+        .map(|n| n.max(1.0) as u64)
+        .unwrap_or(1);
+    let redirect = obj
+        .get("redirect_stderr_to_stdout")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let args = match obj.get("command_line_arguments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => shell_words::split(s).map_err(|e| {
+            Judge0Error::field("command_line_arguments", format!("cannot be split: {e}"))
+        })?,
+        Some(_) => {
+            return Err(Judge0Error::field(
+                "command_line_arguments",
+                "must be a string",
+            ))
+        }
+    };
+    let callback_url = match obj.get("callback_url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Judge0Error::field("callback_url", "must be a string")),
+    };
+
+    let ms = |s: f64| (s * 1000.0).ceil().max(1.0) as u64;
+    // The kill comes at the limit plus the extra time; over the limit is still a TLE.
+    let cpu_kill = cpu.map(|c| ms(c + extra.unwrap_or(0.0)).min(max.cpu_ms));
+    let mut limits = json!({});
+    if let Some(c) = cpu_kill {
+        limits["cpu_ms"] = json!(c);
+    }
+    if let Some(w) = wall {
+        limits["wall_ms"] = json!(ms(w));
+    }
+    if let Some(m) = memory_kb {
+        limits["memory_mb"] = json!(((m as u64).div_ceil(1024)).max(1));
+    }
+    if let Some(p) = pids {
+        limits["pids"] = json!((p as u64).max(1));
+    }
+    if let Some(f) = file_kb {
+        limits["file_size_bytes"] = json!(((f as u64) * 1024).max(1));
+    }
+    let b64 = |b: &[u8]| BASE64.encode(b);
+    let mut request = json!({
+        "profile": profile.name,
+        "files": [{"name": profile.source_file, "content": b64(&source), "encoding": "base64"}],
+        "args": args,
+        "limits": limits,
+        "output_encoding": "base64",
+        "stderr_to_stdout": redirect,
+    });
+    let stdin_b64 = b64(stdin.as_deref().unwrap_or_default());
+    if expected.is_some() || runs > 1 {
+        let mut test = json!({"stdin_base64": stdin_b64});
+        if let Some(e) = &expected {
+            test["expected_stdout_base64"] = json!(b64(e));
+        }
+        request["tests"] = Value::Array(vec![test; runs as usize]);
+        if expected.is_none() {
+            request["checker"] = json!({"type": "none"});
+        }
+    } else {
+        request["stdin_base64"] = json!(stdin_b64);
+    }
+    // What the answers echo: the inputs as given (base64 kept, to echo either way).
+    let meta = json!({"judge0": {
+        "language_id": language_id,
+        "source_code": b64(&source),
+        "stdin": stdin.as_deref().map(b64),
+        "expected_output": expected.as_deref().map(b64),
+        "cpu_time_limit": cpu,
+        "cpu_extra_time": extra,
+        "wall_time_limit": wall,
+        "memory_limit": memory_kb,
+        "stack_limit": stack_kb,
+        "max_processes_and_or_threads": pids,
+        "max_file_size": file_kb,
+        "number_of_runs": runs,
+        "redirect_stderr_to_stdout": redirect,
+        "command_line_arguments": obj.get("command_line_arguments"),
+        "callback_url": callback_url,
+        "base64_encoded": base64,
+    }});
+    Ok((
+        Submission {
+            request,
+            callback_url,
+            meta: Some(meta.clone()),
+        },
+        meta,
+    ))
+}
+
+/// A job in Judge0's terms.
+struct Outcome {
+    /// Status id.
+    id: u32,
+    /// Judge0's `message`.
+    message: Option<String>,
+    /// The run the answer's output and numbers come from.
+    step: Option<StepResult>,
+    /// `time`, `wall_time`, `memory` averaged over the runs, where there were several.
+    averages: Map<String, Value>,
+}
+
+/// Builds an [`Outcome`].
+fn out(
+    id: u32,
+    message: Option<String>,
+    step: Option<StepResult>,
+    averages: Map<String, Value>,
+) -> Outcome {
+    Outcome {
+        id,
+        message,
+        step,
+        averages,
+    }
+}
+
+/// The outcome of a job in Judge0's terms; `None` for a job no Judge0 client submitted.
+fn outcome(record: &JobRecord) -> Option<Outcome> {
+    let judge0 = &record.meta.as_ref()?["judge0"];
+    let mut numbers = Map::new();
+    match record.status {
+        JobStatus::Queued => return Some(out(1, None, None, numbers)),
+        JobStatus::Running => return Some(out(2, None, None, numbers)),
+        JobStatus::Cancelled => {
+            return Some(out(
+                13,
+                Some("the submission was cancelled".into()),
+                None,
+                numbers,
+            ))
+        }
+        JobStatus::Done => {}
+    }
+    let result = record.result.as_ref()?;
+    if let Some(e) = result.get("error") {
+        let m = e["message"]
+            .as_str()
+            .unwrap_or("internal error")
+            .to_string();
+        return Some(out(13, Some(m), None, numbers));
+    }
+    let resp: RunResponse = serde_json::from_value(result.clone()).ok()?;
+    if resp.status == RunStatus::CompileError {
+        return Some(out(6, None, None, numbers));
+    }
+    let (step, verdict) = match (&resp.tests, &resp.run) {
+        (Some(tests), _) => {
+            let runs: Vec<&StepResult> = tests.iter().filter_map(|t| t.run.as_ref()).collect();
+            let n = runs.len().max(1) as f64;
+            numbers.insert(
+                "time".into(),
+                json!(format!(
+                    "{:.3}",
+                    runs.iter().map(|r| r.usage.cpu_ms).sum::<f64>() / n / 1e3
+                )),
+            );
+            numbers.insert(
+                "wall_time".into(),
+                json!(format!(
+                    "{:.3}",
+                    runs.iter().map(|r| r.usage.wall_ms).sum::<f64>() / n / 1e3
+                )),
+            );
+            numbers.insert(
+                "memory".into(),
+                json!(
+                    (runs.iter().map(|r| r.usage.memory_peak_bytes).sum::<u64>() as f64
+                        / n
+                        / 1024.0)
+                        .round() as u64
+                ),
+            );
+            let first_bad = tests
+                .iter()
+                .find(|t| t.verdict != Verdict::Accepted)
+                .or(tests.first());
+            (
+                first_bad.and_then(|t| t.run.clone()),
+                first_bad.map_or(Verdict::Accepted, |t| t.verdict),
+            )
+        }
+        (None, Some(run)) => (Some(run.clone()), Verdict::Step(run.status)),
+        (None, None) => return Some(out(13, resp.message, None, numbers)),
+    };
+    let Some(step) = step else {
+        return Some(out(13, Some("no run".into()), None, numbers));
+    };
+    let cpu_limit = judge0["cpu_time_limit"].as_f64();
+    let over_cpu = cpu_limit.is_some_and(|l| step.usage.cpu_ms > l * 1000.0);
+    let signal = step.signal_name.as_deref();
+    let (id, message) = match (verdict, step.status) {
+        (Verdict::Accepted, _) if over_cpu => (5, None),
+        (Verdict::Accepted, _) | (Verdict::Step(StepStatus::Ok), _) => (3, None),
+        (Verdict::WrongAnswer | Verdict::PresentationError, _) => (4, None),
+        (_, StepStatus::TimeLimit | StepStatus::WallTimeLimit) => (5, None),
+        (_, StepStatus::FileSizeLimit) => (8, Some("File size limit exceeded".to_string())),
+        (_, StepStatus::Signaled) => match signal {
+            Some("SIGSEGV") => (7, None),
+            Some("SIGXFSZ") => (8, None),
+            Some("SIGFPE") => (9, None),
+            Some("SIGABRT") => (10, None),
+            _ => (12, step.message.clone()),
+        },
+        (_, StepStatus::RuntimeError) => match &step.message {
+            Some(m) if m.contains("Exec format error") => (14, Some(m.clone())),
+            _ => (11, step.message.clone()),
+        },
+        (_, StepStatus::MemoryLimit) => (12, Some("Memory limit exceeded".to_string())),
+        (_, StepStatus::OutputLimit) => (12, Some("Output limit exceeded".to_string())),
+        (_, StepStatus::SecurityViolation) => (12, step.message.clone()),
+        _ => (13, step.message.clone()),
+    };
+    Some(out(id, message, Some(step), numbers))
+}
+
+fn timestamp(ms: Option<u64>) -> Value {
+    ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+        .map_or(Value::Null, |t| {
+            json!(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        })
+}
+
+/// A submission in Judge0's shape with every field, text or base64 as asked.
+fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<String, Value> {
+    let empty = json!({});
+    let j = record.meta.as_ref().map_or(&empty, |m| &m["judge0"]);
+    // Stored base64: answered as is, or decoded (invalid UTF-8 replaced).
+    let field = |b64: &Value| -> Value {
+        match b64.as_str() {
+            None => Value::Null,
+            Some(s) if base64 => json!(s),
+            Some(s) => match BASE64.decode(s) {
+                Ok(b) => json!(String::from_utf8_lossy(&b)),
+                Err(_) => Value::Null,
+            },
+        }
+    };
+    let text = |t: Option<String>| -> Value {
+        match t {
+            None => Value::Null,
+            Some(s) if base64 => json!(BASE64.encode(s.as_bytes())),
+            Some(s) => json!(s),
+        }
+    };
+    let mut m = Map::new();
+    m.insert("token".into(), json!(record.id));
+    for k in ["source_code", "stdin", "expected_output"] {
+        m.insert(k.into(), field(&j[k]));
+    }
+    for k in [
+        "language_id",
+        "cpu_time_limit",
+        "cpu_extra_time",
+        "wall_time_limit",
+        "memory_limit",
+        "stack_limit",
+        "max_processes_and_or_threads",
+        "max_file_size",
+        "number_of_runs",
+        "redirect_stderr_to_stdout",
+        "command_line_arguments",
+        "callback_url",
+    ] {
+        m.insert(k.into(), j[k].clone());
+    }
+    m.insert("enable_network".into(), json!(false));
+    m.insert("compiler_options".into(), Value::Null);
+    m.insert("additional_files".into(), Value::Null);
+    let language = j["language_id"].as_u64().and_then(|id| {
+        find_language(profiles, id as u32).map(|(n, _)| json!({"id": id, "name": n}))
+    });
+    m.insert("language".into(), language.unwrap_or(Value::Null));
+    m.insert("created_at".into(), timestamp(Some(record.created_ms)));
+    m.insert("finished_at".into(), timestamp(record.finished_ms));
+    let Outcome {
+        id,
+        message,
+        step,
+        averages,
+    } = outcome(record)
+        .unwrap_or_else(|| out(13, Some("not a Judge0 submission".into()), None, Map::new()));
+    m.insert("status_id".into(), json!(id));
+    m.insert("status".into(), status(id));
+    m.insert("message".into(), text(message));
+    let compile_output = record
+        .result
+        .as_ref()
+        .and_then(|r| serde_json::from_value::<RunResponse>(r.clone()).ok())
+        .and_then(|r| r.compile)
+        .map(|c| {
+            let out = [c.stdout, c.stderr]
+                .iter()
+                .map(|s| BASE64.decode(s).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .concat();
+            json!(BASE64.encode(out))
+        })
+        .filter(|c| c != "");
+    m.insert(
+        "compile_output".into(),
+        compile_output.map_or(Value::Null, |c| field(&c)),
+    );
+    match step {
+        Some(s) => {
+            let nonempty = |v: &str| (!v.is_empty()).then(|| json!(v));
+            m.insert(
+                "stdout".into(),
+                nonempty(&s.stdout).map_or(Value::Null, |v| field(&v)),
+            );
+            m.insert(
+                "stderr".into(),
+                nonempty(&s.stderr).map_or(Value::Null, |v| field(&v)),
+            );
+            m.insert("exit_code".into(), json!(s.exit_code));
+            m.insert("exit_signal".into(), json!(s.signal));
+            m.insert("time".into(), json!(format!("{:.3}", s.usage.cpu_ms / 1e3)));
+            m.insert(
+                "wall_time".into(),
+                json!(format!("{:.3}", s.usage.wall_ms / 1e3)),
+            );
+            m.insert(
+                "memory".into(),
+                json!((s.usage.memory_peak_bytes as f64 / 1024.0).round() as u64),
+            );
+        }
+        None => {
+            for k in [
+                "stdout",
+                "stderr",
+                "exit_code",
+                "exit_signal",
+                "time",
+                "wall_time",
+                "memory",
+            ] {
+                m.insert(k.into(), Value::Null);
+            }
+        }
+    }
+    m.extend(averages);
+    m
+}
+
+/// The fields asked for (`*`: all; default: Judge0's default list).
+fn select(full: Map<String, Value>, fields: Option<&str>) -> Value {
+    let fields = fields.unwrap_or(DEFAULT_FIELDS);
+    if fields.trim() == "*" {
+        return Value::Object(full);
+    }
+    let mut out = Map::new();
+    for f in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        if let Some(v) = full.get(f) {
+            out.insert(f.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// The body of a Judge0 job's callback (a PUT of the submission, as it was submitted:
+/// base64 or text), or `None` for another kind of job.
+pub fn callback(record: &JobRecord, profiles: &ProfileSet) -> Option<Value> {
+    let j = &record.meta.as_ref()?["judge0"];
+    let base64 = j["base64_encoded"].as_bool().unwrap_or(false);
+    Some(select(full_view(record, base64, profiles), None))
+}
+
+fn jobs(state: &AppState) -> Result<&Arc<crate::queue::Jobs>, Judge0Error> {
+    state
+        .jobs
+        .as_ref()
+        .ok_or_else(|| Judge0Error::other(StatusCode::NOT_FOUND, "submissions are not enabled"))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Judge0Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        Judge0Error::other(
+            StatusCode::BAD_REQUEST,
+            format!("request body is not JSON: {e}"),
+        )
+    })
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> Result<Response, Judge0Error> {
+    let base64 = flag(&q.base64_encoded);
+    let v = parse_body(&body)?;
+    let (sub, meta) = translate(&v, base64, &state.profiles)?;
+    let jobs = jobs(&state)?;
+    if !flag(&q.wait) {
+        let records = jobs.submit(vec![sub]).await.map_err(request_error)?;
+        let token = records.first().map(|r| r.id);
+        return Ok((StatusCode::CREATED, Json(json!({"token": token}))).into_response());
+    }
+    // wait=true: run now, answer when the run ends, and keep it for later reads.
+    let req: crate::request::RunRequest = serde_json::from_value(sub.request.clone())
+        .map_err(|e| Judge0Error::other(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let valid = crate::request::validate(&req, &state.profiles)
+        .map_err(|e| request_error(JobError::Request(e)))?;
+    let created = now_ms();
+    let resp = execute(&state, &valid).await?;
+    let record = JobRecord {
+        id: Uuid::new_v4(),
+        status: JobStatus::Done,
+        request: sub.request,
+        created_ms: created,
+        started_ms: Some(created),
+        finished_ms: Some(now_ms()),
+        result: serde_json::to_value(&resp).ok(),
+        callback: sub.callback_url.map(|url| CallbackState {
+            url,
+            ..CallbackState::default()
+        }),
+        meta: Some(meta),
+    };
+    let view = select(
+        full_view(&record, base64, &state.profiles),
+        q.fields.as_deref(),
+    );
+    jobs.insert_finished(record).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// A request the engine refused after translation: Judge0's 422 on the field it names.
+fn request_error(e: JobError) -> Judge0Error {
+    match e {
+        JobError::Request(r) => {
+            let field = r
+                .message
+                .split([':', '.', '['])
+                .next()
+                .unwrap_or("submission")
+                .to_string();
+            let field = match field.as_str() {
+                "files" => "source_code".to_string(),
+                "limits" => r
+                    .message
+                    .split(':')
+                    .next()
+                    .and_then(|f| f.strip_prefix("limits."))
+                    .unwrap_or("submission")
+                    .to_string(),
+                _ => field,
+            };
+            Judge0Error::field(&field, r.message)
+        }
+        other => other.into(),
+    }
+}
+
+async fn create_batch(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> Result<Response, Judge0Error> {
+    let base64 = flag(&q.base64_encoded);
+    let v = parse_body(&body)?;
+    let Some(list) = v.get("submissions").and_then(Value::as_array) else {
+        return Err(Judge0Error::field("submissions", "can't be blank"));
+    };
+    if list.is_empty() || list.len() > MAX_BATCH {
+        return Err(Judge0Error::field(
+            "submissions",
+            format!("must hold 1 to {MAX_BATCH} submissions"),
+        ));
+    }
+    let jobs = jobs(&state)?;
+    // Each submission on its own, as Judge0 does: a bad one is answered with its errors
+    // in its place, the good ones are queued.
+    let mut out = Vec::with_capacity(list.len());
+    for s in list {
+        let answer = match translate(s, base64, &state.profiles) {
+            Ok((sub, _)) => match jobs.submit(vec![sub]).await {
+                Ok(r) => json!({"token": r.first().map(|r| r.id)}),
+                Err(e) => request_error(e).body,
+            },
+            Err(e) => e.body,
+        };
+        out.push(answer);
+    }
+    Ok((StatusCode::CREATED, Json(Value::Array(out))).into_response())
+}
+
+fn token(s: &str) -> Result<Uuid, Judge0Error> {
+    Uuid::parse_str(s).map_err(|_| Judge0Error::not_found())
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(t): Path<String>,
+    Query(q): Query<Params>,
+) -> Result<Json<Value>, Judge0Error> {
+    let record = jobs(&state)?.get(token(&t)?).await?;
+    if record.meta.is_none() {
+        return Err(Judge0Error::not_found());
+    }
+    let full = full_view(&record, flag(&q.base64_encoded), &state.profiles);
+    Ok(Json(select(full, q.fields.as_deref())))
+}
+
+async fn destroy(
+    State(state): State<Arc<AppState>>,
+    Path(t): Path<String>,
+    Query(q): Query<Params>,
+) -> Result<Json<Value>, Judge0Error> {
+    let jobs = jobs(&state)?;
+    let id = token(&t)?;
+    let record = jobs.get(id).await?;
+    if record.meta.is_none() {
+        return Err(Judge0Error::not_found());
+    }
+    let record = jobs.remove_finished(id).await.map_err(|e| match e {
+        JobError::Finished(_) => {
+            let sid = outcome(&record).map_or(1, |o| o.id);
+            let description = status(sid)["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Judge0Error::other(
+                StatusCode::BAD_REQUEST,
+                format!("submission cannot be deleted because its status is {sid} ({description})"),
+            )
+        }
+        other => other.into(),
+    })?;
+    let full = full_view(&record, flag(&q.base64_encoded), &state.profiles);
+    Ok(Json(select(full, q.fields.as_deref())))
+}
+
+async fn get_batch(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Params>,
+) -> Result<Json<Value>, Judge0Error> {
+    let Some(tokens) = q.tokens.as_deref().filter(|t| !t.trim().is_empty()) else {
+        return Err(Judge0Error::field("tokens", "can't be blank"));
+    };
+    let jobs = jobs(&state)?;
+    let mut out = Vec::new();
+    for t in tokens.split(',').map(str::trim) {
+        let record = match Uuid::parse_str(t) {
+            Ok(id) => jobs.get(id).await.ok().filter(|r| r.meta.is_some()),
+            Err(_) => None,
+        };
+        out.push(record.map_or(Value::Null, |r| {
+            select(
+                full_view(&r, flag(&q.base64_encoded), &state.profiles),
+                q.fields.as_deref(),
+            )
+        }));
+    }
+    Ok(Json(json!({"submissions": out})))
+}

@@ -1,0 +1,383 @@
+//! The Judge0 CE drop-in API through a real `warmbox serve`: the reference endpoints, each
+//! status id reached by a real submission, `wait`, `base64_encoded` with binary output,
+//! `fields`, batches, `DELETE`, callbacks (PUT), and 422 errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::server::*;
+use serde_json::{json, Value};
+
+const UID_JUDGE0: u32 = 5_008_192;
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let agent = agent();
+    let resp = match method {
+        "POST" => agent
+            .post(url)
+            .send(body.unwrap_or(Value::Null).to_string()),
+        "DELETE" => agent.delete(url).call(),
+        _ => agent.get(url).call(),
+    };
+    let mut r = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let text = r.body_mut().read_to_string().expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (r.status().as_u16(), v)
+}
+
+/// A submission run with `wait=true`, all fields.
+fn wait(s: &Server, body: Value) -> Value {
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions?wait=true&fields=*", s.base),
+        Some(body),
+    );
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+fn c(code: &str) -> Value {
+    json!({"language_id": 50, "source_code": code})
+}
+
+#[test]
+fn judge0_clients_work_unchanged() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-judge0";
+    fresh_jobs_db(parent);
+    let s = start(parent, UID_JUDGE0, &[]);
+
+    // Reference endpoints.
+    let (_, about) = call("GET", &format!("{}/about", s.base), None);
+    assert_eq!(about["version"], "1.13.1");
+    let (_, statuses) = call("GET", &format!("{}/statuses", s.base), None);
+    assert_eq!(statuses.as_array().expect("list").len(), 14);
+    assert_eq!(
+        statuses[10],
+        json!({"id": 11, "description": "Runtime Error (NZEC)"})
+    );
+    let (_, langs) = call("GET", &format!("{}/languages", s.base), None);
+    let ids: Vec<u64> = langs
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|l| l["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, [46, 50, 52, 54, 62, 63, 71]);
+    let python = langs
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|l| l["id"] == 71)
+        .expect("71");
+    assert!(
+        python["name"]
+            .as_str()
+            .expect("name")
+            .starts_with("Python (3."),
+        "{python}"
+    );
+    let (status, l) = call("GET", &format!("{}/languages/54", s.base), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            l["source_file"].clone(),
+            l["is_archived"].clone(),
+            l["run_cmd"].clone()
+        ),
+        (json!("main.cpp"), json!(false), json!("./main"))
+    );
+    assert_eq!(
+        call("GET", &format!("{}/languages/999", s.base), None).0,
+        404
+    );
+    let (_, config) = call("GET", &format!("{}/config_info", s.base), None);
+    assert_eq!(config["enable_network"], false);
+    assert_eq!(config["max_submission_batch_size"], 20);
+
+    // Every status id a submission can reach, by a real program.
+    let cases: Vec<(u64, Value)> = vec![
+        (
+            3,
+            json!({"language_id": 71, "source_code": "print(input())", "stdin": "hi", "expected_output": "hi"}),
+        ),
+        (
+            4,
+            json!({"language_id": 71, "source_code": "print(input())", "stdin": "hi", "expected_output": "ho"}),
+        ),
+        (
+            5,
+            json!({"language_id": 71, "source_code": "while True: pass", "cpu_time_limit": 0.2}),
+        ),
+        (6, c("int main( {")),
+        (7, c("int main(void) { volatile int *p = 0; return *p; }")),
+        (
+            8,
+            json!({"language_id": 50, "max_file_size": 4,
+                   "source_code": "#include <stdio.h>\nint main(void) { FILE *f = fopen(\"f\", \"w\"); for (int i = 0; i < 100000; i++) fputc('x', f); fclose(f); return 0; }"}),
+        ),
+        (
+            9,
+            c("int main(int argc, char **argv) { volatile int z = argc - 1; volatile int r = 100 / z; return r; }"),
+        ),
+        (10, c("#include <stdlib.h>\nint main(void) { abort(); }")),
+        (
+            11,
+            json!({"language_id": 71, "source_code": "import sys\nsys.exit(3)"}),
+        ),
+    ];
+    for (want, body) in cases {
+        let v = wait(&s, body.clone());
+        assert_eq!(v["status"]["id"], want, "{body} → {v}");
+        assert_eq!(v["status_id"], want);
+        match want {
+            6 => {
+                assert!(v["compile_output"]
+                    .as_str()
+                    .expect("compile_output")
+                    .contains("error"));
+                assert_eq!(v["time"], Value::Null);
+            }
+            11 => assert_eq!(v["exit_code"], 3),
+            7 => assert_eq!(v["exit_signal"], 11),
+            _ => {}
+        }
+        if want != 6 {
+            let time: f64 = v["time"]
+                .as_str()
+                .expect("time as a string")
+                .parse()
+                .expect("seconds");
+            assert!(time >= 0.0);
+            assert!(v["memory"].as_u64().expect("memory in KB") > 0);
+            assert!(v["wall_time"].as_str().is_some());
+        }
+        assert!(v["created_at"].as_str().expect("created_at").ends_with('Z'));
+        assert_eq!(v["language"]["id"], body["language_id"]);
+    }
+
+    // Binary output round trip with base64_encoded=true; text fields decoded otherwise.
+    let code = "import sys\nsys.stdout.buffer.write(bytes([0, 255, 10]) + sys.stdin.buffer.read())";
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions?base64_encoded=true&wait=true", s.base),
+        Some(
+            json!({"language_id": 71, "source_code": B64.encode(code), "stdin": B64.encode([1u8, 2])}),
+        ),
+    );
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["status"]["id"], 3);
+    assert_eq!(
+        B64.decode(v["stdout"].as_str().expect("stdout"))
+            .expect("base64"),
+        [0, 255, 10, 1, 2]
+    );
+    // Judge0's default fields only.
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "compile_output",
+            "memory",
+            "message",
+            "status",
+            "stderr",
+            "stdout",
+            "time",
+            "token"
+        ]
+    );
+
+    // Asynchronous: a token at once, then the result; `fields` picks.
+    let (status, t) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(
+            json!({"language_id": 46, "source_code": "echo \"$1-$2\" >&2; echo out",
+                    "command_line_arguments": "a 'b c'", "redirect_stderr_to_stdout": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{t}");
+    let token = t["token"].as_str().expect("token").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let (_, v) = call(
+            "GET",
+            &format!("{}/submissions/{token}?fields=status,stdout,stderr", s.base),
+            None,
+        );
+        if v["status"]["id"].as_u64().expect("id") >= 3 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "not done: {v}");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(
+        v,
+        json!({"status": {"id": 3, "description": "Accepted"}, "stdout": "a-b c\nout\n", "stderr": null})
+    );
+
+    // number_of_runs: the runs' average.
+    let v = wait(
+        &s,
+        json!({"language_id": 71, "source_code": "print(1)", "number_of_runs": 3}),
+    );
+    assert_eq!(
+        (v["status"]["id"].clone(), v["stdout"].clone()),
+        (json!(3), json!("1\n"))
+    );
+    assert_eq!(v["number_of_runs"], 3);
+
+    // Batches: a bad submission answers with its errors in its place.
+    let (status, b) = call(
+        "POST",
+        &format!("{}/submissions/batch", s.base),
+        Some(json!({"submissions": [
+            {"language_id": 71, "source_code": "print(6*7)"},
+            {"language_id": 9999, "source_code": "x"},
+        ]})),
+    );
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(
+        b[1],
+        json!({"language_id": ["language with id 9999 doesn't exist"]})
+    );
+    let first = b[0]["token"].as_str().expect("token").to_string();
+    let missing = uuid::Uuid::new_v4();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = call(
+            "GET",
+            &format!(
+                "{}/submissions/batch?tokens={first},{missing}&fields=stdout,status_id",
+                s.base
+            ),
+            None,
+        );
+        assert_eq!(status, 200);
+        if v["submissions"][0]["status_id"] == 3 {
+            assert_eq!(
+                v,
+                json!({"submissions": [{"stdout": "42\n", "status_id": 3}, null]})
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "batch not done: {v}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+
+    // DELETE a finished submission: answered once, then gone.
+    let (status, d) = call(
+        "DELETE",
+        &format!("{}/submissions/{first}?fields=stdout", s.base),
+        None,
+    );
+    assert_eq!((status, d), (200, json!({"stdout": "42\n"})));
+    let (status, v) = call("GET", &format!("{}/submissions/{first}", s.base), None);
+    assert_eq!((status, v), (404, json!({"error": "Not Found"})));
+
+    // A callback: a PUT of the submission.
+    let (url, puts) = put_listener();
+    let (status, t) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(json!({"language_id": 71, "source_code": "print('cb')", "callback_url": url})),
+    );
+    assert_eq!(status, 201);
+    let (method, body) = puts
+        .recv_timeout(Duration::from_secs(60))
+        .expect("callback");
+    assert_eq!(method, "PUT");
+    assert_eq!(body["token"], t["token"]);
+    assert_eq!(
+        (body["status"]["id"].clone(), body["stdout"].clone()),
+        (json!(3), json!("cb\n"))
+    );
+
+    // Bad input: 422 with the field and what is wrong.
+    let bad = [
+        (
+            json!({"source_code": "x"}),
+            json!({"language_id": ["can't be blank"]}),
+        ),
+        (
+            json!({"language_id": 71}),
+            json!({"source_code": ["can't be blank"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "enable_network": true}),
+            json!({"enable_network": ["enabling network is not allowed"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "cpu_time_limit": 1000}),
+            json!({"cpu_time_limit": ["must be less than or equal to 20"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "memory_limit": -1}),
+            json!({"memory_limit": ["must be greater than or equal to 0"]}),
+        ),
+    ];
+    for (body, want) in bad {
+        let (status, v) = call(
+            "POST",
+            &format!("{}/submissions", s.base),
+            Some(body.clone()),
+        );
+        assert_eq!((status, v), (422, want), "{body}");
+    }
+    stop(s);
+    cleanup_parent(parent);
+}
+
+/// A local HTTP listener that hands over each request's method and JSON body.
+fn put_listener() -> (String, mpsc::Receiver<(String, Value)>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/judge0", l.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let method = first
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send((method, v));
+            }
+        }
+    });
+    (url, rx)
+}
