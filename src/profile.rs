@@ -116,6 +116,10 @@ pub struct Profile {
     pub cpu_cores: Option<f64>,
     /// seccomp policy name: `profiles/seccomp/<name>.json`.
     pub seccomp: String,
+    /// Compiler options a request may add (`compiler_options`), each a regular expression
+    /// that must match a whole option, e.g. `-O[0-3]`; none: no options.
+    #[serde(default)]
+    pub compiler_options: Vec<String>,
     /// Judge0 CE language ids this profile answers to (the first is its own).
     #[serde(default)]
     pub judge0_id: Vec<u32>,
@@ -413,9 +417,24 @@ impl Profile {
             .collect()
     }
 
+    /// Whether `option` is one of the compiler options requests may add.
+    pub fn allows_compiler_option(&self, option: &str) -> bool {
+        self.compiler_options
+            .iter()
+            .any(|p| regex::Regex::new(&format!("^(?:{p})$")).is_ok_and(|r| r.is_match(option)))
+    }
+
     /// Checks the fields of one profile; the message names the field and what to fix.
     pub fn check(&self) -> Result<(), String> {
         check_profile_name("name", &self.name)?;
+        if !self.compiler_options.is_empty() && self.compile.is_none() {
+            return Err("compiler_options: the profile does not compile".into());
+        }
+        for (i, pattern) in self.compiler_options.iter().enumerate() {
+            regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                format!("compiler_options[{i}]: {pattern:?} is not a regular expression: {e}")
+            })?;
+        }
         let mut seen = HashSet::new();
         for (i, alias) in self.aliases.iter().enumerate() {
             let field = format!("aliases[{i}]");
@@ -820,10 +839,11 @@ disk_mb = 16
         let names: Vec<&str> = set.all().iter().map(|p| p.profile.name.as_str()).collect();
         assert_eq!(
             names,
-            ["bash", "c", "cpp", "java", "javascript", "python3"],
+            ["bash", "c", "cpp", "java", "javascript", "multi", "python3"],
             "sorted by name"
         );
-        let expect_aliases: [(&str, &[&str]); 6] = [
+        let expect_aliases: [(&str, &[&str]); 7] = [
+            ("multi", &["multi-file"]),
             ("python3", &["python", "py", "py3"]),
             ("c", &["gcc"]),
             ("cpp", &["c++", "g++", "cxx"]),

@@ -127,6 +127,10 @@ pub struct RunRequest {
     /// Encoding of stdout and stderr in the response.
     #[serde(default)]
     pub output_encoding: Encoding,
+    /// Options added to the compile command, each allowed by the profile's
+    /// `compiler_options`.
+    #[serde(default)]
+    pub compiler_options: Vec<String>,
     /// The run step's stderr goes into its stdout pipe (exact order; stderr stays empty).
     #[serde(default)]
     pub stderr_to_stdout: bool,
@@ -168,6 +172,8 @@ pub struct ValidatedRequest {
     /// Compile limits below the profile's (the compat APIs set them); `None`: the
     /// profile's.
     pub compile_limits: Option<Limits>,
+    /// Options added to the compile command after the compiler.
+    pub compiler_options: Vec<String>,
 }
 
 /// Checks a request: profile exists and is available; file names are relative, normal,
@@ -184,6 +190,7 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
     let env = resolve_env(&req.env, &profile.env)?;
     let stdin = decode_stdin(req)?;
     let files = decode_files(req, profile, &limits)?;
+    let compiler_options = resolve_compiler_options(&req.compiler_options, profile)?;
     let mut valid = ValidatedRequest {
         profile: loaded,
         files,
@@ -199,6 +206,7 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
             crate::sandbox::OutputMode::Separate
         },
         compile_limits: None,
+        compiler_options,
     };
     valid.judging = crate::judge::validate_judging(
         crate::judge::JudgingRequest {
@@ -352,6 +360,45 @@ fn resolve_run_cmd(
         ));
     }
     Ok(cmd.clone())
+}
+
+/// Most compiler options one request may add.
+pub const MAX_COMPILER_OPTIONS: usize = 32;
+
+/// Compiler options, each allowed by the profile's patterns.
+fn resolve_compiler_options(
+    asked: &[String],
+    profile: &Profile,
+) -> Result<Vec<String>, RequestError> {
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
+    if profile.compile.is_none() {
+        return Err(RequestError::invalid(format!(
+            "compiler_options: profile {} does not compile; leave them out",
+            profile.name
+        )));
+    }
+    if asked.len() > MAX_COMPILER_OPTIONS {
+        return Err(RequestError::invalid(format!(
+            "compiler_options: {} given; at most {MAX_COMPILER_OPTIONS}",
+            asked.len()
+        )));
+    }
+    for (i, o) in asked.iter().enumerate() {
+        if !profile.allows_compiler_option(o) {
+            let allowed = if profile.compiler_options.is_empty() {
+                "none are".to_string()
+            } else {
+                format!("those matching {} are", profile.compiler_options.join(", "))
+            };
+            return Err(RequestError::invalid(format!(
+                "compiler_options[{i}]: {o:?} is not allowed for profile {}; {allowed}",
+                profile.name
+            )));
+        }
+    }
+    Ok(asked.to_vec())
 }
 
 /// The profile's environment overlaid with the request's.
@@ -738,6 +785,7 @@ mod tests {
             compile_limits: None,
             cpu_cores: Some(1.0),
             seccomp: "default".to_string(),
+            compiler_options: Vec::new(),
             judge0_id: Vec::new(),
             judge0_name: None,
             piston_language: None,

@@ -193,7 +193,10 @@ async fn endpoints_answer_as_the_contract_says() {
         .iter()
         .map(|p| p["name"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(names, ["bash", "c", "cpp", "java", "javascript", "python3"]);
+    assert_eq!(
+        names,
+        ["bash", "c", "cpp", "java", "javascript", "multi", "python3"]
+    );
     let c = &a.json()[1];
     assert_eq!(
         (c["compiled"].clone(), c["available"].clone()),

@@ -71,7 +71,7 @@ fn judge0_clients_work_unchanged() {
         .iter()
         .map(|l| l["id"].as_u64().expect("id"))
         .collect();
-    assert_eq!(ids, [46, 50, 52, 54, 62, 63, 71]);
+    assert_eq!(ids, [46, 50, 52, 54, 62, 63, 71, 89]);
     let python = langs
         .as_array()
         .expect("list")
@@ -307,6 +307,112 @@ fn judge0_clients_work_unchanged() {
         (json!(3), json!("cb\n"))
     );
 
+    // Compiler options: passed to the compiler when the profile's patterns allow them.
+    let v = wait(
+        &s,
+        json!({"language_id": 50, "compiler_options": "-O0 -DANSWER=42",
+               "source_code": "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", ANSWER); return 0; }"}),
+    );
+    assert_eq!(
+        (v["status"]["id"].clone(), v["stdout"].clone()),
+        (json!(3), json!("42\n")),
+        "{v}"
+    );
+    assert_eq!(v["compiler_options"], "-O0 -DANSWER=42");
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(
+            json!({"language_id": 50, "source_code": "int main(void){return 0;}",
+                    "compiler_options": "-fplugin=/tmp/x.so"}),
+        ),
+    );
+    assert_eq!(status, 422, "{v}");
+    let m = v["compiler_options"][0].as_str().expect("message");
+    assert!(
+        m.starts_with("compiler_options[0]: \"-fplugin=/tmp/x.so\" is not allowed for profile c; those matching -std="),
+        "{m}"
+    );
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(json!({"language_id": 71, "source_code": "print(1)", "compiler_options": "-O2"})),
+    );
+    assert_eq!(
+        (status, v),
+        (
+            422,
+            json!({"compiler_options": ["compiler_options: profile python3 does not compile; leave them out"]})
+        )
+    );
+
+    // additional_files: a zip extracted beside the source; language 89 is only the zip.
+    let helper = zip(&[("lib/helper.py", b"def f():\n    return 42\n".to_vec())]);
+    let v = wait(
+        &s,
+        json!({"language_id": 71, "additional_files": helper,
+               "source_code": "import sys\nsys.path.insert(0, 'lib')\nimport helper\nprint(helper.f())"}),
+    );
+    assert_eq!(
+        (v["status"]["id"].clone(), v["stdout"].clone()),
+        (json!(3), json!("42\n")),
+        "{v}"
+    );
+    let multi = zip(&[
+        (
+            "main.c",
+            b"#include <stdio.h>\nint main(void) { puts(\"multi\"); return 0; }\n".to_vec(),
+        ),
+        ("compile", b"gcc -O2 -o prog main.c\n".to_vec()),
+        ("run", b"./prog\n".to_vec()),
+    ]);
+    let v = wait(&s, json!({"language_id": 89, "additional_files": multi}));
+    assert_eq!(
+        (v["status"]["id"].clone(), v["stdout"].clone()),
+        (json!(3), json!("multi\n")),
+        "{v}"
+    );
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(json!({"language_id": 89, "additional_files": zip(&[("compile", b"true".to_vec())])})),
+    );
+    assert_eq!(
+        (status, v),
+        (
+            422,
+            json!({"additional_files": ["a multi-file program needs a script named run at the top of the zip"]})
+        )
+    );
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(json!({"language_id": 71, "source_code": "print(1)",
+                    "additional_files": zip(&[("../evil", b"x".to_vec())])})),
+    );
+    assert_eq!(
+        (status, v),
+        (
+            422,
+            json!({"additional_files": ["entry \"../evil\" must be a relative path inside the archive's top"]})
+        )
+    );
+    // A zip bomb stops at the language's disk size.
+    let bomb = zip(&[("zeros", vec![0u8; 80 << 20])]);
+    assert!(bomb.len() < 1 << 20, "compressed to {} bytes", bomb.len());
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions", s.base),
+        Some(json!({"language_id": 71, "source_code": "print(1)", "additional_files": bomb})),
+    );
+    assert_eq!(
+        (status, v),
+        (
+            422,
+            json!({"additional_files": ["extracts to more than 67108864 bytes (the default disk_mb of the language)"]})
+        )
+    );
+
     // Bad input: 422 with the field and what is wrong.
     let bad = [
         (
@@ -340,6 +446,18 @@ fn judge0_clients_work_unchanged() {
     }
     stop(s);
     cleanup_parent(parent);
+}
+
+/// A deflated zip of `files`, base64.
+fn zip(files: &[(&str, Vec<u8>)]) -> String {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in files {
+        w.start_file(*name, opts).expect("zip entry");
+        w.write_all(content).expect("zip write");
+    }
+    B64.encode(w.finish().expect("zip").into_inner())
 }
 
 /// A local HTTP listener that hands over each request's method and JSON body.

@@ -524,7 +524,7 @@ fn requests_that_cannot_be_judged_are_refused() {
         refused(base(json!({"tests": [{"expected_stdout": "1"}],
                              "checker": {"type": "program", "profile": "cobol", "files": py("x")}}))),
         "checker.profile: unknown profile \"cobol\"; available profiles: bash, c, cpp, java, \
-         javascript, python3"
+         javascript, multi, python3"
     );
     assert_eq!(
         refused(base(json!({"tests": [{"expected_stdout": "1"}],

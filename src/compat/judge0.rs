@@ -253,14 +253,18 @@ async fn config_info(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "maintenance_mode": false,
         "enable_wait_result": true,
-        "enable_compiler_options": false,
-        "allowed_languages_for_compile_options": [],
+        "enable_compiler_options": true,
+        "allowed_languages_for_compile_options": language_table(&state.profiles)
+            .into_iter()
+            .filter(|(_, _, p)| !p.profile.compiler_options.is_empty())
+            .map(|(_, name, _)| name)
+            .collect::<Vec<_>>(),
         "enable_command_line_arguments": true,
         "enable_submission_delete": true,
         "enable_callbacks": true,
         "callbacks_max_tries": 5,
         "callbacks_timeout": 10.0,
-        "enable_additional_files": false,
+        "enable_additional_files": true,
         "max_queue_size": 10000,
         "cpu_time_limit": secs(d.cpu_ms),
         "max_cpu_time_limit": secs(m.cpu_ms),
@@ -291,6 +295,58 @@ async fn config_info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "allow_enable_network": false,
         "enable_network": false,
     }))
+}
+
+/// Most entries of an `additional_files` zip.
+pub const MAX_ZIP_ENTRIES: usize = 1000;
+
+/// The regular files of a zip: (path, content), at most `budget` bytes in all once
+/// extracted (read with that bound, so a zip bomb stops at it), at most
+/// [`MAX_ZIP_ENTRIES`]; directories are implied, links and absolute or `..` paths refused.
+pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| format!("is not a zip archive: {e}"))?;
+    if archive.len() > MAX_ZIP_ENTRIES {
+        return Err(format!(
+            "has {} entries; at most {MAX_ZIP_ENTRIES}",
+            archive.len()
+        ));
+    }
+    let mut out = Vec::new();
+    let mut left = budget;
+    for i in 0..archive.len() {
+        let mut f = archive
+            .by_index(i)
+            .map_err(|e| format!("entry {i} cannot be read: {e}"))?;
+        let name = f.name().to_string();
+        if f.is_dir() {
+            continue;
+        }
+        if f.is_symlink() {
+            return Err(format!(
+                "entry {name:?} is a link; only regular files are taken"
+            ));
+        }
+        if name.starts_with('/') || name.split('/').any(|c| c == ".." || c == ".") {
+            return Err(format!(
+                "entry {name:?} must be a relative path inside the archive's top"
+            ));
+        }
+        let mut content = Vec::new();
+        let read = (&mut f)
+            .take(left + 1)
+            .read_to_end(&mut content)
+            .map_err(|e| format!("entry {name:?} cannot be extracted: {e}"))?;
+        if read as u64 > left {
+            return Err(format!(
+                "extracts to more than {budget} bytes (the default disk_mb of the language)"
+            ));
+        }
+        left -= read as u64;
+        out.push((name, content));
+    }
+    Ok(out)
 }
 
 /// A submission checked and turned into a warmbox job: (the job's submission, the
@@ -329,7 +385,27 @@ fn translate(
         }
     };
     let source = text("source_code")?.unwrap_or_default();
-    if source.is_empty() {
+    let additional = match obj.get("additional_files") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
+        Some(Value::String(s)) => {
+            let zip = BASE64.decode(s.trim()).map_err(|e| {
+                Judge0Error::field("additional_files", format!("is not valid base64: {e}"))
+            })?;
+            let budget = profile.limits.defaults.disk_mb << 20;
+            unzip(&zip, budget).map_err(|m| Judge0Error::field("additional_files", m))?
+        }
+        Some(_) => return Err(Judge0Error::field("additional_files", "must be a string")),
+    };
+    // A multi-file program is its files: a `run` script (and maybe `compile`).
+    let multi = source.is_empty() && profile.source_file == "run";
+    if multi && !additional.iter().any(|(n, _)| n == "run") {
+        return Err(Judge0Error::field(
+            "additional_files",
+            "a multi-file program needs a script named run at the top of the zip",
+        ));
+    }
+    if source.is_empty() && !multi {
         return Err(Judge0Error::field("source_code", "can't be blank"));
     }
     let stdin = text("stdin")?;
@@ -349,14 +425,12 @@ fn translate(
             return Err(Judge0Error::field(field, why));
         }
     }
-    for field in ["compiler_options", "additional_files"] {
-        if obj.get(field).is_some_and(|v| !v.is_null() && v != "") {
-            return Err(Judge0Error::field(
-                field,
-                format!("{field} are not supported by this server yet"),
-            ));
-        }
-    }
+    let compiler_options = match obj.get("compiler_options") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => shell_words::split(s)
+            .map_err(|e| Judge0Error::field("compiler_options", format!("cannot be split: {e}")))?,
+        Some(_) => return Err(Judge0Error::field("compiler_options", "must be a string")),
+    };
     let max = profile.limits.maximums;
     let number = |field: &str, max: f64| -> Result<Option<f64>, Judge0Error> {
         match obj.get(field) {
@@ -435,13 +509,23 @@ fn translate(
         limits["file_size_bytes"] = json!(((f as u64) * 1024).max(1));
     }
     let b64 = |b: &[u8]| BASE64.encode(b);
+    let mut files: Vec<Value> = Vec::new();
+    if !source.is_empty() {
+        files.push(
+            json!({"name": profile.source_file, "content": b64(&source), "encoding": "base64"}),
+        );
+    }
+    for (name, content) in &additional {
+        files.push(json!({"name": name, "content": b64(content), "encoding": "base64"}));
+    }
     let mut request = json!({
         "profile": profile.name,
-        "files": [{"name": profile.source_file, "content": b64(&source), "encoding": "base64"}],
+        "files": files,
         "args": args,
         "limits": limits,
         "output_encoding": "base64",
         "stderr_to_stdout": redirect,
+        "compiler_options": compiler_options,
     });
     let stdin_b64 = b64(stdin.as_deref().unwrap_or_default());
     if expected.is_some() || runs > 1 {
@@ -472,6 +556,8 @@ fn translate(
         "number_of_runs": runs,
         "redirect_stderr_to_stdout": redirect,
         "command_line_arguments": obj.get("command_line_arguments"),
+        "compiler_options": obj.get("compiler_options"),
+        "additional_files": obj.get("additional_files"),
         "callback_url": callback_url,
         "base64_encoded": base64,
     }});
@@ -654,6 +740,7 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
         "stack_limit",
         "max_processes_and_or_threads",
         "max_file_size",
+        "compiler_options",
         "number_of_runs",
         "redirect_stderr_to_stdout",
         "command_line_arguments",
@@ -662,8 +749,7 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
         m.insert(k.into(), j[k].clone());
     }
     m.insert("enable_network".into(), json!(false));
-    m.insert("compiler_options".into(), Value::Null);
-    m.insert("additional_files".into(), Value::Null);
+    m.insert("additional_files".into(), j["additional_files"].clone());
     let language = j["language_id"].as_u64().and_then(|id| {
         find_language(profiles, id as u32).map(|(n, _)| json!({"id": id, "name": n}))
     });

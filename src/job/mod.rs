@@ -301,8 +301,10 @@ impl Runner {
             .unwrap_or(DEFAULT_COMPILE_LIMITS);
         // The request's env is the program's, not the compiler's (an LD_PRELOAD of the
         // user's would run inside gcc): the compile step has the profile's env only.
+        let mut argv = cmd.clone();
+        argv.splice(1..1, req.compiler_options.iter().cloned());
         let spec = StepSpec {
-            argv: cmd.clone(),
+            argv,
             env: env_list(&profile.env),
             limits,
             cpu_cores: profile.cpu_cores,
