@@ -621,6 +621,28 @@ async fn piston_runtimes_and_execute_answer_in_pistons_shapes() {
         "{run}"
     );
     assert!(run["wall_time"].as_u64().expect("wall") >= 200);
+    // Memory in bytes: a run over it is killed (SG with the memory message).
+    let a = post(
+        &s,
+        "/api/v2/execute",
+        json!({"language": "python", "version": "*", "run_memory_limit": 64 << 20,
+               "files": [{"content": "x = bytearray(200 << 20)"}]}),
+    )
+    .await;
+    let run = &a.json()["run"];
+    assert_eq!(
+        (
+            run["status"].clone(),
+            run["signal"].clone(),
+            run["message"].clone()
+        ),
+        (
+            json!("SG"),
+            json!("SIGKILL"),
+            json!("Memory limit exceeded")
+        ),
+        "{run}"
+    );
     s.stop().await;
 }
 

@@ -164,6 +164,119 @@ fn judge0_clients_work_unchanged() {
         assert_eq!(v["language"]["id"], body["language_id"]);
     }
 
+    // Every field, with every input field given: echoed in Judge0's units.
+    let v = wait(
+        &s,
+        json!({"language_id": 71, "source_code": "import sys\nprint(input(), sys.argv[1:])",
+               "stdin": "x", "expected_output": "x ['-v']", "cpu_time_limit": 1.5,
+               "cpu_extra_time": 0.5, "wall_time_limit": 4, "memory_limit": 262144,
+               "stack_limit": 65536, "max_processes_and_or_threads": 30, "max_file_size": 2048,
+               "number_of_runs": 1, "redirect_stderr_to_stdout": false,
+               "command_line_arguments": "-v", "enable_network": false,
+               "enable_per_process_and_thread_time_limit": false,
+               "enable_per_process_and_thread_memory_limit": false}),
+    );
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "additional_files",
+            "callback_url",
+            "command_line_arguments",
+            "compile_output",
+            "compiler_options",
+            "cpu_extra_time",
+            "cpu_time_limit",
+            "created_at",
+            "enable_network",
+            "exit_code",
+            "exit_signal",
+            "expected_output",
+            "finished_at",
+            "language",
+            "language_id",
+            "max_file_size",
+            "max_processes_and_or_threads",
+            "memory",
+            "memory_limit",
+            "message",
+            "number_of_runs",
+            "redirect_stderr_to_stdout",
+            "source_code",
+            "stack_limit",
+            "status",
+            "status_id",
+            "stderr",
+            "stdin",
+            "stdout",
+            "time",
+            "token",
+            "wall_time",
+            "wall_time_limit",
+        ]
+    );
+    let echoed: Vec<Value> = [
+        "cpu_time_limit",
+        "cpu_extra_time",
+        "wall_time_limit",
+        "memory_limit",
+        "stack_limit",
+        "max_processes_and_or_threads",
+        "max_file_size",
+        "command_line_arguments",
+        "stdin",
+        "expected_output",
+        "exit_code",
+        "exit_signal",
+        "stdout",
+        "stderr",
+        "message",
+        "compile_output",
+        "callback_url",
+        "additional_files",
+        "compiler_options",
+    ]
+    .iter()
+    .map(|k| v[*k].clone())
+    .collect();
+    assert_eq!(
+        echoed,
+        [
+            json!(1.5),
+            json!(0.5),
+            json!(4.0),
+            json!(262144.0),
+            json!(65536.0),
+            json!(30.0),
+            json!(2048.0),
+            json!("-v"),
+            json!("x"),
+            json!("x ['-v']"),
+            json!(0),
+            Value::Null,
+            json!("x ['-v']\n"),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ]
+    );
+    assert_eq!(v["status"], json!({"id": 3, "description": "Accepted"}));
+    let finished = v["finished_at"].as_str().expect("finished_at");
+    assert_eq!(
+        finished.len(),
+        "2026-01-01T00:00:00.000Z".len(),
+        "{finished}"
+    );
+
     // Binary output round trip with base64_encoded=true; text fields decoded otherwise.
     let code = "import sys\nsys.stdout.buffer.write(bytes([0, 255, 10]) + sys.stdin.buffer.read())";
     let (status, v) = call(
