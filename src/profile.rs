@@ -880,14 +880,18 @@ disk_mb = 16
             );
             assert_eq!(
                 d.memory_mb,
-                if name == "java" { 512 } else { 256 },
+                if matches!(name, "java" | "multi") {
+                    512
+                } else {
+                    256
+                },
                 "{name}"
             );
             for ((field, def), (_, max)) in d.entries().into_iter().zip(p.limits.maximums.entries())
             {
                 assert!(def > 0 && def <= max, "{name} {field}: {def} <= {max}");
             }
-            let compiled = matches!(name, "c" | "cpp" | "java");
+            let compiled = matches!(name, "c" | "cpp" | "java" | "multi");
             assert_eq!(p.compiled(), compiled, "{name} compiles");
             assert_eq!(
                 p.compile_limits.is_some(),

@@ -506,19 +506,20 @@ async fn check_reports_cgroups_and_landlock() {
 }
 
 #[tokio::test]
-async fn profiles_lists_all_six_as_available() {
+async fn profiles_lists_all_seven_as_available() {
     let Some(_) = common::harness() else { return };
     let out = warmbox(&["profiles"], b"").await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
     for (name, alias) in [
         ("bash", "sh"),
         ("c", "gcc"),
         ("cpp", "c++"),
         ("java", "openjdk"),
         ("javascript", "node"),
+        ("multi", "multi-file"),
         ("python3", "py"),
     ] {
         let line = lines

@@ -561,6 +561,34 @@ async fn piston_runtimes_and_execute_answer_in_pistons_shapes() {
     assert!(run["cpu_time"].as_u64().is_some() && run["wall_time"].as_u64().is_some());
     assert!(run["memory"].as_u64().expect("memory") > 0);
 
+    // Each of the six languages by its Piston name.
+    let programs = [
+        ("bash", "read x; echo \"$x\""),
+        ("c", "#include <stdio.h>\nint main(void) { char s[64]; if (scanf(\"%63s\", s) == 1) puts(s); return 0; }"),
+        ("c++", "#include <iostream>\n#include <string>\nint main() { std::string s; std::cin >> s; std::cout << s << std::endl; }"),
+        ("java", "import java.util.Scanner;\npublic class Main { public static void main(String[] a) { System.out.println(new Scanner(System.in).next()); } }"),
+        ("javascript", "process.stdin.on('data', d => process.stdout.write(d.toString().trim() + '\\n'));"),
+        ("python", "print(input())"),
+    ];
+    for (language, code) in programs {
+        let a = post(
+            &s,
+            "/api/v2/execute",
+            json!({"language": language, "version": "*", "files": [{"content": code}], "stdin": "hello"}),
+        )
+        .await;
+        let j = a.json();
+        assert_eq!(
+            (
+                j["run"]["stdout"].clone(),
+                j["run"]["code"].clone(),
+                j["language"].clone()
+            ),
+            (json!("hello\n"), json!(0), json!(language)),
+            "{j}"
+        );
+    }
+
     // C++: a compile stage, a crash by signal; hex and base64 files.
     let crash = "#include \"a.h\"\nint main() { volatile int *p = 0; return *p + A; }\n";
     let hex: String = "#define A 1\n"

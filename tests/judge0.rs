@@ -164,6 +164,28 @@ fn judge0_clients_work_unchanged() {
         assert_eq!(v["language"]["id"], body["language_id"]);
     }
 
+    // Each of the six languages by its Judge0 id: echo a line, judged against it.
+    let programs = [
+        (46, "read x; echo \"$x\""),
+        (50, "#include <stdio.h>\nint main(void) { char s[64]; if (scanf(\"%63s\", s) == 1) puts(s); return 0; }"),
+        (54, "#include <iostream>\n#include <string>\nint main() { std::string s; std::cin >> s; std::cout << s << std::endl; }"),
+        (52, "#include <iostream>\n#include <string>\nint main() { std::string s; std::cin >> s; std::cout << s << std::endl; }"),
+        (62, "import java.util.Scanner;\npublic class Main { public static void main(String[] a) { System.out.println(new Scanner(System.in).next()); } }"),
+        (63, "process.stdin.on('data', d => process.stdout.write(d.toString().trim() + '\\n'));"),
+        (71, "print(input())"),
+    ];
+    for (id, code) in programs {
+        let v = wait(
+            &s,
+            json!({"language_id": id, "source_code": code, "stdin": "hello", "expected_output": "hello"}),
+        );
+        assert_eq!(
+            (v["status"]["id"].clone(), v["stdout"].clone()),
+            (json!(3), json!("hello\n")),
+            "language {id}: {v}"
+        );
+    }
+
     // Every field, with every input field given: echoed in Judge0's units.
     let v = wait(
         &s,
