@@ -10,8 +10,7 @@ mod common;
 
 use common::fork_exec_wait_stdin;
 use std::ffi::CString;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -80,43 +79,12 @@ fn main() {
             .collect(),
     );
 
-    let mut child = Command::new(&exe)
-        .current_dir(&repo)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1024"])
-        .args([
-            "--cgroup-parent",
-            "warmbox-bench-judging",
-            "--uid-base",
-            "5100000",
-        ])
-        .args(["--state-dir", "/run/warmbox-bench-judging"])
-        .args(["--jobs-db", "/run/warmbox-bench-judging/jobs.redb"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warmbox serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines.next().expect("server ended").expect("stderr");
-        if let Some(a) = line.strip_prefix("warmbox: serving on ") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, base) = common::start_server("judging", 5_100_000);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .into();
-    while agent
-        .get(format!("{base}/readyz"))
-        .call()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let run_url = format!("{base}/v1/run");
     let tests: Vec<Value> = (0..TESTS)
         .map(|i| json!({"stdin": format!("{i}\n"), "expected_stdout": format!("{i}\n")}))

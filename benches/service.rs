@@ -15,8 +15,6 @@ mod common;
 
 use common::{clone_ns_exec_wait, fork_exec_wait};
 use std::ffi::CString;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,50 +80,12 @@ fn main() {
         println!("service bench: SKIPPED, needs root");
         return;
     }
-    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let exe = repo.join("target/release/warmbox");
-    assert!(
-        exe.exists(),
-        "{} missing: cargo build --release first",
-        exe.display()
-    );
     let runs: usize = std::env::var("WARMBOX_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
-    let mut child = Command::new(&exe)
-        .current_dir(&repo)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1024"])
-        .args([
-            "--cgroup-parent",
-            "warmbox-bench-service",
-            "--uid-base",
-            "930000",
-        ])
-        .args(["--state-dir", "/run/warmbox-bench-service"])
-        .args(["--jobs-db", "/run/warmbox-bench-service/jobs.redb"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warmbox serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines.next().expect("server ended").expect("stderr");
-        if let Some(a) = line.strip_prefix("warmbox: serving on ") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, base) = common::start_server("service", 930_000);
     let a = agent();
-    while a
-        .get(format!("{base}/readyz"))
-        .call()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();
     let url = format!("{base}/v1/run");

@@ -150,6 +150,8 @@ pub struct ServiceFile {
     pub shutdown_grace_secs: Option<u64>,
     /// The durable store of async jobs.
     pub jobs_db: Option<PathBuf>,
+    /// Let callbacks go to loopback, private and link-local addresses.
+    pub callback_allow_private: Option<bool>,
     /// Deliveries of a job's callback tried at most.
     pub callback_attempts: Option<u32>,
     /// Wait before a callback's second delivery, ms; doubled before each further one.

@@ -19,6 +19,10 @@ use crate::request::{
 /// Most tests one request may carry.
 pub const MAX_TESTS: usize = 1000;
 
+/// Most output all the tests of one request may keep, bytes (each test's stdout and
+/// stderr up to its `output_bytes`).
+pub const MAX_TESTS_OUTPUT_BYTES: u64 = 256 << 20;
+
 /// Longest test name, bytes.
 pub const MAX_TEST_NAME_BYTES: usize = 128;
 
@@ -287,6 +291,19 @@ pub fn validate_judging(
             limits,
         });
     }
+    // Every test's output is kept until the answer is made: bound it.
+    let kept: u64 = tests
+        .iter()
+        .map(|t| t.limits.output_bytes.saturating_mul(2))
+        .fold(0u64, u64::saturating_add);
+    if kept > MAX_TESTS_OUTPUT_BYTES {
+        return Err(RequestError::invalid(format!(
+            "tests: {} tests may keep {kept} bytes of output (stdout and stderr up to \
+             limits.output_bytes each), above the {MAX_TESTS_OUTPUT_BYTES} a request may keep; \
+             lower limits.output_bytes or send fewer tests",
+            tests.len()
+        )));
+    }
     Ok(Some(Judging {
         tests,
         stop_on_first_failure: req.stop_on_first_failure,
@@ -392,6 +409,17 @@ fn program(
     if files.is_empty() {
         return Err(RequestError::invalid(format!(
             "{field}.files: empty; give the {field}'s source"
+        )));
+    }
+    if let Some((i, f)) = files
+        .iter()
+        .enumerate()
+        .find(|(_, f)| crate::job::CHECKER_FILES.contains(&f.name.as_str()))
+    {
+        return Err(RequestError::invalid(format!(
+            "{field}.files[{i}].name: {:?} is where warmbox puts the test's files \
+             (input.txt, output.txt, answer.txt); rename it",
+            f.name
         )));
     }
     let req = RunRequest {

@@ -97,6 +97,10 @@ struct ServeArgs {
     /// Async jobs queued at most; more get 503 with Retry-After [default: 10000].
     #[arg(long, env = "WARMBOX_MAX_JOBS_QUEUED")]
     max_jobs_queued: Option<usize>,
+    /// Let callbacks go to loopback, private and link-local addresses (internal tools on
+    /// the same network); by default only public addresses are called.
+    #[arg(long, env = "WARMBOX_CALLBACK_ALLOW_PRIVATE")]
+    callback_allow_private: bool,
     /// Deliveries of a job's callback tried at most [default: 5].
     #[arg(long, env = "WARMBOX_CALLBACK_ATTEMPTS")]
     callback_attempts: Option<u32>,
@@ -431,6 +435,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 .or(file.callback_backoff_ms)
                 .unwrap_or(1000),
         ),
+        allow_private_callbacks: args.callback_allow_private
+            || file.callback_allow_private.unwrap_or(false),
         ..Default::default()
     };
     let tokens = if args.tokens.is_empty() {

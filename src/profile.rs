@@ -421,7 +421,7 @@ impl Profile {
     pub fn allows_compiler_option(&self, option: &str) -> bool {
         self.compiler_options
             .iter()
-            .any(|p| regex::Regex::new(&format!("^(?:{p})$")).is_ok_and(|r| r.is_match(option)))
+            .any(|p| option_pattern(p).is_some_and(|r| r.is_match(option)))
     }
 
     /// Checks the fields of one profile; the message names the field and what to fix.
@@ -567,6 +567,18 @@ pub fn is_plain_file_name(name: &str) -> bool {
         && !name
             .chars()
             .any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+/// The compiled, anchored form of a `compiler_options` pattern, compiled once per
+/// process; `None` for one that does not compile (refused when the profile loads).
+fn option_pattern(pattern: &str) -> Option<regex::Regex> {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(pattern.to_string())
+        .or_insert_with(|| regex::Regex::new(&format!("^(?:{pattern})$")).ok())
+        .clone()
 }
 
 /// Checks a profile or alias name: it appears in URLs, logs and metric labels.

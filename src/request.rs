@@ -172,8 +172,26 @@ pub struct ValidatedRequest {
     /// Compile limits below the profile's (the compat APIs set them); `None`: the
     /// profile's.
     pub compile_limits: Option<Limits>,
-    /// Options added to the compile command after the compiler.
+    /// Options added at the end of the compile command.
     pub compiler_options: Vec<String>,
+    /// The request's `args` when the run command is the profile's (no `cmd`): the run
+    /// command is rebuilt for other limits (a test's `memory_mb` reaches the JVM).
+    pub run_args: Option<Vec<String>>,
+}
+
+impl ValidatedRequest {
+    /// The run command under `limits` (the profile's, with their placeholders filled,
+    /// and the request's `args`; or the request's `cmd` as given).
+    pub fn run_cmd_for(&self, limits: &Limits) -> Vec<String> {
+        match &self.run_args {
+            Some(args) => {
+                let mut cmd = self.profile.profile.run_command(limits);
+                cmd.extend(args.iter().cloned());
+                cmd
+            }
+            None => self.run_cmd.clone(),
+        }
+    }
 }
 
 /// Checks a request: profile exists and is available; file names are relative, normal,
@@ -207,6 +225,7 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         },
         compile_limits: None,
         compiler_options,
+        run_args: req.cmd.is_none().then(|| req.args.clone()),
     };
     valid.judging = crate::judge::validate_judging(
         crate::judge::JudgingRequest {

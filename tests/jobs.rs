@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::server::*;
@@ -17,19 +15,6 @@ const UID_LIFECYCLE: u32 = 5_000_000;
 const UID_CANCEL: u32 = 5_002_048;
 const UID_RESTART: u32 = 5_004_096;
 const UID_CALLBACK: u32 = 5_006_144;
-
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let agent = agent();
-    let resp = match (method, body) {
-        ("POST", Some(b)) => agent.post(url).send(b.to_string()),
-        ("DELETE", _) => agent.delete(url).call(),
-        _ => agent.get(url).call(),
-    };
-    let mut r = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let text = r.body_mut().read_to_string().expect("body");
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    (r.status().as_u16(), v)
-}
 
 fn submit(s: &Server, body: Value) -> String {
     let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(body));
@@ -59,45 +44,6 @@ fn wait_for(s: &Server, id: &str, want: &str, secs: u64) -> Value {
     }
 }
 
-/// A local HTTP listener that answers every POST with `status` and hands over its body.
-fn listener(status: u16) -> (String, mpsc::Receiver<Value>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hook", l.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            if let Ok(v) = serde_json::from_slice(&body) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (url, rx)
-}
-
 fn echo_job(text: &str) -> Value {
     json!({"profile": "bash", "cmd": ["/bin/echo", text]})
 }
@@ -109,7 +55,11 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     }
     let parent = "warmbox-test-jobs-life";
     fresh_jobs_db(parent);
-    let s = start(parent, UID_LIFECYCLE, &["--job-retention-secs", "2"]);
+    let s = start(
+        parent,
+        UID_LIFECYCLE,
+        &["--job-retention-secs", "2", "--callback-allow-private"],
+    );
     let (url, calls) = listener(200);
     let mut body = echo_job("hello");
     body["callback_url"] = json!(url);
@@ -121,7 +71,7 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     assert!(done["started_ms"].as_u64() >= done["created_ms"].as_u64());
     assert!(done["finished_ms"].as_u64() >= done["started_ms"].as_u64());
 
-    let called = calls
+    let (_, called) = calls
         .recv_timeout(Duration::from_secs(30))
         .expect("callback");
     assert_eq!(called["id"], json!(id));
@@ -219,6 +169,17 @@ fn queued_and_running_jobs_can_be_cancelled() {
     let parent = "warmbox-test-jobs-cancel";
     fresh_jobs_db(parent);
     let s = start(parent, UID_CANCEL, &["--max-running", "1"]);
+    // By default a callback may not point into the server's own network.
+    let mut private = echo_job("x");
+    private["callback_url"] = json!("http://169.254.169.254/latest/meta-data");
+    let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(private));
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "callback_url: \"http://169.254.169.254/latest/meta-data\" points at a loopback, \
+         private or link-local address; callbacks go to public addresses (an operator may \
+         allow private ones with --callback-allow-private)"
+    );
     let sleeper =
         json!({"profile": "bash", "cmd": ["/bin/sleep", "30"], "limits": {"wall_ms": 60000}});
     let running = submit(&s, sleeper.clone());
@@ -266,7 +227,24 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
     }
     let parent = "warmbox-test-jobs-restart";
     fresh_jobs_db(parent);
-    let mut a = start(parent, UID_RESTART, &["--max-running", "1"]);
+    let slow_retries = [
+        "--max-running",
+        "1",
+        "--callback-allow-private",
+        "--callback-attempts",
+        "3",
+        "--callback-backoff-ms",
+        "600000",
+    ];
+    let mut a = start(parent, UID_RESTART, &slow_retries);
+    // A finished job whose callback failed once and waits (10 min) for its retry.
+    let (url, _calls) = listener(500);
+    let mut body = echo_job("called");
+    body["callback_url"] = json!(url);
+    let called = submit(&a, body);
+    wait_until("the first delivery recorded", 30, || {
+        job(&a, &called).1["callback"]["attempts"] == 1
+    });
     let first = submit(&a, json!({"profile": "bash", "cmd": ["/bin/sleep", "2"]}));
     let rest: Vec<String> = (0..3)
         .map(|i| submit(&a, echo_job(&format!("after {i}"))))
@@ -279,7 +257,23 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
         .expect("clock")
         .as_millis() as u64;
 
-    let b = start(parent, UID_RESTART, &["--max-running", "1"]);
+    let b = start(
+        parent,
+        UID_RESTART,
+        &[
+            "--max-running",
+            "1",
+            "--callback-allow-private",
+            "--callback-attempts",
+            "3",
+            "--callback-backoff-ms",
+            "20",
+        ],
+    );
+    // The callback's retries go on after the restart, up to the attempts allowed.
+    wait_until("the callback retried after the restart", 30, || {
+        job(&b, &called).1["callback"]["attempts"] == 3
+    });
     // The job that was running when the server died starts over, first.
     let v = wait_for(&b, &first, "done", 60);
     assert_eq!(v["result"]["status"], "ok", "{v}");
@@ -315,7 +309,13 @@ fn a_callback_that_cannot_be_delivered_is_retried_then_recorded() {
     let s = start(
         parent,
         UID_CALLBACK,
-        &["--callback-attempts", "3", "--callback-backoff-ms", "20"],
+        &[
+            "--callback-attempts",
+            "3",
+            "--callback-backoff-ms",
+            "20",
+            "--callback-allow-private",
+        ],
     );
     // A port nobody listens on, then a listener that answers 500.
     let closed = {

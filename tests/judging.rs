@@ -538,6 +538,23 @@ fn requests_that_cannot_be_judged_are_refused() {
         "checker: an interactive problem is judged by its interactor's exit code; leave \
          checker out"
     );
+    let many: Vec<Value> = (0..20).map(|_| json!({"expected_stdout": "1"})).collect();
+    assert_eq!(
+        refused(base(
+            json!({"tests": many, "limits": {"output_bytes": 16 << 20}})
+        )),
+        "tests: 20 tests may keep 671088640 bytes of output (stdout and stderr up to \
+         limits.output_bytes each), above the 268435456 a request may keep; lower \
+         limits.output_bytes or send fewer tests"
+    );
+    assert_eq!(
+        refused(base(json!({"tests": [{"expected_stdout": "1"}],
+                             "checker": {"type": "program", "profile": "python3",
+                                         "files": [{"name": "main.py", "content": "x"},
+                                                   {"name": "answer.txt", "content": "x"}]}}))),
+        "checker.files[1].name: \"answer.txt\" is where warmbox puts the test's files \
+         (input.txt, output.txt, answer.txt); rename it"
+    );
     assert_eq!(
         refused(base(json!({"tests": [{"expected_stdout_base64": "%%%"}]}))),
         "tests[0].expected_stdout_base64: invalid base64 (Invalid symbol 37, offset 0.); use \

@@ -9,15 +9,29 @@ use warmbox::sandbox::spawn::CloneArgs;
 
 /// fork + exec + wait of `path` with `args` (stdout to /dev/null); the elapsed time.
 pub fn fork_exec_wait(path: &CString, args: &[&CString]) -> Duration {
+    fork_exec_wait_io(path, args, None)
+}
+
+/// fork + exec + wait of `path` with its stdin read from the file `input` and stdout to
+/// /dev/null; the elapsed time.
+pub fn fork_exec_wait_stdin(path: &CString, input: &CString) -> Duration {
+    fork_exec_wait_io(path, &[], Some(input))
+}
+
+fn fork_exec_wait_io(path: &CString, args: &[&CString], input: Option<&CString>) -> Duration {
     let mut argv: Vec<*const libc::c_char> = vec![path.as_ptr()];
     argv.extend(args.iter().map(|a| a.as_ptr()));
     argv.push(std::ptr::null());
     let envp = [std::ptr::null()];
     let t = Instant::now();
-    // SAFETY: the child only dup2s to /dev/null, execs and _exits, on prepared data.
+    // SAFETY: the child only opens, dup2s, execs and _exits, on prepared data.
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
+            if let Some(input) = input {
+                let inp = libc::open(input.as_ptr(), libc::O_RDONLY);
+                libc::dup2(inp, 0);
+            }
             let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
             libc::dup2(null, 1);
             libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
@@ -30,28 +44,52 @@ pub fn fork_exec_wait(path: &CString, args: &[&CString]) -> Duration {
     t.elapsed()
 }
 
-/// fork + exec + wait of `path` with its stdin read from the file `input` and stdout to
-/// /dev/null; the elapsed time.
-pub fn fork_exec_wait_stdin(path: &CString, input: &CString) -> Duration {
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    let t = Instant::now();
-    // SAFETY: the child only opens, dup2s, execs and _exits, on prepared data.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            let inp = libc::open(input.as_ptr(), libc::O_RDONLY);
-            libc::dup2(inp, 0);
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-            libc::dup2(null, 1);
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
+/// A release `warmbox serve` for a bench, on a loopback port, with its own cgroup parent,
+/// uid block and state; returns it once `/readyz` says ready, with its base URL.
+pub fn start_server(name: &str, uid_base: u32) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = repo.join("target/release/warmbox");
+    assert!(
+        exe.exists(),
+        "{} missing: cargo build --release first",
+        exe.display()
+    );
+    let state = format!("/run/warmbox-bench-{name}");
+    let mut child = Command::new(&exe)
+        .current_dir(&repo)
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1024"])
+        .args(["--cgroup-parent", &format!("warmbox-bench-{name}")])
+        .args(["--uid-base", &uid_base.to_string()])
+        .args(["--state-dir", &state])
+        .args(["--jobs-db", &format!("{state}/jobs.redb")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warmbox serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines.next().expect("server ended").expect("stderr");
+        if let Some(a) = line.strip_prefix("warmbox: serving on ") {
+            break a.to_string();
         }
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
-        assert_eq!(st, 0, "baseline child failed");
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    while agent
+        .get(format!("{base}/readyz"))
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    t.elapsed()
+    (child, base)
 }
 
 /// clone3 of all seven namespaces + exec + wait of `path`; the elapsed time.

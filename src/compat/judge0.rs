@@ -287,7 +287,7 @@ async fn config_info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "number_of_runs": 1,
         "max_number_of_runs": MAX_RUNS,
         "redirect_stderr_to_stdout": false,
-        "max_extract_size": m.disk_mb * 1024,
+        "max_extract_size": MAX_EXTRACT_BYTES.min(d.disk_mb << 20) / 1024,
         "enable_batched_submissions": true,
         "max_submission_batch_size": MAX_BATCH,
         "submission_cache_duration": 1.0,
@@ -296,6 +296,14 @@ async fn config_info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "enable_network": false,
     }))
 }
+
+/// Base64 as Judge0 takes it: line breaks and other whitespace anywhere are ignored.
+fn strip_whitespace(s: &str) -> String {
+    s.chars().filter(|c| !c.is_ascii_whitespace()).collect()
+}
+
+/// Most bytes an `additional_files` zip extracts to (Judge0's `max_extract_size`).
+pub const MAX_EXTRACT_BYTES: u64 = 10 << 20;
 
 /// Most entries of an `additional_files` zip.
 pub const MAX_ZIP_ENTRIES: usize = 1000;
@@ -340,7 +348,7 @@ pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, String> 
             .map_err(|e| format!("entry {name:?} cannot be extracted: {e}"))?;
         if read as u64 > left {
             return Err(format!(
-                "extracts to more than {budget} bytes (the default disk_mb of the language)"
+                "extracts to more than {budget} bytes (max_extract_size)"
             ));
         }
         left -= read as u64;
@@ -366,7 +374,10 @@ fn translate(
             .ok_or_else(|| Judge0Error::field("language_id", "is not a number"))?,
         None => return Err(Judge0Error::field("language_id", "can't be blank")),
     };
-    let (_, loaded) = find_language(profiles, language_id as u32).ok_or_else(|| {
+    let found = u32::try_from(language_id)
+        .ok()
+        .and_then(|id| find_language(profiles, id));
+    let (_, loaded) = found.ok_or_else(|| {
         Judge0Error::field(
             "language_id",
             format!("language with id {language_id} doesn't exist"),
@@ -377,7 +388,7 @@ fn translate(
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if base64 => BASE64
-                .decode(s.trim())
+                .decode(strip_whitespace(s))
                 .map(Some)
                 .map_err(|e| Judge0Error::field(field, format!("is not valid base64: {e}"))),
             Some(Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
@@ -389,10 +400,10 @@ fn translate(
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) if s.is_empty() => Vec::new(),
         Some(Value::String(s)) => {
-            let zip = BASE64.decode(s.trim()).map_err(|e| {
+            let zip = BASE64.decode(strip_whitespace(s)).map_err(|e| {
                 Judge0Error::field("additional_files", format!("is not valid base64: {e}"))
             })?;
-            let budget = profile.limits.defaults.disk_mb << 20;
+            let budget = MAX_EXTRACT_BYTES.min(profile.limits.defaults.disk_mb << 20);
             unzip(&zip, budget).map_err(|m| Judge0Error::field("additional_files", m))?
         }
         Some(_) => return Err(Judge0Error::field("additional_files", "must be a string")),
@@ -440,7 +451,9 @@ fn translate(
                     .as_f64()
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
                     .ok_or_else(|| Judge0Error::field(field, "is not a number"))?;
-                if n < 0.0 {
+                if !n.is_finite() {
+                    Err(Judge0Error::field(field, "is not a number"))
+                } else if n < 0.0 {
                     Err(Judge0Error::field(
                         field,
                         "must be greater than or equal to 0",
@@ -673,7 +686,9 @@ fn outcome(record: &JobRecord) -> Option<Outcome> {
     let over_cpu = cpu_limit.is_some_and(|l| step.usage.cpu_ms > l * 1000.0);
     let signal = step.signal_name.as_deref();
     let (id, message) = match (verdict, step.status) {
-        (Verdict::Accepted, _) if over_cpu => (5, None),
+        // Past cpu_time_limit (within the extra time the kill waited for) is a TLE,
+        // whatever the run did after.
+        _ if over_cpu => (5, None),
         (Verdict::Accepted, _) | (Verdict::Step(StepStatus::Ok), _) => (3, None),
         (Verdict::WrongAnswer | Verdict::PresentationError, _) => (4, None),
         (_, StepStatus::TimeLimit | StepStatus::WallTimeLimit) => (5, None),
@@ -855,8 +870,11 @@ fn jobs(state: &AppState) -> Result<&Arc<crate::queue::Jobs>, Judge0Error> {
         .ok_or_else(|| Judge0Error::other(StatusCode::NOT_FOUND, "submissions are not enabled"))
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Judge0Error> {
-    serde_json::from_slice(body).map_err(|e| {
+fn parse_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Value, Judge0Error> {
+    let body = body.map_err(|e| Judge0Error::other(e.status(), e.body_text()))?;
+    serde_json::from_slice(&body).map_err(|e| {
         Judge0Error::other(
             StatusCode::BAD_REQUEST,
             format!("request body is not JSON: {e}"),
@@ -867,12 +885,16 @@ fn parse_body(body: &Bytes) -> Result<Value, Judge0Error> {
 async fn create(
     State(state): State<Arc<AppState>>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Judge0Error> {
     let base64 = flag(&q.base64_encoded);
-    let v = parse_body(&body)?;
+    let v = parse_body(body)?;
     let (sub, meta) = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
+    if let Some(url) = &sub.callback_url {
+        jobs.check_callback_url(url)
+            .map_err(|e| Judge0Error::field("callback_url", e.message))?;
+    }
     if !flag(&q.wait) {
         let records = jobs.submit(vec![sub]).await.map_err(request_error)?;
         let token = records.first().map(|r| r.id);
@@ -937,10 +959,10 @@ fn request_error(e: JobError) -> Judge0Error {
 async fn create_batch(
     State(state): State<Arc<AppState>>,
     Query(q): Query<Params>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Judge0Error> {
     let base64 = flag(&q.base64_encoded);
-    let v = parse_body(&body)?;
+    let v = parse_body(body)?;
     let Some(list) = v.get("submissions").and_then(Value::as_array) else {
         return Err(Judge0Error::field("submissions", "can't be blank"));
     };

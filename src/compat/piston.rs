@@ -286,11 +286,17 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err("hex has an odd number of digits".into());
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .map_err(|_| format!("{:?} at {i} is not a hex byte", &s[i..i + 2]))
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    s.as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+            _ => Err(format!(
+                "{:?} at {} is not a hex byte",
+                String::from_utf8_lossy(pair),
+                2 * i
+            )),
         })
         .collect()
 }
@@ -382,6 +388,15 @@ mod tests {
         assert_eq!(
             decode_hex("00zz").unwrap_err(),
             "\"zz\" at 2 is not a hex byte"
+        );
+        assert_eq!(
+            decode_hex("+1").unwrap_err(),
+            "\"+1\" at 0 is not a hex byte"
+        );
+        // A multi-byte character is not hex, and does not panic.
+        assert_eq!(
+            decode_hex("a\u{e9}a").unwrap_err(),
+            "\"a\u{fffd}\" at 0 is not a hex byte"
         );
     }
 }

@@ -105,34 +105,54 @@ impl Runner {
         let stopped = AtomicBool::new(false);
         let all_taken = CancellationToken::new();
         let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; n]);
-        let worker = || async {
-            loop {
-                let i = next.fetch_add(1, Ordering::AcqRel);
-                if i + 1 >= n {
-                    all_taken.cancel();
-                }
-                let Some(test) = plan.judging.tests.get(i) else {
-                    return Ok::<(), SandboxError>(());
-                };
-                let result = if stopped.load(Ordering::Acquire) {
-                    skipped(test)
-                } else {
-                    let r = self.one_test(plan, test).await?;
-                    if plan.judging.stop_on_first_failure && r.verdict != Verdict::Accepted {
-                        stopped.store(true, Ordering::Release);
-                    }
-                    r
-                };
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+        // Takes the next test and runs it (or skips it); `false` once none is left.
+        let take = || async {
+            let i = next.fetch_add(1, Ordering::AcqRel);
+            if i + 1 >= n {
+                all_taken.cancel();
             }
-        };
-        let extra = || async {
-            tokio::select! {
-                ticket = self.admission.wait_extra() => {
-                    let _ticket = ticket;
-                    worker().await
+            let Some(test) = plan.judging.tests.get(i) else {
+                return Ok::<bool, SandboxError>(false);
+            };
+            let result = if stopped.load(Ordering::Acquire) {
+                skipped(test)
+            } else {
+                match self.one_test(plan, test).await {
+                    Ok(r) => {
+                        if plan.judging.stop_on_first_failure && r.verdict != Verdict::Accepted {
+                            stopped.store(true, Ordering::Release);
+                        }
+                        r
+                    }
+                    Err(e) => {
+                        // The request fails as a whole: the others stop taking tests.
+                        stopped.store(true, Ordering::Release);
+                        all_taken.cancel();
+                        return Err(e);
+                    }
                 }
-                _ = all_taken.cancelled() => Ok(()),
+            };
+            results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+            Ok(true)
+        };
+        // The request's own place runs tests until none is left.
+        let worker = || async {
+            while take().await? {}
+            Ok::<(), SandboxError>(())
+        };
+        // Each extra place serves one test, then goes back to the admission's queue, so
+        // that a request with many tests does not hold the places others wait for.
+        let extra = || async {
+            loop {
+                tokio::select! {
+                    ticket = self.admission.wait_extra() => {
+                        let _ticket = ticket;
+                        if !take().await? {
+                            return Ok::<(), SandboxError>(());
+                        }
+                    }
+                    _ = all_taken.cancelled() => return Ok(()),
+                }
             }
         };
         let helpers = n.min(self.admission.capacity()).saturating_sub(1);
@@ -160,12 +180,12 @@ impl Runner {
         let req = plan.req;
         let profile = &req.profile.profile;
         let spec = StepSpec {
-            argv: req.run_cmd.clone(),
+            argv: req.run_cmd_for(&test.limits),
             env: env_list(&req.env),
             limits: test.limits,
             cpu_cores: profile.cpu_cores,
             stdin: test.stdin.clone(),
-            output: OutputMode::Separate,
+            output: req.output_mode,
         };
         let raw = match self
             .in_container(profile, StepKind::Run, &test.limits, &plan.files, &spec)
@@ -221,18 +241,9 @@ impl Runner {
     ) -> Result<(StepResult, Verdict, Option<String>), SandboxError> {
         let creq = &checker.program.request;
         let profile = &creq.profile.profile;
-        let extra: Vec<BoxFile> = CHECKER_FILES
-            .iter()
-            .zip(inputs)
-            .map(|(name, content)| BoxFile {
-                path: name.to_string(),
-                content: content.to_vec(),
-                executable: false,
-            })
-            .collect();
+        let extra = judge_files(inputs);
         let files: Vec<&BoxFile> = checker.files.iter().chain(&extra).collect();
-        let mut argv = creq.run_cmd.clone();
-        argv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
+        let argv = judge_argv(&creq.run_cmd);
         let spec = StepSpec {
             argv,
             env: env_list(&creq.env),
@@ -265,17 +276,16 @@ impl Runner {
         let ireq = &interactor.program.request;
         let iprofile = &ireq.profile.profile;
         let spec = StepSpec {
-            argv: req.run_cmd.clone(),
+            argv: req.run_cmd_for(&test.limits),
             env: env_list(&req.env),
             limits: test.limits,
             cpu_cores: profile.cpu_cores,
             stdin: Vec::new(),
+            // Its stdout is the interactor's: only stderr is kept.
             output: OutputMode::Separate,
         };
-        let mut iargv = ireq.run_cmd.clone();
-        iargv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
         let ispec = StepSpec {
-            argv: iargv,
+            argv: judge_argv(&ireq.run_cmd),
             env: env_list(&ireq.env),
             limits: ireq.limits,
             cpu_cores: iprofile.cpu_cores,
@@ -283,15 +293,7 @@ impl Runner {
             output: OutputMode::Separate,
         };
         let expected = test.expected.as_deref().unwrap_or_default();
-        let extra: Vec<BoxFile> = CHECKER_FILES
-            .iter()
-            .zip([&test.stdin[..], b"", expected])
-            .map(|(name, content)| BoxFile {
-                path: name.to_string(),
-                content: content.to_vec(),
-                executable: false,
-            })
-            .collect();
+        let extra = judge_files([&test.stdin[..], b"", expected]);
         let ifiles: Vec<&BoxFile> = interactor.files.iter().chain(&extra).collect();
 
         let mut sub = self.container(profile, StepKind::Run, &test.limits).await?;
@@ -347,6 +349,27 @@ impl Runner {
             interactor: Some(encode(i, req.output_encoding)),
         })
     }
+}
+
+/// The files a checker or interactor finds in its `/box`: the test's input, the
+/// submission's output, the expected output ([`CHECKER_FILES`]).
+fn judge_files(contents: [&[u8]; 3]) -> Vec<BoxFile> {
+    CHECKER_FILES
+        .iter()
+        .zip(contents)
+        .map(|(name, content)| BoxFile {
+            path: name.to_string(),
+            content: content.to_vec(),
+            executable: false,
+        })
+        .collect()
+}
+
+/// A checker's or interactor's command: its run command and the three file names.
+fn judge_argv(run_cmd: &[String]) -> Vec<String> {
+    let mut argv = run_cmd.to_vec();
+    argv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
+    argv
 }
 
 /// A blocking pipe (read end, write end), close-on-exec: the ends go to two jobs.

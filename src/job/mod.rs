@@ -7,6 +7,8 @@ pub mod cache;
 pub mod checker;
 mod judging;
 
+pub use judging::CHECKER_FILES;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -301,8 +303,9 @@ impl Runner {
             .unwrap_or(DEFAULT_COMPILE_LIMITS);
         // The request's env is the program's, not the compiler's (an LD_PRELOAD of the
         // user's would run inside gcc): the compile step has the profile's env only.
+        // At the end, so that they win over the profile's own (`-O0` after `-O2`).
         let mut argv = cmd.clone();
-        argv.splice(1..1, req.compiler_options.iter().cloned());
+        argv.extend(req.compiler_options.iter().cloned());
         let spec = StepSpec {
             argv,
             env: env_list(&profile.env),

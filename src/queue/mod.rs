@@ -2,6 +2,7 @@
 //! result kept for a while and POSTed to a callback URL. Jobs live in a durable store, so a
 //! job accepted before a crash or a restart runs after it.
 
+pub mod callback;
 pub mod store;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct JobsConfig {
     pub callback_backoff: Duration,
     /// Time one delivery may take.
     pub callback_timeout: Duration,
+    /// Callbacks may go to loopback, private and link-local addresses.
+    pub allow_private_callbacks: bool,
 }
 
 impl Default for JobsConfig {
@@ -44,6 +47,7 @@ impl Default for JobsConfig {
             callback_attempts: 5,
             callback_backoff: Duration::from_secs(1),
             callback_timeout: Duration::from_secs(10),
+            allow_private_callbacks: false,
         }
     }
 }
@@ -115,9 +119,7 @@ impl Jobs {
         config: JobsConfig,
     ) -> Result<Arc<Jobs>, JobError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let client = reqwest::Client::builder()
-            .timeout(config.callback_timeout)
-            .build()
+        let client = callback::client(config.callback_timeout, config.allow_private_callbacks)
             .map_err(|e| {
                 JobError::Request(RequestError::invalid(format!("callback client: {e}")))
             })?;
@@ -152,9 +154,26 @@ impl Jobs {
                 "queued again the jobs an earlier instance left"
             );
         }
+        let undelivered = jobs
+            .store
+            .pending_callbacks(jobs.config.callback_attempts)?;
+        if !undelivered.is_empty() {
+            tracing::info!(
+                jobs = undelivered.len(),
+                "delivering the callbacks an earlier instance left"
+            );
+        }
+        for id in undelivered {
+            jobs.deliver_later(id);
+        }
         jobs.tasks.spawn(jobs.clone().dispatch(rx));
         jobs.tasks.spawn(jobs.clone().sweep());
         Ok(jobs)
+    }
+
+    /// Checks a callback URL against this server's rule (see [`callback`]).
+    pub fn check_callback_url(&self, url: &str) -> Result<(), RequestError> {
+        callback::check_url(url, self.config.allow_private_callbacks)
     }
 
     /// Jobs queued now.
@@ -180,13 +199,17 @@ impl Jobs {
         for (i, s) in subs.iter().enumerate() {
             parse(&s.request, &self.profiles).map_err(|e| at(i, e))?;
             if let Some(url) = &s.callback_url {
-                check_callback_url(url).map_err(|e| at(i, e))?;
+                self.check_callback_url(url).map_err(|e| at(i, e))?;
             }
         }
-        let queued = self.queued();
-        if queued + subs.len() > self.config.max_queued {
+        // The places are taken first, so that submissions at the same time cannot pass
+        // the bound together; they are given back when the jobs are not stored.
+        let n = subs.len();
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.config.max_queued {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
             return Err(JobError::Full {
-                queued,
+                queued: before,
                 max: self.config.max_queued,
             });
         }
@@ -208,10 +231,16 @@ impl Jobs {
                 meta: s.meta,
             })
             .collect();
-        let records = self
+        let stored = self
             .blocking(move |s| s.insert(&records).map(|()| records))
-            .await?;
-        self.queued.fetch_add(records.len(), Ordering::AcqRel);
+            .await;
+        let records = match stored {
+            Ok(r) => r,
+            Err(e) => {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                return Err(e.into());
+            }
+        };
         for r in &records {
             let _ = self.queue.send(r.id);
         }
@@ -225,8 +254,7 @@ impl Jobs {
         let has_callback = record.callback.is_some();
         self.blocking(move |s| s.insert(&[record])).await?;
         if has_callback {
-            let me = self.clone();
-            self.tasks.spawn(async move { me.deliver(id).await });
+            self.deliver_later(id);
         }
         Ok(())
     }
@@ -349,6 +377,10 @@ impl Jobs {
 
     /// Runs job `id` if it is still queued, stores its result and delivers its callback.
     async fn run_one(self: Arc<Self>, id: Uuid) {
+        // The token is in place before the job is marked running, so that a cancel that
+        // sees "running" always finds it.
+        let cancel = CancellationToken::new();
+        self.lock_running().insert(id, cancel.clone());
         let started = self
             .blocking(move |s| {
                 s.update(id, |r| {
@@ -363,16 +395,20 @@ impl Jobs {
             .await;
         let record = match started {
             Ok(Some(r)) => r,
-            // Cancelled while it waited, or gone: nothing to do.
-            Ok(None) | Err(StoreError::Refused(_)) => return,
+            // Cancelled while it waited (the cancel counted it out), or gone.
+            Ok(None) | Err(StoreError::Refused(_)) => {
+                self.lock_running().remove(&id);
+                return;
+            }
             Err(e) => {
+                // Still queued in the store: the next start runs it.
                 tracing::error!(job = %id, error = %e, "job store");
+                self.lock_running().remove(&id);
+                self.queued.fetch_sub(1, Ordering::AcqRel);
                 return;
             }
         };
         self.queued.fetch_sub(1, Ordering::AcqRel);
-        let cancel = CancellationToken::new();
-        self.lock_running().insert(id, cancel.clone());
         let outcome = tokio::select! {
             r = self.execute(&record.request) => Some(r),
             _ = cancel.cancelled() => None,
@@ -385,7 +421,7 @@ impl Jobs {
         self.lock_running().remove(&id);
         let Some(result) = outcome else {
             // Cancelled: the store already says so.
-            self.deliver(id).await;
+            self.deliver_later(id);
             return;
         };
         let done = self
@@ -404,7 +440,14 @@ impl Jobs {
         if let Err(e) = done {
             tracing::warn!(job = %id, error = %e, "storing a job's result");
         }
-        self.deliver(id).await;
+        self.deliver_later(id);
+    }
+
+    /// Delivers job `id`'s callback in a task of its own: a slow callback host holds up
+    /// no job.
+    fn deliver_later(self: &Arc<Self>, id: Uuid) {
+        let me = self.clone();
+        self.tasks.spawn(async move { me.deliver(id).await });
     }
 
     /// The response of one job's request, or its error as the API would have answered it.
@@ -535,26 +578,6 @@ fn parse(
     request::validate(&req, profiles)
 }
 
-/// A callback URL must be an absolute http or https URL with a host.
-fn check_callback_url(url: &str) -> Result<(), RequestError> {
-    let bad = |why: &str| {
-        Err(RequestError::invalid(format!(
-            "callback_url: {url:?} {why}; give an absolute http:// or https:// URL"
-        )))
-    };
-    let parsed = match reqwest::Url::parse(url) {
-        Ok(u) => u,
-        Err(e) => return bad(&format!("is not a URL ({e})")),
-    };
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return bad(&format!("has scheme {:?}", parsed.scheme()));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return bad("has no host");
-    }
-    Ok(())
-}
-
 /// An error and its causes, one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -565,25 +588,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn callback_urls_are_checked() {
-        assert!(check_callback_url("http://127.0.0.1:9/x").is_ok());
-        assert!(check_callback_url("https://judge.example/cb?a=1").is_ok());
-        assert_eq!(
-            check_callback_url("ftp://x/y").unwrap_err().message,
-            "callback_url: \"ftp://x/y\" has scheme \"ftp\"; give an absolute http:// or \
-             https:// URL"
-        );
-        assert_eq!(
-            check_callback_url("/relative").unwrap_err().message,
-            "callback_url: \"/relative\" is not a URL (relative URL without a base); give an \
-             absolute http:// or https:// URL"
-        );
-    }
 }

@@ -347,6 +347,31 @@ impl Store {
         Ok(ids)
     }
 
+    /// Ids of finished jobs whose callback is neither delivered nor out of attempts
+    /// (`attempts < max_attempts`): what a restarted server must deliver. Reads every
+    /// finished record (once, at start).
+    pub fn pending_callbacks(&self, max_attempts: u32) -> Result<Vec<Uuid>, StoreError> {
+        let action = "list undelivered callbacks";
+        let txn = self.db.begin_read().map_err(|e| self.storage(action, e))?;
+        let jobs = txn.open_table(JOBS).map_err(|e| self.storage(action, e))?;
+        let mut ids = Vec::new();
+        for entry in jobs.iter().map_err(|e| self.storage(action, e))? {
+            let (key, value) = entry.map_err(|e| self.storage(action, e))?;
+            let id = Uuid::from_bytes(key.value());
+            let Ok(record) = self.decode(id, value.value()) else {
+                continue;
+            };
+            let pending = record
+                .callback
+                .as_ref()
+                .is_some_and(|c| !c.delivered && c.attempts < max_attempts);
+            if pending && !record.status.is_unfinished() {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Removes job `id` whatever its state; returns the record it had, or `None`.
     pub fn remove(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
         let action = || format!("remove job {id}");

@@ -182,3 +182,63 @@ pub fn stop(mut s: Server) {
     assert_eq!(cgroups(&s.parent), Vec::<String>::new());
     assert_eq!(block_processes(s.uid_base), Vec::new());
 }
+
+/// (status, JSON body) of one request: GET, POST (with `body`) or DELETE.
+pub fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let agent = agent();
+    let resp = match method {
+        "POST" => agent
+            .post(url)
+            .send(body.unwrap_or(Value::Null).to_string()),
+        "DELETE" => agent.delete(url).call(),
+        _ => agent.get(url).call(),
+    };
+    let mut r = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let text = r.body_mut().read_to_string().expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (r.status().as_u16(), v)
+}
+
+/// A local HTTP listener (a callback's peer) that answers every request with `status`
+/// and hands over its method and JSON body.
+pub fn listener(status: u16) -> (String, std::sync::mpsc::Receiver<(String, Value)>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let method = first
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send((method, v));
+            }
+        }
+    });
+    (url, rx)
+}
