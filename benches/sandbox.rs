@@ -92,6 +92,7 @@ fn main() {
         output_bytes: 65536,
         file_size_bytes: 1 << 20,
         disk_mb: 64,
+        stack_mb: None,
     };
     let spec = |argv: &str| StepSpec {
         argv: vec![argv.to_string()],

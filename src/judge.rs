@@ -374,6 +374,13 @@ fn test_limits(
                 )))
             }
         },
+        stack_mb: None,
+    })
+    .and_then(|mut l| {
+        let at = format!("tests[{i}].limits");
+        l.stack_mb =
+            crate::request::resolve_stack(asked.stack_mb.or(base.stack_mb), l.memory_mb, &at)?;
+        Ok(l)
     })
 }
 

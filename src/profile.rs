@@ -64,6 +64,10 @@ pub struct Limits {
     pub file_size_bytes: u64,
     /// Size of each of `/box` and `/tmp`, MiB.
     pub disk_mb: u64,
+    /// Stack size (RLIMIT_STACK), MiB, at most `memory_mb`; `None`: the memory limit
+    /// (at most 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_mb: Option<u64>,
 }
 
 /// Default and maximum limits a request may ask for.

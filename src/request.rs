@@ -95,6 +95,8 @@ pub struct LimitsRequest {
     pub file_size_bytes: Option<u64>,
     /// Size of each of `/box` and `/tmp`, MiB.
     pub disk_mb: Option<u64>,
+    /// Stack size (RLIMIT_STACK), MiB, at most `memory_mb`.
+    pub stack_mb: Option<u64>,
 }
 
 /// `POST /v1/run` body (API.md).
@@ -333,7 +335,31 @@ fn resolve_limits(asked: &LimitsRequest, profile: &Profile) -> Result<Limits, Re
             maximums.file_size_bytes,
         )?,
         disk_mb: one("disk_mb", asked.disk_mb, defaults.disk_mb, maximums.disk_mb)?,
+        stack_mb: None,
     })
+    .and_then(|mut l| {
+        l.stack_mb = resolve_stack(asked.stack_mb.or(defaults.stack_mb), l.memory_mb, "limits")?;
+        Ok(l)
+    })
+}
+
+/// A stack size within the memory limit; `None` leaves it to the memory limit.
+pub fn resolve_stack(
+    stack_mb: Option<u64>,
+    memory_mb: u64,
+    at: &str,
+) -> Result<Option<u64>, RequestError> {
+    match stack_mb {
+        Some(0) => Err(RequestError::invalid(format!(
+            "{at}.stack_mb: 0 is not allowed; give a positive value or leave it out for the \
+             memory limit"
+        ))),
+        Some(s) if s > memory_mb => Err(RequestError::invalid(format!(
+            "{at}.stack_mb: {s} is above {at}.memory_mb {memory_mb}; the stack is part of the \
+             memory"
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// `cmd` as given, or the profile's run command (placeholders filled) with `args` appended.
@@ -772,6 +798,7 @@ mod tests {
         output_bytes: 65536,
         file_size_bytes: 1 << 20,
         disk_mb: 1,
+        stack_mb: None,
     };
     const MAXIMUMS: Limits = Limits {
         cpu_ms: 20000,
@@ -781,6 +808,7 @@ mod tests {
         output_bytes: 1 << 24,
         file_size_bytes: 1 << 26,
         disk_mb: 2,
+        stack_mb: None,
     };
 
     fn profile(name: &str, aliases: &[&str], source_file: &str, run: &[&str]) -> Profile {
@@ -934,6 +962,30 @@ mod tests {
                 pids: 1,
                 ..DEFAULTS
             }
+        );
+    }
+
+    #[test]
+    fn a_stack_size_stays_within_the_memory_limit() {
+        let mut req = py(&[("main.py", "")]);
+        req.limits.stack_mb = Some(64);
+        assert_eq!(ok(&req).limits.stack_mb, Some(64));
+        req.limits.stack_mb = Some(300);
+        invalid(
+            &req,
+            "limits.stack_mb: 300 is above limits.memory_mb 256; the stack is part of the memory",
+        );
+        req.limits.stack_mb = Some(0);
+        invalid(
+            &req,
+            "limits.stack_mb: 0 is not allowed; give a positive value or leave it out for the \
+             memory limit",
+        );
+        req.limits = LimitsRequest::default();
+        assert_eq!(ok(&req).limits.stack_mb, None);
+        assert_eq!(
+            crate::sandbox::step::job_limits(&ok(&req).limits).stack_bytes,
+            256 << 20
         );
     }
 

@@ -25,6 +25,10 @@ fn wait(s: &Server, body: Value) -> Value {
     v
 }
 
+/// A C program that puts 4 MiB on its stack.
+const BIG_STACK: &str = "#include <string.h>\nint main(void) { volatile char big[4 << 20]; \
+    memset((char *)big, 1, sizeof big); return big[100] - 1; }";
+
 fn c(code: &str) -> Value {
     json!({"language_id": 50, "source_code": code})
 }
@@ -116,6 +120,9 @@ fn judge0_clients_work_unchanged() {
             11,
             json!({"language_id": 71, "source_code": "import sys\nsys.exit(3)"}),
         ),
+        // 4 MiB on the stack: past a 1 MiB stack_limit, a segmentation fault; fine without.
+        (7, json!({"language_id": 50, "stack_limit": 1024, "source_code": BIG_STACK})),
+        (3, json!({"language_id": 50, "source_code": BIG_STACK})),
     ];
     for (want, body) in cases {
         let v = wait(&s, body.clone());
@@ -554,6 +561,10 @@ fn judge0_clients_work_unchanged() {
         (
             json!({"language_id": 71, "source_code": "x", "memory_limit": -1}),
             json!({"memory_limit": ["must be greater than or equal to 0"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "stack_limit": 512000}),
+            json!({"stack_limit": ["limits.stack_mb: 500 is above limits.memory_mb 256; the stack is part of the memory"]}),
         ),
         (
             json!({"language_id": 71, "source_code": "x", "cpu_time_limit": "NaN"}),

@@ -243,6 +243,7 @@ fn common_limits(profiles: &ProfileSet) -> (crate::profile::Limits, crate::profi
         output_bytes: min(&|l| l.output_bytes, which),
         file_size_bytes: min(&|l| l.file_size_bytes, which),
         disk_mb: min(&|l| l.disk_mb, which),
+        stack_mb: None,
     };
     (pick(false), pick(true))
 }
@@ -517,6 +518,9 @@ fn translate(
     }
     if let Some(p) = pids {
         limits["pids"] = json!((p as u64).max(1));
+    }
+    if let Some(s) = stack_kb {
+        limits["stack_mb"] = json!(((s as u64).div_ceil(1024)).max(1));
     }
     if let Some(f) = file_kb {
         limits["file_size_bytes"] = json!(((f as u64) * 1024).max(1));
@@ -941,13 +945,23 @@ fn request_error(e: JobError) -> Judge0Error {
                 .to_string();
             let field = match field.as_str() {
                 "files" => "source_code".to_string(),
-                "limits" => r
+                // warmbox's limit names back to the Judge0 fields they came from.
+                "limits" => match r
                     .message
                     .split(':')
                     .next()
                     .and_then(|f| f.strip_prefix("limits."))
-                    .unwrap_or("submission")
-                    .to_string(),
+                {
+                    Some("cpu_ms") => "cpu_time_limit",
+                    Some("wall_ms") => "wall_time_limit",
+                    Some("memory_mb") => "memory_limit",
+                    Some("stack_mb") => "stack_limit",
+                    Some("pids") => "max_processes_and_or_threads",
+                    Some("file_size_bytes") => "max_file_size",
+                    Some(other) => other,
+                    None => "submission",
+                }
+                .to_string(),
                 _ => field,
             };
             Judge0Error::field(&field, r.message)

@@ -89,6 +89,7 @@ impl Inputs<'_> {
             l.output_bytes,
             l.file_size_bytes,
             l.disk_mb,
+            l.stack_mb.unwrap_or(0),
         ] {
             field(&v.to_le_bytes());
         }
@@ -167,6 +168,7 @@ mod tests {
         output_bytes: 5,
         file_size_bytes: 6,
         disk_mb: 7,
+        stack_mb: None,
     };
 
     fn file(path: &str, content: &[u8]) -> BoxFile {

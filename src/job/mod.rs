@@ -34,6 +34,7 @@ pub const DEFAULT_COMPILE_LIMITS: Limits = Limits {
     output_bytes: 1 << 20,
     file_size_bytes: 64 << 20,
     disk_mb: 256,
+    stack_mb: None,
 };
 
 /// At most this much is carried from the compile container to the run container.

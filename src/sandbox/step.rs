@@ -178,7 +178,9 @@ pub fn job_limits(l: &Limits) -> JobLimits {
         wall_ms: l.wall_ms,
         cpu_secs: l.cpu_ms.div_ceil(1000) + 1,
         file_size_bytes: l.file_size_bytes,
-        stack_bytes: (l.memory_mb << 20).min(1 << 30),
+        stack_bytes: l.stack_mb.map_or((l.memory_mb << 20).min(1 << 30), |s| {
+            (s << 20).min(l.memory_mb << 20)
+        }),
         open_files: 512,
         processes: l.pids,
         disk_bytes: l.disk_mb << 20,
