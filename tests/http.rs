@@ -649,6 +649,24 @@ async fn piston_runtimes_and_execute_answer_in_pistons_shapes() {
         "{run}"
     );
     assert!(run["wall_time"].as_u64().expect("wall") >= 200);
+    // Compile limits in Piston's units too: 1 ms of CPU is too little for gcc.
+    let a = post(
+        &s,
+        "/api/v2/execute",
+        json!({"language": "c", "version": "*", "compile_cpu_time": 1,
+               "files": [{"content": "int main(void) { return 0; }"}]}),
+    )
+    .await;
+    let j = a.json();
+    assert_eq!(
+        (
+            j["compile"]["status"].clone(),
+            j["compile"]["signal"].clone()
+        ),
+        (json!("TO"), json!("SIGKILL")),
+        "{j}"
+    );
+    assert!(j.get("run").is_none(), "{j}");
     // Memory in bytes: a run over it is killed (SG with the memory message).
     let a = post(
         &s,
@@ -690,6 +708,8 @@ async fn piston_bad_input_is_a_400_with_a_message() {
          "files[0].encoding: \"utf16\" is not one of utf8, base64, hex".to_string()),
         (json!({"language": "python", "files": [{"content": "x"}], "run_timeout": 600000}),
          "run_timeout cannot exceed the configured limit of 60000".to_string()),
+        (json!({"language": "c", "files": [{"content": "x"}], "compile_timeout": 600000}),
+         "compile_timeout cannot exceed the configured limit of 20000".to_string()),
         (json!({"language": "python", "files": [{"content": "x"}], "run_cpu_time": 0}),
          "run_cpu_time must be a positive integer (or -1 for the default)".to_string()),
         (json!({"language": "python", "files": [{"content": "x"}], "args": [1]}),
