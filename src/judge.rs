@@ -330,58 +330,19 @@ fn test_limits(
     asked: &LimitsRequest,
     submission: &ValidatedRequest,
 ) -> Result<Limits, RequestError> {
-    let base = submission.limits;
-    let profile = &submission.profile.profile;
-    let max = profile.limits.maximums;
-    let one = |field: &str, asked: Option<u64>, base: u64, maximum: u64| match asked {
-        None => Ok(base),
-        Some(0) => Err(RequestError::invalid(format!(
-            "tests[{i}].limits.{field}: 0 is not allowed; give a positive value or leave it \
-             out for the request's {base}"
-        ))),
-        Some(v) if v > maximum => Err(RequestError {
-            code: RequestError::LIMIT_TOO_HIGH,
-            message: format!(
-                "tests[{i}].limits.{field}: {v} is above the maximum {maximum} of profile {}",
-                profile.name
-            ),
-        }),
-        Some(v) => Ok(v),
-    };
-    Ok(Limits {
-        cpu_ms: one("cpu_ms", asked.cpu_ms, base.cpu_ms, max.cpu_ms)?,
-        wall_ms: one("wall_ms", asked.wall_ms, base.wall_ms, max.wall_ms)?,
-        memory_mb: one("memory_mb", asked.memory_mb, base.memory_mb, max.memory_mb)?,
-        pids: one("pids", asked.pids, base.pids, max.pids)?,
-        output_bytes: one(
-            "output_bytes",
-            asked.output_bytes,
-            base.output_bytes,
-            max.output_bytes,
-        )?,
-        file_size_bytes: one(
-            "file_size_bytes",
-            asked.file_size_bytes,
-            base.file_size_bytes,
-            max.file_size_bytes,
-        )?,
-        // /box is the same for every test: it holds the compiled program.
-        disk_mb: match asked.disk_mb {
-            None => base.disk_mb,
-            Some(_) => {
-                return Err(RequestError::invalid(format!(
-                    "tests[{i}].limits.disk_mb: set disk_mb for the whole request, not per test"
-                )))
-            }
-        },
-        stack_mb: None,
-    })
-    .and_then(|mut l| {
-        let at = format!("tests[{i}].limits");
-        l.stack_mb =
-            crate::request::resolve_stack(asked.stack_mb.or(base.stack_mb), l.memory_mb, &at)?;
-        Ok(l)
-    })
+    // /box is the same for every test: it holds the compiled program.
+    if asked.disk_mb.is_some() {
+        return Err(RequestError::invalid(format!(
+            "tests[{i}].limits.disk_mb: set disk_mb for the whole request, not per test"
+        )));
+    }
+    crate::request::limits_over(
+        asked,
+        &submission.limits,
+        &submission.profile.profile,
+        &format!("tests[{i}].limits"),
+        "the request's",
+    )
 }
 
 /// `text` or `base64` decoded; `None` when neither is given.

@@ -295,51 +295,66 @@ fn resolve_profile(name: &str, profiles: &ProfileSet) -> Result<Arc<LoadedProfil
 
 /// Request limits over the profile's defaults; zero and values above the maximum refused.
 fn resolve_limits(asked: &LimitsRequest, profile: &Profile) -> Result<Limits, RequestError> {
-    let defaults = &profile.limits.defaults;
+    limits_over(
+        asked,
+        &profile.limits.defaults,
+        profile,
+        "limits",
+        "the default",
+    )
+}
+
+/// `asked` over `base`, each value within `profile`'s maximum; `at` names the field in
+/// messages (`limits`, `tests[2].limits`), `base_is` what a left-out value takes (`the
+/// default`).
+pub fn limits_over(
+    asked: &LimitsRequest,
+    base: &Limits,
+    profile: &Profile,
+    at: &str,
+    base_is: &str,
+) -> Result<Limits, RequestError> {
     let maximums = &profile.limits.maximums;
-    let one = |field: &str, asked: Option<u64>, default: u64, maximum: u64| match asked {
-        None => Ok(default),
+    let one = |field: &str, asked: Option<u64>, base: u64, maximum: u64| match asked {
+        None => Ok(base),
         Some(0) => Err(RequestError::invalid(format!(
-            "limits.{field}: 0 is not allowed; give a positive value or leave it out for the \
-             default {default}"
+            "{at}.{field}: 0 is not allowed; give a positive value or leave it out for \
+             {base_is} {base}"
         ))),
         Some(value) if value > maximum => Err(RequestError {
             code: RequestError::LIMIT_TOO_HIGH,
             message: format!(
-                "limits.{field}: {value} is above the maximum {maximum} of profile {}",
+                "{at}.{field}: {value} is above the maximum {maximum} of profile {}",
                 profile.name
             ),
         }),
         Some(value) => Ok(value),
     };
+    let memory_mb = one(
+        "memory_mb",
+        asked.memory_mb,
+        base.memory_mb,
+        maximums.memory_mb,
+    )?;
     Ok(Limits {
-        cpu_ms: one("cpu_ms", asked.cpu_ms, defaults.cpu_ms, maximums.cpu_ms)?,
-        wall_ms: one("wall_ms", asked.wall_ms, defaults.wall_ms, maximums.wall_ms)?,
-        memory_mb: one(
-            "memory_mb",
-            asked.memory_mb,
-            defaults.memory_mb,
-            maximums.memory_mb,
-        )?,
-        pids: one("pids", asked.pids, defaults.pids, maximums.pids)?,
+        cpu_ms: one("cpu_ms", asked.cpu_ms, base.cpu_ms, maximums.cpu_ms)?,
+        wall_ms: one("wall_ms", asked.wall_ms, base.wall_ms, maximums.wall_ms)?,
+        memory_mb,
+        pids: one("pids", asked.pids, base.pids, maximums.pids)?,
         output_bytes: one(
             "output_bytes",
             asked.output_bytes,
-            defaults.output_bytes,
+            base.output_bytes,
             maximums.output_bytes,
         )?,
         file_size_bytes: one(
             "file_size_bytes",
             asked.file_size_bytes,
-            defaults.file_size_bytes,
+            base.file_size_bytes,
             maximums.file_size_bytes,
         )?,
-        disk_mb: one("disk_mb", asked.disk_mb, defaults.disk_mb, maximums.disk_mb)?,
-        stack_mb: None,
-    })
-    .and_then(|mut l| {
-        l.stack_mb = resolve_stack(asked.stack_mb.or(defaults.stack_mb), l.memory_mb, "limits")?;
-        Ok(l)
+        disk_mb: one("disk_mb", asked.disk_mb, base.disk_mb, maximums.disk_mb)?,
+        stack_mb: resolve_stack(asked.stack_mb.or(base.stack_mb), memory_mb, at)?,
     })
 }
 
