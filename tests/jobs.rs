@@ -15,6 +15,7 @@ const UID_LIFECYCLE: u32 = 5_000_000;
 const UID_CANCEL: u32 = 5_002_048;
 const UID_RESTART: u32 = 5_004_096;
 const UID_CALLBACK: u32 = 5_006_144;
+const UID_SHUTDOWN: u32 = 5_012_288;
 
 fn submit(s: &Server, body: Value) -> String {
     let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(body));
@@ -359,5 +360,34 @@ fn a_callback_that_cannot_be_delivered_is_retried_then_recorded() {
         "no fourth attempt"
     );
     stop(s);
+    cleanup_parent(parent);
+}
+
+#[test]
+fn a_job_still_running_past_the_shutdown_grace_runs_again_at_the_next_start() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-jobs-shutdown";
+    fresh_jobs_db(parent);
+    let flags = ["--max-running", "1", "--shutdown-grace-secs", "1"];
+    let a = start(parent, UID_SHUTDOWN, &flags);
+    let id = submit(
+        &a,
+        json!({"profile": "bash", "cmd": ["/bin/sleep", "30"], "limits": {"wall_ms": 60000}}),
+    );
+    let first = wait_for(&a, &id, "running", 30);
+    // SIGTERM: the grace period passes, the job's container is removed, nothing is left.
+    stop(a);
+
+    let b = start(parent, UID_SHUTDOWN, &flags);
+    let again = wait_for(&b, &id, "running", 30);
+    assert!(
+        again["started_ms"].as_u64() > first["started_ms"].as_u64(),
+        "{first} then {again}"
+    );
+    let (status, v) = call("DELETE", &format!("{}/v1/jobs/{id}", b.base), None);
+    assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
+    stop(b);
     cleanup_parent(parent);
 }
