@@ -261,6 +261,8 @@ async fn endpoints_answer_as_the_contract_says() {
         "warmbox_warm_containers{layout=\"python3/run\"}",
         "warmbox_container_create_seconds_count",
         "warmbox_container_failures_total",
+        "warmbox_compile_cache{what=\"entries\"}",
+        "warmbox_compile_cache_lookups_total{result=\"miss\"}",
     ] {
         assert!(m.body.contains(name), "{name} not in\n{}", m.body);
     }

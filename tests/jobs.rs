@@ -104,6 +104,22 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
         .collect();
     assert_eq!(outs, [json!("a\n"), json!("b\n"), json!("42\n")]);
 
+    // The store's counts on /metrics.
+    let (_, metrics) = get(&s, "/metrics");
+    let count = |status: &str| -> u64 {
+        let prefix = format!("warmbox_jobs{{status=\"{status}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} not in\n{metrics}"))
+            .parse()
+            .expect("a count")
+    };
+    assert_eq!(
+        (count("done"), count("queued"), count("running")),
+        (4, 0, 0)
+    );
+
     // A batch with one bad job is refused whole, naming it.
     let (status, v) = call(
         "POST",

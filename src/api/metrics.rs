@@ -30,6 +30,12 @@ pub struct Metrics {
     pool_failures_seen: IntCounter,
     /// HTTP requests by route and status code.
     pub http_requests: IntCounterVec,
+    /// Compile cache: entries and bytes held.
+    pub compile_cache: IntGaugeVec,
+    /// Compile cache lookups by result (`hit`, `miss`).
+    pub compile_cache_lookups: IntCounterVec,
+    /// Async jobs by status.
+    pub jobs: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -89,6 +95,24 @@ impl Metrics {
                 ),
                 &["route", "code"],
             )?,
+            compile_cache: IntGaugeVec::new(
+                Opts::new(
+                    "warmbox_compile_cache",
+                    "Compile cache: entries and bytes held",
+                ),
+                &["what"],
+            )?,
+            compile_cache_lookups: IntCounterVec::new(
+                Opts::new(
+                    "warmbox_compile_cache_lookups_total",
+                    "Compile cache lookups by result",
+                ),
+                &["result"],
+            )?,
+            jobs: IntGaugeVec::new(
+                Opts::new("warmbox_jobs", "Async jobs by status"),
+                &["status"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.runs.clone()))?;
@@ -101,6 +125,10 @@ impl Metrics {
         m.registry
             .register(Box::new(m.container_failures.clone()))?;
         m.registry.register(Box::new(m.http_requests.clone()))?;
+        m.registry.register(Box::new(m.compile_cache.clone()))?;
+        m.registry
+            .register(Box::new(m.compile_cache_lookups.clone()))?;
+        m.registry.register(Box::new(m.jobs.clone()))?;
         Ok(m)
     }
 
@@ -117,6 +145,29 @@ impl Metrics {
         if failures > seen {
             self.container_failures.inc_by(failures - seen);
             self.pool_failures_seen.inc_by(failures - seen);
+        }
+    }
+
+    /// Brings the compile cache's figures in (called at each scrape).
+    pub fn observe_cache(&self, stats: crate::job::cache::CacheStats) {
+        self.compile_cache
+            .with_label_values(&["entries"])
+            .set(stats.entries as i64);
+        self.compile_cache
+            .with_label_values(&["bytes"])
+            .set(stats.bytes as i64);
+        for (result, total) in [("hit", stats.hits), ("miss", stats.misses)] {
+            let c = self.compile_cache_lookups.with_label_values(&[result]);
+            if total > c.get() {
+                c.inc_by(total - c.get());
+            }
+        }
+    }
+
+    /// Brings the job store's counts in (called at each scrape).
+    pub fn observe_jobs(&self, counts: &std::collections::BTreeMap<String, usize>) {
+        for (status, n) in counts {
+            self.jobs.with_label_values(&[status]).set(*n as i64);
         }
     }
 

@@ -450,6 +450,15 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.observe_pool(&state.pool);
+    state
+        .metrics
+        .observe_cache(state.runner.compile_cache().stats());
+    if let Some(jobs) = &state.jobs {
+        match jobs.counts().await {
+            Ok(c) => state.metrics.observe_jobs(&c),
+            Err(e) => tracing::warn!(error = %e, "counting jobs for /metrics"),
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -41,6 +41,21 @@ impl Compiled {
 pub struct CompileCache {
     max_bytes: u64,
     inner: Mutex<Inner>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+/// What the cache holds and how it served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Entries held.
+    pub entries: usize,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Lookups that found a compile.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
 }
 
 #[derive(Debug)]
@@ -114,6 +129,8 @@ impl CompileCache {
                 entries: LruCache::unbounded(),
                 bytes: 0,
             }),
+            hits: Default::default(),
+            misses: Default::default(),
         }
     }
 
@@ -125,7 +142,27 @@ impl CompileCache {
 
     /// The compile cached under `key`, now the most recently used.
     pub fn get(&self, key: &Key) -> Option<Arc<Compiled>> {
-        self.lock().entries.get(key).map(|(c, _)| c.clone())
+        use std::sync::atomic::Ordering;
+        let found = self.lock().entries.get(key).map(|(c, _)| c.clone());
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Entries, bytes, hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        use std::sync::atomic::Ordering;
+        let (entries, bytes) = self.len_bytes();
+        CacheStats {
+            entries,
+            bytes,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Keeps `compiled` under `key`, dropping the least recently used entries to make room.
@@ -249,6 +286,15 @@ mod tests {
             "2 was the least recently used"
         );
         assert!(cache.get(&[1; 32]).is_some());
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                entries: 3,
+                bytes: 300,
+                hits: 2,
+                misses: 1
+            }
+        );
         cache.put([5; 32], compiled(301));
         assert!(cache.get(&[5; 32]).is_none(), "larger than the whole cache");
         assert_eq!(cache.len_bytes(), (3, 300));

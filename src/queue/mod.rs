@@ -176,6 +176,15 @@ impl Jobs {
         callback::check_url(url, self.config.allow_private_callbacks)
     }
 
+    /// Jobs in the store by status (`queued`, `running`, `done`, `cancelled`).
+    pub async fn counts(&self) -> Result<std::collections::BTreeMap<String, usize>, JobError> {
+        let counts = self.blocking(|s| s.counts()).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(s, n)| (status_name(s).to_string(), n))
+            .collect())
+    }
+
     /// Jobs queued now.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
