@@ -105,7 +105,9 @@ pub struct Jobs {
     closing: CancellationToken,
     /// Set when the grace period is over: running jobs are dropped.
     stopping: CancellationToken,
-    client: reqwest::Client,
+    /// The callbacks' HTTP client, made at the first delivery (its TLS roots cost memory
+    /// that a server without callbacks need not hold).
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Jobs {
@@ -119,10 +121,6 @@ impl Jobs {
         config: JobsConfig,
     ) -> Result<Arc<Jobs>, JobError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let client = callback::client(config.callback_timeout, config.allow_private_callbacks)
-            .map_err(|e| {
-                JobError::Request(RequestError::invalid(format!("callback client: {e}")))
-            })?;
         let jobs = Arc::new(Jobs {
             store,
             runner,
@@ -135,7 +133,7 @@ impl Jobs {
             tasks: TaskTracker::new(),
             closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
-            client,
+            client: std::sync::OnceLock::new(),
         });
         let again = jobs.store.unfinished()?;
         for id in &again {
@@ -490,16 +488,13 @@ impl Jobs {
             }
             let (method, body) = crate::compat::callback(&record, &self.profiles)
                 .unwrap_or_else(|| (reqwest::Method::POST, view(&record)));
-            let sent = self
-                .client
-                .request(method, &cb.url)
-                .json(&body)
-                .send()
-                .await;
-            let error = match sent {
-                Ok(r) if r.status().is_success() => None,
-                Ok(r) => Some(format!("the callback answered {}", r.status())),
-                Err(e) => Some(format!("could not deliver: {}", error_chain(&e))),
+            let error = match self.callback_client() {
+                Err(e) => Some(format!("could not make the callback client: {e}")),
+                Ok(client) => match client.request(method, &cb.url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some(format!("the callback answered {}", r.status())),
+                    Err(e) => Some(format!("could not deliver: {}", error_chain(&e))),
+                },
             };
             let delivered = error.is_none();
             let last_error = error.clone();
@@ -529,6 +524,19 @@ impl Jobs {
             }
             wait *= 2;
         }
+    }
+
+    /// The callbacks' client, made once.
+    fn callback_client(&self) -> reqwest::Result<&reqwest::Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let made = callback::client(
+            self.config.callback_timeout,
+            self.config.allow_private_callbacks,
+        )?;
+        // Two first deliveries at once may both make one; either will do.
+        Ok(self.client.get_or_init(|| made))
     }
 
     /// Removes finished jobs past their retention, now and then.
