@@ -44,6 +44,12 @@ impl RequestError {
     /// A limit is above the profile's maximum (HTTP 400).
     pub const LIMIT_TOO_HIGH: &'static str = "limit_too_high";
 
+    /// The field the message names (`limits.cpu_ms`, `files[1].name`, `stdin, stdin_base64`):
+    /// every message starts with it, then `: `.
+    pub fn field(&self) -> &str {
+        self.message.split_once(": ").map_or("", |(f, _)| f)
+    }
+
     /// An error with code [`RequestError::INVALID_REQUEST`].
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {
@@ -176,23 +182,23 @@ pub struct ValidatedRequest {
     pub compile_limits: Option<Limits>,
     /// Options added at the end of the compile command.
     pub compiler_options: Vec<String>,
-    /// The request's `args` when the run command is the profile's (no `cmd`): the run
-    /// command is rebuilt for other limits (a test's `memory_mb` reaches the JVM).
-    pub run_args: Option<Vec<String>>,
+    /// Whether `run_cmd` is the request's own `cmd` (else the profile's run command, then
+    /// `args`: rebuilt for other limits, so that a test's `memory_mb` reaches the JVM).
+    pub cmd_given: bool,
 }
 
 impl ValidatedRequest {
     /// The run command under `limits` (the profile's, with their placeholders filled,
     /// and the request's `args`; or the request's `cmd` as given).
     pub fn run_cmd_for(&self, limits: &Limits) -> Vec<String> {
-        match &self.run_args {
-            Some(args) => {
-                let mut cmd = self.profile.profile.run_command(limits);
-                cmd.extend(args.iter().cloned());
-                cmd
-            }
-            None => self.run_cmd.clone(),
+        if self.cmd_given {
+            return self.run_cmd.clone();
         }
+        let profile = &self.profile.profile;
+        let args = self.run_cmd.get(profile.run.len()..).unwrap_or_default();
+        let mut cmd = profile.run_command(limits);
+        cmd.extend_from_slice(args);
+        cmd
     }
 }
 
@@ -227,7 +233,7 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         },
         compile_limits: None,
         compiler_options,
-        run_args: req.cmd.is_none().then(|| req.args.clone()),
+        cmd_given: req.cmd.is_some(),
     };
     valid.judging = crate::judge::validate_judging(
         crate::judge::JudgingRequest {
@@ -695,6 +701,35 @@ fn base64_error(err: &base64::DecodeError) -> String {
     }
 }
 
+/// The name a unit enum value has on the wire (`time_limit`, `compile_error`, `queued`),
+/// for messages and metric labels.
+pub fn wire_name<T: Serialize + std::fmt::Debug>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{v:?}"),
+    }
+}
+
+impl StepResult {
+    /// A step with `status` and nothing else: no exit, no output, no usage.
+    pub fn blank(status: StepStatus) -> Self {
+        StepResult {
+            status,
+            exit_code: None,
+            signal: None,
+            signal_name: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            usage: Usage::default(),
+            output: None,
+            cached: None,
+            message: None,
+        }
+    }
+}
+
 /// Outcome of one step (API.md's step statuses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -981,6 +1016,17 @@ mod tests {
     }
 
     #[test]
+    fn an_error_names_its_field_first() {
+        let mut req = py(&[("main.py", "")]);
+        req.limits.cpu_ms = Some(0);
+        assert_eq!(
+            validate(&req, &profiles()).unwrap_err().field(),
+            "limits.cpu_ms"
+        );
+        assert_eq!(RequestError::invalid("no colon here").field(), "");
+    }
+
+    #[test]
     fn a_stack_size_stays_within_the_memory_limit() {
         let mut req = py(&[("main.py", "")]);
         req.limits.stack_mb = Some(64);
@@ -1016,6 +1062,18 @@ mod tests {
             ok(&req).run_cmd,
             ["/usr/bin/java", "-XX:MaxRAM=768m", "Main", "x"]
         );
+        // Other limits (a test's) rebuild it, args kept; a `cmd` stays as given.
+        let other = Limits {
+            memory_mb: 300,
+            ..ok(&req).limits
+        };
+        assert_eq!(
+            ok(&req).run_cmd_for(&other),
+            ["/usr/bin/java", "-XX:MaxRAM=300m", "Main", "x"]
+        );
+        req.args.clear();
+        req.cmd = Some(vec!["/usr/bin/java".to_string(), "-version".to_string()]);
+        assert_eq!(ok(&req).run_cmd_for(&other), ["/usr/bin/java", "-version"]);
     }
 
     #[test]

@@ -62,8 +62,7 @@ fn judge0_and_piston_clients_work_unchanged() {
         return;
     };
     let parent = "warmbox-test-clients";
-    fresh_jobs_db(parent);
-    let s = start(parent, UID_CLIENTS, &[]);
+    let s = start_fresh(parent, UID_CLIENTS, &[]);
 
     let said = run(
         Command::new(&python).arg(common::repo().join("tests/clients/judge0_sdk.py")),

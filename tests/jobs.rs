@@ -55,8 +55,7 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
         return;
     }
     let parent = "warmbox-test-jobs-life";
-    fresh_jobs_db(parent);
-    let s = start(
+    let s = start_fresh(
         parent,
         UID_LIFECYCLE,
         &["--job-retention-secs", "2", "--callback-allow-private"],
@@ -184,8 +183,7 @@ fn queued_and_running_jobs_can_be_cancelled() {
         return;
     }
     let parent = "warmbox-test-jobs-cancel";
-    fresh_jobs_db(parent);
-    let s = start(parent, UID_CANCEL, &["--max-running", "1"]);
+    let s = start_fresh(parent, UID_CANCEL, &["--max-running", "1"]);
     // By default a callback may not point into the server's own network.
     let mut private = echo_job("x");
     private["callback_url"] = json!("http://169.254.169.254/latest/meta-data");
@@ -243,7 +241,6 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
         return;
     }
     let parent = "warmbox-test-jobs-restart";
-    fresh_jobs_db(parent);
     let slow_retries = [
         "--max-running",
         "1",
@@ -253,7 +250,7 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
         "--callback-backoff-ms",
         "600000",
     ];
-    let mut a = start(parent, UID_RESTART, &slow_retries);
+    let mut a = start_fresh(parent, UID_RESTART, &slow_retries);
     // A finished job whose callback failed once and waits (10 min) for its retry.
     let (url, _calls) = listener(500);
     let mut body = echo_job("called");
@@ -322,8 +319,7 @@ fn a_callback_that_cannot_be_delivered_is_retried_then_recorded() {
         return;
     }
     let parent = "warmbox-test-jobs-callback";
-    fresh_jobs_db(parent);
-    let s = start(
+    let s = start_fresh(
         parent,
         UID_CALLBACK,
         &[
@@ -385,9 +381,8 @@ fn a_job_still_running_past_the_shutdown_grace_runs_again_at_the_next_start() {
         return;
     }
     let parent = "warmbox-test-jobs-shutdown";
-    fresh_jobs_db(parent);
     let flags = ["--max-running", "1", "--shutdown-grace-secs", "1"];
-    let a = start(parent, UID_SHUTDOWN, &flags);
+    let a = start_fresh(parent, UID_SHUTDOWN, &flags);
     let id = submit(
         &a,
         json!({"profile": "bash", "cmd": ["/bin/sleep", "30"], "limits": {"wall_ms": 60000}}),

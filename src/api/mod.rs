@@ -247,10 +247,7 @@ pub async fn execute(
             format!("could not create a container: {e}"),
         )
     })?;
-    let status = serde_json::to_value(resp.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = request::wire_name(&resp.status);
     state
         .metrics
         .runs

@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use serde::Deserialize as _;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -640,7 +641,7 @@ fn outcome(record: &JobRecord) -> Option<Outcome> {
             .to_string();
         return Some(out(13, Some(m), None, numbers));
     }
-    let resp: RunResponse = serde_json::from_value(result.clone()).ok()?;
+    let resp = RunResponse::deserialize(result).ok()?;
     if resp.status == RunStatus::CompileError {
         return Some(out(6, None, None, numbers));
     }
@@ -785,14 +786,15 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
     m.insert("status_id".into(), json!(id));
     m.insert("status".into(), status(id));
     m.insert("message".into(), text(message));
+    // The compile step's stdout and stderr together (base64 in the stored result).
     let compile_output = record
         .result
         .as_ref()
-        .and_then(|r| serde_json::from_value::<RunResponse>(r.clone()).ok())
-        .and_then(|r| r.compile)
+        .and_then(|r| r.get("compile"))
         .map(|c| {
-            let out = [c.stdout, c.stderr]
+            let out = ["stdout", "stderr"]
                 .iter()
+                .filter_map(|k| c[*k].as_str())
                 .map(|s| BASE64.decode(s).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .concat();
@@ -937,33 +939,19 @@ async fn create(
 fn request_error(e: JobError) -> Judge0Error {
     match e {
         JobError::Request(r) => {
-            let field = r
-                .message
-                .split([':', '.', '['])
-                .next()
-                .unwrap_or("submission")
-                .to_string();
-            let field = match field.as_str() {
-                "files" => "source_code".to_string(),
-                // warmbox's limit names back to the Judge0 fields they came from.
-                "limits" => match r
-                    .message
-                    .split(':')
-                    .next()
-                    .and_then(|f| f.strip_prefix("limits."))
-                {
-                    Some("cpu_ms") => "cpu_time_limit",
-                    Some("wall_ms") => "wall_time_limit",
-                    Some("memory_mb") => "memory_limit",
-                    Some("stack_mb") => "stack_limit",
-                    Some("pids") => "max_processes_and_or_threads",
-                    Some("file_size_bytes") => "max_file_size",
-                    Some(other) => other,
-                    None => "submission",
-                }
-                .to_string(),
-                _ => field,
-            };
+            // warmbox's field names back to the Judge0 fields they came from.
+            let field = match r.field().split(['.', '[', ',']).collect::<Vec<_>>()[..] {
+                ["files", ..] => "source_code",
+                ["limits", "cpu_ms", ..] => "cpu_time_limit",
+                ["limits", "wall_ms", ..] => "wall_time_limit",
+                ["limits", "memory_mb", ..] => "memory_limit",
+                ["limits", "stack_mb", ..] => "stack_limit",
+                ["limits", "pids", ..] => "max_processes_and_or_threads",
+                ["limits", "file_size_bytes", ..] => "max_file_size",
+                ["limits", other, ..] | [other, ..] if !other.is_empty() => other,
+                _ => "submission",
+            }
+            .to_string();
             Judge0Error::field(&field, r.message)
         }
         other => other.into(),

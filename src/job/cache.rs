@@ -195,7 +195,7 @@ impl CompileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{StepResult, StepStatus, Usage};
+    use crate::request::{StepResult, StepStatus};
 
     const LIMITS: Limits = Limits {
         cpu_ms: 1,
@@ -220,18 +220,9 @@ mod tests {
         Arc::new(Compiled {
             step: RawStep {
                 result: StepResult {
-                    status: StepStatus::Ok,
                     exit_code: Some(0),
-                    signal: None,
-                    signal_name: None,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    stdout_truncated: false,
-                    stderr_truncated: false,
-                    usage: Usage::default(),
-                    output: None,
                     cached: Some(false),
-                    message: None,
+                    ..StepResult::blank(StepStatus::Ok)
                 },
                 stdout: Vec::new(),
                 stderr: Vec::new(),

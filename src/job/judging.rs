@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::checker::{compare, Compared};
 use super::{encode, env_list, internal_error, Build, Runner, StepKind};
 use crate::judge::{summarize, Judge, JudgeProgram, Judging, TestResult, ValidatedTest, Verdict};
-use crate::request::{RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
+use crate::request::{wire_name, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
 use crate::sandbox::{BoxFile, OutputMode, Piped, RawStep, SandboxError, StepSpec};
 
 /// The files a checker finds in its `/box`, and the arguments it is given, testlib's order.
@@ -90,7 +90,7 @@ impl Runner {
             Build::Ready { files, .. } => Ok(Ready { program: p, files }),
             Build::Failed(step) => Err(format!(
                 "the {role} did not compile ({}): {}",
-                status_name(step.status),
+                wire_name(&step.status),
                 clip(step.stderr.as_bytes())
             )),
         })
@@ -394,7 +394,7 @@ fn judged_by_exit(role: &str, step: &RawStep) -> (Verdict, Option<String>) {
         (status, code) => {
             let how = match code {
                 Some(c) => format!("exited with {c}"),
-                None => status_name(status),
+                None => wire_name(&status),
             };
             let detail = match (&r.message, said) {
                 (Some(m), _) => format!(": {m}"),
@@ -407,13 +407,6 @@ fn judged_by_exit(role: &str, step: &RawStep) -> (Verdict, Option<String>) {
             )
         }
     }
-}
-
-fn status_name(s: StepStatus) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{s:?}"))
 }
 
 /// At most [`MESSAGE_BYTES`] of `bytes`, as text, trimmed.

@@ -16,8 +16,7 @@ use crate::pool::admission::Admission;
 use crate::pool::{Pool, WarmSpec};
 use crate::profile::{Limits, Profile};
 use crate::request::{
-    encode_output, Encoding, RunResponse, RunStatus, StepResult, StepStatus, Usage,
-    ValidatedRequest,
+    encode_output, Encoding, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest,
 };
 use crate::sandbox::step::cgroup_limits;
 use crate::sandbox::{
@@ -127,18 +126,8 @@ fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
 fn internal_error(e: &SandboxError) -> RawStep {
     RawStep {
         result: StepResult {
-            status: StepStatus::InternalError,
-            exit_code: None,
-            signal: None,
-            signal_name: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            usage: Usage::default(),
-            output: None,
-            cached: None,
             message: Some(e.to_string()),
+            ..StepResult::blank(StepStatus::InternalError)
         },
         stdout: Vec::new(),
         stderr: Vec::new(),

@@ -179,7 +179,7 @@ impl Jobs {
         let counts = self.blocking(|s| s.counts()).await?;
         Ok(counts
             .into_iter()
-            .map(|(s, n)| (status_name(s).to_string(), n))
+            .map(|(s, n)| (crate::request::wire_name(&s), n))
             .collect())
     }
 
@@ -272,7 +272,7 @@ impl Jobs {
         if record.status.is_unfinished() {
             return Err(JobError::Finished(format!(
                 "job {id} is {}: only a finished job can be deleted",
-                status_name(record.status)
+                crate::request::wire_name(&record.status)
             )));
         }
         self.blocking(move |s| s.remove(id))
@@ -311,7 +311,7 @@ impl Jobs {
                     }
                     st => Err(format!(
                         "job {id} is already {}; only a queued or running job can be cancelled",
-                        status_name(st)
+                        crate::request::wire_name(&st)
                     )),
                 });
                 (r, was)
@@ -572,15 +572,6 @@ pub fn view(r: &JobRecord) -> Value {
         "result": r.result,
         "callback": r.callback,
     })
-}
-
-fn status_name(s: JobStatus) -> &'static str {
-    match s {
-        JobStatus::Queued => "queued",
-        JobStatus::Running => "running",
-        JobStatus::Done => "done",
-        JobStatus::Cancelled => "cancelled",
-    }
 }
 
 /// The request of a job body, checked.

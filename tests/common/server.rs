@@ -110,6 +110,12 @@ pub fn jobs_db(parent: &str) -> String {
     format!("/run/warmbox-test-service/{parent}.redb")
 }
 
+/// [`start`] with a job store of none yet ([`fresh_jobs_db`] first).
+pub fn start_fresh(parent: &str, uid_base: u32, extra: &[&str]) -> Server {
+    fresh_jobs_db(parent);
+    start(parent, uid_base, extra)
+}
+
 /// Removes the job store of `parent`'s server, for a test that starts from none.
 pub fn fresh_jobs_db(parent: &str) {
     let _ = std::fs::remove_file(jobs_db(parent));
