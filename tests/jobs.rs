@@ -68,8 +68,9 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     assert_eq!(done["id"], json!(id));
     assert_eq!(done["result"]["status"], "ok");
     assert_eq!(done["result"]["run"]["stdout"], "hello\n");
-    assert!(done["started_ms"].as_u64() >= done["created_ms"].as_u64());
-    assert!(done["finished_ms"].as_u64() >= done["started_ms"].as_u64());
+    // Each time is set (a null would compare equal to a null) and in order.
+    let ms = |k: &str| done[k].as_u64().unwrap_or_else(|| panic!("{k} in {done}"));
+    assert!(ms("created_ms") <= ms("started_ms") && ms("started_ms") <= ms("finished_ms"));
 
     let (_, called) = calls
         .recv_timeout(Duration::from_secs(30))
@@ -345,10 +346,7 @@ fn a_callback_that_cannot_be_delivered_is_retried_then_recorded() {
     assert_eq!(cb["delivered"], false);
     let err = cb["last_error"].as_str().expect("last_error");
     assert!(err.starts_with("could not deliver: "), "{err}");
-    assert!(
-        err.contains("Connection refused") || err.contains("connect"),
-        "{err}"
-    );
+    assert!(err.contains("Connection refused (os error 111)"), "{err}");
 
     let (url, calls) = listener(500);
     let mut body = echo_job("y");
@@ -394,7 +392,8 @@ fn a_job_still_running_past_the_shutdown_grace_runs_again_at_the_next_start() {
     let b = start(parent, UID_SHUTDOWN, &flags);
     let again = wait_for(&b, &id, "running", 30);
     assert!(
-        again["started_ms"].as_u64() > first["started_ms"].as_u64(),
+        again["started_ms"].as_u64().expect("started again")
+            > first["started_ms"].as_u64().expect("started first"),
         "{first} then {again}"
     );
     let (status, v) = call("DELETE", &format!("{}/v1/jobs/{id}", b.base), None);

@@ -325,8 +325,12 @@ impl Container {
                 stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?,
                 out_w,
             ),
-            // Our stdout pipe's write end goes unused: its read end sees EOF at once.
-            Some(p) => (p.stdin, p.stdout),
+            // Our stdout pipe is not the job's: closing its write end here makes its read
+            // end see EOF at once.
+            Some(p) => {
+                drop(out_w);
+                (p.stdin, p.stdout)
+            }
         };
         let (mut err_rx, err_w) = output_pipe(l.output_bytes).map_err(host("stderr pipe"))?;
         let job = ToInit::Run(JobSpec {
