@@ -176,7 +176,10 @@ fn authorized(tokens: &[String], headers: &HeaderMap) -> bool {
 }
 
 /// The body, or the answer when it could not be read (too large: 413).
-fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -877,9 +877,10 @@ fn jobs(state: &AppState) -> Result<&Arc<crate::queue::Jobs>, Judge0Error> {
 }
 
 fn parse_body(
+    state: &AppState,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Value, Judge0Error> {
-    let body = body.map_err(|e| Judge0Error::other(e.status(), e.body_text()))?;
+    let body = crate::api::body_bytes(state, body)?;
     serde_json::from_slice(&body).map_err(|e| {
         Judge0Error::other(
             StatusCode::BAD_REQUEST,
@@ -894,7 +895,7 @@ async fn create(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Judge0Error> {
     let base64 = flag(&q.base64_encoded);
-    let v = parse_body(body)?;
+    let v = parse_body(&state, body)?;
     let (sub, meta) = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
     if let Some(url) = &sub.callback_url {
@@ -964,7 +965,7 @@ async fn create_batch(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Judge0Error> {
     let base64 = flag(&q.base64_encoded);
-    let v = parse_body(body)?;
+    let v = parse_body(&state, body)?;
     let Some(list) = v.get("submissions").and_then(Value::as_array) else {
         return Err(Judge0Error::field("submissions", "can't be blank"));
     };

@@ -122,11 +122,7 @@ async fn execute_route(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, PistonError> {
-    let body = body.map_err(|e| PistonError {
-        status: e.status(),
-        message: format!("{e} (the limit is {} bytes)", state.config.max_body_bytes),
-        retry_after: None,
-    })?;
+    let body = crate::api::body_bytes(&state, body)?;
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| PistonError::bad(format!("request body is not JSON: {e}")))?;
     let Some(obj) = v.as_object() else {
