@@ -175,7 +175,6 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     // Past its retention the job is gone.
     wait_until("the finished job removed", 20, || job(&s, &id).0 == 404);
     stop(s);
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -233,7 +232,6 @@ fn queued_and_running_jobs_can_be_cancelled() {
     );
     assert_eq!(job(&s, &queued).1["status"], "cancelled");
     stop(s);
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -311,7 +309,6 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
         );
     }
     stop(b);
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -370,7 +367,6 @@ fn a_callback_that_cannot_be_delivered_is_retried_then_recorded() {
         "no fourth attempt"
     );
     stop(s);
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -399,5 +395,4 @@ fn a_job_still_running_past_the_shutdown_grace_runs_again_at_the_next_start() {
     let (status, v) = call("DELETE", &format!("{}/v1/jobs/{id}", b.base), None);
     assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
     stop(b);
-    cleanup_parent(parent);
 }

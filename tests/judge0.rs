@@ -587,7 +587,6 @@ fn judge0_clients_work_unchanged() {
         assert_eq!((status, v), (422, want), "{body}");
     }
     stop(s);
-    cleanup_parent(parent);
 }
 
 /// `b64` in lines of 60 characters.

@@ -57,7 +57,6 @@ fn killed_mid_load_then_restarted_cleans_up_and_serves() {
     .expect("run after restart");
     assert_eq!((status, r["run"]["stdout"].clone()), (200, json!("back\n")));
     stop(b);
-    cleanup_parent(parent);
 }
 
 /// Field `Max open files` of `/proc/<pid>/limits`: (soft, hard).
@@ -83,7 +82,6 @@ fn the_server_raises_its_open_files_limit() {
     assert_eq!(soft, hard);
     assert_ne!(soft, "256");
     stop(s);
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -110,7 +108,6 @@ fn sigterm_lets_running_requests_finish_and_leaves_nothing() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let (status, r) = running.join().expect("client").expect("answer");
     assert_eq!((status, r["run"]["stdout"].clone()), (200, json!("done\n")));
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -181,7 +178,6 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
     .expect("run after");
     assert_eq!((status, r["run"]["stdout"].clone()), (200, json!("fine\n")));
     stop(s);
-    cleanup_parent(parent);
 }
 
 fn threads_and_fds(pid: u32) -> (usize, usize) {
@@ -312,7 +308,6 @@ fn load_of_two_thousand_mixed_runs() {
     );
     assert!(fds1 <= fds0 + 8, "fds {fds0} -> {fds1}");
     stop(s);
-    cleanup_parent(parent);
 }
 
 #[test]
@@ -345,5 +340,4 @@ fn past_the_grace_period_running_requests_are_killed() {
         running.join().expect("client").is_err(),
         "the connection was closed"
     );
-    cleanup_parent(parent);
 }

@@ -171,7 +171,8 @@ pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
-pub fn cleanup_parent(parent: &str) {
+/// Removes the server's (empty) cgroup parent in each controller.
+fn cleanup_parent(parent: &str) {
     for c in ["memory", "pids", "cpu", "cpuacct"] {
         let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(c).join(parent));
     }
@@ -187,6 +188,7 @@ pub fn stop(mut s: Server) {
     assert!(status.success(), "{status:?}");
     assert_eq!(cgroups(&s.parent), Vec::<String>::new());
     assert_eq!(block_processes(s.uid_base), Vec::new());
+    cleanup_parent(&s.parent);
 }
 
 /// (status, JSON body) of one request: GET, POST (with `body`) or DELETE.
