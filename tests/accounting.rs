@@ -136,3 +136,27 @@ burn & burn & wait"#)
         );
     }
 }
+
+#[tokio::test]
+async fn cpu_time_is_the_jobs_own_at_least() {
+    let Some(h) = common::harness() else { return };
+    // The job's own CPU clock (ns, since its fork) at its last statement: the step's
+    // cpu_ms, which takes the init's share of the cgroup off, can never be below it.
+    for _ in 0..5 {
+        let resp = h
+            .run(json!({
+                "profile": "python3",
+                "files": [{"name": "main.py", "content": "import time\nprint(time.process_time_ns())\n"}],
+            }))
+            .await;
+        let run = resp.run.expect("run step");
+        assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
+        let own_ms = run.stdout.trim().parse::<u64>().expect("ns") as f64 / 1e6;
+        assert!(own_ms > 0.0, "{run:#?}");
+        assert!(
+            run.usage.cpu_ms >= own_ms,
+            "cpu_ms {} below the job's own clock {own_ms} ms",
+            run.usage.cpu_ms
+        );
+    }
+}

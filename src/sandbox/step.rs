@@ -452,6 +452,7 @@ impl Container {
                             wall_ns: start.elapsed().as_nanos() as u64,
                             wall_timeout: false,
                             violation: None,
+                            init_cpu_ns: 0,
                         });
                         drain_deadline = Some(now + DRAIN_GRACE);
                     }
@@ -480,6 +481,7 @@ impl Container {
             wall_ns,
             wall_timeout,
             violation,
+            init_cpu_ns,
         }) = exited
         else {
             return Err(SandboxError::Init {
@@ -494,7 +496,11 @@ impl Container {
             failure: failure.clone(),
             killed,
             wall_timeout,
-            cpu_ns: usage.cpu_ns.saturating_sub(base.cpu_ns),
+            // The job's processes only: the init's own share is taken off.
+            cpu_ns: usage
+                .cpu_ns
+                .saturating_sub(base.cpu_ns)
+                .saturating_sub(init_cpu_ns),
             cpu_limit_ns,
             oom_kills: usage.oom_kills.saturating_sub(base.oom_kills),
         };
