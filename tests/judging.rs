@@ -463,6 +463,63 @@ async fn the_compile_cache_compiles_identical_inputs_once() {
     assert_eq!(other.run.as_ref().expect("run").cached, None);
 }
 
+#[tokio::test]
+async fn compiled_files_that_do_not_fit_a_steps_limits_are_its_verdict() {
+    let Some(h) = common::harness() else { return };
+    // A 6 MiB initialised array: the binary carried into each run container is as big.
+    let src = "#include <stdio.h>\nchar big[6 << 20] = {1};\nint main(void) { puts(\"hi\"); return big[0] - 1; }\n";
+    let r = h
+        .run(json!({"profile": "c", "files": [{"name": "main.c", "content": src}],
+                    "tests": [{"name": "small", "stdin": "", "expected_stdout": "hi", "limits": {"memory_mb": 8}},
+                              {"name": "roomy", "stdin": "", "expected_stdout": "hi"}]}))
+        .await;
+    assert_eq!(r.compile.as_ref().expect("compile").status, StepStatus::Ok);
+    assert_eq!(
+        verdicts(&r),
+        vec![
+            v("small", Verdict::Step(StepStatus::MemoryLimit), None),
+            v("roomy", Verdict::Accepted, None)
+        ]
+    );
+    let tests = r.tests.as_ref().expect("tests");
+    let run = tests[0].run.as_ref().expect("run step");
+    let size = run
+        .message
+        .as_deref()
+        .and_then(|m| m.strip_prefix("the step's files in /box, "))
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert!(size > 6 << 20, "{run:#?}");
+    assert_eq!(
+        run.message.as_deref(),
+        Some(
+            format!(
+                "the step's files in /box, {size} bytes in all, do not fit in its memory_mb 8 \
+                 (files count toward it, and 4 MiB stay free for the processes)"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(run.usage.cpu_ms, 0.0, "it never ran: {run:#?}");
+    // The run of a single request: the disk.
+    let r = h
+        .run(
+            json!({"profile": "c", "files": [{"name": "main.c", "content": src}],
+                    "limits": {"disk_mb": 4}}),
+        )
+        .await;
+    let run = r.run.as_ref().expect("run step");
+    assert_eq!(run.status, StepStatus::FileSizeLimit, "{run:#?}");
+    assert_eq!(
+        run.message.as_deref(),
+        Some(
+            format!("the step's files in /box, {size} bytes in all, do not fit in its disk_mb 4")
+                .as_str()
+        )
+    );
+}
+
 #[test]
 fn requests_that_cannot_be_judged_are_refused() {
     if common::harness().is_none() {

@@ -122,6 +122,45 @@ fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
+/// The step that never starts because its files (a compile's artifacts, known only now)
+/// do not fit in its tmpfs or leave its processes no memory (files in `/box` count toward
+/// `memory_mb`): the request's own files were checked against its limits up front.
+fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
+    use crate::request::FILES_MEMORY_HEADROOM;
+    let total: u64 = files.iter().map(|f| f.content.len() as u64).sum();
+    let memory_room = (limits.memory_mb << 20).saturating_sub(FILES_MEMORY_HEADROOM);
+    let (status, message) = if total > limits.disk_mb << 20 {
+        (
+            StepStatus::FileSizeLimit,
+            format!(
+                "the step's files in /box, {total} bytes in all, do not fit in its disk_mb {}",
+                limits.disk_mb
+            ),
+        )
+    } else if total > memory_room {
+        (
+            StepStatus::MemoryLimit,
+            format!(
+                "the step's files in /box, {total} bytes in all, do not fit in its memory_mb {} \
+                 (files count toward it, and {} MiB stay free for the processes)",
+                limits.memory_mb,
+                FILES_MEMORY_HEADROOM >> 20
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(RawStep {
+        result: StepResult {
+            message: Some(message),
+            ..StepResult::blank(status)
+        },
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        combined: Vec::new(),
+    })
+}
+
 /// A step result for warmbox's own failure: the run reports it instead of vanishing.
 fn internal_error(e: &SandboxError) -> RawStep {
     RawStep {
@@ -209,6 +248,9 @@ impl Runner {
         files: &[&BoxFile],
         spec: &StepSpec,
     ) -> Result<Result<StepOutcome, SandboxError>, SandboxError> {
+        if let Some(step) = files_do_not_fit(files, limits) {
+            return Ok(Ok((step, None)));
+        }
         let mut retried = false;
         loop {
             let mut c = self.container(profile, kind, limits).await?;
