@@ -156,11 +156,6 @@ pub enum FromInit {
         /// killed then).
         #[serde(default)]
         violation: Option<Violation>,
-        /// CPU time the init itself spent from waiting for the job to this report, ns.
-        /// The init shares the job's cgroup, so the server takes this off the cgroup's
-        /// figure: a step's CPU time is its own processes' alone.
-        #[serde(default)]
-        init_cpu_ns: u64,
     },
     /// The files of `/box` (contents are the payload); `truncated` when limits cut it.
     Files {

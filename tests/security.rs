@@ -1116,7 +1116,12 @@ async fn memory_bomb_of_small_processes() {
     assert!(r.usage.oom_killed, "{r:#?}");
     match (r.exit_code, r.signal) {
         (Some(1), None) => assert_eq!(r.stdout, "child killed by signal 9\n"),
-        (None, Some(SIGKILL)) => assert_eq!(r.stdout, ""),
+        // Killed before it could report, or (at the limit still, its other children
+        // holding their memory) after it wrote its report on the way out.
+        (None, Some(SIGKILL)) => assert!(
+            r.stdout.is_empty() || r.stdout == "child killed by signal 9\n",
+            "{r:#?}"
+        ),
         other => panic!("unexpected end {other:?}: {r:#?}"),
     }
     assert_no_leftovers();

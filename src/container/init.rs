@@ -95,9 +95,6 @@ impl Init {
             .map_err(|e| format!("container {}: {e}", config.id))?;
         self.reply(&FromInit::Ready, &[])?;
         loop {
-            // Blocked until the next message: from here on, what the init spends on a job
-            // is its own overhead, reported with the job's end.
-            let cpu_before = process_cpu_ns();
             let frame: Frame<ToInit> = match protocol::read_frame(&mut self.sock) {
                 Ok(f) => f,
                 Err(protocol::ProtocolError::Closed) => return Ok(()),
@@ -114,10 +111,7 @@ impl Init {
                         return Err("a container runs one job only".into());
                     }
                     self.ran = true;
-                    let mut exited = self.run_job(&spec, frame.fds)?;
-                    if let FromInit::Exited { init_cpu_ns, .. } = &mut exited {
-                        *init_cpu_ns = process_cpu_ns().saturating_sub(cpu_before);
-                    }
+                    let exited = self.run_job(&spec, frame.fds)?;
                     self.reply(&exited, &[])?;
                 }
                 ToInit::Kill => {}
@@ -279,20 +273,8 @@ impl Init {
             wall_ns,
             wall_timeout,
             violation,
-            init_cpu_ns: 0,
         })
     }
-}
-
-/// CPU time this process has used, ns.
-fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; the clock id is a constant.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Reaps every child that has ended; returns the job's end when it is among them.

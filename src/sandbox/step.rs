@@ -155,6 +155,20 @@ pub fn split_user(cpu_ns: u64, user_ns: u64, sys_ns: u64) -> u64 {
     (cpu_ns as u128 * user_ns as u128 / sampled) as u64
 }
 
+/// CPU time `pid` (a whole process) has used, ns, by its CPU-time clock: the kernel's
+/// `MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)`, what `clock_getcpuclockid` returns.
+/// `None` once the process is gone.
+pub fn process_cpu_ns(pid: libc::pid_t) -> Option<u64> {
+    let clock = (!(pid as libc::clockid_t) << 3) | 2;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; an invalid clock id is an error, not UB.
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// The conventional name of a signal, e.g. `SIGKILL`.
 pub fn signal_name(sig: i32) -> Option<String> {
     nix::sys::signal::Signal::try_from(sig)
@@ -317,6 +331,18 @@ impl Container {
             self.limits = limits;
         }
         let base = self.cgroup().start_accounting()?;
+        // The init shares the cgroup; what it spends on the run (receiving and passing the
+        // job, reaping, reporting) is taken off, so that limits and figures are the job's
+        // processes' alone. Unreadable (the init is gone): nothing is taken off.
+        let init_pid = self.pid;
+        let init_base = process_cpu_ns(init_pid);
+        let job_cpu = |cgroup_ns: u64| {
+            let init = match (init_base, process_cpu_ns(init_pid)) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => 0,
+            };
+            cgroup_ns.saturating_sub(base.cpu_ns).saturating_sub(init)
+        };
 
         let (mut out_rx, out_w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;
         let piped = io.is_some();
@@ -432,7 +458,7 @@ impl Container {
                 },
                 _ = tokio::time::sleep_until(next_poll.into()), if exited.is_none() => {
                     let now = Instant::now();
-                    let used = cgroup.cpu_ns()?.saturating_sub(base.cpu_ns);
+                    let used = job_cpu(cgroup.cpu_ns()?);
                     if used > cpu_limit_ns {
                         kill = Some(KillReason::Cpu);
                     } else if now >= wall_deadline {
@@ -452,7 +478,6 @@ impl Container {
                             wall_ns: start.elapsed().as_nanos() as u64,
                             wall_timeout: false,
                             violation: None,
-                            init_cpu_ns: 0,
                         });
                         drain_deadline = Some(now + DRAIN_GRACE);
                     }
@@ -481,7 +506,6 @@ impl Container {
             wall_ns,
             wall_timeout,
             violation,
-            init_cpu_ns,
         }) = exited
         else {
             return Err(SandboxError::Init {
@@ -496,11 +520,7 @@ impl Container {
             failure: failure.clone(),
             killed,
             wall_timeout,
-            // The job's processes only: the init's own share is taken off.
-            cpu_ns: usage
-                .cpu_ns
-                .saturating_sub(base.cpu_ns)
-                .saturating_sub(init_cpu_ns),
+            cpu_ns: job_cpu(usage.cpu_ns),
             cpu_limit_ns,
             oom_kills: usage.oom_kills.saturating_sub(base.oom_kills),
         };
@@ -567,6 +587,27 @@ impl Container {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_cpu_clock_of_another_process() {
+        // A child that burns CPU until killed: its clock, read from here, grows by what it
+        // used; once it is reaped, there is no clock.
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id() as libc::pid_t;
+        let first = process_cpu_ns(pid).expect("a live child's clock");
+        let until = Instant::now() + Duration::from_secs(5);
+        while process_cpu_ns(pid).expect("clock") < first + 20_000_000 {
+            assert!(Instant::now() < until, "the child's clock did not move");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert_eq!(process_cpu_ns(pid), None);
+        assert!(process_cpu_ns(std::process::id() as libc::pid_t).is_some_and(|n| n > 0));
+    }
 
     fn ev(exit: ExitKind) -> Evidence {
         Evidence {
