@@ -188,7 +188,13 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if missing) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
+        let mut db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(e.into()),
+        })?;
+        // Results removed after their retention leave free pages that redb reuses but never
+        // returns: compacted at each start, the file is as big as what it keeps.
+        db.compact().map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
             source: Box::new(e.into()),
         })?;
@@ -832,6 +838,36 @@ mod tests {
             store.unfinished().unwrap(),
             [6, 7].map(Uuid::from_u128).to_vec()
         );
+    }
+
+    #[test]
+    fn reopening_returns_the_space_of_removed_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_path(&dir);
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let store = Store::open(&path).unwrap();
+        let empty = size();
+        let big = |n: u128| JobRecord {
+            result: Some(json!({"stdout": "x".repeat(16 << 10)})),
+            ..finished(n, JobStatus::Done, 10, Some(100))
+        };
+        for chunk in (0..1024u128).collect::<Vec<_>>().chunks(64) {
+            let records: Vec<JobRecord> = chunk.iter().map(|&n| big(n)).collect();
+            store.insert(&records).unwrap();
+        }
+        store.insert(&[queued(5000, 10)]).unwrap();
+        let full = size();
+        assert!(full > 16 << 20, "1024 results of 16 KiB in {full} bytes");
+        assert_eq!(store.remove_finished_before(u64::MAX).unwrap(), 1024);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let after = size();
+        assert!(
+            after < full / 10,
+            "empty {empty}, full {full}, after removal and reopening {after} bytes"
+        );
+        // What was kept is still there.
+        assert_eq!(store.unfinished().unwrap(), vec![Uuid::from_u128(5000)]);
     }
 
     #[test]
