@@ -502,6 +502,38 @@ async fn compiled_files_that_do_not_fit_a_steps_limits_are_its_verdict() {
         )
     );
     assert_eq!(run.usage.cpu_ms, 0.0, "it never ran: {run:#?}");
+    // The same under an interactor: that test never starts, the other is judged.
+    let guess_500 = "#include <stdio.h>\n#include <string.h>\nchar big[6 << 20] = {1};\n\
+                     int main(void) { char r[8]; do { printf(\"500\\n\"); fflush(stdout); } \
+                     while (scanf(\"%7s\", r) == 1 && strcmp(r, \"=\") != 0); return big[0] - 1; }\n";
+    let r = h
+        .run(
+            json!({"profile": "c", "files": [{"name": "main.c", "content": guess_500}],
+                    "interactor": {"profile": "python3", "files": py(GUESS_INTERACTOR)},
+                    "tests": [{"name": "small", "stdin": "500", "limits": {"memory_mb": 8}},
+                              {"name": "roomy", "stdin": "500"}]}),
+        )
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![
+            v("small", Verdict::Step(StepStatus::MemoryLimit), None),
+            v("roomy", Verdict::Accepted, None)
+        ]
+    );
+    let small = &r.tests.as_ref().expect("tests")[0];
+    assert!(small.interactor.is_none(), "{small:#?}");
+    let message = small.run.as_ref().and_then(|s| s.message.clone());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("the step's files in /box, ")
+                && m.ends_with(
+                    " bytes in all, do not fit in its memory_mb 8 (files count toward it, \
+                             and 4 MiB stay free for the processes)"
+                )),
+        "{small:#?}"
+    );
     // The run of a single request: the disk.
     let r = h
         .run(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::checker::{compare, Compared};
-use super::{encode, env_list, internal_error, Build, Runner, StepKind};
+use super::{encode, env_list, files_do_not_fit, internal_error, Build, Runner, StepKind};
 use crate::judge::{summarize, Judge, JudgeProgram, Judging, TestResult, ValidatedTest, Verdict};
 use crate::request::{wire_name, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
 use crate::sandbox::{BoxFile, OutputMode, Piped, RawStep, SandboxError, StepSpec};
@@ -296,38 +296,82 @@ impl Runner {
         let extra = judge_files([&test.stdin[..], b"", expected]);
         let ifiles: Vec<&BoxFile> = interactor.files.iter().chain(&extra).collect();
 
-        let mut sub = self.container(profile, StepKind::Run, &test.limits).await?;
-        let mut int = match self.container(iprofile, StepKind::Run, &ireq.limits).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.finish(sub).await;
-                return Err(e);
+        if let Some(s) = files_do_not_fit(&plan.files, &test.limits) {
+            return Ok(TestResult {
+                name: test.name.clone(),
+                verdict: Verdict::Step(s.result.status),
+                message: None,
+                run: Some(encode(s, req.output_encoding)),
+                checker: None,
+                interactor: None,
+            });
+        }
+        if let Some(i) = files_do_not_fit(&ifiles, &ireq.limits) {
+            let (verdict, message) = judged_by_exit("interactor", &i);
+            return Ok(TestResult {
+                name: test.name.clone(),
+                verdict,
+                message,
+                run: None,
+                checker: None,
+                interactor: Some(encode(i, req.output_encoding)),
+            });
+        }
+        // As for a single step (`Runner::in_container`): a pair whose files could not be
+        // written ran nothing of the request, so it is tried once more with another pair.
+        let mut retried = false;
+        let ready = loop {
+            let mut sub = self.container(profile, StepKind::Run, &test.limits).await?;
+            let mut int = match self.container(iprofile, StepKind::Run, &ireq.limits).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.finish(sub).await;
+                    return Err(e);
+                }
+            };
+            let written = async {
+                sub.write_files(&plan.files).await?;
+                int.write_files(&ifiles).await
+            }
+            .await;
+            match written {
+                Ok(()) => break Ok((sub, int)),
+                Err(e) => {
+                    self.finish(sub).await;
+                    self.finish(int).await;
+                    if retried {
+                        break Err(e);
+                    }
+                    tracing::warn!(error = %e, "interactive pair failed before its jobs; trying another");
+                    retried = true;
+                }
             }
         };
-        let run = async {
-            sub.write_files(&plan.files).await?;
-            int.write_files(&ifiles).await?;
-            let (to_sub, from_int) = pipe()?;
-            let (to_int, from_sub) = pipe()?;
-            let sub_io = Piped {
-                stdin: to_sub,
-                stdout: from_sub,
-            };
-            let int_io = Piped {
-                stdin: to_int,
-                stdout: from_int,
-            };
-            let (s, i) = tokio::join!(sub.run_piped(&spec, sub_io), int.run_piped(&ispec, int_io));
-            Ok::<_, SandboxError>((
-                s.unwrap_or_else(|e| internal_error(&e)),
-                i.unwrap_or_else(|e| internal_error(&e)),
-            ))
-        };
-        let outcome = run.await;
-        self.finish(sub).await;
-        self.finish(int).await;
-        let (s, i) = match outcome {
-            Ok(pair) => pair,
+        let (s, i) = match ready {
+            Ok((mut sub, mut int)) => {
+                let run = async {
+                    let (to_sub, from_int) = pipe()?;
+                    let (to_int, from_sub) = pipe()?;
+                    let sub_io = Piped {
+                        stdin: to_sub,
+                        stdout: from_sub,
+                    };
+                    let int_io = Piped {
+                        stdin: to_int,
+                        stdout: from_int,
+                    };
+                    let (s, i) =
+                        tokio::join!(sub.run_piped(&spec, sub_io), int.run_piped(&ispec, int_io));
+                    Ok::<_, SandboxError>((
+                        s.unwrap_or_else(|e| internal_error(&e)),
+                        i.unwrap_or_else(|e| internal_error(&e)),
+                    ))
+                };
+                let outcome = run.await;
+                self.finish(sub).await;
+                self.finish(int).await;
+                outcome.unwrap_or_else(|e| (internal_error(&e), internal_error(&e)))
+            }
             Err(e) => (internal_error(&e), internal_error(&e)),
         };
         let (judged, message) = judged_by_exit("interactor", &i);
