@@ -378,6 +378,8 @@ fn judge0_clients_work_unchanged() {
         Some(json!({"submissions": [
             {"language_id": 71, "source_code": "print(6*7)"},
             {"language_id": 9999, "source_code": "x"},
+            {"language_id": 71, "source_code": "print(1)", "callback_url": "ftp://example.com/x"},
+            {"language_id": 71, "source_code": "print(2)"},
         ]})),
     );
     assert_eq!(status, 201, "{b}");
@@ -385,6 +387,12 @@ fn judge0_clients_work_unchanged() {
         b[1],
         json!({"language_id": ["language with id 9999 doesn't exist"]})
     );
+    assert_eq!(
+        b[2],
+        json!({"callback_url": ["\"ftp://example.com/x\" has scheme \"ftp\"; give an absolute http:// or https:// URL"]})
+    );
+    assert_ne!(b[3]["token"], b[0]["token"]);
+    assert!(b[3]["token"].as_str().is_some(), "{b}");
     let first = b[0]["token"].as_str().expect("token").to_string();
     let missing = uuid::Uuid::new_v4();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -472,7 +480,7 @@ fn judge0_clients_work_unchanged() {
         (status, v),
         (
             422,
-            json!({"compiler_options": ["compiler_options: profile python3 does not compile; leave them out"]})
+            json!({"compiler_options": ["profile python3 does not compile; leave them out"]})
         )
     );
 

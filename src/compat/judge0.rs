@@ -953,7 +953,13 @@ fn request_error(e: JobError) -> Judge0Error {
                 _ => "submission",
             }
             .to_string();
-            Judge0Error::field(&field, r.message)
+            // Judge0 names the field once, as the key; a warmbox name it was mapped from
+            // stays in the message, to explain it.
+            let message = match r.message.strip_prefix(&format!("{field}: ")) {
+                Some(rest) => rest.to_string(),
+                None => r.message,
+            };
+            Judge0Error::field(&field, message)
         }
         other => other.into(),
     }
@@ -976,19 +982,37 @@ async fn create_batch(
         ));
     }
     let jobs = jobs(&state)?;
-    // Each submission on its own, as Judge0 does: a bad one is answered with its errors
-    // in its place, the good ones are queued.
+    // Each submission validated on its own, as Judge0 does: a bad one is answered with
+    // its errors in its place. The good ones are queued together, in one transaction of
+    // the store (all of them, or none with the store's error in each place).
     let mut out = Vec::with_capacity(list.len());
+    let mut good = Vec::new();
     for s in list {
-        let answer = match translate(s, base64, &state.profiles) {
-            Ok((sub, _)) => match jobs.submit(vec![sub]).await {
-                Ok(r) => json!({"token": r.first().map(|r| r.id)}),
-                Err(e) => request_error(e).body,
+        match translate(s, base64, &state.profiles) {
+            Ok((sub, _)) => match jobs.check(&sub) {
+                Ok(()) => {
+                    good.push(sub);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(request_error(JobError::Request(e)).body)),
             },
-            Err(e) => e.body,
-        };
-        out.push(answer);
+            Err(e) => out.push(Some(e.body)),
+        }
     }
+    let queued: Vec<Value> = if good.is_empty() {
+        Vec::new()
+    } else {
+        let n = good.len();
+        match jobs.submit(good).await {
+            Ok(records) => records.iter().map(|r| json!({"token": r.id})).collect(),
+            Err(e) => vec![request_error(e).body; n],
+        }
+    };
+    let mut queued = queued.into_iter();
+    let out: Vec<Value> = out
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| queued.next().unwrap_or(Value::Null)))
+        .collect();
     Ok((StatusCode::CREATED, Json(Value::Array(out))).into_response())
 }
 

@@ -188,6 +188,15 @@ impl Jobs {
         self.queued.load(Ordering::Acquire)
     }
 
+    /// What [`Jobs::submit`] checks of each submission: its request, its callback URL.
+    pub fn check(&self, s: &Submission) -> Result<(), RequestError> {
+        parse(&s.request, &self.profiles)?;
+        if let Some(url) = &s.callback_url {
+            self.check_callback_url(url)?;
+        }
+        Ok(())
+    }
+
     /// Checks every submission, then stores them all at once and queues them: either all
     /// are accepted or none (the error names the first bad one by its index when there
     /// are several).
@@ -204,10 +213,7 @@ impl Jobs {
             })
         };
         for (i, s) in subs.iter().enumerate() {
-            parse(&s.request, &self.profiles).map_err(|e| at(i, e))?;
-            if let Some(url) = &s.callback_url {
-                self.check_callback_url(url).map_err(|e| at(i, e))?;
-            }
+            self.check(s).map_err(|e| at(i, e))?;
         }
         // The places are taken first, so that submissions at the same time cannot pass
         // the bound together; they are given back when the jobs are not stored.
