@@ -516,11 +516,19 @@ fn every_program_is_needed_for_the_outcomes() {
     if !seccomp_available() {
         return;
     }
-    // The tree (installed last) settles every unconditional verdict by itself...
+    // The tree (the program that checks for x32 calls right after the arch) settles
+    // every unconditional verdict by itself...
     let full = default_policy();
+    let trees: Vec<_> = full
+        .programs
+        .iter()
+        .filter(|p| p.len() > 4 && p[4].k == 0x4000_0000)
+        .cloned()
+        .collect();
+    assert_eq!(trees.len(), 1);
     let tree_only = CompiledPolicy {
         name: full.name.clone(),
-        programs: full.programs[full.programs.len() - 1..].to_vec(),
+        programs: trees,
     };
     // SAFETY: PTRACE_TRACEME takes no pointers.
     let traceme =
@@ -603,4 +611,150 @@ fn errno_entries_hold_under_a_kill_default() {
         report(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 1, 0, 0) })
     };
     assert_eq!(in_child(Some(&strict), kcmp), KILLED);
+}
+
+#[test]
+fn host_wide_flushes_and_evictions_succeed_without_running() {
+    if !seccomp_available() {
+        return;
+    }
+    // On fd -1 each of these fails with EBADF (or on a bad address with ENOMEM) when it
+    // runs: a 0 proves the filter answered without running it.
+    // SAFETY: raw syscalls with integer arguments and an unmapped address; nothing is
+    // read or written through it.
+    type Call = Box<dyn Fn() -> libc::c_long>;
+    let calls: [(&str, Call, i32); 6] = [
+        (
+            "fsync",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_fsync, -1) }),
+            0,
+        ),
+        (
+            "fdatasync",
+            Box::new(|| unsafe { libc::syscall(libc::SYS_fdatasync, -1) }),
+            0,
+        ),
+        (
+            "fadvise64 DONTNEED",
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_fadvise64, -1, 0, 0, libc::POSIX_FADV_DONTNEED)
+            }),
+            0,
+        ),
+        (
+            "fadvise64 WILLNEED runs",
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_fadvise64, -1, 0, 0, libc::POSIX_FADV_WILLNEED)
+            }),
+            libc::EBADF,
+        ),
+        (
+            "msync MS_SYNC",
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_msync, 0x1000_0000usize, 4096, libc::MS_SYNC)
+            }),
+            0,
+        ),
+        (
+            "msync MS_ASYNC runs",
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_msync, 0x1000_0000usize, 4096, libc::MS_ASYNC)
+            }),
+            libc::ENOMEM,
+        ),
+    ];
+    for (what, call, want) in calls {
+        assert_eq!(
+            under_policy(|| report(call())),
+            Outcome::Exited(want),
+            "{what}"
+        );
+        if want == 0 {
+            assert_ne!(
+                in_child(None, || report(call())),
+                Outcome::Exited(0),
+                "{what} unfiltered"
+            );
+        }
+    }
+}
+
+#[test]
+fn inotify_is_not_available() {
+    if !seccomp_available() {
+        return;
+    }
+    // SAFETY: inotify_init1 takes a flag word.
+    let init = || report(unsafe { libc::syscall(libc::SYS_inotify_init1, libc::IN_CLOEXEC) });
+    assert_eq!(in_child(None, init), Outcome::Exited(0));
+    assert_eq!(under_policy(init), Outcome::Exited(libc::ENOSYS));
+}
+
+#[test]
+fn a_job_cannot_add_seccomp_filters_of_its_own() {
+    if !seccomp_available() {
+        return;
+    }
+    // A filter of the job's own could answer a forbidden call with its own errno and
+    // hide it from the init's listener: refused, in both ways of installing one.
+    let allow_all = [libc::sock_filter {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    }];
+    let filter = move || {
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: allow_all.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points to one valid instruction that outlives the call.
+        report(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        })
+    };
+    assert_eq!(under_policy(filter), Outcome::Exited(libc::EPERM));
+    let via_prctl = move || {
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: allow_all.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: as above.
+        report(unsafe {
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            )
+        })
+    };
+    assert_eq!(under_policy(via_prctl), Outcome::Exited(libc::EPERM));
+    // SAFETY: strict mode takes no pointer.
+    let strict =
+        || report(unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_STRICT, 0, 0) });
+    assert_eq!(under_policy(strict), Outcome::Exited(libc::EPERM));
+    // The queries still answer: is SECCOMP_RET_ALLOW available?
+    let query = || {
+        let action: u32 = libc::SECCOMP_RET_ALLOW;
+        // SAFETY: `action` is a valid u32 the kernel reads.
+        report(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_GET_ACTION_AVAIL,
+                0,
+                &action as *const u32,
+            )
+        })
+    };
+    assert_eq!(under_policy(query), Outcome::Exited(0));
+    // PR_GET_SECCOMP says the job is filtered (mode 2).
+    // SAFETY: PR_GET_SECCOMP takes no pointer.
+    let mode = || unsafe { libc::syscall(libc::SYS_prctl, libc::PR_GET_SECCOMP) } as i32;
+    assert_eq!(under_policy(mode), Outcome::Exited(2));
 }

@@ -1811,6 +1811,7 @@ async fn kernel_tables_in_proc_are_masked() {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
     let names = [
+        "cmdline",
         "kallsyms",
         "keys",
         "timer_list",
@@ -1959,4 +1960,43 @@ async fn forbidden_call_racing_the_jobs_exit() {
             "{r:#?}"
         );
     }
+}
+
+const SIGQUEUE_UNTIL_REFUSED_C: &str = r#"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+int main(void) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_SIGPENDING, &rl);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGRTMIN);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    union sigval v = {0};
+    long n = 0;
+    while (sigqueue(getpid(), SIGRTMIN, v) == 0) n++;
+    printf("limit %llu queued %ld then %s\n", (unsigned long long)rl.rlim_cur, n, strerror(errno));
+    return 0;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_signals_are_bounded_per_container() {
+    let Some(h) = common::harness() else { return };
+    let _g = shared().await;
+    // Every container's namespace belongs to host root, whose per-user quota of queued
+    // signals all of them would otherwise share: a job queues its own quota and no more.
+    let r = c(h, SIGQUEUE_UNTIL_REFUSED_C, &[], json!({})).await;
+    expect_ok(&r);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "limit {0} queued {0} then Resource temporarily unavailable\n",
+            warmbox::container::job::SIGPENDING_MAX
+        )
+    );
 }

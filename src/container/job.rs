@@ -260,8 +260,20 @@ fn apply_rlimits(spec: &JobSpec) -> Result<(), Failure> {
 fn fixed_rlimits() -> Result<(), Failure> {
     set_rlimit(libc::RLIMIT_CORE, "CORE", 0, 0)?;
     set_rlimit(libc::RLIMIT_MEMLOCK, "MEMLOCK", 0, 0)?;
-    set_rlimit(libc::RLIMIT_MSGQUEUE, "MSGQUEUE", 0, 0)
+    set_rlimit(libc::RLIMIT_MSGQUEUE, "MSGQUEUE", 0, 0)?;
+    // Queued signals are counted per user of the container's namespace, and every
+    // container's namespace is owned by the server's root: without this bound one job
+    // could take host root's whole quota (timer_create and sigqueue on the host fail).
+    set_rlimit(
+        libc::RLIMIT_SIGPENDING,
+        "SIGPENDING",
+        SIGPENDING_MAX,
+        SIGPENDING_MAX,
+    )
 }
+
+/// Signals the processes of one container may have queued at once.
+pub const SIGPENDING_MAX: u64 = 1024;
 
 /// Becomes the box user with every capability set empty, for good. The init already
 /// emptied the bounding set and locked the securebits (so no exec can bring a capability

@@ -31,7 +31,9 @@ pub const WRITABLE: [&str; 3] = ["/box", "/tmp", "/dev/shm"];
 pub const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Files under `/proc` hidden behind `/dev/null`.
-const PROC_MASKED_FILES: [&str; 8] = [
+const PROC_MASKED_FILES: [&str; 9] = [
+    // The host's boot command line (on a VM it may carry its control-plane settings).
+    "cmdline",
     "config.gz",
     "kcore",
     "keys",

@@ -43,8 +43,10 @@
 //!    The calls of the `errno` section pass it too (under their conditions), so that
 //!    their errno program decides them even under a `kill_process` default.
 //!
-//! The allowlist is installed last because installing a program is itself a `seccomp`
-//! call, which the programs already in place must let through.
+//! The allowlist is installed after the others because installing a program is itself a
+//! `seccomp` call, which the programs already in place must let through. Its conditional
+//! entries are checked by a program of their own, installed last when it decides `seccomp`
+//! itself (a policy may refuse a filter of the job's own).
 //!
 //! seccompiler's programs start by checking `seccomp_data.arch`, killing the process on a
 //! mismatch; that stops i386 calls through `int 0x80`. x32 calls use the x86_64 audit arch
@@ -505,6 +507,12 @@ fn read_policy(
 
     if let Some(action) = &file.default_action {
         let resolved = match action {
+            DefaultAction::Errno(errno) if errno == "0" => {
+                return Err(invalid(
+                    &path,
+                    "default_action: errno \"0\" would let every unlisted call seem to succeed",
+                ))
+            }
             DefaultAction::Errno(errno) => {
                 SeccompAction::Errno(errno_value(errno).ok_or_else(|| {
                     invalid(&path, format!("default_action: unknown errno {errno:?}"))
@@ -776,9 +784,11 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
         tree.insert(libc::SYS_clone, Verdict::CloneFlags(otherwise));
     }
 
-    // Install order: the tree goes last. Each program installed before it must let
-    // `seccomp` itself through, which the conditional programs do (they allow every call
-    // they do not name). Verdicts do not depend on order.
+    // Install order: the conditional kill and errno programs, then the conditional allow
+    // program and the tree (see below for which goes first). Each program installed
+    // before another must let `seccomp` itself through: the conditional programs allow
+    // every call they do not name, and the tree allows a conditionally allowed call.
+    // Verdicts do not depend on order.
     let arch = TargetArch::x86_64;
     let mut programs = Vec::new();
     if !kill_map.is_empty() {
@@ -802,7 +812,13 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
             arch,
         )?);
     }
-    if !cond_allow.is_empty() {
+    // The conditional allow program goes last when it decides `seccomp` itself (the tree,
+    // installed before it, lets that call through); else before the tree, which may not
+    // allow `seccomp` at all.
+    let seccomp_gated = cond_allow.contains_key(&libc::SYS_seccomp);
+    let gated = if cond_allow.is_empty() {
+        None
+    } else {
         let names: Vec<i64> = cond_allow.keys().copied().collect();
         let program = build(
             top,
@@ -812,8 +828,8 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
             SeccompAction::Allow,
             arch,
         )?;
-        programs.push(gate(&names, program));
-    }
+        Some(gate(&names, program))
+    };
     let default = match default_action {
         SeccompAction::Errno(e) => Verdict::Errno(e),
         SeccompAction::KillProcess => Verdict::Kill,
@@ -825,7 +841,13 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
             ))
         }
     };
-    programs.push(tree_program(&tree, default));
+    if seccomp_gated {
+        programs.push(tree_program(&tree, default));
+        programs.extend(gated);
+    } else {
+        programs.extend(gated);
+        programs.push(tree_program(&tree, default));
+    }
     Ok(programs)
 }
 
@@ -999,6 +1021,9 @@ fn build(
 /// The errno names a policy may use.
 fn errno_value(name: &str) -> Option<u32> {
     let value = match name {
+        // The call does not run and returns 0: for calls whose only effect here would be
+        // on the host (a disk cache flush, evicting shared pages).
+        "0" => 0,
         "EPERM" => libc::EPERM,
         "ENOENT" => libc::ENOENT,
         "EACCES" => libc::EACCES,
@@ -1457,6 +1482,31 @@ mod tests {
         "allow": [{"syscalls": ["read", "write"], "reason": "io"}]
     }"#;
 
+    /// The tree program of a policy: the one that checks for x32 calls after the arch.
+    fn tree_of(policy: &CompiledPolicy) -> &Vec<libc::sock_filter> {
+        let trees: Vec<_> = policy
+            .programs
+            .iter()
+            .filter(|p| p.len() > 4 && p[4].code == BPF_JMP_JGE_K && p[4].k == X32_SYSCALL_BIT)
+            .collect();
+        assert_eq!(trees.len(), 1, "one tree program");
+        trees[0]
+    }
+
+    #[test]
+    fn the_conditional_allow_program_goes_last_when_it_decides_seccomp() {
+        let default = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        assert!(
+            std::ptr::eq(tree_of(&default), &default.programs[3]),
+            "default: the tree before the program that refuses the job's own filters"
+        );
+        let base = CompiledPolicy::load(&profiles_dir(), "base").expect("load base");
+        assert!(
+            std::ptr::eq(tree_of(&base), &base.programs[4]),
+            "base does not allow seccomp: the tree is last"
+        );
+    }
+
     #[test]
     fn every_shipped_policy_compiles() {
         let mut names = Vec::new();
@@ -1470,8 +1520,9 @@ mod tests {
                 let policy =
                     CompiledPolicy::load(&profiles_dir(), name).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(policy.name, name);
-                // kill, ENOSYS, EAFNOSUPPORT, allowlist
-                assert_eq!(policy.programs.len(), 4, "{name}");
+                // The conditional programs (kill: TIOCSTI; errno 0: msync, fadvise64;
+                // EAFNOSUPPORT: socket; allow: personality, prctl, seccomp) and the tree.
+                assert_eq!(policy.programs.len(), 5, "{name}");
                 for program in &policy.programs {
                     assert!(!program.is_empty() && program.len() <= BPF_MAXINSNS);
                 }
@@ -1656,7 +1707,7 @@ mod tests {
     #[test]
     fn tree_program_guards_foreign_abis() {
         let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
-        let tree = policy.programs.last().expect("tree program");
+        let tree = tree_of(&policy);
         let ops: Vec<(u16, u32)> = tree.iter().take(6).map(|i| (i.code, i.k)).collect();
         assert_eq!(
             ops,
@@ -1745,7 +1796,7 @@ mod tests {
     #[test]
     fn shipped_tree_is_shallow_and_agrees_with_the_policy() {
         let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
-        let tree = policy.programs.last().expect("tree");
+        let tree = tree_of(&policy);
         let ret = |name: &str| emulate(tree, syscall_nr(name).unwrap() as u32, AUDIT_ARCH_X86_64);
         assert_eq!(ret("read"), libc::SECCOMP_RET_ALLOW);
         assert_eq!(ret("ptrace"), libc::SECCOMP_RET_USER_NOTIF);
