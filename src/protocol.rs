@@ -42,8 +42,6 @@ pub struct InitConfig {
     pub id: String,
     /// Initial size of each of `/box`, `/tmp` and `/dev/shm` in bytes.
     pub disk_bytes: u64,
-    /// Unshare the cgroup namespace now (v1: the server has just moved us into our cgroup).
-    pub unshare_cgroupns: bool,
     /// The payload of this frame is the seccomp policy (`CompiledPolicy::to_bytes`).
     pub has_seccomp: bool,
 }

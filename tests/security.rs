@@ -2000,3 +2000,18 @@ async fn queued_signals_are_bounded_per_container() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
+    let Some(h) = common::harness() else { return };
+    let _g = shared().await;
+    // Not the host's layout (warmbox's parent, the container's name): every hierarchy
+    // shows the container's own cgroup as its root.
+    let r = sh(h, "cat /proc/self/cgroup", json!({})).await;
+    expect_ok(&r);
+    let all = lines(&r.stdout);
+    assert!(all.iter().any(|l| l.starts_with("0::")), "{all:?}");
+    for line in &all {
+        assert!(line.ends_with(":/"), "{line} in {all:?}");
+    }
+}

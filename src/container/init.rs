@@ -131,10 +131,10 @@ impl Init {
     }
 
     fn setup(&mut self, config: &InitConfig, payload: &[u8]) -> Result<(), String> {
-        if config.unshare_cgroupns {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
-        }
+        // We are in our cgroup by now (v2: from the clone; v1: the server moved us before
+        // sending this): the new cgroup namespace is rooted there.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
         let seccomp = if config.has_seccomp {
             Some(CompiledPolicy::from_bytes(payload).map_err(|e| format!("seccomp: {e}"))?)
         } else {

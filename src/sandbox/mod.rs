@@ -238,7 +238,6 @@ impl Sandbox {
             id: "-".into(),
             message: format!("creation task: {e}"),
         })??;
-        let v1 = self.cgroups.version() == CgroupVersion::V1;
         let id = c.id.clone();
         ours.set_nonblocking(true)
             .map_err(host(format!("container {id}: set channel non-blocking")))?;
@@ -249,7 +248,6 @@ impl Sandbox {
         let setup = ToInit::Setup(InitConfig {
             id: c.id.clone(),
             disk_bytes: layout.disk_bytes,
-            unshare_cgroupns: v1,
             has_seccomp: true,
         });
         c.send(&setup, &policy, &[]).await?;
@@ -304,8 +302,11 @@ impl Sandbox {
 
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(host(format!("socketpair for container {id}")))?;
-        let flags = spawn::NAMESPACES | if v1 { 0 } else { libc::CLONE_NEWCGROUP as u64 };
-        let spawned = match forks.clone_init_blocking(flags, theirs.as_fd(), cg.clone_into_fd()) {
+        let spawned = match forks.clone_init_blocking(
+            spawn::NAMESPACES,
+            theirs.as_fd(),
+            cg.clone_into_fd(),
+        ) {
             Ok(s) => s,
             Err(e) => {
                 let _ = cg.destroy();

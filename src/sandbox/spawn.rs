@@ -25,8 +25,10 @@ pub struct CloneArgs {
     pub cgroup: u64,
 }
 
-/// The namespaces of every container; the cgroup namespace joins on v2 (at clone time,
-/// inside the target cgroup) and on v1 is unshared by the init once it has been moved.
+/// The namespaces of every container at clone time. The cgroup namespace is unshared by
+/// the init once it is in its cgroup (v2: from the clone, `CLONE_INTO_CGROUP`; v1: moved
+/// by the server before the setup): a cgroup namespace is rooted at its creator's cgroup
+/// when it is made, and `clone` makes it before it places the child in the target.
 pub const NAMESPACES: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWPID
     | libc::CLONE_NEWNS

@@ -26,12 +26,34 @@ pub struct V2Backend {
     swap: bool,
 }
 
+/// Enables memory, pids and cpu for the children of `dir`. Only the hierarchy's root may
+/// hold processes and enable controllers at once ("no internal processes"): elsewhere the
+/// kernel refuses with EBUSY, which is said plainly, with what to do.
+fn enable_controllers(dir: &Path, is_root: bool) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.subtree_control");
+    match write_file(&path, ENABLE) {
+        Err(CgroupError::Io { source, .. })
+            if !is_root && source.raw_os_error() == Some(libc::EBUSY) =>
+        {
+            Err(CgroupError::Unsupported(format!(
+                "enabling controllers in {} failed (EBUSY): it holds processes, and cgroup v2 \
+                 lets a cgroup below the root either hold processes or enable controllers \
+                 for its children, not both; move its processes (warmbox's own included) \
+                 into a child cgroup first, or give --cgroup-parent a delegated subtree of \
+                 its own",
+                path.display()
+            )))
+        }
+        other => other,
+    }
+}
+
 impl V2Backend {
     /// Enables memory, pids and cpu for the children of `mount_root` and of every level of
     /// `parent` (a relative path), creating the parent's directories if missing.
     pub fn new(mount_root: &Path, parent: &str) -> Result<Self, CgroupError> {
         check_parent(parent, mount_root)?;
-        write_file(&mount_root.join("cgroup.subtree_control"), ENABLE)?;
+        enable_controllers(mount_root, true)?;
         let mut dir = mount_root.to_path_buf();
         for component in Path::new(parent).components() {
             dir.push(component);
@@ -40,7 +62,7 @@ impl V2Backend {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("mkdir", &dir, e)),
             }
-            write_file(&dir.join("cgroup.subtree_control"), ENABLE)?;
+            enable_controllers(&dir, false)?;
         }
         let swap = dir.join("memory.swap.max").exists();
         if !swap {
@@ -203,13 +225,17 @@ impl V2Cgroup {
         Ok(values)
     }
 
-    /// The memory peak, through the fd of the last reset if there was one.
+    /// The memory peak, through the fd of the last reset if there was one. Before Linux
+    /// 5.19 there is no `memory.peak`: the usage now (`memory.current`) is the best left.
     fn memory_peak(&self) -> Result<u64, CgroupError> {
         let path = self.dir.join("memory.peak");
         let slot = self.peak.lock().unwrap_or_else(PoisonError::into_inner);
         match slot.as_ref() {
             Some(file) => pread_u64(file, &path),
-            None => read_u64(&path),
+            None => match read_optional_u64(&path)? {
+                Some(peak) => Ok(peak),
+                None => read_u64(&self.dir.join("memory.current")),
+            },
         }
     }
 }
@@ -447,6 +473,24 @@ mod tests {
         // A second reset goes through the same fd.
         cg.reset_peaks().unwrap();
         assert_eq!(read(peak), "999\n");
+    }
+
+    #[test]
+    fn without_memory_peak_the_usage_reports_the_current_usage() {
+        // Kernels before 5.19 have no memory.peak (and then no reset either).
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.events"), "oom_kill 0\n").unwrap();
+        fs::write(dir.join("memory.current"), "1234567\n").unwrap();
+        assert!(!dir.join("memory.peak").exists());
+        assert_eq!(cg.usage().unwrap().memory_peak_bytes, 1234567);
     }
 
     #[test]
