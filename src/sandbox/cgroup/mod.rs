@@ -205,8 +205,10 @@ fn find_v1_controller(root: &Path, controller: &str) -> Option<PathBuf> {
 
 /// CFS period written with every quota, microseconds (the kernel's default).
 const CPU_PERIOD_US: u64 = 100_000;
-/// How long `destroy` waits for a busy cgroup (processes still exiting) to become removable.
-const RMDIR_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `destroy` waits for a busy cgroup (processes still exiting) to become removable:
+/// a killed process with a large address space, or one in reclaim at its memory limit, can
+/// take a while to finish exiting; a cgroup given up on stays until the next start.
+const RMDIR_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the `cgroup.procs` kill loop keeps killing before it gives up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(1);
 
