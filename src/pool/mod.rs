@@ -33,6 +33,9 @@ pub struct Pool {
     sandbox: Arc<Sandbox>,
     specs: Vec<WarmSpec>,
     warm: Mutex<HashMap<Layout, Vec<Container>>>,
+    /// Background creations started and not yet ended, per layout: a refill counts them
+    /// with the warm ones, so that refills racing each other cannot overshoot the target.
+    pending: Mutex<HashMap<Layout, usize>>,
     /// Bounds how many containers are created at once in the background.
     creating: Semaphore,
     create_seconds: Mutex<Vec<f64>>,
@@ -51,6 +54,7 @@ impl Pool {
             sandbox,
             specs,
             warm: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             creating: Semaphore::new(concurrency.max(1)),
             create_seconds: Mutex::new(Vec::new()),
             failures: AtomicU64::new(0),
@@ -169,29 +173,44 @@ impl Pool {
         self.create(layout, limits).await
     }
 
-    /// Starts creating one container of `layout` in the background if it is below target.
+    /// Starts creating one container of `layout` in the background if it is below target,
+    /// counting the creations already under way.
     fn refill(self: &Arc<Self>, layout: &Layout) {
         let Some(spec) = self.specs.iter().find(|s| &s.layout == layout).cloned() else {
             return;
         };
-        if self.count(layout) >= spec.target || self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) {
             return;
+        }
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let under_way = pending.entry(layout.clone()).or_default();
+            if self.count(layout) + *under_way >= spec.target {
+                return;
+            }
+            *under_way += 1;
         }
         let pool = self.clone();
         self.tasks.spawn(async move {
-            let Ok(_permit) = pool.creating.acquire().await else {
-                return;
-            };
-            if pool.count(&spec.layout) >= spec.target || pool.closed.load(Ordering::Acquire) {
-                return;
-            }
-            match pool.create(&spec.layout, &spec.limits).await {
-                Ok(c) => pool.put(&spec.layout, c),
-                Err(e) => {
-                    tracing::error!(layout = %spec.name, error = %e, "warm container creation failed");
-                    // Back off a little so that a broken host does not spin.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            let created = match pool.creating.acquire().await {
+                Ok(_permit) if !pool.closed.load(Ordering::Acquire) => {
+                    Some(pool.create(&spec.layout, &spec.limits).await)
                 }
+                _ => None,
+            };
+            if let Some(Err(e)) = &created {
+                tracing::error!(layout = %spec.name, error = %e, "warm container creation failed");
+                // Back off a little so that a broken host does not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The container joins the warm ones and leaves the pending count at once (under
+            // the lock refills check), so that no refill sees it twice or not at all.
+            let mut pending = pool.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(Ok(c)) = created {
+                pool.put(&spec.layout, c);
+            }
+            if let Some(n) = pending.get_mut(&spec.layout) {
+                *n = n.saturating_sub(1);
             }
         });
     }

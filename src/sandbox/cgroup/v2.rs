@@ -340,6 +340,16 @@ mod tests {
         root
     }
 
+    /// The smallest cpu.stat and memory.events `usage` reads.
+    fn minimal_stats(dir: &Path) {
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.events"), "oom_kill 0\n").unwrap();
+    }
+
     fn read(path: PathBuf) -> String {
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
@@ -457,12 +467,7 @@ mod tests {
         let dir = root.path().join("warmbox/c0");
         let peak = dir.join("memory.peak");
         fs::write(&peak, "41943040\n").unwrap();
-        fs::write(
-            dir.join("cpu.stat"),
-            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
-        )
-        .unwrap();
-        fs::write(dir.join("memory.events"), "oom_kill 0\n").unwrap();
+        minimal_stats(&dir);
         cg.reset_peaks().unwrap();
         assert_eq!(read(peak.clone()), "0\n");
         assert_eq!(cg.usage().unwrap().memory_peak_bytes, 0);
@@ -482,12 +487,7 @@ mod tests {
         let backend = V2Backend::new(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
-        fs::write(
-            dir.join("cpu.stat"),
-            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
-        )
-        .unwrap();
-        fs::write(dir.join("memory.events"), "oom_kill 0\n").unwrap();
+        minimal_stats(&dir);
         fs::write(dir.join("memory.current"), "1234567\n").unwrap();
         assert!(!dir.join("memory.peak").exists());
         assert_eq!(cg.usage().unwrap().memory_peak_bytes, 1234567);

@@ -1,0 +1,52 @@
+//! The warm pool keeps each layout at its target: refills racing each other (every take
+//! from an empty pool starts one) do not overshoot it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use warmbox::pool::Pool;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
+    let Some(h) = common::private_harness("warmbox-test-pool") else {
+        return;
+    };
+    let specs: Vec<_> = warmbox::job::warm_specs(&h.profiles, &|_| 2)
+        .into_iter()
+        .filter(|s| s.name == "bash/run")
+        .collect();
+    assert_eq!(specs.len(), 1);
+    let (layout, limits) = (specs[0].layout.clone(), specs[0].limits.clone());
+    // Up to 4 creations at once: four refills can all be under way together.
+    let pool = Pool::new(h.sandbox.clone(), specs, 4);
+    pool.warm_up().await.expect("warm up");
+    assert_eq!(pool.warm_counts(), [("bash/run".to_string(), 2)]);
+
+    for round in 0..3 {
+        // Six takes at once: two warm ones, four made for the taker; each starts a refill.
+        let takes: Vec<_> = (0..6)
+            .map(|_| {
+                let (pool, layout, limits) = (pool.clone(), layout.clone(), limits.clone());
+                tokio::spawn(async move { pool.take(&layout, &limits).await })
+            })
+            .collect();
+        for t in takes {
+            let c = t.await.expect("task").expect("container");
+            pool.destroy_later(c);
+        }
+        // Settled: the count is the target and stays there.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut stable = 0;
+        while stable < 20 {
+            assert!(Instant::now() < deadline, "round {round}: never settled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let n = pool.warm_counts()[0].1;
+            assert!(n <= 2, "round {round}: {n} warm containers, target 2");
+            stable = if n == 2 { stable + 1 } else { 0 };
+        }
+    }
+    pool.shutdown().await;
+    let left = h.sandbox.cgroups().list().expect("list cgroups");
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
