@@ -281,15 +281,16 @@ impl Capture {
     }
 }
 
+/// Reads from `rx`; never ready once it is at EOF or when there is no pipe to read.
 async fn read_some(
-    rx: &mut tokio::net::unix::pipe::Receiver,
+    rx: Option<&mut tokio::net::unix::pipe::Receiver>,
     buf: &mut [u8],
     eof: bool,
 ) -> std::io::Result<usize> {
-    if eof {
-        std::future::pending::<()>().await;
+    match rx {
+        Some(rx) if !eof => rx.read(buf).await,
+        _ => std::future::pending().await,
     }
-    rx.read(buf).await
 }
 
 /// A job's stdin and stdout given by the caller instead of warmbox's own (an interactive
@@ -344,30 +345,29 @@ impl Container {
             cgroup_ns.saturating_sub(base.cpu_ns).saturating_sub(init)
         };
 
-        let (mut out_rx, out_w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;
-        let piped = io.is_some();
-        let (stdin, out_w) = match io {
-            None => (
-                stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?,
-                out_w,
-            ),
-            // Our stdout pipe is not the job's: closing its write end here makes its read
-            // end see EOF at once.
-            Some(p) => {
-                drop(out_w);
-                (p.stdin, p.stdout)
+        // Pipes only for what is captured: none for stdout when the caller gives the job's
+        // stdio (`io`), none for stderr when it is stdout's pipe (`Merged`).
+        let (mut out_rx, stdin, out_w) = match io {
+            None => {
+                let (rx, w) = output_pipe(l.output_bytes).map_err(host("stdout pipe"))?;
+                let stdin = stdin_memfd(&spec.stdin).map_err(host("stdin memfd"))?;
+                (Some(rx), stdin, w)
+            }
+            Some(p) => (None, p.stdin, p.stdout),
+        };
+        let (mut err_rx, err_w) = match spec.output {
+            OutputMode::Merged => (None, None),
+            _ => {
+                let (rx, w) = output_pipe(l.output_bytes).map_err(host("stderr pipe"))?;
+                (Some(rx), Some(w))
             }
         };
-        let (mut err_rx, err_w) = output_pipe(l.output_bytes).map_err(host("stderr pipe"))?;
         let job = ToInit::Run(JobSpec {
             argv: spec.argv.clone(),
             env: spec.env.clone(),
             limits: job_limits(&l),
         });
-        let err_fd = match spec.output {
-            OutputMode::Merged => out_w.as_raw_fd(),
-            _ => err_w.as_raw_fd(),
-        };
+        let err_fd = err_w.as_ref().unwrap_or(&out_w).as_raw_fd();
         let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_fd];
         self.send(&job, &[], &fds).await?;
         self.job_sent = true;
@@ -385,8 +385,9 @@ impl Container {
         let mut hard_killed = false;
 
         let mut out = Capture::new(l.output_bytes);
-        out.eof = piped;
+        out.eof = out_rx.is_none();
         let mut err = Capture::new(l.output_bytes);
+        err.eof = err_rx.is_none();
         let mut combined = (spec.output == OutputMode::Interleaved)
             .then(|| Capture::new(l.output_bytes.saturating_mul(2)));
         let interleave = |c: &mut Option<Capture>, chunk: &[u8]| {
@@ -426,14 +427,14 @@ impl Container {
             }
             let mut kill = None;
             tokio::select! {
-                r = read_some(&mut out_rx, &mut obuf, out.eof) => match r {
+                r = read_some(out_rx.as_mut(), &mut obuf, out.eof) => match r {
                     Ok(0) | Err(_) => out.eof = true,
                     Ok(n) => {
                         interleave(&mut combined, &obuf[..n]);
                         if out.take(&obuf[..n]) { kill = Some(KillReason::Output) }
                     }
                 },
-                r = read_some(&mut err_rx, &mut ebuf, err.eof) => match r {
+                r = read_some(err_rx.as_mut(), &mut ebuf, err.eof) => match r {
                     Ok(0) | Err(_) => err.eof = true,
                     Ok(n) => {
                         interleave(&mut combined, &ebuf[..n]);
