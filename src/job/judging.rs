@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::checker::{compare, Compared};
-use super::{encode, env_list, files_do_not_fit, internal_error, Build, Runner, StepKind};
+use super::{
+    encode, env_list, files_do_not_fit, internal_error, submission_spec, Build, Runner, StepKind,
+};
 use crate::judge::{summarize, Judge, JudgeProgram, Judging, TestResult, ValidatedTest, Verdict};
 use crate::request::{wire_name, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
 use crate::sandbox::{BoxFile, OutputMode, Piped, RawStep, SandboxError, StepSpec};
@@ -178,22 +180,16 @@ impl Runner {
             return self.interactive(plan, test, interactor).await;
         }
         let req = plan.req;
-        let profile = &req.profile.profile;
-        let spec = StepSpec {
-            argv: req.run_cmd_for(&test.limits),
-            env: env_list(&req.env),
-            limits: test.limits,
-            cpu_cores: profile.cpu_cores,
-            stdin: test.stdin.clone(),
-            output: req.output_mode,
-        };
-        let raw = match self
-            .in_container(profile, StepKind::Run, &test.limits, &plan.files, &spec)
-            .await?
-        {
-            Ok((step, _)) => step,
-            Err(e) => internal_error(&e),
-        };
+        let spec = submission_spec(
+            req,
+            req.run_cmd_for(&test.limits),
+            test.limits,
+            test.stdin.clone(),
+            req.output_mode,
+        );
+        let raw = self
+            .run_step(&req.profile.profile, &plan.files, &spec)
+            .await?;
         let mut result = TestResult {
             name: test.name.clone(),
             verdict: Verdict::Accepted,
@@ -206,26 +202,23 @@ impl Runner {
             result.verdict = Verdict::Step(raw.result.status);
         } else {
             let expected = test.expected.as_deref().unwrap_or_default();
-            match (&plan.judging.judge, &plan.checker) {
-                (Judge::Accept, _) => {}
-                (Judge::Compare(how), _) => match compare(*how, expected, &raw.stdout) {
-                    Compared::Accepted => {}
-                    Compared::WrongAnswer(m) => {
-                        result.verdict = Verdict::WrongAnswer;
-                        result.message = Some(m);
-                    }
-                },
-                (Judge::Program(_), Some(checker)) => {
+            // A program judge is always compiled by now (`judge` made `plan.checker`).
+            match (&plan.checker, &plan.judging.judge) {
+                (Some(checker), _) => {
                     let inputs = [&test.stdin[..], &raw.stdout[..], expected];
                     let (step, verdict, message) = self.check(plan, checker, inputs).await?;
                     result.verdict = verdict;
                     result.message = message;
                     result.checker = Some(step);
                 }
-                (Judge::Program(_), None) => {
-                    result.verdict = Verdict::Step(StepStatus::InternalError);
-                    result.message = Some("the checker was not compiled".into());
-                }
+                (None, Judge::Compare(how)) => match compare(*how, expected, &raw.stdout) {
+                    Compared::Accepted => {}
+                    Compared::WrongAnswer(m) => {
+                        result.verdict = Verdict::WrongAnswer;
+                        result.message = Some(m);
+                    }
+                },
+                (None, _) => {}
             }
         }
         result.run = Some(encode(raw, plan.req.output_encoding));
@@ -240,25 +233,11 @@ impl Runner {
         inputs: [&[u8]; 3],
     ) -> Result<(StepResult, Verdict, Option<String>), SandboxError> {
         let creq = &checker.program.request;
-        let profile = &creq.profile.profile;
         let extra = judge_files(inputs);
         let files: Vec<&BoxFile> = checker.files.iter().chain(&extra).collect();
-        let argv = judge_argv(&creq.run_cmd);
-        let spec = StepSpec {
-            argv,
-            env: env_list(&creq.env),
-            limits: creq.limits,
-            cpu_cores: profile.cpu_cores,
-            stdin: Vec::new(),
-            output: OutputMode::Separate,
-        };
-        let raw = match self
-            .in_container(profile, StepKind::Run, &creq.limits, &files, &spec)
-            .await?
-        {
-            Ok((step, _)) => step,
-            Err(e) => internal_error(&e),
-        };
+        let raw = self
+            .run_step(&creq.profile.profile, &files, &judge_spec(creq))
+            .await?;
         let (verdict, message) = judged_by_exit("checker", &raw);
         Ok((encode(raw, plan.req.output_encoding), verdict, message))
     }
@@ -275,23 +254,15 @@ impl Runner {
         let profile = &req.profile.profile;
         let ireq = &interactor.program.request;
         let iprofile = &ireq.profile.profile;
-        let spec = StepSpec {
-            argv: req.run_cmd_for(&test.limits),
-            env: env_list(&req.env),
-            limits: test.limits,
-            cpu_cores: profile.cpu_cores,
-            stdin: Vec::new(),
-            // Its stdout is the interactor's: only stderr is kept.
-            output: OutputMode::Separate,
-        };
-        let ispec = StepSpec {
-            argv: judge_argv(&ireq.run_cmd),
-            env: env_list(&ireq.env),
-            limits: ireq.limits,
-            cpu_cores: iprofile.cpu_cores,
-            stdin: Vec::new(),
-            output: OutputMode::Separate,
-        };
+        // Its stdout is the interactor's: only stderr is kept.
+        let spec = submission_spec(
+            req,
+            req.run_cmd_for(&test.limits),
+            test.limits,
+            Vec::new(),
+            OutputMode::Separate,
+        );
+        let ispec = judge_spec(ireq);
         let expected = test.expected.as_deref().unwrap_or_default();
         let extra = judge_files([&test.stdin[..], b"", expected]);
         let ifiles: Vec<&BoxFile> = interactor.files.iter().chain(&extra).collect();
@@ -409,11 +380,19 @@ fn judge_files(contents: [&[u8]; 3]) -> Vec<BoxFile> {
         .collect()
 }
 
-/// A checker's or interactor's command: its run command and the three file names.
-fn judge_argv(run_cmd: &[String]) -> Vec<String> {
-    let mut argv = run_cmd.to_vec();
+/// A checker's or interactor's step: its run command with the three file names, its own
+/// env and limits, its output kept apart.
+fn judge_spec(jreq: &ValidatedRequest) -> StepSpec {
+    let mut argv = jreq.run_cmd.clone();
     argv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
-    argv
+    StepSpec {
+        argv,
+        env: env_list(&jreq.env),
+        limits: jreq.limits,
+        cpu_cores: jreq.profile.profile.cpu_cores,
+        stdin: Vec::new(),
+        output: OutputMode::Separate,
+    }
 }
 
 /// A blocking pipe (read end, write end), close-on-exec: the ends go to two jobs.

@@ -118,6 +118,24 @@ pub fn layout(profile: &Profile, limits: &Limits) -> Layout {
     }
 }
 
+/// The submission's run step: `argv` under `limits`, with the request's env.
+fn submission_spec(
+    req: &ValidatedRequest,
+    argv: Vec<String>,
+    limits: Limits,
+    stdin: Vec<u8>,
+    output: OutputMode,
+) -> StepSpec {
+    StepSpec {
+        argv,
+        env: env_list(&req.env),
+        limits,
+        cpu_cores: req.profile.profile.cpu_cores,
+        stdin,
+        output,
+    }
+}
+
 fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
@@ -267,6 +285,20 @@ impl Runner {
         }
     }
 
+    /// A run step of `profile` in a fresh container; warmbox's own failure inside it is
+    /// the step's `internal_error`.
+    async fn run_step(
+        &self,
+        profile: &Profile,
+        files: &[&BoxFile],
+        spec: &StepSpec,
+    ) -> Result<RawStep, SandboxError> {
+        Ok(self
+            .in_container(profile, StepKind::Run, &spec.limits, files, spec)
+            .await?
+            .map_or_else(|e| internal_error(&e), |(step, _)| step))
+    }
+
     /// The sandbox.
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox
@@ -289,22 +321,15 @@ impl Runner {
         if let Some(judging) = &req.judging {
             return self.judge(req, judging, compile, &files).await;
         }
-        let spec = StepSpec {
-            argv: req.run_cmd.clone(),
-            env: env_list(&req.env),
-            limits: req.limits,
-            cpu_cores: profile.cpu_cores,
-            stdin: req.stdin.clone(),
-            output: req.output_mode,
-        };
+        let spec = submission_spec(
+            req,
+            req.run_cmd.clone(),
+            req.limits,
+            req.stdin.clone(),
+            req.output_mode,
+        );
         let files: Vec<&BoxFile> = files.iter().collect();
-        let step = match self
-            .in_container(profile, StepKind::Run, &req.limits, &files, &spec)
-            .await?
-        {
-            Ok((step, _)) => step,
-            Err(e) => internal_error(&e),
-        };
+        let step = self.run_step(profile, &files, &spec).await?;
         let run = encode(step, req.output_encoding);
         Ok(response(RunStatus::Step(run.status), compile, Some(run)))
     }
