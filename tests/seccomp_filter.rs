@@ -618,60 +618,47 @@ fn host_wide_flushes_and_evictions_succeed_without_running() {
     if !seccomp_available() {
         return;
     }
-    // On fd -1 each of these fails with EBADF (or on a bad address with ENOMEM) when it
-    // runs: a 0 proves the filter answered without running it.
-    // SAFETY: raw syscalls with integer arguments and an unmapped address; nothing is
-    // read or written through it.
-    type Call = Box<dyn Fn() -> libc::c_long>;
-    let calls: [(&str, Call, i32); 6] = [
-        (
-            "fsync",
-            Box::new(|| unsafe { libc::syscall(libc::SYS_fsync, -1) }),
-            0,
-        ),
-        (
-            "fdatasync",
-            Box::new(|| unsafe { libc::syscall(libc::SYS_fdatasync, -1) }),
-            0,
-        ),
+    // On fd -1 each of these fails with EBADF (or on an unmapped address with ENOMEM)
+    // when it runs: a 0 proves the filter answered without running it.
+    let unmapped = 0x1000_0000usize as libc::c_long;
+    let dontneed = libc::POSIX_FADV_DONTNEED as libc::c_long;
+    let willneed = libc::POSIX_FADV_WILLNEED as libc::c_long;
+    let calls: [(&str, libc::c_long, [libc::c_long; 4], i32); 6] = [
+        ("fsync", libc::SYS_fsync, [-1, 0, 0, 0], 0),
+        ("fdatasync", libc::SYS_fdatasync, [-1, 0, 0, 0], 0),
         (
             "fadvise64 DONTNEED",
-            Box::new(|| unsafe {
-                libc::syscall(libc::SYS_fadvise64, -1, 0, 0, libc::POSIX_FADV_DONTNEED)
-            }),
+            libc::SYS_fadvise64,
+            [-1, 0, 0, dontneed],
             0,
         ),
         (
             "fadvise64 WILLNEED runs",
-            Box::new(|| unsafe {
-                libc::syscall(libc::SYS_fadvise64, -1, 0, 0, libc::POSIX_FADV_WILLNEED)
-            }),
+            libc::SYS_fadvise64,
+            [-1, 0, 0, willneed],
             libc::EBADF,
         ),
         (
             "msync MS_SYNC",
-            Box::new(|| unsafe {
-                libc::syscall(libc::SYS_msync, 0x1000_0000usize, 4096, libc::MS_SYNC)
-            }),
+            libc::SYS_msync,
+            [unmapped, 4096, libc::MS_SYNC as libc::c_long, 0],
             0,
         ),
         (
             "msync MS_ASYNC runs",
-            Box::new(|| unsafe {
-                libc::syscall(libc::SYS_msync, 0x1000_0000usize, 4096, libc::MS_ASYNC)
-            }),
+            libc::SYS_msync,
+            [unmapped, 4096, libc::MS_ASYNC as libc::c_long, 0],
             libc::ENOMEM,
         ),
     ];
-    for (what, call, want) in calls {
-        assert_eq!(
-            under_policy(|| report(call())),
-            Outcome::Exited(want),
-            "{what}"
-        );
+    for (what, nr, [a, b, c, d], want) in calls {
+        // SAFETY: integer arguments, or an unmapped address nothing is read or written
+        // through.
+        let call = || report(unsafe { libc::syscall(nr, a, b, c, d) });
+        assert_eq!(under_policy(call), Outcome::Exited(want), "{what}");
         if want == 0 {
             assert_ne!(
-                in_child(None, || report(call())),
+                in_child(None, call),
                 Outcome::Exited(0),
                 "{what} unfiltered"
             );
