@@ -594,6 +594,22 @@ fn judge0_clients_work_unchanged() {
         );
         assert_eq!((status, v), (422, want), "{body}");
     }
+    // A callback URL warmbox will not call: the same 422 queued or waited for.
+    for wait in ["false", "true"] {
+        let (status, v) = call(
+            "POST",
+            &format!("{}/submissions?wait={wait}", s.base),
+            Some(json!({"language_id": 71, "source_code": "x", "callback_url": "ftp://e/x"})),
+        );
+        assert_eq!(
+            (status, v),
+            (
+                422,
+                json!({"callback_url": ["\"ftp://e/x\" has scheme \"ftp\"; give an absolute http:// or https:// URL"]})
+            ),
+            "wait={wait}"
+        );
+    }
     stop(s);
 }
 

@@ -898,16 +898,16 @@ async fn create(
     let v = parse_body(&state, body)?;
     let (sub, meta) = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
-    if let Some(url) = &sub.callback_url {
-        jobs.check_callback_url(url)
-            .map_err(|e| Judge0Error::field("callback_url", e.message))?;
-    }
     if !flag(&q.wait) {
         let records = jobs.submit(vec![sub]).await.map_err(request_error)?;
         let token = records.first().map(|r| r.id);
         return Ok((StatusCode::CREATED, Json(json!({"token": token}))).into_response());
     }
     // wait=true: run now, answer when the run ends, and keep it for later reads.
+    if let Some(url) = &sub.callback_url {
+        jobs.check_callback_url(url)
+            .map_err(|e| request_error(JobError::Request(e)))?;
+    }
     let req: crate::request::RunRequest = serde_json::from_value(sub.request.clone())
         .map_err(|e| Judge0Error::other(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let valid = crate::request::validate(&req, &state.profiles)
@@ -1003,7 +1003,7 @@ async fn create_batch(
         Vec::new()
     } else {
         let n = good.len();
-        match jobs.submit(good).await {
+        match jobs.submit_checked(good).await {
             Ok(records) => records.iter().map(|r| json!({"token": r.id})).collect(),
             Err(e) => vec![request_error(e).body; n],
         }

@@ -215,6 +215,12 @@ impl Jobs {
         for (i, s) in subs.iter().enumerate() {
             self.check(s).map_err(|e| at(i, e))?;
         }
+        self.submit_checked(subs).await
+    }
+
+    /// Stores submissions that passed [`Jobs::check`] all at once and queues them: all
+    /// or none.
+    pub async fn submit_checked(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
         // The places are taken first, so that submissions at the same time cannot pass
         // the bound together; they are given back when the jobs are not stored.
         let n = subs.len();
