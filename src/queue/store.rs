@@ -564,6 +564,13 @@ mod tests {
         dir.path().join("jobs.redb")
     }
 
+    /// An empty store in a directory of its own (kept while the store is used).
+    fn fresh_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&store_path(&dir)).unwrap();
+        (dir, store)
+    }
+
     fn counts_of(
         queued: usize,
         running: usize,
@@ -587,8 +594,7 @@ mod tests {
 
     #[test]
     fn insert_then_get_round_trips_every_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (_dir, store) = fresh_store();
         let record = JobRecord {
             id: Uuid::from_u128(7),
             status: JobStatus::Done,
@@ -612,8 +618,7 @@ mod tests {
 
     #[test]
     fn insert_refuses_an_existing_id_and_inserts_none_of_the_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (dir, store) = fresh_store();
         let a = queued(1, 10);
         store.insert(std::slice::from_ref(&a)).unwrap();
 
@@ -696,8 +701,7 @@ mod tests {
 
     #[test]
     fn update_refusal_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (_dir, store) = fresh_store();
         let record = queued(1, 100);
         store.insert(std::slice::from_ref(&record)).unwrap();
 
@@ -720,8 +724,7 @@ mod tests {
 
     #[test]
     fn update_of_a_missing_id_is_none_and_does_not_call_f() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (_dir, store) = fresh_store();
         let mut called = false;
         let updated = store
             .update(Uuid::from_u128(5), |_| {
@@ -736,8 +739,7 @@ mod tests {
 
     #[test]
     fn update_that_changes_the_id_is_refused_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (_dir, store) = fresh_store();
         let record = queued(1, 100);
         store.insert(std::slice::from_ref(&record)).unwrap();
         let err = store
@@ -796,8 +798,7 @@ mod tests {
 
     #[test]
     fn remove_finished_before_removes_only_finished_jobs_older_than_the_cutoff() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (_dir, store) = fresh_store();
         store
             .insert(&[
                 finished(1, JobStatus::Done, 10, Some(100)),
@@ -872,8 +873,7 @@ mod tests {
 
     #[test]
     fn counts_has_every_status() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&store_path(&dir)).unwrap();
+        let (_dir, store) = fresh_store();
         assert_eq!(store.counts().unwrap(), counts_of(0, 0, 0, 0));
         store
             .insert(&[
