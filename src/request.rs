@@ -570,34 +570,56 @@ fn decode_files(
         total = total.saturating_add(u64::try_from(content.len()).unwrap_or(u64::MAX));
         decoded.push((file.name.clone(), content));
     }
-    let disk_bytes = limits.disk_mb.saturating_mul(1024 * 1024);
-    if total > disk_bytes {
-        return Err(RequestError::invalid(format!(
-            "files: {total} bytes in all do not fit in limits.disk_mb {} ({disk_bytes} \
-             bytes); send less or raise limits.disk_mb (maximum {})",
-            limits.disk_mb, profile.limits.maximums.disk_mb
-        )));
-    }
-    // The files live in a tmpfs, charged to the cgroup's memory like anything the program
-    // allocates: they must leave room for the container's own processes to start.
-    let memory_bytes = limits.memory_mb.saturating_mul(1024 * 1024);
-    let room = memory_bytes.saturating_sub(FILES_MEMORY_HEADROOM);
-    if total > room {
-        return Err(RequestError::invalid(format!(
+    match files_overflow(total, limits) {
+        Some(FilesOverflow::Disk) => Err(RequestError::invalid(format!(
+            "files: {total} bytes in all do not fit in limits.disk_mb {} ({} bytes); send \
+             less or raise limits.disk_mb (maximum {})",
+            limits.disk_mb,
+            limits.disk_mb.saturating_mul(1 << 20),
+            profile.limits.maximums.disk_mb
+        ))),
+        Some(FilesOverflow::Memory) => Err(RequestError::invalid(format!(
             "files: {total} bytes in all do not fit in limits.memory_mb {} (files count toward \
              it, and {} MiB stay free for the processes); send less or raise limits.memory_mb \
              (maximum {})",
             limits.memory_mb,
             FILES_MEMORY_HEADROOM >> 20,
             profile.limits.maximums.memory_mb
-        )));
+        ))),
+        None => Ok(decoded),
     }
-    Ok(decoded)
 }
 
 /// Memory that request files may not take from `limits.memory_mb`: the container's init
 /// and the program need some to start at all.
 pub const FILES_MEMORY_HEADROOM: u64 = 4 << 20;
+
+/// The limit that files of `total` bytes in `/box` break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilesOverflow {
+    /// They do not fit in the tmpfs (`disk_mb`).
+    Disk,
+    /// They leave the processes less than [`FILES_MEMORY_HEADROOM`] of `memory_mb`.
+    Memory,
+}
+
+/// Which limit, if any, files of `total` bytes break: the request's own files are
+/// checked with it up front, a compile's output before the run it is carried into. The
+/// files live in a tmpfs, charged to the cgroup's memory like anything the program
+/// allocates: they must leave room for the container's own processes to start.
+pub fn files_overflow(total: u64, limits: &Limits) -> Option<FilesOverflow> {
+    let room = limits
+        .memory_mb
+        .saturating_mul(1 << 20)
+        .saturating_sub(FILES_MEMORY_HEADROOM);
+    if total > limits.disk_mb.saturating_mul(1 << 20) {
+        Some(FilesOverflow::Disk)
+    } else if total > room {
+        Some(FilesOverflow::Memory)
+    } else {
+        None
+    }
+}
 
 /// Checks one file name: a relative, normal path that stays under `/box`.
 fn check_file_name(i: usize, name: &str) -> Result<(), RequestError> {

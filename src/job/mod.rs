@@ -144,19 +144,17 @@ fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
 /// do not fit in its tmpfs or leave its processes no memory (files in `/box` count toward
 /// `memory_mb`): the request's own files were checked against its limits up front.
 fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
-    use crate::request::FILES_MEMORY_HEADROOM;
+    use crate::request::{files_overflow, FilesOverflow, FILES_MEMORY_HEADROOM};
     let total: u64 = files.iter().map(|f| f.content.len() as u64).sum();
-    let memory_room = (limits.memory_mb << 20).saturating_sub(FILES_MEMORY_HEADROOM);
-    let (status, message) = if total > limits.disk_mb << 20 {
-        (
+    let (status, message) = match files_overflow(total, limits)? {
+        FilesOverflow::Disk => (
             StepStatus::FileSizeLimit,
             format!(
                 "the step's files in /box, {total} bytes in all, do not fit in its disk_mb {}",
                 limits.disk_mb
             ),
-        )
-    } else if total > memory_room {
-        (
+        ),
+        FilesOverflow::Memory => (
             StepStatus::MemoryLimit,
             format!(
                 "the step's files in /box, {total} bytes in all, do not fit in its memory_mb {} \
@@ -164,9 +162,7 @@ fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
                 limits.memory_mb,
                 FILES_MEMORY_HEADROOM >> 20
             ),
-        )
-    } else {
-        return None;
+        ),
     };
     Some(RawStep {
         result: StepResult {
