@@ -30,6 +30,10 @@ const JOBS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("jobs");
 /// Index `(status code, ms, id)`: see the module doc for which time `ms` is.
 const BY_STATUS: TableDefinition<IndexKey, ()> = TableDefinition::new("jobs_by_status");
 
+/// [`JOBS`] and [`BY_STATUS`] opened in a write transaction.
+type JobsTable<'t> = redb::Table<'t, [u8; 16], &'static [u8]>;
+type IndexTable<'t> = redb::Table<'t, IndexKey, ()>;
+
 /// Key of [`BY_STATUS`]: `(status code, ms, id bytes)`.
 type IndexKey = (u8, u64, [u8; 16]);
 
@@ -204,10 +208,7 @@ impl Store {
         };
         // Create both tables now, so that a read transaction never meets a missing table.
         store.write("create tables", |txn| {
-            txn.open_table(JOBS)
-                .map_err(|e| store.storage("create table jobs", e))?;
-            txn.open_table(BY_STATUS)
-                .map_err(|e| store.storage("create table jobs_by_status", e))?;
+            store.tables(txn, &|| "create tables".to_string())?;
             Ok(())
         })?;
         Ok(store)
@@ -218,12 +219,7 @@ impl Store {
     pub fn insert(&self, records: &[JobRecord]) -> Result<(), StoreError> {
         let action = || format!("insert {} jobs", records.len());
         self.write(&action(), |txn| {
-            let mut jobs = txn
-                .open_table(JOBS)
-                .map_err(|e| self.storage(action(), e))?;
-            let mut index = txn
-                .open_table(BY_STATUS)
-                .map_err(|e| self.storage(action(), e))?;
+            let (mut jobs, mut index) = self.tables(txn, &action)?;
             for record in records {
                 let bytes = self.encode(record)?;
                 let previous = jobs
@@ -382,12 +378,7 @@ impl Store {
     pub fn remove(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
         let action = || format!("remove job {id}");
         self.write(&action(), |txn| {
-            let mut jobs = txn
-                .open_table(JOBS)
-                .map_err(|e| self.storage(action(), e))?;
-            let mut index = txn
-                .open_table(BY_STATUS)
-                .map_err(|e| self.storage(action(), e))?;
+            let (mut jobs, mut index) = self.tables(txn, &action)?;
             let record = match jobs
                 .remove(id.as_bytes())
                 .map_err(|e| self.storage(action(), e))?
@@ -406,12 +397,7 @@ impl Store {
     pub fn remove_finished_before(&self, before_ms: u64) -> Result<usize, StoreError> {
         let action = || format!("remove jobs finished before {before_ms}");
         self.write(&action(), |txn| {
-            let mut jobs = txn
-                .open_table(JOBS)
-                .map_err(|e| self.storage(action(), e))?;
-            let mut index = txn
-                .open_table(BY_STATUS)
-                .map_err(|e| self.storage(action(), e))?;
+            let (mut jobs, mut index) = self.tables(txn, &action)?;
             let mut expired: Vec<IndexKey> = Vec::new();
             for status in [JobStatus::Done, JobStatus::Cancelled] {
                 let range = index
@@ -476,6 +462,22 @@ impl Store {
                 Err(error)
             }
         }
+    }
+
+    /// Both tables in a write transaction (created when missing); `action` names what
+    /// failed.
+    fn tables<'t>(
+        &self,
+        txn: &'t WriteTransaction,
+        action: &dyn Fn() -> String,
+    ) -> Result<(JobsTable<'t>, IndexTable<'t>), StoreError> {
+        let jobs = txn
+            .open_table(JOBS)
+            .map_err(|e| self.storage(action(), e))?;
+        let index = txn
+            .open_table(BY_STATUS)
+            .map_err(|e| self.storage(action(), e))?;
+        Ok((jobs, index))
     }
 
     /// A [`StoreError::Storage`] for `action` failing with `source`.
