@@ -554,6 +554,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
         jobs.shutdown(left).await;
         pool.shutdown().await;
+        // The parent's last level goes too when it is empty (another instance may share
+        // it); limits meant for all of warmbox belong on a level above it.
+        if let Err(e) = pool.sandbox().cgroups().remove_parent() {
+            tracing::info!(error = %e, "cgroup parent left in place");
+        }
         anyhow::Ok(0)
     })
 }

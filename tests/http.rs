@@ -128,7 +128,14 @@ async fn call(method: &str, url: String, body: Option<String>, token: Option<&st
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let auth = token.map(|t| format!("Bearer {t}"));
+        // A token with a space in it is the whole header value (another scheme spelling).
+        let auth = token.map(|t| {
+            if t.contains(' ') {
+                t
+            } else {
+                format!("Bearer {t}")
+            }
+        });
         let mut resp = match (method.as_str(), body) {
             ("GET", _) => {
                 let mut r = agent.get(&url);
@@ -334,6 +341,23 @@ async fn errors_are_json_with_the_fitting_status() {
     );
     let a = get(&s, "/v2/nothing").await;
     assert_eq!((a.status, a.error_code()), (404, "not_found".to_string()));
+    // A known route with another method: 405, with the same error body.
+    let a = get(&s, "/v1/run").await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (405, "method_not_allowed".to_string()),
+        "{}",
+        a.body
+    );
+    // The fields of a request in an array (which serde's derive would take in order).
+    let array = json!(["bash", [], null, null, [], {}, ["/bin/echo", "array-form"]]);
+    let a = post(&s, "/v1/run", array).await;
+    assert_eq!(
+        (a.status, a.error_code()),
+        (400, "invalid_json".to_string()),
+        "{}",
+        a.body
+    );
     // Nothing ran: no container was taken from the pool.
     assert!(s.state.pool.is_warm());
     s.stop().await;
@@ -359,13 +383,19 @@ async fn tokens_guard_everything_but_health() {
         (a.status, a.error_code()),
         (401, "unauthorized".to_string())
     );
-    let a = call("POST", url.clone(), Some(run.clone()), Some("wrong")).await;
-    assert_eq!(a.status, 401);
-    let a = call("POST", url, Some(run), Some("s3cret")).await;
-    assert_eq!(
-        (a.status, a.json()["run"]["stdout"].clone()),
-        (200, json!("hi\n"))
-    );
+    for wrong in ["wrong", "s3cre", "s3cret2", "Basic s3cret", "Bearer  "] {
+        let a = call("POST", url.clone(), Some(run.clone()), Some(wrong)).await;
+        assert_eq!(a.status, 401, "{wrong:?}");
+    }
+    // The scheme is case-insensitive.
+    for good in ["s3cret", "bearer s3cret", "BEARER s3cret"] {
+        let a = call("POST", url.clone(), Some(run.clone()), Some(good)).await;
+        assert_eq!(
+            (a.status, a.json()["run"]["stdout"].clone()),
+            (200, json!("hi\n")),
+            "{good:?}"
+        );
+    }
     let a = call("GET", format!("{}/v1/profiles", s.base), None, None).await;
     assert_eq!(a.status, 401);
     assert_eq!(get(&s, "/healthz").await.status, 200);

@@ -16,6 +16,7 @@ const UID_CANCEL: u32 = 5_002_048;
 const UID_RESTART: u32 = 5_004_096;
 const UID_CALLBACK: u32 = 5_006_144;
 const UID_SHUTDOWN: u32 = 5_012_288;
+const UID_HANGUP: u32 = 5_014_336;
 
 fn submit(s: &Server, body: Value) -> String {
     let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(body));
@@ -43,6 +44,18 @@ fn wait_for(s: &Server, id: &str, want: &str, secs: u64) -> Value {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Jobs in the store with `status`, from `/metrics`.
+fn jobs_count(s: &Server, status: &str) -> u64 {
+    let (_, metrics) = get(s, "/metrics");
+    let prefix = format!("warmbox_jobs{{status=\"{status}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} not in\n{metrics}"))
+        .parse()
+        .expect("a count")
 }
 
 fn echo_job(text: &str) -> Value {
@@ -105,18 +118,12 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     assert_eq!(outs, [json!("a\n"), json!("b\n"), json!("42\n")]);
 
     // The store's counts on /metrics.
-    let (_, metrics) = get(&s, "/metrics");
-    let count = |status: &str| -> u64 {
-        let prefix = format!("warmbox_jobs{{status=\"{status}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("{prefix} not in\n{metrics}"))
-            .parse()
-            .expect("a count")
-    };
     assert_eq!(
-        (count("done"), count("queued"), count("running")),
+        (
+            jobs_count(&s, "done"),
+            jobs_count(&s, "queued"),
+            jobs_count(&s, "running")
+        ),
         (4, 0, 0)
     );
 
@@ -395,4 +402,107 @@ fn a_job_still_running_past_the_shutdown_grace_runs_again_at_the_next_start() {
     let (status, v) = call("DELETE", &format!("{}/v1/jobs/{id}", b.base), None);
     assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
     stop(b);
+}
+
+#[test]
+fn a_cancelled_queued_job_is_called_back_and_clients_that_hang_up_lose_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-jobs-hangup";
+    let s = start_fresh(
+        parent,
+        UID_HANGUP,
+        &[
+            "--max-running",
+            "1",
+            "--max-jobs-queued",
+            "4",
+            "--callback-allow-private",
+        ],
+    );
+    // A batch larger than the queue could ever hold is the client's to split: 400.
+    let five: Vec<Value> = (0..5).map(|i| echo_job(&i.to_string())).collect();
+    let (status, v) = call(
+        "POST",
+        &format!("{}/v1/jobs/batch", s.base),
+        Some(json!({ "jobs": five })),
+    );
+    assert_eq!(
+        (status, v["error"]["message"].clone()),
+        (
+            400,
+            json!(
+                "5 jobs at once, but the job queue holds at most 4; send them in smaller batches"
+            )
+        )
+    );
+    // The only place is held by a synchronous run: a job waits "queued", without a start.
+    let base = s.base.clone();
+    let sync = std::thread::spawn(move || {
+        call(
+            "POST",
+            &format!("{base}/v1/run"),
+            Some(json!({"profile": "bash", "cmd": ["/bin/sleep", "2"]})),
+        )
+    });
+    wait_until("the sync run's sleep", 20, || {
+        block_processes(UID_HANGUP)
+            .iter()
+            .any(|(_, _, n)| n == "sleep")
+    });
+    let waiting = submit(&s, echo_job("after"));
+    std::thread::sleep(Duration::from_millis(300));
+    let v = job(&s, &waiting).1;
+    assert_eq!(
+        (v["status"].clone(), v["started_ms"].clone()),
+        (json!("queued"), Value::Null),
+        "{v}"
+    );
+    // A queued job cancelled is called back at once, not at the next start.
+    let (url, calls) = listener(200);
+    let mut body = echo_job("never");
+    body["callback_url"] = json!(url);
+    let cancelled = submit(&s, body);
+    let (status, v) = call("DELETE", &format!("{}/v1/jobs/{cancelled}", s.base), None);
+    assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
+    let (_, called) = calls
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the cancelled job's callback");
+    assert_eq!(
+        (called["id"].clone(), called["status"].clone()),
+        (json!(cancelled), json!("cancelled"))
+    );
+    assert_eq!(sync.join().expect("sync run").0, 200);
+    let v = wait_for(&s, &waiting, "done", 60);
+    assert_eq!(v["result"]["run"]["stdout"], "after\n");
+
+    // Clients that send a job and hang up at once: whatever was accepted runs, and the
+    // queue's places all come back.
+    for _ in 0..40 {
+        use std::io::Write;
+        let mut c =
+            std::net::TcpStream::connect(s.base.trim_start_matches("http://")).expect("connect");
+        let body = echo_job("dropped").to_string();
+        let _ = write!(
+            c,
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        drop(c);
+    }
+    wait_until("every accepted job run", 60, || {
+        jobs_count(&s, "queued") == 0 && jobs_count(&s, "running") == 0
+    });
+    let last: Vec<String> = (0..4)
+        .map(|i| submit(&s, echo_job(&i.to_string())))
+        .collect();
+    for (i, id) in last.iter().enumerate() {
+        assert_eq!(
+            wait_for(&s, id, "done", 60)["result"]["run"]["stdout"],
+            format!("{i}\n")
+        );
+    }
+    stop(s);
 }

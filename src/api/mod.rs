@@ -94,7 +94,6 @@ impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         let status = match e.code {
             RequestError::UNKNOWN_PROFILE => StatusCode::NOT_FOUND,
-            RequestError::PROFILE_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.code, e.message)
@@ -134,6 +133,13 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "no such route; see /v1/run, /v1/jobs, /v1/profiles",
             )
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method; the Allow header lists those it takes",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -168,11 +174,24 @@ fn authorized(tokens: &[String], headers: &HeaderMap) -> bool {
     if tokens.is_empty() {
         return true;
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared in constant
+    // time, so that the time of a refusal tells nothing of how much of it matched.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|g| tokens.iter().any(|t| t == g))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start());
+    given.is_some_and(|g| {
+        tokens
+            .iter()
+            .any(|t| same_bytes(t.as_bytes(), g.as_bytes()))
+    })
+}
+
+/// Whether `a` and `b` are equal, in a time that depends on their lengths only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The body, or the answer when it could not be read (too large: 413).
@@ -195,6 +214,19 @@ pub(crate) fn body_bytes(
     })
 }
 
+/// Decodes a request body that must be one JSON object: serde's derived decoding would
+/// also take an array of the fields in order, which is no form of the API.
+fn object_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "request body: expected a JSON object {…}",
+        ));
+    }
+    serde_json::from_slice(body).map_err(invalid_json)
+}
+
 fn invalid_json(e: serde_json::Error) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -208,7 +240,7 @@ async fn run(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_bytes(&state, body)?;
-    let req: RunRequest = serde_json::from_slice(&body).map_err(invalid_json)?;
+    let req: RunRequest = object_body(&body)?;
     let valid = request::validate(&req, &state.profiles)?;
     Ok(Json(execute(&state, &valid).await?).into_response())
 }
@@ -351,7 +383,7 @@ async fn submit_job(
     let jobs = jobs(&state)?;
     let body = body_bytes(&state, body)?;
     let value: Value = serde_json::from_slice(&body).map_err(invalid_json)?;
-    let records = jobs.submit(vec![submission(value, "")?]).await?;
+    let records = jobs.submit(vec![submission(value, "")?], false).await?;
     let mut list = accepted(&records);
     Ok((StatusCode::ACCEPTED, Json(list.remove(0))).into_response())
 }
@@ -367,7 +399,7 @@ async fn submit_batch(
     struct Batch {
         jobs: Vec<Value>,
     }
-    let batch: Batch = serde_json::from_slice(&body).map_err(invalid_json)?;
+    let batch: Batch = object_body(&body)?;
     if batch.jobs.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -381,7 +413,7 @@ async fn submit_batch(
         .enumerate()
         .map(|(i, v)| submission(v, &format!("jobs[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let records = jobs.submit(subs).await?;
+    let records = jobs.submit(subs, true).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"jobs": accepted(&records)})),
@@ -464,4 +496,49 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_errors_are_4xx_by_code() {
+        let status = |code| {
+            ApiError::from(RequestError {
+                code,
+                message: "m".into(),
+            })
+            .status
+        };
+        assert_eq!(status(RequestError::UNKNOWN_PROFILE), StatusCode::NOT_FOUND);
+        // A profile this host cannot run is the client's to change (GET /v1/profiles says
+        // which are available): not a 503, which clients retry.
+        assert_eq!(
+            status(RequestError::PROFILE_UNAVAILABLE),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(RequestError::INVALID_REQUEST),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_matched_whole_with_any_scheme_case() {
+        let tokens = vec!["s3cret".to_string()];
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            authorized(&tokens, &h)
+        };
+        assert!(with("Bearer s3cret"));
+        assert!(with("bearer s3cret"));
+        assert!(!with("Bearer s3cre"));
+        assert!(!with("Bearer s3cret "));
+        assert!(!with("Token s3cret"));
+        assert!(!with("s3cret"));
+        assert!(!authorized(&tokens, &HeaderMap::new()));
+        assert!(authorized(&[], &HeaderMap::new()));
+    }
 }

@@ -899,7 +899,7 @@ async fn create(
     let (sub, meta) = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
     if !flag(&q.wait) {
-        let records = jobs.submit(vec![sub]).await.map_err(request_error)?;
+        let records = jobs.submit(vec![sub], false).await.map_err(request_error)?;
         let token = records.first().map(|r| r.id);
         return Ok((StatusCode::CREATED, Json(json!({"token": token}))).into_response());
     }

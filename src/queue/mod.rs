@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::job::Runner;
-use crate::pool::admission::Admission;
+use crate::pool::admission::{Admission, Ticket};
 use crate::profile::ProfileSet;
 use crate::request::{self, RequestError, RunRequest};
 use store::{now_ms, CallbackState, JobRecord, JobStatus, Store, StoreError};
@@ -108,6 +108,30 @@ pub struct Jobs {
     /// The callbacks' HTTP client, made at the first delivery (its TLS roots cost memory
     /// that a server without callbacks need not hold).
     client: std::sync::OnceLock<reqwest::Client>,
+    /// Callback deliveries in flight, at most [`DELIVERIES`].
+    deliveries: Semaphore,
+}
+
+/// Callbacks delivered at once, at most.
+const DELIVERIES: usize = 32;
+/// The pause before a store write that failed is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Attempts at storing a job's result before it is left for the next start.
+const STORE_ATTEMPTS: u32 = 5;
+
+/// Awaits `fut` in a task of its own, so that it runs to its end even when the caller is
+/// dropped (an HTTP client that hangs up drops its handler): a change to the store and
+/// what goes with it (the queue, the counts, a cancel's signal, a callback) happen
+/// together.
+async fn to_the_end<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(fut).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled only when the runtime shuts down, and then no one waits for this.
+        Err(_) => std::future::pending().await,
+    }
 }
 
 impl Jobs {
@@ -134,15 +158,12 @@ impl Jobs {
             closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
             client: std::sync::OnceLock::new(),
+            deliveries: Semaphore::new(DELIVERIES),
         });
+        // A job that was running when the server stopped starts over.
+        jobs.store.requeue_running()?;
         let again = jobs.store.unfinished()?;
         for id in &again {
-            // A job that was running when the server stopped starts over.
-            jobs.store.update(*id, |r| {
-                r.status = JobStatus::Queued;
-                r.started_ms = None;
-                Ok(())
-            })?;
             jobs.queued.fetch_add(1, Ordering::AcqRel);
             let _ = jobs.queue.send(*id);
         }
@@ -198,12 +219,14 @@ impl Jobs {
     }
 
     /// Checks every submission, then stores them all at once and queues them: either all
-    /// are accepted or none (the error names the first bad one by its index when there
-    /// are several).
-    pub async fn submit(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
-        let many = subs.len() > 1;
+    /// are accepted or none. In a `batch` the error names the first bad one as `jobs[i]`.
+    pub async fn submit(
+        self: &Arc<Self>,
+        subs: Vec<Submission>,
+        batch: bool,
+    ) -> Result<Vec<JobRecord>, JobError> {
         let at = |i: usize, e: RequestError| {
-            JobError::Request(if many {
+            JobError::Request(if batch {
                 RequestError {
                     code: e.code,
                     message: format!("jobs[{i}].{}", e.message),
@@ -219,11 +242,26 @@ impl Jobs {
     }
 
     /// Stores submissions that passed [`Jobs::check`] all at once and queues them: all
-    /// or none.
-    pub async fn submit_checked(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
+    /// or none, even if the caller is dropped meanwhile.
+    pub async fn submit_checked(
+        self: &Arc<Self>,
+        subs: Vec<Submission>,
+    ) -> Result<Vec<JobRecord>, JobError> {
+        let me = self.clone();
+        to_the_end(async move { me.store_and_queue(subs).await }).await
+    }
+
+    async fn store_and_queue(&self, subs: Vec<Submission>) -> Result<Vec<JobRecord>, JobError> {
         // The places are taken first, so that submissions at the same time cannot pass
         // the bound together; they are given back when the jobs are not stored.
         let n = subs.len();
+        if n > self.config.max_queued {
+            // No wait would let these in: a 503 that asks to retry would be a lie.
+            return Err(JobError::Request(RequestError::invalid(format!(
+                "{n} jobs at once, but the job queue holds at most {}; send them in smaller batches",
+                self.config.max_queued
+            ))));
+        }
         let before = self.queued.fetch_add(n, Ordering::AcqRel);
         if before + n > self.config.max_queued {
             self.queued.fetch_sub(n, Ordering::AcqRel);
@@ -269,13 +307,17 @@ impl Jobs {
     /// Stores a job that already ran (a synchronous submission of a compat API that is
     /// kept for later reads) and delivers its callback.
     pub async fn insert_finished(self: &Arc<Self>, record: JobRecord) -> Result<(), JobError> {
-        let id = record.id;
-        let has_callback = record.callback.is_some();
-        self.blocking(move |s| s.insert(&[record])).await?;
-        if has_callback {
-            self.deliver_later(id);
-        }
-        Ok(())
+        let me = self.clone();
+        to_the_end(async move {
+            let id = record.id;
+            let has_callback = record.callback.is_some();
+            me.blocking(move |s| s.insert(&[record])).await?;
+            if has_callback {
+                me.deliver_later(id);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Removes a finished job; a queued or running one is refused with its status.
@@ -309,8 +351,14 @@ impl Jobs {
         }
     }
 
-    /// Cancels a queued or running job (a running one is killed, its containers removed).
-    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
+    /// Cancels a queued or running job (a running one is killed, its containers removed)
+    /// and delivers its callback.
+    pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<JobRecord, JobError> {
+        let me = self.clone();
+        to_the_end(async move { me.cancel_now(id).await }).await
+    }
+
+    async fn cancel_now(self: Arc<Self>, id: Uuid) -> Result<JobRecord, JobError> {
         let (r, was) = self
             .blocking(move |s| {
                 let mut was = None;
@@ -335,15 +383,14 @@ impl Jobs {
             Err(StoreError::Refused(m)) => return Err(JobError::Finished(m)),
             Err(e) => return Err(e.into()),
         };
-        match was {
-            Some(JobStatus::Queued) => {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-            }
-            _ => {
-                if let Some(t) = self.lock_running().get(&id) {
-                    t.cancel();
-                }
-            }
+        if was == Some(JobStatus::Queued) {
+            // Counted out here; its task (if one waits for a place for it) sees the token
+            // or the store and leaves the callback to this call.
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.deliver_later(id);
+        }
+        if let Some(t) = self.lock_running().get(&id) {
+            t.cancel();
         }
         Ok(record)
     }
@@ -400,6 +447,32 @@ impl Jobs {
         // sees "running" always finds it.
         let cancel = CancellationToken::new();
         self.lock_running().insert(id, cancel.clone());
+        // Cancelled while it was in the channel: nothing to wait for. (A cancel from now on
+        // finds the token.)
+        let gone = match self.blocking(move |s| s.get(id)).await {
+            Ok(Some(r)) => r.status != JobStatus::Queued,
+            Ok(None) => true,
+            // Decided below, where a failing store puts the job back in the queue.
+            Err(_) => false,
+        };
+        if gone {
+            self.lock_running().remove(&id);
+            return;
+        }
+        // A job shares the service's places with `/v1/run`: it is "running" (and has a
+        // start time) only once it has one. Until then it is queued, and a cancel, the
+        // shutdown or a stop leave it as the store says.
+        let ticket = tokio::select! {
+            t = self.admission.wait_extra() => t,
+            _ = cancel.cancelled() => {
+                self.lock_running().remove(&id);
+                return;
+            }
+            _ = self.closing.cancelled() => {
+                self.lock_running().remove(&id);
+                return;
+            }
+        };
         let started = self
             .blocking(move |s| {
                 s.update(id, |r| {
@@ -420,16 +493,23 @@ impl Jobs {
                 return;
             }
             Err(e) => {
-                // Still queued in the store: the next start runs it.
-                tracing::error!(job = %id, error = %e, "job store");
+                // Still queued in the store: tried again after a pause (still counted).
+                tracing::error!(job = %id, error = %e, "job store: the job waits and is tried again");
                 self.lock_running().remove(&id);
-                self.queued.fetch_sub(1, Ordering::AcqRel);
+                drop(ticket);
+                let me = self.clone();
+                self.tasks.spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(STORE_RETRY) => { let _ = me.queue.send(id); }
+                        _ = me.closing.cancelled() => {}
+                    }
+                });
                 return;
             }
         };
         self.queued.fetch_sub(1, Ordering::AcqRel);
         let outcome = tokio::select! {
-            r = self.execute(&record.request) => Some(r),
+            r = self.execute(&record.request, ticket) => Some(r),
             _ = cancel.cancelled() => None,
             _ = self.stopping.cancelled() => {
                 // Left "running": the next start runs it again.
@@ -443,21 +523,36 @@ impl Jobs {
             self.deliver_later(id);
             return;
         };
-        let done = self
-            .blocking(move |s| {
-                s.update(id, |r| {
-                    if r.status != JobStatus::Running {
-                        return Err("no longer running".into());
-                    }
-                    r.status = JobStatus::Done;
-                    r.finished_ms = Some(now_ms());
-                    r.result = Some(result);
-                    Ok(())
+        let result = Arc::new(result);
+        for attempt in 1.. {
+            let result = result.clone();
+            let done = self
+                .blocking(move |s| {
+                    s.update(id, |r| {
+                        if r.status != JobStatus::Running {
+                            return Err("no longer running".into());
+                        }
+                        r.status = JobStatus::Done;
+                        r.finished_ms = Some(now_ms());
+                        r.result = Some(Value::clone(&result));
+                        Ok(())
+                    })
                 })
-            })
-            .await;
-        if let Err(e) = done {
-            tracing::warn!(job = %id, error = %e, "storing a job's result");
+                .await;
+            match done {
+                Ok(_) => break,
+                // Cancelled meanwhile: the cancel delivers (or delivered) its callback.
+                Err(StoreError::Refused(_)) => return,
+                Err(e) if attempt < STORE_ATTEMPTS && !self.closing.is_cancelled() => {
+                    tracing::warn!(job = %id, error = %e, "storing a job's result: trying again");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+                Err(e) => {
+                    // Left "running" in the store: the next start runs it again.
+                    tracing::error!(job = %id, error = %e, "storing a job's result: giving up");
+                    return;
+                }
+            }
         }
         self.deliver_later(id);
     }
@@ -470,12 +565,11 @@ impl Jobs {
     }
 
     /// The response of one job's request, or its error as the API would have answered it.
-    async fn execute(&self, request: &Value) -> Value {
+    async fn execute(&self, request: &Value, _ticket: Ticket) -> Value {
         let valid = match parse(request, &self.profiles) {
             Ok(v) => v,
             Err(e) => return json!({"error": {"code": e.code, "message": e.message}}),
         };
-        let _ticket = self.admission.wait_extra().await;
         match self.runner.run(&valid).await {
             Ok(resp) => serde_json::to_value(resp).unwrap_or_else(
                 |e| json!({"error": {"code": "internal", "message": format!("encode: {e}")}}),
@@ -495,11 +589,20 @@ impl Jobs {
                 _ => return,
             };
             let Some(cb) = &record.callback else { return };
-            if cb.delivered || cb.attempts >= self.config.callback_attempts {
+            // Only a finished job's record is ever sent (its end is what a callback tells).
+            if cb.delivered
+                || cb.attempts >= self.config.callback_attempts
+                || record.status.is_unfinished()
+            {
                 return;
             }
             let (method, body) = crate::compat::callback(&record, &self.profiles)
                 .unwrap_or_else(|| (reqwest::Method::POST, view(&record)));
+            // A bounded number of deliveries at once: a backlog (after a restart, or for a
+            // slow host) must not open a connection for each.
+            let Ok(_sending) = self.deliveries.acquire().await else {
+                return;
+            };
             let error = match self.callback_client() {
                 Err(e) => Some(format!("could not make the callback client: {e}")),
                 Ok(client) => match client.request(method, &cb.url).json(&body).send().await {

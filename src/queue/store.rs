@@ -198,10 +198,10 @@ impl Store {
         })?;
         // Results removed after their retention leave free pages that redb reuses but never
         // returns: compacted at each start, the file is as big as what it keeps.
-        db.compact().map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(e.into()),
-        })?;
+        // A compaction that fails (a full disk: it writes before it frees) costs only space.
+        if let Err(error) = db.compact() {
+            tracing::warn!(store = %path.display(), %error, "job store not compacted");
+        }
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -306,6 +306,53 @@ impl Store {
                 .insert(new.index_key(), ())
                 .map_err(|e| self.storage(action(), e))?;
             Ok(Some(new))
+        })
+    }
+
+    /// Puts every running job back to queued (no start time), in one write transaction:
+    /// what a server starting after another must do before it runs them again. Returns how
+    /// many there were. A record that does not decode stays as it is, with a warning.
+    pub fn requeue_running(&self) -> Result<usize, StoreError> {
+        let action = || "queue again the running jobs".to_string();
+        self.write(&action(), |txn| {
+            let (mut jobs, mut index) = self.tables(txn, &action)?;
+            let keys: Vec<IndexKey> = index
+                .range(status_range(JobStatus::Running, u64::MAX))
+                .map_err(|e| self.storage(action(), e))?
+                .map(|entry| entry.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.storage(action(), e))?;
+            let mut n = 0;
+            for key in keys {
+                let id = Uuid::from_bytes(key.2);
+                let Some(bytes) = jobs
+                    .get(id.as_bytes())
+                    .map_err(|e| self.storage(action(), e))?
+                    .map(|g| g.value().to_vec())
+                else {
+                    continue;
+                };
+                let mut record = match self.decode(id, &bytes) {
+                    Ok(r) => r,
+                    Err(error) => {
+                        tracing::warn!(job = %id, store = %self.path.display(), %error, "leaving a job that does not decode");
+                        continue;
+                    }
+                };
+                record.status = JobStatus::Queued;
+                record.started_ms = None;
+                let bytes = self.encode(&record)?;
+                jobs.insert(id.as_bytes(), bytes.as_slice())
+                    .map_err(|e| self.storage(action(), e))?;
+                index
+                    .remove(key)
+                    .map_err(|e| self.storage(action(), e))?;
+                index
+                    .insert(record.index_key(), ())
+                    .map_err(|e| self.storage(action(), e))?;
+                n += 1;
+            }
+            Ok(n)
         })
     }
 
@@ -796,6 +843,16 @@ mod tests {
             store.unfinished().unwrap(),
             [3, 4, 8, 5].map(Uuid::from_u128).to_vec()
         );
+        // The running job goes back to queued, without its start; the rest stay.
+        assert_eq!(store.requeue_running().unwrap(), 1);
+        let eight = store.get(Uuid::from_u128(8)).unwrap().unwrap();
+        assert_eq!((eight.status, eight.started_ms), (JobStatus::Queued, None));
+        assert_eq!(store.counts().unwrap(), counts_of(4, 0, 1, 2));
+        assert_eq!(
+            store.unfinished().unwrap(),
+            [3, 4, 8, 5].map(Uuid::from_u128).to_vec()
+        );
+        assert_eq!(store.requeue_running().unwrap(), 0);
     }
 
     #[test]
