@@ -486,7 +486,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("create the job store's directory {}", dir.display()))?;
     }
     let store = Arc::new(warmbox::queue::store::Store::open(&jobs_db)?);
-    rt.block_on(async move {
+    let engine = sandbox.clone();
+    let code = rt.block_on(async move {
         let target = |layout: &str| warm.unwrap_or_else(|| file.warm_for(layout, 2));
         let pool = Pool::new(sandbox, warmbox::job::warm_specs(&profiles, &target), 2);
         let admission = Arc::new(Admission::new(max_running, max_queue));
@@ -554,13 +555,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
         jobs.shutdown(left).await;
         pool.shutdown().await;
-        // The parent's last level goes too when it is empty (another instance may share
-        // it); limits meant for all of warmbox belong on a level above it.
-        if let Err(e) = pool.sandbox().cgroups().remove_parent() {
-            tracing::info!(error = %e, "cgroup parent left in place");
-        }
         anyhow::Ok(0)
-    })
+    });
+    // Dropping the runtime drops the connections still open past the grace period, whose
+    // containers are removed as they go (and waits for the blocking pool): only then is
+    // the parent empty. Its last level goes when it is (another instance may share it);
+    // limits meant for all of warmbox belong on a level above it.
+    drop(rt);
+    if let Err(e) = engine.cgroups().remove_parent() {
+        tracing::info!(error = %e, "cgroup parent left in place");
+    }
+    code
 }
 
 /// Resolves at SIGTERM or SIGINT.

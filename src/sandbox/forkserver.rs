@@ -41,6 +41,18 @@ pub const RUN_NICE: i32 = -10;
 /// creation does not stretch a job's wall time.
 pub const JOB_NICE: i32 = 0;
 
+/// How long the fork server may take to build its template root and say so.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long it may take to answer one clone request (a clone takes about a millisecond).
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sets how long a receive on `sock` waits before it fails with EAGAIN.
+fn receive_timeout(sock: &OwnedFd, t: std::time::Duration) -> Result<(), SpawnError> {
+    let tv = nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _);
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+        .map_err(|e| io("set the fork server channel's receive timeout", e.into()))
+}
+
 /// The server's handle on the fork server.
 #[derive(Debug)]
 pub struct ForkServer {
@@ -66,6 +78,7 @@ impl ForkServer {
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| io("socketpair", e.into()))?;
+        receive_timeout(&ours, START_TIMEOUT)?;
         let mut child = std::process::Command::new(exe)
             .arg("__forkserver")
             .arg(new_root)
@@ -80,7 +93,7 @@ impl ForkServer {
         let failure = match ready {
             Ok((0, _)) => None,
             Ok((n, _)) => Some(String::from_utf8_lossy(&status[..n]).into_owned()),
-            Err(e) => Some(format!("no word from it: {e}")),
+            Err(e) => Some(format!("no word from it within {START_TIMEOUT:?}: {e}")),
         };
         if let Some(why) = failure {
             let _ = child.kill();
@@ -89,10 +102,25 @@ impl ForkServer {
                 "the container root of binds {binds:?}: {why}"
             )));
         }
+        receive_timeout(&ours, REPLY_TIMEOUT)?;
         Ok(ForkServer {
             sock: Mutex::new(ours),
             child: Mutex::new(child),
         })
+    }
+
+    /// Whether the fork server is still running; one that exited is reaped here.
+    pub fn is_alive(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Ends a fork server whose channel can no longer be trusted (a reply that did not
+    /// come, or came broken, would answer the next request): the engine starts another.
+    fn kill(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Clones an init with `flags` (plus CLONE_PIDFD and CLONE_PARENT; CLONE_INTO_CGROUP
@@ -109,6 +137,10 @@ impl ForkServer {
         fds.extend(cgroup.map(|c| c.as_raw_fd()));
         let req = flags.to_le_bytes();
         let iov = [IoSlice::new(&req)];
+        let broken = |e: SpawnError| {
+            self.kill();
+            e
+        };
         sendmsg::<()>(
             sock.as_raw_fd(),
             &iov,
@@ -116,12 +148,21 @@ impl ForkServer {
             MsgFlags::MSG_NOSIGNAL,
             None,
         )
-        .map_err(|e| io("send to the fork server", e.into()))?;
+        .map_err(|e| broken(io("send to the fork server", e.into())))?;
         let mut reply = [0u8; 512];
-        let (n, mut got) = crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut reply)
-            .map_err(|e| SpawnError::ForkServer(format!("receive from the fork server: {e}")))?;
+        let (n, mut got) =
+            crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut reply).map_err(|e| {
+                broken(SpawnError::ForkServer(format!(
+                    "receive from the fork server (within {REPLY_TIMEOUT:?}): {e}"
+                )))
+            })?;
         match (n, got.pop()) {
-            (0, _) => Err(SpawnError::ForkServer("the fork server is gone".into())),
+            (0, _) => Err(broken(SpawnError::ForkServer(
+                "the fork server is gone".into(),
+            ))),
+            (4, None) => Err(broken(SpawnError::ForkServer(
+                "the fork server's reply carried no pidfd".into(),
+            ))),
             (4, Some(pidfd)) => Ok(super::spawn::Spawned {
                 pid: i32::from_le_bytes([reply[0], reply[1], reply[2], reply[3]]),
                 pidfd,

@@ -184,8 +184,14 @@ impl Sandbox {
         key.sort();
         key.dedup();
         let mut forks = self.forks.lock().await;
-        if let Some(f) = forks.get(&key) {
-            return Ok(f.clone());
+        match forks.get(&key) {
+            Some(f) if f.is_alive() => return Ok(f.clone()),
+            Some(_) => {
+                // Killed, crashed, or ended for a broken reply: another takes its place.
+                tracing::warn!(binds = ?key, "the fork server is gone: starting another");
+                forks.remove(&key);
+            }
+            None => {}
         }
         let (exe, root, b) = (
             self.config.init_exe.clone(),
