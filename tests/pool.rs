@@ -50,3 +50,46 @@ async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
     let left = h.sandbox.cgroups().list().expect("list cgroups");
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed() {
+    let Some(h) = common::private_harness("warmbox-test-pool-stopped") else {
+        return;
+    };
+    let spec = warmbox::job::warm_specs(&h.profiles, &|_| 1)
+        .into_iter()
+        .find(|s| s.name == "bash/run")
+        .expect("bash/run");
+    let mut c = h
+        .sandbox
+        .create(&spec.layout, &spec.limits)
+        .await
+        .expect("container");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.pid()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("stop the init");
+    let file = warmbox::sandbox::BoxFile {
+        path: "main.sh".into(),
+        content: b"echo hi\n".to_vec(),
+        executable: false,
+    };
+    let t = Instant::now();
+    let err = c.write_files(&[&file]).await.expect_err("a stopped init");
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(15)).contains(&t.elapsed()),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.to_string()
+            .contains("writing the files: no answer within 5s"),
+        "{err}"
+    );
+    assert!(!c.job_sent());
+    // SIGKILL ends a stopped process too: the removal is complete.
+    c.destroy().await;
+    let left = h.sandbox.cgroups().list().expect("list cgroups");
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}

@@ -510,12 +510,27 @@ impl Container {
             })
             .collect();
         let parts: Vec<&[u8]> = files.iter().map(|f| f.content.as_slice()).collect();
+        let bytes = parts.iter().map(|p| p.len() as u64).sum();
         let msg = ToInit::WriteFiles { files: metas };
-        let r = channel::send_parts(self.chan(), &msg, &parts, &[]).await;
-        r.map_err(self.channel_err())?;
-        match self.recv().await? {
-            FromInit::FilesWritten => Ok(()),
-            other => Err(self.unexpected(other)),
+        let exchange = async {
+            let r = channel::send_parts(self.chan(), &msg, &parts, &[]).await;
+            r.map_err(self.channel_err())?;
+            match self.recv().await? {
+                FromInit::FilesWritten => Ok(()),
+                other => Err(self.unexpected(other)),
+            }
+        };
+        let limit = exchange_timeout(bytes);
+        tokio::time::timeout(limit, exchange)
+            .await
+            .unwrap_or_else(|_| Err(self.overdue("writing the files", limit)))
+    }
+
+    /// The error of an init that did not answer within `limit`.
+    fn overdue(&self, what: &str, limit: Duration) -> SandboxError {
+        SandboxError::Init {
+            id: self.id.clone(),
+            message: format!("{what}: no answer within {limit:?}"),
         }
     }
 
@@ -532,16 +547,22 @@ impl Container {
         roomy.memory_bytes = roomy.memory_bytes.saturating_add(2 * max_bytes);
         self.cgroup().set_limits(&roomy)?;
         self.limits = roomy;
-        self.send(
-            &ToInit::Collect {
-                max_bytes,
-                max_files,
-            },
-            &[],
-            &[],
-        )
-        .await?;
-        let frame = self.recv_frame().await?;
+        let exchange = async {
+            self.send(
+                &ToInit::Collect {
+                    max_bytes,
+                    max_files,
+                },
+                &[],
+                &[],
+            )
+            .await?;
+            self.recv_frame().await
+        };
+        let limit = exchange_timeout(max_bytes);
+        let frame = tokio::time::timeout(limit, exchange)
+            .await
+            .unwrap_or_else(|_| Err(self.overdue("collecting the files", limit)))?;
         let (metas, truncated) = match frame.msg {
             FromInit::Files { files, truncated } => (files, truncated),
             FromInit::Error { message } => {
@@ -575,52 +596,123 @@ impl Container {
 
     /// Kills the container and removes everything it had: processes, cgroup, slot.
     pub async fn destroy(mut self) {
-        self.chan = None;
-        let mut reaped = false;
-        if let Some(pidfd) = self.pidfd.take() {
-            let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-            // SAFETY: the AsyncFd owns `pidfd`, an open fd that stays the same until it drops.
-            if let Ok(afd) = unsafe { AsyncFd::register(pidfd) } {
-                // A pidfd turns readable when the process has exited.
-                let exited = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
-                reaped = exited.is_ok()
-                    && matches!(spawn::pidfd_reap(afd.get_ref().as_fd(), true), Ok(true));
-            }
+        let mut remains = self.kill();
+        if let Some(pidfd) = remains.pidfd.take() {
+            // Waits here, not on a blocking thread: a pidfd turns readable when the process
+            // has exited (for an init, its whole pid namespace with it).
+            // SAFETY: the AsyncFd owns `pidfd`, an open fd that stays the same until it is
+            // given back by `into_inner`.
+            remains.pidfd = Some(match unsafe { AsyncFd::register(pidfd) } {
+                Ok(afd) => {
+                    let _ = tokio::time::timeout(REAP_TIMEOUT, afd.readable()).await;
+                    afd.into_inner()
+                }
+                Err(e) => e.into_parts().0,
+            });
         }
-        // An init that has exited took its whole pid namespace with it (the kernel kills and
-        // waits for every process of it first), and nothing else ever joins the cgroup: the
-        // kill loop is only the backstop for an init we could not see end. The removal is
-        // blocking cgroupfs work: on the blocking pool, in the background; the container
-        // (and with it its slot) goes only when it is done.
+        // The rest is blocking cgroupfs work: on the blocking pool, at the background
+        // priority; the slot goes back only when it is done.
         let removed = tokio::task::spawn_blocking(move || {
             background_priority();
-            self.remove_cgroup(!reaped);
+            drop(remains);
         })
         .await;
         if let Err(e) = removed {
-            tracing::error!(error = %e, "cgroup removal task failed");
+            tracing::error!(error = %e, "container removal task failed");
         }
     }
 
-    fn remove_cgroup(&mut self, kill: bool) {
-        if let Some(cg) = self.cgroup.take() {
-            if kill {
-                let _ = cg.kill_all();
-            }
-            if let Err(e) = cg.destroy() {
-                tracing::error!(container = %self.id, error = %e, "cgroup left behind");
-            }
+    /// SIGKILLs the init (and with it the pid namespace) and hands over what is left to
+    /// remove.
+    fn kill(&mut self) -> Remains {
+        self.chan = None;
+        if let Some(pidfd) = &self.pidfd {
+            let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+        }
+        Remains {
+            id: std::mem::take(&mut self.id),
+            pidfd: self.pidfd.take(),
+            cgroup: self.cgroup.take(),
+            slot: self._slot.take(),
         }
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        self.chan = None;
-        if let Some(pidfd) = self.pidfd.take() {
-            let _ = spawn::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = spawn::pidfd_reap(pidfd.as_fd(), true);
+        // Dropped in a request that ended early (a client that hung up, a cancelled job):
+        // the blocking part goes to the blocking pool, not the runtime thread that drops.
+        // Without a runtime, or if it no longer takes work (then `remains` is dropped with
+        // the closure), the removal happens here.
+        let remains = self.kill();
+        if remains.pidfd.is_none() && remains.cgroup.is_none() {
+            return;
         }
-        self.remove_cgroup(true);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || drop(remains));
+            }
+            Err(_) => drop(remains),
+        }
+    }
+}
+
+/// How long an init may take to write or read back `bytes` of files in `/box` (tmpfs:
+/// far faster than the 16 MB/s allowed here) before it counts as broken.
+fn exchange_timeout(bytes: u64) -> Duration {
+    Duration::from_secs(5) + Duration::from_millis(bytes / 16_384)
+}
+
+/// How long the removal of a container waits for its init to exit after SIGKILL.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What is left of a killed container. Dropping it removes it, blocking: the init is
+/// reaped, the cgroup emptied and removed, and only then is the slot given back. If the
+/// init could not be reaped and its cgroup not removed, a process of the container may
+/// still live: the slot's uids are then never handed out again.
+struct Remains {
+    id: String,
+    pidfd: Option<OwnedFd>,
+    cgroup: Option<Box<dyn Cgroup>>,
+    slot: Option<Slot>,
+}
+
+impl Drop for Remains {
+    fn drop(&mut self) {
+        let reaped = self.pidfd.take().is_none_or(|pidfd| {
+            let deadline = std::time::Instant::now() + REAP_TIMEOUT;
+            loop {
+                match spawn::pidfd_reap(pidfd.as_fd(), false) {
+                    Ok(true) => break true,
+                    Ok(false) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(false) | Err(_) => break false,
+                }
+            }
+        });
+        let removed = self.cgroup.take().is_none_or(|cg| {
+            // An init that has exited took its whole pid namespace with it, and nothing
+            // else ever joins the cgroup: the kill is the backstop for one not seen to end.
+            if !reaped {
+                let _ = cg.kill_all();
+            }
+            match cg.destroy() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(container = %self.id, error = %e, "cgroup left behind");
+                    false
+                }
+            }
+        });
+        if !reaped {
+            tracing::error!(container = %self.id, "init not reaped after SIGKILL");
+            if !removed {
+                if let Some(slot) = self.slot.take() {
+                    tracing::error!(container = %self.id, slot = slot.n, "slot withdrawn: a process of it may live on");
+                    std::mem::forget(slot);
+                }
+            }
+        }
     }
 }
