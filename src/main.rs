@@ -466,14 +466,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         bail!("this host cannot sandbox:\n{}", report.text());
     }
     let sandbox = Sandbox::new(config).context("start the sandbox engine")?;
-    let stale = sandbox
-        .remove_stale()
-        .context("remove what an earlier instance left")?;
-    if stale > 0 {
-        tracing::warn!(
+    // What cannot be removed now (a process of it slow to die) does not stop the start:
+    // new containers have names of their own; the next start tries again.
+    match sandbox.remove_stale() {
+        Ok(0) => {}
+        Ok(stale) => tracing::warn!(
             cgroups = stale,
             "removed containers an earlier instance left"
-        );
+        ),
+        Err(e) => tracing::error!(error = %e, "could not remove all an earlier instance left"),
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cpus.max(2))
@@ -521,12 +522,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         eprintln!("warmbox: serving on http://{}", listener.local_addr()?);
         let warming = state.clone();
         tokio::spawn(async move {
-            match warming.pool.warm_up().await {
-                Ok(()) => {
-                    warming.ready.store(true, Ordering::Release);
-                    tracing::info!("pool warm: ready");
+            // A failure (a fork server that died, a transient clone error) is tried again,
+            // less and less often: the service turns ready once every layout is warm.
+            let mut pause = std::time::Duration::from_millis(500);
+            loop {
+                match warming.pool.warm_up().await {
+                    Ok(()) => {
+                        warming.ready.store(true, Ordering::Release);
+                        tracing::info!("pool warm: ready");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = ?pause, "warming the pool failed")
+                    }
                 }
-                Err(e) => tracing::error!(error = %e, "warming the pool failed"),
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
             }
         });
         // At the signal: stop accepting and let running requests finish; past the grace

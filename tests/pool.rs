@@ -93,3 +93,32 @@ async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed()
     let left = h.sandbox.cgroups().list().expect("list cgroups");
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_that_cannot_be_warmed_does_not_keep_the_others_cold() {
+    let Some(h) = common::private_harness("warmbox-test-pool-broken") else {
+        return;
+    };
+    let good = warmbox::job::warm_specs(&h.profiles, &|_| 2)
+        .into_iter()
+        .find(|s| s.name == "bash/run")
+        .expect("bash/run");
+    let mut broken = good.clone();
+    broken.name = "broken/run".into();
+    broken.layout.seccomp = "no-such-policy".into();
+    // The broken layout first: before, the warm-up stopped at it.
+    let pool = Pool::new(h.sandbox.clone(), vec![broken, good], 2);
+    let err = pool
+        .warm_up()
+        .await
+        .expect_err("a policy that does not exist");
+    assert!(err.to_string().contains("no-such-policy"), "{err}");
+    assert_eq!(
+        pool.warm_counts(),
+        [("broken/run".to_string(), 0), ("bash/run".to_string(), 2)]
+    );
+    assert!(!pool.is_warm());
+    pool.shutdown().await;
+    let left = h.sandbox.cgroups().list().expect("list cgroups");
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}

@@ -68,15 +68,23 @@ impl Pool {
         &self.sandbox
     }
 
-    /// Fills every layout up to the target (returns when done or on the first failure).
+    /// Fills every layout up to the target. A layout whose creation fails is left for a
+    /// later call (the others are still filled); the first failure is returned.
     pub async fn warm_up(self: &Arc<Self>) -> Result<(), SandboxError> {
+        let mut first = None;
         for spec in &self.specs {
-            while self.count(&spec.layout) < spec.target {
-                let c = self.create(&spec.layout, &spec.limits).await?;
-                self.put(&spec.layout, c);
+            while self.count(&spec.layout) < spec.target && !self.closed.load(Ordering::Acquire) {
+                match self.create(&spec.layout, &spec.limits).await {
+                    Ok(c) => self.put(&spec.layout, c),
+                    Err(e) => {
+                        tracing::warn!(layout = %spec.name, error = %e, "warming a layout failed");
+                        first.get_or_insert(e);
+                        break;
+                    }
+                }
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// True when every layout has its target of warm containers.
