@@ -417,13 +417,14 @@ fn judge0_clients_work_unchanged() {
         std::thread::sleep(Duration::from_millis(25));
     }
 
-    // DELETE a finished submission: answered once, then gone.
+    // DELETE a finished submission: answered once (always in base64, as Judge0 does),
+    // then gone.
     let (status, d) = call(
         "DELETE",
         &format!("{}/submissions/{first}?fields=stdout", s.base),
         None,
     );
-    assert_eq!((status, d), (200, json!({"stdout": "42\n"})));
+    assert_eq!((status, d), (200, json!({"stdout": "NDIK"})));
     let (status, v) = call("GET", &format!("{}/submissions/{first}", s.base), None);
     assert_eq!((status, v), (404, json!({"error": "Not Found"})));
 
@@ -565,6 +566,15 @@ fn judge0_clients_work_unchanged() {
             json!({"language_id": 71, "source_code": "x", "enable_network": true}),
             json!({"enable_network": ["enabling network is not allowed"]}),
         ),
+        // Rails reads these as true too.
+        (
+            json!({"language_id": 71, "source_code": "x", "enable_network": "true"}),
+            json!({"enable_network": ["enabling network is not allowed"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "enable_network": 1}),
+            json!({"enable_network": ["enabling network is not allowed"]}),
+        ),
         (
             json!({"language_id": 71, "source_code": "x", "cpu_time_limit": 1000}),
             json!({"cpu_time_limit": ["must be less than or equal to 20"]}),
@@ -610,6 +620,64 @@ fn judge0_clients_work_unchanged() {
             "wait={wait}"
         );
     }
+
+    // What clients rely on beyond the reference: a trailing slash, a megabyte of output
+    // (bounded by max_file_size, past it SIGXFSZ's status), Rails booleans, DELETE in
+    // base64, /languages/all, /version, at most 20 tokens a batch.
+    let big =
+        json!({"language_id": 71, "source_code": "import sys\nsys.stdout.write('x' * 600000)"});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/submissions/?wait=true&fields=status,stdout", s.base),
+        Some(big.clone()),
+    );
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["status"]["id"], 3, "{}", v["status"]);
+    assert_eq!(v["stdout"].as_str().map(str::len), Some(600_000));
+    let mut small = big;
+    small["max_file_size"] = json!(64);
+    let v = wait(&s, small);
+    assert_eq!(
+        (v["status"]["id"].clone(), v["message"].clone()),
+        (json!(8), json!("Output limit exceeded"))
+    );
+    let v = wait(
+        &s,
+        json!({"language_id": 71, "source_code": "import sys\nprint('e', file=sys.stderr)",
+               "redirect_stderr_to_stdout": "true"}),
+    );
+    assert_eq!(v["stdout"], "e\n");
+    let token = v["token"].as_str().expect("token");
+    let (status, v) = call(
+        "DELETE",
+        &format!("{}/submissions/{token}?fields=stdout", s.base),
+        None,
+    );
+    assert_eq!((status, v), (200, json!({"stdout": "ZQo="})));
+    let (status, all) = call("GET", &format!("{}/languages/all", s.base), None);
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().map(Vec::len), Some(8));
+    assert_eq!(all[0]["is_archived"], false);
+    let version = ureq::get(&format!("{}/version", s.base))
+        .call()
+        .expect("GET /version")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert_eq!(version, "1.13.1");
+    let tokens = vec![token; 21].join(",");
+    let (status, v) = call(
+        "GET",
+        &format!("{}/submissions/batch?tokens={tokens}", s.base),
+        None,
+    );
+    assert_eq!(
+        (status, v),
+        (
+            400,
+            json!({"error": "number of submissions in a batch should be less than or equal to 20"})
+        )
+    );
     stop(s);
 }
 

@@ -39,15 +39,30 @@ const DEFAULT_FIELDS: &str = "token,time,memory,stdout,stderr,compile_output,mes
 
 /// The Judge0 routes.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/about", get(about))
-        .route("/config_info", get(config_info))
-        .route("/statuses", get(statuses))
-        .route("/languages", get(languages))
+    let mut r = Router::new()
+        .route("/version", get(|| async { VERSION }))
         .route("/languages/{id}", get(language))
-        .route("/submissions", axum::routing::post(create))
-        .route("/submissions/batch", get(get_batch).post(create_batch))
-        .route("/submissions/{token}", get(show).delete(destroy))
+        .route("/submissions/{token}", get(show).delete(destroy));
+    // Rails ignores a trailing slash, and clients send one (`/submissions/?wait=true`).
+    for path in ["/about", "/about/"] {
+        r = r.route(path, get(about));
+    }
+    for path in ["/config_info", "/config_info/"] {
+        r = r.route(path, get(config_info));
+    }
+    for path in ["/statuses", "/statuses/"] {
+        r = r.route(path, get(statuses));
+    }
+    for path in ["/languages", "/languages/"] {
+        r = r.route(path, get(languages));
+    }
+    for path in ["/submissions", "/submissions/"] {
+        r = r.route(path, axum::routing::post(create));
+    }
+    for path in ["/submissions/batch", "/submissions/batch/"] {
+        r = r.route(path, get(get_batch).post(create_batch));
+    }
+    r
 }
 
 /// Judge0's statuses: (id, description).
@@ -142,7 +157,8 @@ impl IntoResponse for Judge0Error {
 
 /// `true`/`false` of a query parameter (Judge0 reads anything but `true` as false).
 fn flag(v: &Option<String>) -> bool {
-    v.as_deref() == Some("true")
+    v.as_deref()
+        .is_some_and(|s| truthy(&Value::String(s.to_string())))
 }
 
 /// Query parameters of the submission routes.
@@ -211,6 +227,15 @@ async fn language(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Judge0Error> {
+    if id == "all" {
+        // Judge0's every language, archived ones included (there are none here).
+        return Ok(Json(Value::Array(
+            language_table(&state.profiles)
+                .into_iter()
+                .map(|(id, name, _)| json!({"id": id, "name": name, "is_archived": false}))
+                .collect(),
+        )));
+    }
     let id: u32 = id.parse().map_err(|_| Judge0Error::not_found())?;
     let (name, p) = find_language(&state.profiles, id).ok_or_else(Judge0Error::not_found)?;
     let profile = &p.profile;
@@ -434,7 +459,7 @@ fn translate(
             "setting per process and thread memory limit is not allowed",
         ),
     ] {
-        if obj.get(field).and_then(Value::as_bool) == Some(true) {
+        if obj.get(field).is_some_and(truthy) {
             return Err(Judge0Error::field(field, why));
         }
     }
@@ -481,10 +506,7 @@ fn translate(
     let runs = number("number_of_runs", MAX_RUNS as f64)?
         .map(|n| n.max(1.0) as u64)
         .unwrap_or(1);
-    let redirect = obj
-        .get("redirect_stderr_to_stdout")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let redirect = obj.get("redirect_stderr_to_stdout").is_some_and(truthy);
     let args = match obj.get("command_line_arguments") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => shell_words::split(s).map_err(|e| {
@@ -526,6 +548,15 @@ fn translate(
     if let Some(f) = file_kb {
         limits["file_size_bytes"] = json!(((f as u64) * 1024).max(1));
     }
+    // Judge0 writes stdout and stderr to files under max_file_size: that is their bound
+    // too (a program that prints a megabyte is accepted there), up to the profile's
+    // output maximum.
+    let output_bytes = file_kb
+        .map_or(profile.limits.defaults.file_size_bytes, |f| {
+            (f as u64) * 1024
+        })
+        .clamp(1, max.output_bytes);
+    limits["output_bytes"] = json!(output_bytes);
     let b64 = |b: &[u8]| BASE64.encode(b);
     let mut files: Vec<Value> = Vec::new();
     if !source.is_empty() {
@@ -710,11 +741,25 @@ fn outcome(record: &JobRecord) -> Option<Outcome> {
             _ => (11, step.message.clone()),
         },
         (_, StepStatus::MemoryLimit) => (12, Some("Memory limit exceeded".to_string())),
-        (_, StepStatus::OutputLimit) => (12, Some("Output limit exceeded".to_string())),
+        // Past max_file_size on stdout or stderr: where Judge0 gets SIGXFSZ.
+        (_, StepStatus::OutputLimit) => (8, Some("Output limit exceeded".to_string())),
         (_, StepStatus::SecurityViolation) => (12, step.message.clone()),
         _ => (13, step.message.clone()),
     };
     Some(out(id, message, Some(step), numbers))
+}
+
+/// A boolean as Rails reads one: `true`, `1`, and the strings `"true"`, `"t"`, `"1"`,
+/// `"on"`, `"yes"` (any case) are true.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(s) => ["true", "t", "1", "on", "yes", "y"]
+            .iter()
+            .any(|t| s.trim().eq_ignore_ascii_case(t)),
+        _ => false,
+    }
 }
 
 fn timestamp(ms: Option<u64>) -> Value {
@@ -1058,7 +1103,8 @@ async fn destroy(
         }
         other => other.into(),
     })?;
-    let full = full_view(&record, flag(&q.base64_encoded), &state.profiles);
+    // Judge0: "base64_encoded is implicitly set to true and cannot be changed" here.
+    let full = full_view(&record, true, &state.profiles);
     Ok(Json(select(full, q.fields.as_deref())))
 }
 
@@ -1070,8 +1116,15 @@ async fn get_batch(
         return Err(Judge0Error::field("tokens", "can't be blank"));
     };
     let jobs = jobs(&state)?;
+    let tokens: Vec<&str> = tokens.split(',').map(str::trim).collect();
+    if tokens.len() > MAX_BATCH {
+        return Err(Judge0Error::other(
+            StatusCode::BAD_REQUEST,
+            format!("number of submissions in a batch should be less than or equal to {MAX_BATCH}"),
+        ));
+    }
     let mut out = Vec::new();
-    for t in tokens.split(',').map(str::trim) {
+    for t in tokens {
         let record = match Uuid::parse_str(t) {
             Ok(id) => jobs.get(id).await.ok().filter(|r| r.meta.is_some()),
             Err(_) => None,
