@@ -666,8 +666,8 @@ async fn piston_runtimes_and_execute_answer_in_pistons_shapes() {
     let a = post(
         &s,
         "/api/v2/execute",
-        json!({"language": "bash", "version": "*", "run_timeout": 200,
-               "run_memory_limit": -1, "files": [{"content": "sleep 5"}]}),
+        json!({"language": "bash", "version": "5.x", "run_timeout": 200.0,
+               "run_memory_limit": -1, "run_cpu_time": 0, "files": [{"content": "sleep 5"}]}),
     )
     .await;
     let run = &a.json()["run"];
@@ -742,8 +742,10 @@ async fn piston_bad_input_is_a_400_with_a_message() {
          "run_timeout cannot exceed the configured limit of 60000".to_string()),
         (json!({"language": "c", "files": [{"content": "x"}], "compile_timeout": 600000}),
          "compile_timeout cannot exceed the configured limit of 20000".to_string()),
-        (json!({"language": "python", "files": [{"content": "x"}], "run_cpu_time": 0}),
-         "run_cpu_time must be a positive integer (or -1 for the default)".to_string()),
+        (json!({"language": "python", "files": [{"content": "x"}], "run_cpu_time": -5}),
+         "run_cpu_time must be a positive whole number (or 0 or -1 for the default)".to_string()),
+        (json!({"language": "python", "files": [{"content": "x"}], "run_cpu_time": 2.5}),
+         "run_cpu_time must be a positive whole number (or 0 or -1 for the default)".to_string()),
         (json!({"language": "python", "files": [{"content": "x"}], "args": [1]}),
          "args[0] must be a string".to_string()),
         (json!({"language": "python", "version": "2.7", "files": [{"content": "x"}]}),

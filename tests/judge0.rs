@@ -298,9 +298,10 @@ fn judge0_clients_work_unchanged() {
         "POST",
         &format!("{}/submissions?base64_encoded=true&wait=true", s.base),
         Some(
-            // Base64 broken into lines (as Ruby's encode64 writes it) is taken too.
+            // Base64 broken into lines (as Ruby's encode64 writes it) is taken too, and
+            // without its padding (bytes 1, 2 are "AQI=").
             json!({"language_id": 71, "source_code": wrapped(&B64.encode(code)),
-                   "stdin": B64.encode([1u8, 2])}),
+                   "stdin": "AQI"}),
         ),
     );
     assert_eq!(status, 201, "{v}");
@@ -393,6 +394,37 @@ fn judge0_clients_work_unchanged() {
     );
     assert_ne!(b[3]["token"], b[0]["token"]);
     assert!(b[3]["token"].as_str().is_some(), "{b}");
+    // None valid: 422; none at all, or more than 20: 400, in Judge0's words.
+    let url = format!("{}/submissions/batch", s.base);
+    let (status, answer) = call(
+        "POST",
+        &url,
+        Some(json!({"submissions": [{"language_id": 9999, "source_code": "x"}]})),
+    );
+    assert_eq!(
+        (status, answer),
+        (
+            422,
+            json!([{"language_id": ["language with id 9999 doesn't exist"]}])
+        )
+    );
+    let (status, answer) = call("POST", &url, Some(json!({"submissions": []})));
+    assert_eq!(
+        (status, answer),
+        (
+            400,
+            json!({"error": "there should be at least one submission in a batch"})
+        )
+    );
+    let many = vec![json!({"language_id": 71, "source_code": "print(1)"}); 21];
+    let (status, answer) = call("POST", &url, Some(json!({ "submissions": many })));
+    assert_eq!(
+        (status, answer),
+        (
+            400,
+            json!({"error": "number of submissions in a batch should be less than or equal to 20"})
+        )
+    );
     let first = b[0]["token"].as_str().expect("token").to_string();
     let missing = uuid::Uuid::new_v4();
     let deadline = Instant::now() + Duration::from_secs(60);

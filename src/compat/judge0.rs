@@ -12,6 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
+
+/// Base64 as Ruby's `decode64` reads it: the padding may be left out.
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 use base64::Engine as _;
 use serde::Deserialize as _;
 use serde_json::{json, Map, Value};
@@ -414,7 +421,7 @@ fn translate(
     let text = |field: &str| -> Result<Option<Vec<u8>>, Judge0Error> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if base64 => BASE64
+            Some(Value::String(s)) if base64 => LENIENT
                 .decode(strip_whitespace(s))
                 .map(Some)
                 .map_err(|e| Judge0Error::field(field, format!("is not valid base64: {e}"))),
@@ -427,7 +434,7 @@ fn translate(
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) if s.is_empty() => Vec::new(),
         Some(Value::String(s)) => {
-            let zip = BASE64.decode(strip_whitespace(s)).map_err(|e| {
+            let zip = LENIENT.decode(strip_whitespace(s)).map_err(|e| {
                 Judge0Error::field("additional_files", format!("is not valid base64: {e}"))
             })?;
             let budget = MAX_EXTRACT_BYTES.min(profile.limits.defaults.disk_mb << 20);
@@ -1017,13 +1024,20 @@ async fn create_batch(
 ) -> Result<Response, Judge0Error> {
     let base64 = flag(&q.base64_encoded);
     let v = parse_body(&state, body)?;
-    let Some(list) = v.get("submissions").and_then(Value::as_array) else {
-        return Err(Judge0Error::field("submissions", "can't be blank"));
+    // Judge0's own answers for a batch that is empty or too big: 400 with an `error`.
+    let list = match v.get("submissions").and_then(Value::as_array) {
+        Some(list) if !list.is_empty() => list,
+        _ => {
+            return Err(Judge0Error::other(
+                StatusCode::BAD_REQUEST,
+                "there should be at least one submission in a batch",
+            ))
+        }
     };
-    if list.is_empty() || list.len() > MAX_BATCH {
-        return Err(Judge0Error::field(
-            "submissions",
-            format!("must hold 1 to {MAX_BATCH} submissions"),
+    if list.len() > MAX_BATCH {
+        return Err(Judge0Error::other(
+            StatusCode::BAD_REQUEST,
+            format!("number of submissions in a batch should be less than or equal to {MAX_BATCH}"),
         ));
     }
     let jobs = jobs(&state)?;
@@ -1058,7 +1072,13 @@ async fn create_batch(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| queued.next().unwrap_or(Value::Null)))
         .collect();
-    Ok((StatusCode::CREATED, Json(Value::Array(out))).into_response())
+    // 201 when at least one was queued; 422 when none could be, as Judge0 answers.
+    let code = if out.iter().any(|o| o.get("token").is_some()) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((code, Json(Value::Array(out))).into_response())
 }
 
 fn token(s: &str) -> Result<Uuid, Judge0Error> {

@@ -109,9 +109,18 @@ async fn runtimes(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// Whether `asked` selects `version`: `*`, the exact version, or a prefix of it that ends
-/// at a dot (`3` and `3.11` select `3.11.2`).
+/// at a dot (`3` and `3.11` select `3.11.2`), written with wildcards too (`3.x`, `3.11.*`)
+/// or as a caret or tilde range of a prefix (`^3`, `~3.11`).
 fn version_matches(asked: &str, version: &str) -> bool {
-    asked == "*"
+    let mut asked = asked.trim().trim_start_matches(['^', '~', '=', 'v']);
+    while let Some(head) = asked
+        .strip_suffix(".x")
+        .or_else(|| asked.strip_suffix(".X"))
+        .or_else(|| asked.strip_suffix(".*"))
+    {
+        asked = head;
+    }
+    matches!(asked, "*" | "x" | "X")
         || asked == version
         || version
             .strip_prefix(asked)
@@ -229,14 +238,20 @@ fn to_request(
     let limit = |key: &str, max: u64| -> Result<Option<u64>, PistonError> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => match v.as_i64() {
-                Some(-1) => Ok(None),
+            // Any JSON number that is a whole one (a client computing `3 * 1000.0` sends
+            // 3000.0); 0 and -1 mean the default, as `run_timeout || default` does there.
+            Some(v) => match v.as_i64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            }) {
+                Some(-1 | 0) => Ok(None),
                 Some(n) if n > 0 && (n as u64) <= max => Ok(Some(n as u64)),
                 Some(n) if n > 0 => Err(PistonError::bad(format!(
                     "{key} cannot exceed the configured limit of {max}"
                 ))),
                 _ => Err(PistonError::bad(format!(
-                    "{key} must be a positive integer (or -1 for the default)"
+                    "{key} must be a positive whole number (or 0 or -1 for the default)"
                 ))),
             },
         }
@@ -372,6 +387,14 @@ mod tests {
         assert!(!version_matches("3.1", "3.11.2"));
         assert!(!version_matches("3.11.2.1", "3.11.2"));
         assert!(!version_matches("", "3.11.2"));
+        for asked in [
+            "3.x", "3.11.x", "3.11.*", "^3", "~3.11", "3.x.x", "x", "v3.11.2",
+        ] {
+            assert!(version_matches(asked, "3.11.2"), "{asked}");
+        }
+        for asked in ["4.x", "^3.1", "~3.12", "3.11.3.x", "^"] {
+            assert!(!version_matches(asked, "3.11.2"), "{asked}");
+        }
     }
 
     #[test]
