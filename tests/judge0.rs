@@ -686,6 +686,33 @@ fn judge0_clients_work_unchanged() {
         None,
     );
     assert_eq!((status, v), (200, json!({"stdout": "ZQo="})));
+    let (status, v) = call(
+        "GET",
+        &format!(
+            "{}/submissions/{token}?fields=status,foo,stdout,bar",
+            s.base
+        ),
+        None,
+    );
+    assert_eq!(
+        (status, v),
+        (400, json!({"error": "invalid fields: [foo, bar]"}))
+    );
+    // A form-encoded submission, as older Rails-era clients send.
+    let text = ureq::post(&format!(
+        "{}/submissions?wait=true&fields=stdout,status_id",
+        s.base
+    ))
+    .header("Content-Type", "application/x-www-form-urlencoded")
+    .send("language_id=71&source_code=print%286%2A7%29")
+    .expect("form POST")
+    .body_mut()
+    .read_to_string()
+    .expect("body");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("JSON"),
+        json!({"stdout": "42\n", "status_id": 3})
+    );
     let (status, all) = call("GET", &format!("{}/languages/all", s.base), None);
     assert_eq!(status, 200);
     assert_eq!(all.as_array().map(Vec::len), Some(8));

@@ -899,6 +899,65 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
 }
 
 /// The fields asked for (`*`: all; default: Judge0's default list).
+/// Every field a submission has in Judge0 (`fields=` may name these only).
+const FIELDS: [&str; 36] = [
+    "token",
+    "source_code",
+    "language_id",
+    "compiler_options",
+    "command_line_arguments",
+    "stdin",
+    "expected_output",
+    "cpu_time_limit",
+    "cpu_extra_time",
+    "wall_time_limit",
+    "memory_limit",
+    "stack_limit",
+    "max_processes_and_or_threads",
+    "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit",
+    "max_file_size",
+    "redirect_stderr_to_stdout",
+    "enable_network",
+    "number_of_runs",
+    "additional_files",
+    "callback_url",
+    "stdout",
+    "stderr",
+    "compile_output",
+    "message",
+    "exit_code",
+    "exit_signal",
+    "status",
+    "status_id",
+    "created_at",
+    "finished_at",
+    "time",
+    "wall_time",
+    "memory",
+    "language",
+    "post_execution_filesystem",
+];
+
+/// Judge0's answer to a `fields` list that names a field it does not have: 400.
+fn check_fields(fields: Option<&str>) -> Result<(), Judge0Error> {
+    let Some(fields) = fields.filter(|f| f.trim() != "*") else {
+        return Ok(());
+    };
+    let unknown: Vec<&str> = fields
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && !FIELDS.contains(f))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Judge0Error::other(
+        StatusCode::BAD_REQUEST,
+        format!("invalid fields: [{}]", unknown.join(", ")),
+    ))
+}
+
 fn select(full: Map<String, Value>, fields: Option<&str>) -> Value {
     let fields = fields.unwrap_or(DEFAULT_FIELDS);
     if fields.trim() == "*" {
@@ -932,7 +991,31 @@ fn parse_body(
     state: &AppState,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Value, Judge0Error> {
+    parse_body_as(state, body, false)
+}
+
+/// The body as JSON, or (`form`: a form-encoded body, which Rails takes as well) as an
+/// object of its fields' strings, which `translate` reads as it reads JSON strings.
+fn parse_body_as(
+    state: &AppState,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    form: bool,
+) -> Result<Value, Judge0Error> {
     let body = crate::api::body_bytes(state, body)?;
+    if form {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
+            Judge0Error::other(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not a form: {e}"),
+            )
+        })?;
+        return Ok(Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| {
         Judge0Error::other(
             StatusCode::BAD_REQUEST,
@@ -944,10 +1027,18 @@ fn parse_body(
 async fn create(
     State(state): State<Arc<AppState>>,
     Query(q): Query<Params>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Judge0Error> {
     let base64 = flag(&q.base64_encoded);
-    let v = parse_body(&state, body)?;
+    if flag(&q.wait) {
+        check_fields(q.fields.as_deref())?;
+    }
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let v = parse_body_as(&state, body, form)?;
     let (sub, meta) = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
     if !flag(&q.wait) {
@@ -1090,6 +1181,7 @@ async fn show(
     Path(t): Path<String>,
     Query(q): Query<Params>,
 ) -> Result<Json<Value>, Judge0Error> {
+    check_fields(q.fields.as_deref())?;
     let record = jobs(&state)?.get(token(&t)?).await?;
     if record.meta.is_none() {
         return Err(Judge0Error::not_found());
@@ -1103,6 +1195,7 @@ async fn destroy(
     Path(t): Path<String>,
     Query(q): Query<Params>,
 ) -> Result<Json<Value>, Judge0Error> {
+    check_fields(q.fields.as_deref())?;
     let jobs = jobs(&state)?;
     let id = token(&t)?;
     let record = jobs.get(id).await?;
@@ -1132,6 +1225,7 @@ async fn get_batch(
     State(state): State<Arc<AppState>>,
     Query(q): Query<Params>,
 ) -> Result<Json<Value>, Judge0Error> {
+    check_fields(q.fields.as_deref())?;
     let Some(tokens) = q.tokens.as_deref().filter(|t| !t.trim().is_empty()) else {
         return Err(Judge0Error::field("tokens", "can't be blank"));
     };
