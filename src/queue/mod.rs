@@ -660,8 +660,9 @@ impl Jobs {
             (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             let cutoff = now_ms().saturating_sub(self.config.retention.as_millis() as u64);
+            let attempts = self.config.callback_attempts;
             match self
-                .blocking(move |s| s.remove_finished_before(cutoff))
+                .blocking(move |s| s.remove_finished_before(cutoff, attempts))
                 .await
             {
                 Ok(0) => {}

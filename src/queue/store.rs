@@ -441,7 +441,11 @@ impl Store {
     }
 
     /// Removes done and cancelled jobs finished before `before_ms`; returns how many.
-    pub fn remove_finished_before(&self, before_ms: u64) -> Result<usize, StoreError> {
+    pub fn remove_finished_before(
+        &self,
+        before_ms: u64,
+        callback_attempts: u32,
+    ) -> Result<usize, StoreError> {
         let action = || format!("remove jobs finished before {before_ms}");
         self.write(&action(), |txn| {
             let (mut jobs, mut index) = self.tables(txn, &action)?;
@@ -457,6 +461,17 @@ impl Store {
             }
             let mut removed = 0;
             for key in expired {
+                // A callback still being tried keeps its job until it is delivered or out
+                // of attempts: a retention shorter than the retries must not drop it.
+                let pending = jobs
+                    .get(key.2)
+                    .map_err(|e| self.storage(action(), e))?
+                    .and_then(|g| self.decode(Uuid::from_bytes(key.2), g.value()).ok())
+                    .and_then(|r| r.callback)
+                    .is_some_and(|c| !c.delivered && c.attempts < callback_attempts);
+                if pending {
+                    continue;
+                }
                 index.remove(key).map_err(|e| self.storage(action(), e))?;
                 let record = jobs.remove(key.2).map_err(|e| self.storage(action(), e))?;
                 if record.is_some() {
@@ -867,6 +882,16 @@ mod tests {
                 // At the cutoff: kept.
                 finished(4, JobStatus::Done, 10, Some(200)),
                 finished(5, JobStatus::Cancelled, 10, Some(300)),
+                // Past the cutoff, but its callback is still being tried: kept until it
+                // is delivered or out of attempts.
+                JobRecord {
+                    callback: Some(CallbackState {
+                        url: "http://example.com/hook".into(),
+                        attempts: 2,
+                        ..CallbackState::default()
+                    }),
+                    ..finished(8, JobStatus::Done, 10, Some(100))
+                },
                 queued(6, 50),
                 JobRecord {
                     status: JobStatus::Running,
@@ -876,7 +901,7 @@ mod tests {
             ])
             .unwrap();
 
-        assert_eq!(store.remove_finished_before(200).unwrap(), 3);
+        assert_eq!(store.remove_finished_before(200, 5).unwrap(), 3);
         for gone in [1, 2, 3] {
             assert_eq!(
                 store.get(Uuid::from_u128(gone)).unwrap(),
@@ -890,9 +915,11 @@ mod tests {
                 Some(Uuid::from_u128(kept))
             );
         }
-        assert_eq!(store.counts().unwrap(), counts_of(1, 1, 1, 1));
-        assert_eq!(store.remove_finished_before(200).unwrap(), 0);
-        assert_eq!(store.remove_finished_before(u64::MAX).unwrap(), 2);
+        assert_eq!(store.counts().unwrap(), counts_of(1, 1, 2, 1));
+        assert_eq!(store.remove_finished_before(200, 5).unwrap(), 0);
+        // Out of attempts (at most 2 here): removed.
+        assert_eq!(store.remove_finished_before(200, 2).unwrap(), 1);
+        assert_eq!(store.remove_finished_before(u64::MAX, 5).unwrap(), 2);
         assert_eq!(store.counts().unwrap(), counts_of(1, 1, 0, 0));
         assert_eq!(
             store.unfinished().unwrap(),
@@ -918,7 +945,7 @@ mod tests {
         store.insert(&[queued(5000, 10)]).unwrap();
         let full = size();
         assert!(full > 16 << 20, "1024 results of 16 KiB in {full} bytes");
-        assert_eq!(store.remove_finished_before(u64::MAX).unwrap(), 1024);
+        assert_eq!(store.remove_finished_before(u64::MAX, 5).unwrap(), 1024);
         drop(store);
         let store = Store::open(&path).unwrap();
         let after = size();
