@@ -613,7 +613,22 @@ fn judge0_clients_work_unchanged() {
         ),
         (
             json!({"language_id": 71, "source_code": "x", "memory_limit": -1}),
-            json!({"memory_limit": ["must be greater than or equal to 0"]}),
+            json!({"memory_limit": ["must be greater than or equal to 2048"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "memory_limit": 100}),
+            json!({"memory_limit": ["must be greater than or equal to 2048"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "memory_limit": 3000}),
+            json!({"memory_limit": ["is too small for the submission's files, which are kept in memory with \
+                4 MiB left for the program (files: 1 bytes in all do not fit in limits.memory_mb 3 \
+                (files count toward it, and 4 MiB stay free for the processes); send less or \
+                raise limits.memory_mb (maximum 1024))"]}),
+        ),
+        (
+            json!({"language_id": 71, "source_code": "x", "max_file_size": -1}),
+            json!({"max_file_size": ["must be greater than or equal to 0"]}),
         ),
         (
             json!({"language_id": 71, "source_code": "x", "stack_limit": 512000}),

@@ -477,7 +477,7 @@ fn translate(
         Some(_) => return Err(Judge0Error::field("compiler_options", "must be a string")),
     };
     let max = profile.limits.maximums;
-    let number = |field: &str, max: f64| -> Result<Option<f64>, Judge0Error> {
+    let number_in = |field: &str, min: f64, max: f64| -> Result<Option<f64>, Judge0Error> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => {
@@ -487,10 +487,10 @@ fn translate(
                     .ok_or_else(|| Judge0Error::field(field, "is not a number"))?;
                 if !n.is_finite() {
                     Err(Judge0Error::field(field, "is not a number"))
-                } else if n < 0.0 {
+                } else if n < min {
                     Err(Judge0Error::field(
                         field,
-                        "must be greater than or equal to 0",
+                        format!("must be greater than or equal to {min}"),
                     ))
                 } else if n > max {
                     Err(Judge0Error::field(
@@ -503,10 +503,12 @@ fn translate(
             }
         }
     };
+    let number = |field: &str, max: f64| number_in(field, 0.0, max);
     let cpu = number("cpu_time_limit", max.cpu_ms as f64 / 1000.0)?;
     let extra = number("cpu_extra_time", max.cpu_ms as f64 / 1000.0)?;
     let wall = number("wall_time_limit", max.wall_ms as f64 / 1000.0)?;
-    let memory_kb = number("memory_limit", (max.memory_mb * 1024) as f64)?;
+    // Judge0's own floor for the memory limit (KB).
+    let memory_kb = number_in("memory_limit", 2048.0, (max.memory_mb * 1024) as f64)?;
     let stack_kb = number("stack_limit", (max.memory_mb * 1024) as f64)?;
     let pids = number("max_processes_and_or_threads", max.pids as f64)?;
     let file_kb = number("max_file_size", (max.file_size_bytes / 1024) as f64)?;
@@ -1085,6 +1087,9 @@ fn request_error(e: JobError) -> Judge0Error {
         JobError::Request(r) => {
             // warmbox's field names back to the Judge0 fields they came from.
             let field = match r.field().split(['.', '[', ',']).collect::<Vec<_>>()[..] {
+                // Files that do not fit the memory (tmpfs is memory) are the memory
+                // limit's to raise.
+                ["files", ..] if r.message.contains("limits.memory_mb") => "memory_limit",
                 ["files", ..] => "source_code",
                 ["limits", "cpu_ms", ..] => "cpu_time_limit",
                 ["limits", "wall_ms", ..] => "wall_time_limit",
@@ -1100,6 +1105,11 @@ fn request_error(e: JobError) -> Judge0Error {
             // stays in the message, to explain it.
             let message = match r.message.strip_prefix(&format!("{field}: ")) {
                 Some(rest) => rest.to_string(),
+                None if field == "memory_limit" && r.field() == "files" => format!(
+                    "is too small for the submission's files, which are kept in memory with \
+                     4 MiB left for the program ({})",
+                    r.message
+                ),
                 None => r.message,
             };
             Judge0Error::field(&field, message)
