@@ -599,6 +599,9 @@ async fn piston_runtimes_and_execute_answer_in_pistons_shapes() {
         ("c", "#include <stdio.h>\nint main(void) { char s[64]; if (scanf(\"%63s\", s) == 1) puts(s); return 0; }"),
         ("c++", "#include <iostream>\n#include <string>\nint main() { std::string s; std::cin >> s; std::cout << s << std::endl; }"),
         ("java", "import java.util.Scanner;\npublic class Main { public static void main(String[] a) { System.out.println(new Scanner(System.in).next()); } }"),
+        // Any entry class name, as Piston's source launcher takes it.
+        ("java", "import java.util.Scanner;\npublic class Solution { public static void main(String[] a) { System.out.println(new Scanner(System.in).next()); } }"),
+        ("java", "class Hello {\n  public static void main(String[] a) { System.out.println(new java.util.Scanner(System.in).next()); }\n}"),
         ("javascript", "process.stdin.on('data', d => process.stdout.write(d.toString().trim() + '\\n'));"),
         ("python", "print(input())"),
     ];

@@ -108,6 +108,35 @@ async fn runtimes(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(list))
 }
 
+/// A Java source whose entry class is not `Main`, made to compile as `Main.java` and run
+/// as class `Main`, as Piston's source launcher runs it: the entry class (the first
+/// top-level class, written at the start of a line, as the launcher picks it) loses a
+/// `public` (which would tie it to a file of its name) and a class `Main` is added that
+/// calls its `main`. `None` when there is nothing to change (a class `Main` exists, or
+/// no class is found).
+fn java_main(source: &str) -> Option<String> {
+    static TOP_CLASS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?m)^(public\s+)?((?:(?:final|abstract|strictfp)\s+)*)class\s+([A-Za-z_$][\w$]*)",
+        )
+        .expect("a valid pattern")
+    });
+    static MAIN_CLASS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\bclass\s+Main\b").expect("a valid pattern")
+    });
+    if MAIN_CLASS.is_match(source) {
+        return None;
+    }
+    let top = TOP_CLASS.captures(source)?;
+    let (whole, name) = (top.get(0)?, top.get(3)?.as_str());
+    let declaration = format!("{}class {name}", &top[2]);
+    Some(format!(
+        "{}{declaration}{}\n\nclass Main {{\n    public static void main(String[] args) throws Throwable {{\n        {name}.main(args);\n    }}\n}}\n",
+        &source[..whole.start()],
+        source[whole.end()..].trim_end(),
+    ))
+}
+
 /// Whether `asked` selects `version`: `*`, the exact version, or a prefix of it that ends
 /// at a dot (`3` and `3.11` select `3.11.2`), written with wildcards too (`3.x`, `3.11.*`)
 /// or as a caret or tilde range of a prefix (`^3`, `~3.11`).
@@ -198,6 +227,14 @@ fn to_request(
                     "files[{i}].encoding: {other:?} is not one of utf8, base64, hex"
                 )))
             }
+        };
+        // Piston runs Java with the source launcher, which runs the first class whatever
+        // its name; here Java compiles Main.java and runs class Main.
+        let content = if i == 0 && encoding == Encoding::Utf8 && profile.source_file == "Main.java"
+        {
+            java_main(&content).unwrap_or(content)
+        } else {
+            content
         };
         // The first file is the entry point: it is stored under the name the profile
         // runs. The others keep theirs (Piston's default for a missing one).
@@ -395,6 +432,26 @@ mod tests {
         for asked in ["4.x", "^3.1", "~3.12", "3.11.3.x", "^"] {
             assert!(!version_matches(asked, "3.11.2"), "{asked}");
         }
+    }
+
+    #[test]
+    fn a_java_entry_class_of_any_name_runs_as_main() {
+        let wrapped = java_main(
+            "import java.util.*;\npublic final class Solution {\n  public static void main(String[] a) {}\n}\n",
+        )
+        .expect("a class to wrap");
+        assert_eq!(
+            wrapped,
+            "import java.util.*;\nfinal class Solution {\n  public static void main(String[] a) {}\n}\n\n\
+             class Main {\n    public static void main(String[] args) throws Throwable {\n        \
+             Solution.main(args);\n    }\n}\n"
+        );
+        assert_eq!(java_main("public class Main { }"), None);
+        assert_eq!(java_main("interface I {}"), None);
+        // An inner class (indented) is not the entry class.
+        assert!(java_main("class A {\n  public class B {}\n}")
+            .expect("A")
+            .ends_with("A.main(args);\n    }\n}\n"));
     }
 
     #[test]
