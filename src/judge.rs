@@ -291,16 +291,32 @@ pub fn validate_judging(
             limits,
         });
     }
-    // Every test's output is kept until the answer is made: bound it.
+    // Every test's output is kept until the answer is made, its checker's or
+    // interactor's too (a checker's stdout and stderr, an interactor's stderr): bound it.
+    let judged_by: u64 = match &judge {
+        Judge::Program(p) => p.request.limits.output_bytes.saturating_mul(2),
+        _ => 0,
+    };
+    let judged_by = judged_by.saturating_add(
+        interactor
+            .as_ref()
+            .map_or(0, |p| p.request.limits.output_bytes),
+    );
     let kept: u64 = tests
         .iter()
-        .map(|t| t.limits.output_bytes.saturating_mul(2))
+        .map(|t| {
+            t.limits
+                .output_bytes
+                .saturating_mul(2)
+                .saturating_add(judged_by)
+        })
         .fold(0u64, u64::saturating_add);
     if kept > MAX_TESTS_OUTPUT_BYTES {
         return Err(RequestError::invalid(format!(
             "tests: {} tests may keep {kept} bytes of output (stdout and stderr up to \
-             limits.output_bytes each), above the {MAX_TESTS_OUTPUT_BYTES} a request may keep; \
-             lower limits.output_bytes or send fewer tests",
+             limits.output_bytes each, and the checker's or interactor's up to its own), above \
+             the {MAX_TESTS_OUTPUT_BYTES} a request may keep; lower limits.output_bytes or \
+             send fewer tests",
             tests.len()
         )));
     }

@@ -351,6 +351,65 @@ async fn interactive_guess_the_number() {
 }
 
 #[tokio::test]
+async fn interactive_verdicts_blame_the_side_that_ended_first() {
+    let Some(h) = common::harness() else { return };
+    let bisect = "lo, hi = 1, 1000\n\
+                  while True:\n    m = (lo + hi) // 2\n    print(m, flush=True)\n    r = input()\n\
+                  \x20   if r == '=': break\n    if r == '<': hi = m - 1\n    else: lo = m + 1\n";
+    let guess = json!({"profile": "python3", "files": py(GUESS_INTERACTOR)});
+    let one = |limits: Value| json!([{"stdin": "777", "limits": limits}]);
+    // A submission past its CPU limit: its interactor then reads end-of-file and calls
+    // it a wrong answer, but the limit is the cause.
+    let r = h
+        .run(
+            json!({"profile": "python3", "files": py("while True:\n    pass\n"),
+                    "interactor": guess, "tests": one(json!({"cpu_ms": 300}))}),
+        )
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v("1", Verdict::Step(StepStatus::TimeLimit), None)]
+    );
+    // One that exits with an error before it says anything: its own runtime error.
+    let r = h
+        .run(
+            json!({"profile": "python3", "files": py("import sys\nsys.exit(3)\n"),
+                    "interactor": guess, "tests": one(json!({}))}),
+        )
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v("1", Verdict::Step(StepStatus::RuntimeError), None)]
+    );
+    // An interactor that fails leaves the submission reading end-of-file: the judge's
+    // fault, with what it said.
+    let broken = "import sys\nprint('FAIL bad test data', file=sys.stderr)\nsys.exit(3)\n";
+    let r = h
+        .run(json!({"profile": "python3", "files": py(bisect),
+                    "interactor": {"profile": "python3", "files": py(broken)},
+                    "tests": one(json!({}))}))
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v(
+            "1",
+            Verdict::Step(StepStatus::InternalError),
+            Some("the interactor failed (exited with 3): FAIL bad test data")
+        )]
+    );
+    // A slow submission within the test's wall limit: its interactor, whose own wall
+    // limit is shorter, waits for it anyway.
+    let slow = format!("import time\ntime.sleep(1.5)\n{bisect}");
+    let r = h
+        .run(json!({"profile": "python3", "files": py(&slow),
+                    "interactor": {"profile": "python3", "files": py(GUESS_INTERACTOR),
+                                   "limits": {"wall_ms": 1000}},
+                    "tests": one(json!({"wall_ms": 5000}))}))
+        .await;
+    assert_eq!(verdicts(&r), vec![v("1", Verdict::Accepted, None)]);
+}
+
+#[tokio::test]
 async fn parallel_tests_keep_the_requests_order_and_stop_on_the_first_failure() {
     let Some(h) = common::harness() else { return };
     // Each test sleeps as many tenths of a second as its input says and prints when it
@@ -633,8 +692,20 @@ fn requests_that_cannot_be_judged_are_refused() {
             json!({"tests": many, "limits": {"output_bytes": 16 << 20}})
         )),
         "tests: 20 tests may keep 671088640 bytes of output (stdout and stderr up to \
-         limits.output_bytes each), above the 268435456 a request may keep; lower \
+         limits.output_bytes each, and the checker's or interactor's up to its own), above \
+         the 268435456 a request may keep; lower \
          limits.output_bytes or send fewer tests"
+    );
+    // A checker's output counts too (its stdout and stderr, for each test).
+    let ten: Vec<Value> = (0..10).map(|_| json!({"expected_stdout": "1"})).collect();
+    assert_eq!(
+        refused(base(json!({"tests": ten, "limits": {"output_bytes": 1000},
+                             "checker": {"type": "program", "profile": "bash",
+                                         "files": [{"name": "main.sh", "content": "exit 0"}],
+                                         "limits": {"output_bytes": 16 << 20}}}))),
+        "tests: 10 tests may keep 335564320 bytes of output (stdout and stderr up to \
+         limits.output_bytes each, and the checker's or interactor's up to its own), above \
+         the 268435456 a request may keep; lower limits.output_bytes or send fewer tests"
     );
     assert_eq!(
         refused(base(json!({"tests": [{"expected_stdout": "1"}],

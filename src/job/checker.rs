@@ -191,14 +191,24 @@ fn same_number(e: &[u8], a: &[u8], abs: f64, rel: f64) -> Result<(), String> {
     let (Some(x), Some(y)) = (number(e), number(a)) else {
         return Err(String::new());
     };
+    // As testlib's doubleCompare: NaN matches NaN only, an infinity the same infinity only.
+    if !x.is_finite() || !y.is_finite() {
+        return if (x.is_nan() && y.is_nan()) || x == y {
+            Ok(())
+        } else {
+            Err(String::new())
+        };
+    }
     let difference = (y - x).abs();
-    // `1.6` and `1.5` are 0.10000000000000009 apart in f64 and `0.1` is 0.1000000000000000055:
-    // each decimal is rounded to binary by half a unit in the last place. The slack covers
-    // those roundings (of both numbers, of the bound, of the subtraction) twice over. Each
-    // term is finite, so a difference that overflowed to infinity is still rejected.
-    let slack = |bound: f64| 2.0 * f64::EPSILON * x.abs().max(y.abs()) + 2.0 * f64::EPSILON * bound;
+    // Each decimal is rounded to binary by half a unit in its last place, so the f64
+    // difference of two numbers is off by up to one unit of the larger (`1.6` and `1.5`
+    // are 0.10000000000000009 apart in f64; 123.456 and 123.456000001 are 1.000004e-9):
+    // that much, plus testlib's 2e-15, lets a bound met exactly in decimals pass, and no
+    // more (1e9 against 1e9 + 1.4e-6 under abs 1e-6 is a wrong answer). A difference
+    // that overflowed to infinity is still rejected.
+    let slack = f64::EPSILON * x.abs().max(y.abs()) + FLOAT_SLACK;
     let rel_bound = rel * x.abs();
-    if difference <= abs + slack(abs) || difference <= rel_bound + slack(rel_bound) {
+    if difference <= abs + slack || difference <= rel_bound + slack {
         return Ok(());
     }
     Err(format!(
@@ -209,10 +219,12 @@ fn same_number(e: &[u8], a: &[u8], abs: f64, rel: f64) -> Result<(), String> {
     ))
 }
 
-/// A token as a finite number, when it is one.
+/// What a float comparison allows beyond its bounds, as testlib (twice 1e-15).
+const FLOAT_SLACK: f64 = 2e-15;
+
+/// A token as a number (`nan`, `inf` and `infinity` in any case too), when it is one.
 fn number(token: &[u8]) -> Option<f64> {
-    let n = std::str::from_utf8(token).ok()?.parse::<f64>().ok()?;
-    n.is_finite().then_some(n)
+    std::str::from_utf8(token).ok()?.parse::<f64>().ok()
 }
 
 /// The difference with 6 significant digits, or as many more as it takes to show that it
@@ -855,22 +867,37 @@ mod tests {
     }
 
     #[test]
-    fn float_compares_nan_and_infinity_as_strings() {
+    fn float_compares_nan_and_infinity_as_testlib() {
         let how = float(1e-6, 1e-6);
         assert_eq!(compare(how, b"nan inf -inf", b"nan inf -inf"), Accepted);
+        // Spelled another way, the same values.
         assert_eq!(
-            compare(how, b"nan", b"NaN"),
-            wa("token 1: expected `nan`, got `NaN`")
+            compare(how, b"nan inf -inf", b"NaN Infinity -INF"),
+            Accepted
         );
         assert_eq!(
-            compare(how, b"inf", b"infinity"),
-            wa("token 1: expected `inf`, got `infinity`")
+            compare(how, b"nan", b"1"),
+            wa("token 1: expected `nan`, got `1`")
         );
-        // 1e400 overflows f64 to infinity: a string, too.
         assert_eq!(
-            compare(how, b"inf", b"1e400"),
-            wa("token 1: expected `inf`, got `1e400`")
+            compare(how, b"inf", b"-inf"),
+            wa("token 1: expected `inf`, got `-inf`")
         );
+        assert_eq!(
+            compare(how, b"1", b"inf"),
+            wa("token 1: expected `1`, got `inf`")
+        );
+        // No slack grows with the numbers beyond their rounding: 1.4e-6 is over 1e-6.
+        assert_eq!(
+            compare(float(1e-6, 0.0), b"1000000000", b"1000000000.0000014"),
+            wa("token 1: expected `1000000000`, got `1000000000.0000014` (difference 1.43051e-6 > abs 1e-6 and rel 0)")
+        );
+        assert_eq!(
+            compare(float(1e-6, 0.0), b"1000000000", b"1000000000.000001"),
+            Accepted
+        );
+        // 1e400 overflows f64 to infinity, as testlib's strtod reads it too.
+        assert_eq!(compare(how, b"inf", b"1e400"), Accepted);
         assert_eq!(
             compare(float(1e300, 0.0), b"1", b"1e400"),
             wa("token 1: expected `1`, got `1e400`")

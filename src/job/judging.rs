@@ -262,7 +262,14 @@ impl Runner {
             Vec::new(),
             OutputMode::Separate,
         );
-        let ispec = judge_spec(ireq);
+        let mut ispec = judge_spec(ireq);
+        // The interactor waits on the submission: it must outlast the test's wall limit
+        // (by a second, to see the end and say so), or a slow but correct submission
+        // would lose its interactor first.
+        ispec.limits.wall_ms = ispec
+            .limits
+            .wall_ms
+            .max(test.limits.wall_ms.saturating_add(INTERACTOR_WALL_SLACK_MS));
         let expected = test.expected.as_deref().unwrap_or_default();
         let extra = judge_files([&test.stdin[..], b"", expected]);
         let ifiles: Vec<&BoxFile> = interactor.files.iter().chain(&extra).collect();
@@ -345,16 +352,7 @@ impl Runner {
             }
             Err(e) => (internal_error(&e), internal_error(&e)),
         };
-        let (judged, message) = judged_by_exit("interactor", &i);
-        let verdict = match judged {
-            Verdict::WrongAnswer | Verdict::PresentationError => judged,
-            _ if s.result.status != StepStatus::Ok => Verdict::Step(s.result.status),
-            other => other,
-        };
-        let message = match verdict {
-            Verdict::Step(st) if st != StepStatus::InternalError => None,
-            _ => message,
-        };
+        let (verdict, message) = interactive_verdict(&s, &i);
         Ok(TestResult {
             name: test.name.clone(),
             verdict,
@@ -363,6 +361,43 @@ impl Runner {
             checker: None,
             interactor: Some(encode(i, req.output_encoding)),
         })
+    }
+}
+
+/// How much longer than the test's wall limit its interactor may run, at least.
+const INTERACTOR_WALL_SLACK_MS: u64 = 1000;
+
+/// An interactive test's verdict from its two steps. Each side sees the other end: a
+/// submission that dies leaves its interactor reading end-of-file (which it calls a wrong
+/// answer), an interactor that decides and exits leaves the submission a broken pipe. So
+/// the side that ended first tells the cause:
+/// - a limit the submission hit (time, wall time, memory, output, file size) is its
+///   verdict, whatever the interactor made of its silence;
+/// - a submission that failed (runtime error, signal, forbidden call) before the
+///   interactor ended: its status;
+/// - else the interactor's exit decides, testlib's way; its own failure is an
+///   `internal_error` that says so (the judge's fault); its "accepted" stands only for a
+///   submission that ended well.
+fn interactive_verdict(sub: &RawStep, int: &RawStep) -> (Verdict, Option<String>) {
+    let status = sub.result.status;
+    let hit_limit = matches!(
+        status,
+        StepStatus::TimeLimit
+            | StepStatus::WallTimeLimit
+            | StepStatus::MemoryLimit
+            | StepStatus::OutputLimit
+            | StepStatus::FileSizeLimit
+    );
+    // Both started together: the shorter wall time ended first.
+    let failed_first =
+        status != StepStatus::Ok && sub.result.usage.wall_ms <= int.result.usage.wall_ms;
+    if hit_limit || (failed_first && status != StepStatus::InternalError) {
+        return (Verdict::Step(status), None);
+    }
+    let (judged, message) = judged_by_exit("interactor", int);
+    match judged {
+        Verdict::Accepted if status != StepStatus::Ok => (Verdict::Step(status), None),
+        other => (other, message),
     }
 }
 
