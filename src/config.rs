@@ -55,6 +55,15 @@ pub fn id_block_conflicts(base: u32, len: u32, files: &[(&str, &str)]) -> Vec<St
     let end = u64::from(base) + u64::from(len);
     let overlaps = |start: u64, count: u64| start < end && u64::from(base) < start + count;
     let mut found = Vec::new();
+    // Ids are 32-bit and 4294967295 is no id (`(uid_t)-1`): past it, a container's ids
+    // would wrap around to the host's first ones, root's among them.
+    if end > u64::from(u32::MAX) {
+        found.push(format!(
+            "ids {base}..{end} pass the largest id, {}: choose a uid_base at most {}",
+            u32::MAX - 1,
+            u64::from(u32::MAX) - u64::from(len)
+        ));
+    }
     for (name, text) in files {
         let ranges = name.ends_with("subuid") || name.ends_with("subgid");
         for line in text
@@ -100,6 +109,18 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_block_past_the_largest_id_is_a_conflict() {
+        assert_eq!(
+            id_block_conflicts(4_294_967_294, 1024, &[]),
+            [
+                "ids 4294967294..4294968318 pass the largest id, 4294967294: choose a uid_base at \
+              most 4294966271"
+            ]
+        );
+        assert!(id_block_conflicts(4_294_966_271, 1024, &[]).is_empty());
+    }
 
     #[test]
     fn id_block_conflicts_name_the_entry() {

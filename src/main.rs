@@ -99,8 +99,9 @@ struct ServeArgs {
     max_jobs_queued: Option<usize>,
     /// Let callbacks go to loopback, private and link-local addresses (internal tools on
     /// the same network); by default only public addresses are called.
-    #[arg(long, env = "WARMBOX_CALLBACK_ALLOW_PRIVATE")]
-    callback_allow_private: bool,
+    #[arg(long, env = "WARMBOX_CALLBACK_ALLOW_PRIVATE", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    callback_allow_private: Option<bool>,
     /// Deliveries of a job's callback tried at most [default: 5].
     #[arg(long, env = "WARMBOX_CALLBACK_ATTEMPTS")]
     callback_attempts: Option<u32>,
@@ -411,11 +412,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .jobs_db
         .or(file.jobs_db.clone())
         .unwrap_or("/var/lib/warmbox/jobs.redb".into());
-    let compile_cache_bytes = args
+    let compile_cache_mb = args
         .compile_cache_mb
         .or(file.compile_cache_mb)
-        .unwrap_or(warmbox::job::DEFAULT_COMPILE_CACHE_BYTES >> 20)
-        << 20;
+        .unwrap_or(warmbox::job::DEFAULT_COMPILE_CACHE_BYTES >> 20);
     let jobs_config = warmbox::queue::JobsConfig {
         retention: std::time::Duration::from_secs(
             args.job_retention_secs
@@ -435,8 +435,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 .or(file.callback_backoff_ms)
                 .unwrap_or(1000),
         ),
-        allow_private_callbacks: args.callback_allow_private
-            || file.callback_allow_private.unwrap_or(false),
+        allow_private_callbacks: args
+            .callback_allow_private
+            .or(file.callback_allow_private)
+            .unwrap_or(false),
         ..Default::default()
     };
     let tokens = if args.tokens.is_empty() {
@@ -444,6 +446,38 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     } else {
         args.tokens
     };
+    // An empty token (`WARMBOX_TOKENS=` from a template, `tokens = [""]`) would turn the
+    // authentication off without a word: refused.
+    if tokens.iter().any(|t| t.trim().is_empty()) {
+        bail!(
+            "an empty bearer token was given (--token, WARMBOX_TOKENS or `tokens` in the \
+             settings file); leave tokens out entirely to serve without authentication"
+        );
+    }
+    // Settings that would leave the service unable to serve, or overflow.
+    for (name, value, least) in [
+        ("max_running", max_running as u64, 1),
+        ("max_body_bytes", max_body_bytes as u64, 1024),
+        ("max_jobs_queued", jobs_config.max_queued as u64, 1),
+        (
+            "callback_attempts",
+            u64::from(jobs_config.callback_attempts),
+            1,
+        ),
+    ] {
+        if value < least {
+            bail!("{name} is {value}; it must be at least {least}");
+        }
+    }
+    let compile_cache_bytes = compile_cache_mb
+        .checked_mul(1 << 20)
+        .filter(|b| *b <= 1 << 40)
+        .with_context(|| {
+            format!("compile_cache_mb is {compile_cache_mb}; it must be at most 1048576 (1 TiB)")
+        })?;
+    if tokens.is_empty() {
+        tracing::warn!("no bearer tokens: every client may run code (see --token)");
+    }
 
     let mut profiles = ProfileSet::load_dir(&profiles_dir)
         .with_context(|| format!("load profiles from {}", profiles_dir.display()))?;
@@ -451,6 +485,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         profiles
             .tighten(name, &o.maximums)
             .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    // A misspelt `[warm]` key would leave its layout at the default without a word.
+    let layouts: Vec<String> = profiles
+        .all()
+        .iter()
+        .flat_map(|p| {
+            let name = &p.profile.name;
+            let mut v = vec![format!("{name}/run")];
+            if p.profile.compile.is_some() {
+                v.push(format!("{name}/compile"));
+            }
+            v
+        })
+        .collect();
+    for key in file.warm.keys() {
+        if key != "default" && !layouts.contains(key) {
+            bail!(
+                "[warm] {key:?}: no such layout; the layouts are default, {}",
+                layouts.join(", ")
+            );
+        }
     }
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
     config.profiles_dir = profiles_dir;
@@ -461,6 +516,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     if let Some(u) = args.uid_base.or(file.uid_base) {
         config.uid_base = u;
     }
+    // Before the host probe, which makes the cgroup parent: a refused start leaves nothing.
+    Sandbox::check_ids(&config).context("start the sandbox engine")?;
     let report = warmbox::check::run(&config.cgroup_parent);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());

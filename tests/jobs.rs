@@ -190,8 +190,22 @@ fn queued_and_running_jobs_can_be_cancelled() {
         return;
     }
     let parent = "warmbox-test-jobs-cancel";
-    let s = start_fresh(parent, UID_CANCEL, &["--max-running", "1"]);
-    // By default a callback may not point into the server's own network.
+    // The settings file allows private callbacks; the flag, which wins, does not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = dir.path().join("warmbox.toml");
+    std::fs::write(&settings, "callback_allow_private = true\n").expect("settings");
+    let s = start_fresh(
+        parent,
+        UID_CANCEL,
+        &[
+            "--max-running",
+            "1",
+            "--config",
+            settings.to_str().expect("utf-8"),
+            "--callback-allow-private=false",
+        ],
+    );
+    // Then a callback may not point into the server's own network.
     let mut private = echo_job("x");
     private["callback_url"] = json!("http://169.254.169.254/latest/meta-data");
     let (status, v) = call("POST", &format!("{}/v1/jobs", s.base), Some(private));

@@ -341,3 +341,92 @@ fn past_the_grace_period_running_requests_are_killed() {
         "the connection was closed"
     );
 }
+
+#[test]
+fn bad_settings_stop_the_start_with_a_message_and_leave_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let parent = "warmbox-test-service-settings";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warm = dir.path().join("warm.toml");
+    std::fs::write(&warm, "[warm]\n\"pyhton3/run\" = 8\n").expect("write");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, "tokens = [\"sekret\"]\n").expect("write");
+    let serve = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warmbox"))
+            .current_dir(common::repo())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--cgroup-parent",
+                parent,
+            ])
+            .args(["--state-dir", "/run/warmbox-test-service"])
+            .args(["--jobs-db", &jobs_db(parent)])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run warmbox serve");
+        assert!(!out.status.success(), "{args:?} {env:?} started");
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    /// Arguments, environment, the message's part.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 7] = [
+        (
+            &["--token", ""],
+            &[],
+            "warmbox: an empty bearer token was given",
+        ),
+        // An empty variable does not quietly drop the file's tokens either.
+        (
+            &["--config", tokens.to_str().expect("utf-8")],
+            &[("WARMBOX_TOKENS", "")],
+            "warmbox: an empty bearer token was given",
+        ),
+        (
+            &["--max-running", "0"],
+            &[],
+            "warmbox: max_running is 0; it must be at least 1",
+        ),
+        (
+            &["--max-body-bytes", "10"],
+            &[],
+            "warmbox: max_body_bytes is 10; it must be at least 1024",
+        ),
+        (
+            &["--compile-cache-mb", "17592186044416"],
+            &[],
+            "warmbox: compile_cache_mb is 17592186044416; it must be at most 1048576 (1 TiB)",
+        ),
+        (
+            &["--config", warm.to_str().expect("utf-8")],
+            &[],
+            "warmbox: [warm] \"pyhton3/run\": no such layout; the layouts are default, bash/run",
+        ),
+        // Its ids would wrap around to the host's first ones (root's).
+        (
+            &["--uid-base", "4294967294"],
+            &[],
+            "(ids 4294967294..4294968318 pass the largest id, 4294967294: choose a uid_base at \
+             most 4294966271)",
+        ),
+    ];
+    for (args, env, message) in cases {
+        let said = serve(args, env);
+        assert!(said.contains(message), "{args:?}: {said}");
+        // Refused before anything was made.
+        assert!(
+            !std::path::Path::new("/sys/fs/cgroup/memory")
+                .join(parent)
+                .exists(),
+            "{args:?}"
+        );
+    }
+}

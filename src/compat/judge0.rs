@@ -1004,7 +1004,8 @@ fn parse_body_as(
     form: bool,
 ) -> Result<Value, Judge0Error> {
     let body = crate::api::body_bytes(state, body)?;
-    if form {
+    // `curl -d '{…}'` labels JSON as a form: a body that is a JSON object is JSON.
+    if form && body.trim_ascii_start().first() != Some(&b'{') {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
             Judge0Error::other(
                 StatusCode::BAD_REQUEST,

@@ -64,7 +64,7 @@ pub enum SandboxError {
     )]
     IdBlock {
         base: u32,
-        end: u32,
+        end: u64,
         conflicts: String,
     },
     /// Every container slot is in use.
@@ -114,8 +114,23 @@ pub struct Sandbox {
 impl Sandbox {
     /// Probes the host's cgroups and prepares the state directory.
     pub fn new(config: EngineConfig) -> Result<Arc<Self>, SandboxError> {
+        // Checked before the probe makes the cgroup parent: a refused start leaves nothing.
+        Self::check_ids(&config)?;
         let cgroups = cgroup::probe(&config.cgroup_parent)?;
         Self::with_backend(config, cgroups)
+    }
+
+    /// Refuses a uid block that overlaps the host's ids or passes the largest id.
+    pub fn check_ids(config: &EngineConfig) -> Result<(), SandboxError> {
+        let conflicts = config.host_id_conflicts();
+        if conflicts.is_empty() {
+            return Ok(());
+        }
+        Err(SandboxError::IdBlock {
+            base: config.uid_base,
+            end: u64::from(config.uid_base) + u64::from(2 * config.slots),
+            conflicts: conflicts.join("; "),
+        })
     }
 
     /// Like `new`, with a given cgroup backend.
@@ -123,14 +138,7 @@ impl Sandbox {
         config: EngineConfig,
         cgroups: Box<dyn CgroupBackend>,
     ) -> Result<Arc<Self>, SandboxError> {
-        let conflicts = config.host_id_conflicts();
-        if !conflicts.is_empty() {
-            return Err(SandboxError::IdBlock {
-                base: config.uid_base,
-                end: config.uid_base + 2 * config.slots,
-                conflicts: conflicts.join("; "),
-            });
-        }
+        Self::check_ids(&config)?;
         let root = config.new_root();
         std::fs::create_dir_all(&root).map_err(host(format!("mkdir {}", root.display())))?;
         // The container's root (an unprivileged host uid) must traverse to its mount point.
