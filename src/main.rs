@@ -159,6 +159,14 @@ struct RunArgs {
     /// State directory.
     #[arg(long, env = "WARMBOX_STATE_DIR", default_value = "/run/warmbox")]
     state_dir: PathBuf,
+    /// Parent cgroup of `warmbox run`'s containers: not a server's, whose start would
+    /// remove them as stale.
+    #[arg(long, env = "WARMBOX_RUN_CGROUP_PARENT", default_value = "warmbox-run")]
+    cgroup_parent: String,
+    /// First host uid of the ids of `warmbox run`s (each run locks a block of its own of
+    /// 128 ids; 64 blocks): apart from a server's block (600000..601024 by default).
+    #[arg(long, env = "WARMBOX_RUN_UID_BASE", default_value_t = 601_024)]
+    uid_base: u32,
     /// Replace the run command (everything after `--`).
     #[arg(last = true)]
     cmd: Vec<String>,
@@ -330,6 +338,15 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
     config.profiles_dir = args.profiles_dir.clone();
     config.state_dir = args.state_dir.clone();
+    config.cgroup_parent = args.cgroup_parent.clone();
+    // Runs at the same time (and a server) never share a container uid.
+    let (block, _held) = run_id_block()?;
+    config.slots = RUN_SLOTS;
+    config.uid_base = args
+        .uid_base
+        .checked_add(block * 2 * RUN_SLOTS)
+        .context("--uid-base is too large")?;
+    Sandbox::check_ids(&config).context("start the sandbox engine")?;
     let report = warmbox::check::run(&config.cgroup_parent);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
@@ -344,6 +361,38 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         .context("run the request")?;
     println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(0)
+}
+
+/// Containers one `warmbox run` may have at once (its tests' run in parallel).
+const RUN_SLOTS: u32 = 64;
+/// `warmbox run`s at once on a host, at most: each holds a block of ids of its own.
+const RUN_BLOCKS: u32 = 64;
+
+/// Where `warmbox run`s lock their id blocks: one place for the host, as ids are the
+/// host's (not under a state directory, which each run may choose).
+const RUN_LOCKS: &str = "/run/warmbox-run-ids";
+
+/// Locks the first free one of the [`RUN_BLOCKS`] id blocks of `warmbox run` (a file
+/// lock in [`RUN_LOCKS`], released when the process ends) and returns its index with the
+/// lock.
+fn run_id_block() -> anyhow::Result<(u32, std::fs::File)> {
+    use std::os::fd::AsRawFd;
+    let dir = Path::new(RUN_LOCKS);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    for n in 0..RUN_BLOCKS {
+        let path = dir.join(format!("{n}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own, with integer flags.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok((n, file));
+        }
+    }
+    bail!("{RUN_BLOCKS} `warmbox run`s are running on this host already; wait for one to end")
 }
 
 /// Every warm container holds a few descriptors in the server (its init's pidfd and

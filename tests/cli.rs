@@ -17,8 +17,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Where `warmbox run` puts its cgroups (parent `warmbox`), per v1 controller.
 const CGROUP_DIRS: [&str; 2] = [
-    "/sys/fs/cgroup/memory/warmbox",
-    "/sys/fs/cgroup/pids/warmbox",
+    "/sys/fs/cgroup/memory/warmbox-run",
+    "/sys/fs/cgroup/pids/warmbox-run",
 ];
 
 /// Runs the warmbox binary in the repository root with `args`, feeding `stdin`.
@@ -555,4 +555,38 @@ async fn stdin_file_may_be_binary() {
     let r = response(&out);
     assert_eq!(r["status"], "ok", "{r:#}");
     assert_eq!(r["run"]["stdout"], " ff fe 00 01 0a\n");
+}
+
+#[tokio::test]
+async fn runs_at_the_same_time_have_ids_of_their_own() {
+    let Some(_) = common::harness() else { return };
+    // Two runs at once, each showing its container's uid map (inside id, host id, count
+    // per line) while the other is alive.
+    let show = "cat /proc/self/uid_map; sleep 1";
+    let (a, b) = (State::new(), State::new());
+    let args = ["--profile", "bash", "--code", show];
+    let (x, y) = tokio::join!(run_cli(&a, &args, b""), run_cli(&b, &args, b""));
+    let host_ids = |out: &Output| -> Vec<u64> {
+        let r = response(out);
+        assert_eq!(r["status"], "ok", "{r:#}");
+        r["run"]["stdout"]
+            .as_str()
+            .expect("stdout")
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .expect("host id")
+                    .parse()
+                    .expect("a number")
+            })
+            .collect()
+    };
+    let (x, y) = (host_ids(&x), host_ids(&y));
+    assert_eq!((x.len(), y.len()), (2, 2), "{x:?} {y:?}");
+    for id in x.iter().chain(&y) {
+        // Above a server's default block (600000..601024), in `run`'s 64 blocks of 128.
+        assert!((601_024..601_024 + 64 * 128).contains(id), "{id}");
+    }
+    assert!(x.iter().all(|id| !y.contains(id)), "{x:?} {y:?}");
 }
