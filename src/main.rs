@@ -378,7 +378,7 @@ const RUN_LOCKS: &str = "/run/warmbox-run-ids";
 fn run_id_block() -> anyhow::Result<(u32, std::fs::File)> {
     use std::os::fd::AsRawFd;
     let dir = Path::new(RUN_LOCKS);
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     for n in 0..RUN_BLOCKS {
         let path = dir.join(format!("{n}.lock"));
         let file = std::fs::OpenOptions::new()
