@@ -121,37 +121,37 @@ struct RunArgs {
     profile: Option<String>,
     /// A source file to send (repeatable); the first is stored under the profile's source
     /// file name, the others under their own base names.
-    #[arg(long = "file", short)]
+    #[arg(long = "file", short, requires = "profile")]
     files: Vec<PathBuf>,
     /// Inline source code, stored under the profile's source file name.
-    #[arg(long, conflicts_with = "files")]
+    #[arg(long, conflicts_with = "files", requires = "profile")]
     code: Option<String>,
     /// stdin text for the program.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     stdin: Option<String>,
     /// Read stdin for the program from this file.
-    #[arg(long, conflicts_with = "stdin")]
+    #[arg(long, conflicts_with = "stdin", requires = "profile")]
     stdin_file: Option<PathBuf>,
     /// Argument appended to the run command (repeatable).
-    #[arg(long = "arg")]
+    #[arg(long = "arg", requires = "profile")]
     args: Vec<String>,
     /// CPU time limit, ms.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     cpu_ms: Option<u64>,
     /// Wall time limit, ms.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     wall_ms: Option<u64>,
     /// Memory limit, MiB.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     memory_mb: Option<u64>,
     /// Process and thread limit.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     pids: Option<u64>,
     /// Cap on each of stdout and stderr, bytes.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     output_bytes: Option<u64>,
     /// Return stdout/stderr base64-encoded.
-    #[arg(long)]
+    #[arg(long, requires = "profile")]
     base64_output: bool,
     /// Directory of the profiles.
     #[arg(long, env = "WARMBOX_PROFILES", default_value = "profiles")]
@@ -168,7 +168,7 @@ struct RunArgs {
     #[arg(long, env = "WARMBOX_RUN_UID_BASE", default_value_t = 601_024)]
     uid_base: u32,
     /// Replace the run command (everything after `--`).
-    #[arg(last = true)]
+    #[arg(last = true, requires = "profile")]
     cmd: Vec<String>,
 }
 

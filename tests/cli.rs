@@ -419,6 +419,23 @@ async fn invalid_requests_fail_with_a_message_and_run_nothing() {
         let out = run_cli(&state, args, b"").await;
         assert_refused(what, &out, message, &state);
     }
+    // Flags that build a request need --profile: not silently dropped beside --request,
+    // nor waiting for a request on stdin.
+    for args in [
+        &["--code", "echo hi"][..],
+        &["--request", "-", "--cpu-ms", "5"],
+        &["--stdin", "x", "--", "/bin/true"],
+    ] {
+        let state = State::new();
+        let out = run_cli(&state, args, b"{}").await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("required arguments were not provided:\n  --profile <PROFILE>"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!state.dir.exists(), "{args:?}");
+    }
     assert_eq!(
         new_cgroups_since(&before).await,
         Vec::<String>::new(),
