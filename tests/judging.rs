@@ -301,12 +301,15 @@ print("no guesses left", file=sys.stderr)
 sys.exit(1)
 "#;
 
+/// Guesses by bisection, from 1..1000, as GUESS_INTERACTOR answers.
+const BISECT: &str = "lo, hi = 1, 1000\n\
+    while True:\n    m = (lo + hi) // 2\n    print(m, flush=True)\n    r = input()\n\
+    \x20   if r == '=': break\n    if r == '<': hi = m - 1\n    else: lo = m + 1\n";
+
 #[tokio::test]
 async fn interactive_guess_the_number() {
     let Some(h) = common::harness() else { return };
-    let bisect = "lo, hi = 1, 1000\n\
-                  while True:\n    m = (lo + hi) // 2\n    print(m, flush=True)\n    r = input()\n\
-                  \x20   if r == '=': break\n    if r == '<': hi = m - 1\n    else: lo = m + 1\n";
+    let bisect = BISECT;
     let tests = json!([{"stdin": "1"}, {"stdin": "777"}, {"stdin": "1000"}]);
     let interactor = json!({"profile": "python3", "files": py(GUESS_INTERACTOR)});
     let r = h
@@ -333,8 +336,11 @@ async fn interactive_guess_the_number() {
         "the submission's stdout went to the interactor"
     );
 
-    // Always guessing 500: wrong for every secret but 500.
-    let stubborn = "while True:\n    print(500, flush=True)\n    if input() == '=': break\n";
+    // Always guessing 500: wrong for every secret but 500 (it ends quietly when the
+    // interactor gives up; a crash of its own would be its verdict instead).
+    let stubborn = "import os\ntry:\n    while True:\n        print(500, flush=True)\n\
+                    \x20       if input() == '=': break\n\
+                    except (EOFError, BrokenPipeError):\n    os._exit(0)\n";
     let r = h
         .run(json!({"profile": "python3", "files": py(stubborn),
                     "interactor": interactor,
@@ -351,15 +357,13 @@ async fn interactive_guess_the_number() {
 }
 
 #[tokio::test]
-async fn interactive_verdicts_blame_the_side_that_ended_first() {
+async fn interactive_verdicts_follow_a_fixed_order() {
     let Some(h) = common::harness() else { return };
-    let bisect = "lo, hi = 1, 1000\n\
-                  while True:\n    m = (lo + hi) // 2\n    print(m, flush=True)\n    r = input()\n\
-                  \x20   if r == '=': break\n    if r == '<': hi = m - 1\n    else: lo = m + 1\n";
+    let bisect = BISECT;
     let guess = json!({"profile": "python3", "files": py(GUESS_INTERACTOR)});
     let one = |limits: Value| json!([{"stdin": "777", "limits": limits}]);
     // A submission past its CPU limit: its interactor then reads end-of-file and calls
-    // it a wrong answer, but the limit is the cause.
+    // it a wrong answer, but the limit is the verdict.
     let r = h
         .run(
             json!({"profile": "python3", "files": py("while True:\n    pass\n"),
@@ -370,7 +374,8 @@ async fn interactive_verdicts_blame_the_side_that_ended_first() {
         verdicts(&r),
         vec![v("1", Verdict::Step(StepStatus::TimeLimit), None)]
     );
-    // One that exits with an error before it says anything: its own runtime error.
+    // One that exits with an error before it says anything: its own runtime error (and
+    // not the wrong answer its interactor then gives).
     let r = h
         .run(
             json!({"profile": "python3", "files": py("import sys\nsys.exit(3)\n"),
@@ -381,8 +386,8 @@ async fn interactive_verdicts_blame_the_side_that_ended_first() {
         verdicts(&r),
         vec![v("1", Verdict::Step(StepStatus::RuntimeError), None)]
     );
-    // An interactor that fails leaves the submission reading end-of-file: the judge's
-    // fault, with what it said.
+    // An interactor that fails leaves the submission reading end-of-file, which then
+    // fails too: the judge's fault, with what it said.
     let broken = "import sys\nprint('FAIL bad test data', file=sys.stderr)\nsys.exit(3)\n";
     let r = h
         .run(json!({"profile": "python3", "files": py(bisect),

@@ -367,17 +367,17 @@ impl Runner {
 /// How much longer than the test's wall limit its interactor may run, at least.
 const INTERACTOR_WALL_SLACK_MS: u64 = 1000;
 
-/// An interactive test's verdict from its two steps. Each side sees the other end: a
+/// An interactive test's verdict from its two steps. Each side sees the other's end: a
 /// submission that dies leaves its interactor reading end-of-file (which it calls a wrong
-/// answer), an interactor that decides and exits leaves the submission a broken pipe. So
-/// the side that ended first tells the cause:
-/// - a limit the submission hit (time, wall time, memory, output, file size) is its
-///   verdict, whatever the interactor made of its silence;
-/// - a submission that failed (runtime error, signal, forbidden call) before the
-///   interactor ended: its status;
-/// - else the interactor's exit decides, testlib's way; its own failure is an
-///   `internal_error` that says so (the judge's fault); its "accepted" stands only for a
-///   submission that ended well.
+/// answer), an interactor that exits leaves the submission a broken pipe or end-of-file.
+/// Which ended first cannot be told reliably (each end is seen when its container's init
+/// reaps it, late under load), so the verdict follows a fixed order, as DMOJ's does, and
+/// the same submission always gets the same verdict:
+/// 1. a limit the submission hit (time, wall time, memory, output, file size);
+/// 2. the interactor's own failure (another exit code, a signal, a limit):
+///    `internal_error` with a message, the judge's fault;
+/// 3. any other failure of the submission (runtime error, signal, forbidden call);
+/// 4. the interactor's exit code, testlib's way.
 fn interactive_verdict(sub: &RawStep, int: &RawStep) -> (Verdict, Option<String>) {
     let status = sub.result.status;
     let hit_limit = matches!(
@@ -388,15 +388,13 @@ fn interactive_verdict(sub: &RawStep, int: &RawStep) -> (Verdict, Option<String>
             | StepStatus::OutputLimit
             | StepStatus::FileSizeLimit
     );
-    // Both started together: the shorter wall time ended first.
-    let failed_first =
-        status != StepStatus::Ok && sub.result.usage.wall_ms <= int.result.usage.wall_ms;
-    if hit_limit || (failed_first && status != StepStatus::InternalError) {
+    if hit_limit {
         return (Verdict::Step(status), None);
     }
     let (judged, message) = judged_by_exit("interactor", int);
     match judged {
-        Verdict::Accepted if status != StepStatus::Ok => (Verdict::Step(status), None),
+        Verdict::Step(StepStatus::InternalError) => (judged, message),
+        _ if status != StepStatus::Ok => (Verdict::Step(status), None),
         other => (other, message),
     }
 }
