@@ -41,6 +41,16 @@ pub enum ProfileError {
         #[source]
         source: std::io::Error,
     },
+    /// The profiles directory could not be read (the cause is in the message, not also
+    /// as a source, which would print it twice).
+    #[error(
+        "read the profiles directory {path}: {error}; run warmbox where its profiles/ \
+         directory is, or give --profiles-dir (WARMBOX_PROFILES)"
+    )]
+    Dir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// A profile file is invalid.
     #[error("profile {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -169,9 +179,9 @@ impl ProfileSet {
     /// Blocking: reads files and runs each available profile's `version_cmd` (in parallel,
     /// each bounded by [`VERSION_TIMEOUT`]); call it from a blocking context.
     pub fn load_dir(dir: &Path) -> Result<Self, ProfileError> {
-        let read_err = |source| ProfileError::Read {
+        let read_err = |error| ProfileError::Dir {
             path: dir.to_path_buf(),
-            source,
+            error,
         };
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(read_err)? {
@@ -1055,10 +1065,18 @@ disk_mb = 16
         assert_eq!(set.all().len(), 1);
 
         let missing = dir.path().join("nope");
-        match ProfileSet::load_dir(&missing) {
-            Err(ProfileError::Read { path, .. }) => assert_eq!(path, missing),
-            other => panic!("expected a read error, got {other:?}"),
-        }
+        let err = ProfileSet::load_dir(&missing).expect_err("no such directory");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "read the profiles directory {}: No such file or directory (os error 2); run \
+                 warmbox where its profiles/ directory is, or give --profiles-dir \
+                 (WARMBOX_PROFILES)",
+                missing.display()
+            )
+        );
+        // The cause is said once: no source to print again.
+        assert!(std::error::Error::source(&err).is_none());
     }
 
     #[test]
