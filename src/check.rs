@@ -59,8 +59,24 @@ fn read_trim(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Probes the host. `cgroup_parent` is warmbox's cgroup parent name.
+/// Probes the host for the default configuration with `cgroup_parent` as warmbox's
+/// cgroup parent name.
 pub fn run(cgroup_parent: &str) -> Report {
+    match crate::config::EngineConfig::with_defaults() {
+        Ok(mut config) => {
+            config.cgroup_parent = cgroup_parent.to_string();
+            run_for(&config)
+        }
+        Err(_) => run_with(cgroup_parent, None),
+    }
+}
+
+/// Probes the host for `config`: its cgroup parent, its container uid block.
+pub fn run_for(config: &crate::config::EngineConfig) -> Report {
+    run_with(&config.cgroup_parent, Some(config))
+}
+
+fn run_with(cgroup_parent: &str, config: Option<&crate::config::EngineConfig>) -> Report {
     let mut items = Vec::new();
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -143,7 +159,7 @@ pub fn run(cgroup_parent: &str) -> Report {
         },
     });
 
-    if let Ok(config) = crate::config::EngineConfig::with_defaults() {
+    if let Some(config) = config {
         let conflicts = config.host_id_conflicts();
         items.push(Item {
             name: "container uids",
@@ -153,7 +169,7 @@ pub fn run(cgroup_parent: &str) -> Report {
                 format!(
                     "{}..{} free on this host",
                     config.uid_base,
-                    config.uid_base + 2 * config.slots
+                    u64::from(config.uid_base) + u64::from(2 * config.slots)
                 )
             } else {
                 format!("block overlaps host ids: {}", conflicts.join("; "))

@@ -35,6 +35,12 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The cgroup parent a server would use.
+        #[arg(long, env = "WARMBOX_CGROUP_PARENT", default_value = "warmbox")]
+        cgroup_parent: String,
+        /// The first uid of the container uid block a server would use.
+        #[arg(long, env = "WARMBOX_UID_BASE", default_value_t = 600_000)]
+        uid_base: u32,
     },
     /// List the language profiles and whether each is available here.
     Profiles {
@@ -191,7 +197,11 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => exit_on_error(run(*args)),
         Command::Serve(args) => exit_on_error(serve(*args)),
-        Command::Check { json } => exit_on_error(check(json)),
+        Command::Check {
+            json,
+            cgroup_parent,
+            uid_base,
+        } => exit_on_error(check(json, cgroup_parent, uid_base)),
         Command::Profiles { profiles_dir } => exit_on_error(profiles(&profiles_dir)),
     };
     std::process::exit(code);
@@ -207,8 +217,11 @@ fn exit_on_error(r: anyhow::Result<i32>) -> i32 {
     }
 }
 
-fn check(json: bool) -> anyhow::Result<i32> {
-    let report = warmbox::check::run("warmbox");
+fn check(json: bool, cgroup_parent: String, uid_base: u32) -> anyhow::Result<i32> {
+    let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
+    config.cgroup_parent = cgroup_parent;
+    config.uid_base = uid_base;
+    let report = warmbox::check::run_for(&config);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -347,7 +360,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         .checked_add(block * 2 * RUN_SLOTS)
         .context("--uid-base is too large")?;
     Sandbox::check_ids(&config).context("start the sandbox engine")?;
-    let report = warmbox::check::run(&config.cgroup_parent);
+    let report = warmbox::check::run_for(&config);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
     }
@@ -567,7 +580,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     }
     // Before the host probe, which makes the cgroup parent: a refused start leaves nothing.
     Sandbox::check_ids(&config).context("start the sandbox engine")?;
-    let report = warmbox::check::run(&config.cgroup_parent);
+    let report = warmbox::check::run_for(&config);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
     }

@@ -520,6 +520,28 @@ async fn check_reports_cgroups_and_landlock() {
             assert_eq!(i["ok"], true, "required item missing: {i}");
         }
     }
+
+    // The instance a server would be: its uid block checked, not the default one.
+    let out = warmbox(&["check", "--json", "--uid-base", "4294967294"], b"").await;
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json is JSON");
+    let uids = report["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["name"] == "container uids")
+        .expect("container uids")
+        .clone();
+    assert_eq!(
+        (uids["ok"].clone(), uids["detail"].clone()),
+        (
+            json!(false),
+            json!(
+                "block overlaps host ids: ids 4294967294..4294968318 pass the largest id, \
+                   4294967294: choose a uid_base at most 4294966271"
+            )
+        )
+    );
 }
 
 #[tokio::test]
