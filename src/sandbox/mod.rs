@@ -100,12 +100,17 @@ pub struct BoxFile {
     pub executable: bool,
 }
 
+/// The fork server of one set of binds, once started.
+type ForkSlot = Arc<tokio::sync::Mutex<Option<Arc<forkserver::ForkServer>>>>;
+
 /// The engine: host resources shared by all containers.
 #[derive(Debug)]
 pub struct Sandbox {
     config: EngineConfig,
     /// One fork server per set of binds (its template root), started on first use.
-    forks: tokio::sync::Mutex<HashMap<Vec<PathBuf>, Arc<forkserver::ForkServer>>>,
+    /// One slot per set of binds, each behind its own lock: a fork server that starts
+    /// (it builds its template root first) holds up only the creations of its binds.
+    forks: Mutex<HashMap<Vec<PathBuf>, ForkSlot>>,
     cgroups: Box<dyn CgroupBackend>,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
@@ -150,7 +155,7 @@ impl Sandbox {
         let free_slots = (0..config.slots).rev().collect();
         Ok(Arc::new(Sandbox {
             config,
-            forks: tokio::sync::Mutex::new(HashMap::new()),
+            forks: Mutex::new(HashMap::new()),
             cgroups,
             policies: Mutex::new(HashMap::new()),
             free_slots: Mutex::new(free_slots),
@@ -191,13 +196,20 @@ impl Sandbox {
         let mut key = binds.to_vec();
         key.sort();
         key.dedup();
-        let mut forks = self.forks.lock().await;
-        match forks.get(&key) {
+        let slot = self
+            .forks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut fork = slot.lock().await;
+        match fork.as_ref() {
             Some(f) if f.is_alive() => return Ok(f.clone()),
             Some(_) => {
                 // Killed, crashed, or ended for a broken reply: another takes its place.
                 tracing::warn!(binds = ?key, "the fork server is gone: starting another");
-                forks.remove(&key);
+                *fork = None;
             }
             None => {}
         }
@@ -213,7 +225,7 @@ impl Sandbox {
                     SandboxError::Spawn(spawn::SpawnError::ForkServer(format!("start task: {e}")))
                 })??;
         let f = Arc::new(started);
-        forks.insert(key, f.clone());
+        *fork = Some(f.clone());
         Ok(f)
     }
 
