@@ -293,20 +293,34 @@ impl Store {
             if new == old {
                 return Ok(Some(new));
             }
-            let bytes = self.encode(&new)?;
-            jobs.insert(id.as_bytes(), bytes.as_slice())
-                .map_err(|e| self.storage(action(), e))?;
             let mut index = txn
                 .open_table(BY_STATUS)
                 .map_err(|e| self.storage(action(), e))?;
-            index
-                .remove(old.index_key())
-                .map_err(|e| self.storage(action(), e))?;
-            index
-                .insert(new.index_key(), ())
-                .map_err(|e| self.storage(action(), e))?;
+            self.replace(&mut jobs, &mut index, old.index_key(), &new, &action)?;
             Ok(Some(new))
         })
+    }
+
+    /// Stores `new` over its record, and its index entry in place of `old_key`, in the
+    /// tables of one write transaction.
+    fn replace(
+        &self,
+        jobs: &mut JobsTable<'_>,
+        index: &mut IndexTable<'_>,
+        old_key: IndexKey,
+        new: &JobRecord,
+        action: &dyn Fn() -> String,
+    ) -> Result<(), StoreError> {
+        let bytes = self.encode(new)?;
+        jobs.insert(new.id.as_bytes(), bytes.as_slice())
+            .map_err(|e| self.storage(action(), e))?;
+        index
+            .remove(old_key)
+            .map_err(|e| self.storage(action(), e))?;
+        index
+            .insert(new.index_key(), ())
+            .map_err(|e| self.storage(action(), e))?;
+        Ok(())
     }
 
     /// Puts every running job back to queued (no start time), in one write transaction:
@@ -341,15 +355,7 @@ impl Store {
                 };
                 record.status = JobStatus::Queued;
                 record.started_ms = None;
-                let bytes = self.encode(&record)?;
-                jobs.insert(id.as_bytes(), bytes.as_slice())
-                    .map_err(|e| self.storage(action(), e))?;
-                index
-                    .remove(key)
-                    .map_err(|e| self.storage(action(), e))?;
-                index
-                    .insert(record.index_key(), ())
-                    .map_err(|e| self.storage(action(), e))?;
+                self.replace(&mut jobs, &mut index, key, &record, &action)?;
                 n += 1;
             }
             Ok(n)
