@@ -119,6 +119,26 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Attempts at storing a job's result before it is left for the next start.
 const STORE_ATTEMPTS: u32 = 5;
 
+/// A job's cancellation token in [`Jobs::running`] while its task runs: removed when the
+/// task ends, whichever way.
+struct Registered<'a> {
+    jobs: &'a Jobs,
+    id: Uuid,
+}
+
+impl<'a> Registered<'a> {
+    fn new(jobs: &'a Jobs, id: Uuid, token: CancellationToken) -> Self {
+        jobs.lock_running().insert(id, token);
+        Registered { jobs, id }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.jobs.lock_running().remove(&self.id);
+    }
+}
+
 /// Awaits `fut` in a task of its own, so that it runs to its end even when the caller is
 /// dropped (an HTTP client that hangs up drops its handler): a change to the store and
 /// what goes with it (the queue, the counts, a cancel's signal, a callback) happen
@@ -446,7 +466,7 @@ impl Jobs {
         // The token is in place before the job is marked running, so that a cancel that
         // sees "running" always finds it.
         let cancel = CancellationToken::new();
-        self.lock_running().insert(id, cancel.clone());
+        let _registered = Registered::new(&self, id, cancel.clone());
         // Cancelled while it was in the channel: nothing to wait for. (A cancel from now on
         // finds the token.)
         let gone = match self.blocking(move |s| s.get(id)).await {
@@ -456,7 +476,6 @@ impl Jobs {
             Err(_) => false,
         };
         if gone {
-            self.lock_running().remove(&id);
             return;
         }
         // A job shares the service's places with `/v1/run`: it is "running" (and has a
@@ -464,14 +483,8 @@ impl Jobs {
         // shutdown or a stop leave it as the store says.
         let ticket = tokio::select! {
             t = self.admission.wait_extra() => t,
-            _ = cancel.cancelled() => {
-                self.lock_running().remove(&id);
-                return;
-            }
-            _ = self.closing.cancelled() => {
-                self.lock_running().remove(&id);
-                return;
-            }
+            _ = cancel.cancelled() => return,
+            _ = self.closing.cancelled() => return,
         };
         let started = self
             .blocking(move |s| {
@@ -488,14 +501,10 @@ impl Jobs {
         let record = match started {
             Ok(Some(r)) => r,
             // Cancelled while it waited (the cancel counted it out), or gone.
-            Ok(None) | Err(StoreError::Refused(_)) => {
-                self.lock_running().remove(&id);
-                return;
-            }
+            Ok(None) | Err(StoreError::Refused(_)) => return,
             Err(e) => {
                 // Still queued in the store: tried again after a pause (still counted).
                 tracing::error!(job = %id, error = %e, "job store: the job waits and is tried again");
-                self.lock_running().remove(&id);
                 drop(ticket);
                 let me = self.clone();
                 self.tasks.spawn(async move {
@@ -511,13 +520,9 @@ impl Jobs {
         let outcome = tokio::select! {
             r = self.execute(&record.request, ticket) => Some(r),
             _ = cancel.cancelled() => None,
-            _ = self.stopping.cancelled() => {
-                // Left "running": the next start runs it again.
-                self.lock_running().remove(&id);
-                return;
-            }
+            // Left "running": the next start runs it again.
+            _ = self.stopping.cancelled() => return,
         };
-        self.lock_running().remove(&id);
         let Some(result) = outcome else {
             // Cancelled: the store already says so.
             self.deliver_later(id);
