@@ -546,8 +546,9 @@ impl Jobs {
                 .await;
             match done {
                 Ok(_) => break,
-                // Cancelled meanwhile: the cancel delivers (or delivered) its callback.
-                Err(StoreError::Refused(_)) => return,
+                // Cancelled after it ran (a cancel of a running job leaves the callback to
+                // this task): the record says so.
+                Err(StoreError::Refused(_)) => break,
                 Err(e) if attempt < STORE_ATTEMPTS && !self.closing.is_cancelled() => {
                     tracing::warn!(job = %id, error = %e, "storing a job's result: trying again");
                     tokio::time::sleep(STORE_RETRY).await;
