@@ -122,7 +122,7 @@ impl Sandbox {
         // Checked before the probe makes the cgroup parent: a refused start leaves nothing.
         Self::check_ids(&config)?;
         let cgroups = cgroup::probe(&config.cgroup_parent)?;
-        Self::with_backend(config, cgroups)
+        Self::build(config, cgroups)
     }
 
     /// Refuses a uid block that overlaps the host's ids or passes the largest id.
@@ -144,6 +144,14 @@ impl Sandbox {
         cgroups: Box<dyn CgroupBackend>,
     ) -> Result<Arc<Self>, SandboxError> {
         Self::check_ids(&config)?;
+        Self::build(config, cgroups)
+    }
+
+    /// The engine of a checked `config`: the state directory prepared.
+    fn build(
+        config: EngineConfig,
+        cgroups: Box<dyn CgroupBackend>,
+    ) -> Result<Arc<Self>, SandboxError> {
         let root = config.new_root();
         std::fs::create_dir_all(&root).map_err(host(format!("mkdir {}", root.display())))?;
         // The container's root (an unprivileged host uid) must traverse to its mount point.
@@ -625,6 +633,8 @@ impl Container {
             remains.pidfd = Some(match unsafe { AsyncFd::register(pidfd) } {
                 Ok(afd) => {
                     let _ = tokio::time::timeout(REAP_TIMEOUT, afd.readable()).await;
+                    // Waited: the removal only reaps what has ended by now.
+                    remains.reap_wait = Duration::ZERO;
                     afd.into_inner()
                 }
                 Err(e) => e.into_parts().0,
@@ -652,6 +662,7 @@ impl Container {
         Remains {
             id: std::mem::take(&mut self.id),
             pidfd: self.pidfd.take(),
+            reap_wait: REAP_TIMEOUT,
             cgroup: self.cgroup.take(),
             slot: self._slot.take(),
         }
@@ -693,6 +704,8 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 struct Remains {
     id: String,
     pidfd: Option<OwnedFd>,
+    /// How long the removal waits for the init to exit (none when the caller waited).
+    reap_wait: Duration,
     cgroup: Option<Box<dyn Cgroup>>,
     slot: Option<Slot>,
 }
@@ -700,16 +713,19 @@ struct Remains {
 impl Drop for Remains {
     fn drop(&mut self) {
         let reaped = self.pidfd.take().is_none_or(|pidfd| {
-            let deadline = std::time::Instant::now() + REAP_TIMEOUT;
-            loop {
-                match spawn::pidfd_reap(pidfd.as_fd(), false) {
-                    Ok(true) => break true,
-                    Ok(false) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Ok(false) | Err(_) => break false,
-                }
-            }
+            // A pidfd turns readable when its process has exited.
+            let mut pfd = libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = self.reap_wait.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: poll on one valid pollfd; a timeout or an error other than EINTR
+            // leaves the reap below to find nothing.
+            while unsafe { libc::poll(&mut pfd, 1, ms) } < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+            matches!(spawn::pidfd_reap(pidfd.as_fd(), false), Ok(true))
         });
         let removed = self.cgroup.take().is_none_or(|cg| {
             // An init that has exited took its whole pid namespace with it, and nothing
