@@ -549,18 +549,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     // A misspelt `[warm]` key would leave its layout at the default without a word.
-    let layouts: Vec<String> = profiles
-        .all()
-        .iter()
-        .flat_map(|p| {
-            let name = &p.profile.name;
-            let mut v = vec![format!("{name}/run")];
-            if p.profile.compile.is_some() {
-                v.push(format!("{name}/compile"));
-            }
-            v
-        })
-        .collect();
+    let layouts = warmbox::job::layout_names(&profiles);
     for key in file.warm.keys() {
         if key != "default" && !layouts.contains(key) {
             bail!(

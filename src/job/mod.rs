@@ -89,15 +89,7 @@ pub fn warm_specs(
         }
         for step in steps {
             let limits = default_limits(profile, step);
-            let name = format!(
-                "{}/{}",
-                profile.name,
-                if step == StepKind::Run {
-                    "run"
-                } else {
-                    "compile"
-                }
-            );
+            let name = layout_name(profile, step);
             specs.push(WarmSpec {
                 target: target(&name),
                 name,
@@ -107,6 +99,28 @@ pub fn warm_specs(
         }
     }
     specs
+}
+
+/// A step's name in warm targets and metrics: `<profile>/run`, `<profile>/compile`.
+fn layout_name(profile: &Profile, step: StepKind) -> String {
+    let step = match step {
+        StepKind::Run => "run",
+        StepKind::Compile => "compile",
+    };
+    format!("{}/{step}", profile.name)
+}
+
+/// The names of every profile's steps (see [`layout_name`]), available here or not: what
+/// a warm target may name.
+pub fn layout_names(profiles: &crate::profile::ProfileSet) -> Vec<String> {
+    let mut names = Vec::new();
+    for p in profiles.all() {
+        names.push(layout_name(&p.profile, StepKind::Run));
+        if p.profile.compile.is_some() {
+            names.push(layout_name(&p.profile, StepKind::Compile));
+        }
+    }
+    names
 }
 
 /// The container layout of a profile's steps.
