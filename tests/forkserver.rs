@@ -33,10 +33,7 @@ async fn a_fork_server_that_dies_or_hangs_is_replaced() {
     let Some(h) = common::private_harness("warmbox-test-forkserver") else {
         return;
     };
-    let spec = warmbox::job::warm_specs(&h.profiles, &|_| 1)
-        .into_iter()
-        .find(|s| s.name == "bash/run")
-        .expect("bash/run");
+    let spec = common::warm_spec(&h, "bash/run", 1);
     let (layout, limits) = (spec.layout, spec.limits);
     h.sandbox
         .create(&layout, &limits)

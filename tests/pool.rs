@@ -12,11 +12,7 @@ async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
     let Some(h) = common::private_harness("warmbox-test-pool") else {
         return;
     };
-    let specs: Vec<_> = warmbox::job::warm_specs(&h.profiles, &|_| 2)
-        .into_iter()
-        .filter(|s| s.name == "bash/run")
-        .collect();
-    assert_eq!(specs.len(), 1);
+    let specs = vec![common::warm_spec(&h, "bash/run", 2)];
     let (layout, limits) = (specs[0].layout.clone(), specs[0].limits.clone());
     // Up to 4 creations at once: four refills can all be under way together.
     let pool = Pool::new(h.sandbox.clone(), specs, 4);
@@ -56,10 +52,7 @@ async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed()
     let Some(h) = common::private_harness("warmbox-test-pool-stopped") else {
         return;
     };
-    let spec = warmbox::job::warm_specs(&h.profiles, &|_| 1)
-        .into_iter()
-        .find(|s| s.name == "bash/run")
-        .expect("bash/run");
+    let spec = common::warm_spec(&h, "bash/run", 1);
     let mut c = h
         .sandbox
         .create(&spec.layout, &spec.limits)
@@ -99,10 +92,7 @@ async fn a_layout_that_cannot_be_warmed_does_not_keep_the_others_cold() {
     let Some(h) = common::private_harness("warmbox-test-pool-broken") else {
         return;
     };
-    let good = warmbox::job::warm_specs(&h.profiles, &|_| 2)
-        .into_iter()
-        .find(|s| s.name == "bash/run")
-        .expect("bash/run");
+    let good = common::warm_spec(&h, "bash/run", 2);
     let mut broken = good.clone();
     broken.name = "broken/run".into();
     broken.layout.seccomp = "no-such-policy".into();

@@ -18,6 +18,14 @@ use warmbox::sandbox::Sandbox;
 /// cgroup parent of every test container (under each v1 controller).
 pub const CGROUP_PARENT: &str = "warmbox-test";
 
+/// The warm spec of the step `name` (`bash/run`) of `h`'s profiles, kept `target` warm.
+pub fn warm_spec(h: &Harness, name: &str, target: usize) -> warmbox::pool::WarmSpec {
+    warmbox::job::warm_specs(&h.profiles, &|_| target)
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no warm spec {name}"))
+}
+
 /// The engine and profiles shared by the tests of one test binary.
 pub struct Harness {
     pub sandbox: Arc<Sandbox>,
