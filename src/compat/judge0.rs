@@ -164,8 +164,7 @@ impl IntoResponse for Judge0Error {
 
 /// `true`/`false` of a query parameter (Judge0 reads anything but `true` as false).
 fn flag(v: &Option<String>) -> bool {
-    v.as_deref()
-        .is_some_and(|s| truthy(&Value::String(s.to_string())))
+    v.as_deref().is_some_and(truthy_text)
 }
 
 /// Query parameters of the submission routes.
@@ -764,11 +763,16 @@ fn truthy(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
-        Value::String(s) => ["true", "t", "1", "on", "yes", "y"]
-            .iter()
-            .any(|t| s.trim().eq_ignore_ascii_case(t)),
+        Value::String(s) => truthy_text(s),
         _ => false,
     }
+}
+
+/// A boolean given as text (a JSON string, a query parameter), as Rails reads one.
+fn truthy_text(s: &str) -> bool {
+    ["true", "t", "1", "on", "yes", "y"]
+        .iter()
+        .any(|t| s.trim().eq_ignore_ascii_case(t))
 }
 
 fn timestamp(ms: Option<u64>) -> Value {
