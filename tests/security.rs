@@ -1190,10 +1190,13 @@ async fn cpu_loop() {
     assert_no_leftovers();
 }
 
-/// Two threads spin; each says when its own CPU clock passes 100 ms.
+/// Two threads spin; each says when its own CPU clock passes 100 ms. Both are pinned to
+/// one CPU, where the scheduler shares it fairly between them: on two CPUs, one of them
+/// may share its CPU with load from outside while the other has one to itself.
 const TWO_THREAD_LOOP_C: &str = r#"
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <time.h>
 static double thread_ms(void) {
@@ -1213,6 +1216,16 @@ static void *spin(void *arg) {
     return 0;
 }
 int main(void) {
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 3;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &cpus)) {
+            CPU_ZERO(&cpus);
+            CPU_SET(c, &cpus);
+            break;
+        }
+    }
+    if (sched_setaffinity(0, sizeof cpus, &cpus) != 0) return 4;
     pthread_t t[2];
     for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, spin, (void *)i);
     pthread_join(t[0], 0);
