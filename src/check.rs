@@ -126,17 +126,26 @@ fn run_with(cgroup_parent: &str, config: Option<&crate::config::EngineConfig>) -
     }
 
     match cgroup::probe(cgroup_parent) {
-        Ok(b) => items.push(Item {
-            name: "cgroups",
-            ok: true,
-            required: true,
-            detail: format!(
-                "{:?} with controllers {}",
-                b.version(),
-                b.controllers().join(", ")
-            )
-            .to_lowercase(),
-        }),
+        Ok(b) => {
+            items.push(Item {
+                name: "cgroups",
+                ok: true,
+                required: true,
+                detail: format!(
+                    "{:?} with controllers {}",
+                    b.version(),
+                    b.controllers().join(", ")
+                )
+                .to_lowercase(),
+            });
+            // A probe leaves nothing: the parent it had to make goes again (the engine
+            // that follows a check makes its own).
+            if b.created_parent() {
+                if let Err(e) = b.remove_parent() {
+                    tracing::debug!(error = %e, "the probe's cgroup parent left in place");
+                }
+            }
+        }
         Err(e) => items.push(Item {
             name: "cgroups",
             ok: false,

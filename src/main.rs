@@ -354,6 +354,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     config.cgroup_parent = args.cgroup_parent.clone();
     // Runs at the same time (and a server) never share a container uid.
     let (block, _held) = run_id_block()?;
+    let parent_use = use_run_parent()?;
     config.slots = RUN_SLOTS;
     config.uid_base = args
         .uid_base
@@ -365,15 +366,53 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         bail!("this host cannot sandbox:\n{}", report.text());
     }
     let sandbox = Sandbox::new(config).context("start the sandbox engine")?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let engine = sandbox.clone();
+    let response = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("start the async runtime")?;
-    let response = rt
-        .block_on(Runner::new(sandbox).run(&valid))
-        .context("run the request")?;
-    println!("{}", serde_json::to_string_pretty(&response)?);
+        .context("start the async runtime")
+        .and_then(|rt| {
+            // The runtime is dropped at the end of this closure, and with it (waiting for
+            // its blocking pool) the containers: then the parent is empty.
+            rt.block_on(Runner::new(sandbox).run(&valid))
+                .context("run the request")
+        });
+    leave_run_parent(&engine, parent_use);
+    println!("{}", serde_json::to_string_pretty(&response?)?);
     Ok(0)
+}
+
+/// A shared lock on [`RUN_LOCKS`]`/parent.lock`, held by every `warmbox run` while it uses
+/// its cgroup parent; the last one to end takes the parent away (see
+/// [`leave_run_parent`]). Taken before the parent is made, so that no run makes its
+/// cgroups in a parent that another is removing.
+fn use_run_parent() -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = Path::new(RUN_LOCKS).join("parent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own, with integer flags.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
+        return Err(std::io::Error::last_os_error()).context(format!("lock {}", path.display()));
+    }
+    Ok(file)
+}
+
+/// Removes the cgroup parent of a `warmbox run` whose containers are gone, if no other
+/// run holds it (the lock of [`use_run_parent`] turns exclusive) and it is empty (a server
+/// given the same parent keeps it).
+fn leave_run_parent(engine: &Sandbox, parent_use: std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own, with integer flags.
+    if unsafe { libc::flock(parent_use.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if let Err(e) = engine.cgroups().remove_parent() {
+            tracing::debug!(error = %e, "cgroup parent left in place");
+        }
+    }
 }
 
 /// Containers one `warmbox run` may have at once (its tests' run in parallel).

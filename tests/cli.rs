@@ -473,6 +473,28 @@ fn assert_refused(what: &str, out: &Output, message: &str, state: &State) {
 #[tokio::test]
 async fn check_reports_cgroups_and_landlock() {
     let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    // A check makes the cgroup parent it probes only for the while it looks: one it made
+    // is gone afterwards, one that was there (a server's) stays.
+    let probe = "warmbox-test-check-probe";
+    let probe_dirs = ["memory", "pids", "cpu", "cpuacct"]
+        .map(|c| std::path::Path::new("/sys/fs/cgroup").join(c).join(probe));
+    for made_before in [false, true] {
+        if made_before {
+            for d in &probe_dirs {
+                std::fs::create_dir_all(d).expect("make the parent");
+            }
+        }
+        let out = warmbox(&["check", "--cgroup-parent", probe], b"").await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        for d in &probe_dirs {
+            assert_eq!(d.exists(), made_before, "{}", d.display());
+        }
+    }
+    for d in &probe_dirs {
+        std::fs::remove_dir(d).expect("remove the parent");
+    }
+
     let out = warmbox(&["check"], b"").await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
@@ -599,6 +621,7 @@ async fn stdin_file_may_be_binary() {
 #[tokio::test]
 async fn runs_at_the_same_time_have_ids_of_their_own() {
     let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     // Two runs at once, each showing its container's uid map (inside id, host id, count
     // per line) while the other is alive.
     let show = "cat /proc/self/uid_map; sleep 1";
@@ -628,4 +651,8 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
         assert!((601_024..601_024 + 64 * 128).contains(id), "{id}");
     }
     assert!(x.iter().all(|id| !y.contains(id)), "{x:?} {y:?}");
+    // The run that ended last took the cgroup parent they shared away.
+    for dir in CGROUP_DIRS {
+        assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
+    }
 }

@@ -84,6 +84,9 @@ pub trait CgroupBackend: Send + Sync + std::fmt::Debug {
     /// Removes warmbox's parent cgroup itself if it is empty (for an engine whose parent
     /// is its own, e.g. a test's); a parent with cgroups in it stays.
     fn remove_parent(&self) -> Result<(), CgroupError>;
+    /// Whether making this backend created warmbox's parent (its last level), so that a
+    /// probe can take away what it made.
+    fn created_parent(&self) -> bool;
 }
 
 /// One container's cgroup.

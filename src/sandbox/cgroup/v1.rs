@@ -56,6 +56,8 @@ pub struct V1Backend {
     parents: Dirs,
     /// The kernel accounts swap (`memory.memsw.*` exist), so swap can be limited to zero.
     memsw: bool,
+    /// The parent's last level was missing in some controller and was made here.
+    created: bool,
 }
 
 impl V1Backend {
@@ -91,7 +93,9 @@ impl V1Backend {
             cpuacct,
         };
         let parents = mounts.join(parent);
+        let mut created = false;
         for dir in parents.unique() {
+            created |= !dir.exists();
             std::fs::create_dir_all(dir).map_err(|e| io_error("mkdir", dir, e))?;
         }
         if !memsw {
@@ -100,7 +104,11 @@ impl V1Backend {
                  swap is kept off by memory.swappiness=0 only"
             );
         }
-        Ok(V1Backend { parents, memsw })
+        Ok(V1Backend {
+            parents,
+            memsw,
+            created,
+        })
     }
 
     /// Creates the cgroup `name` with `limits`.
@@ -169,6 +177,10 @@ impl CgroupBackend for V1Backend {
             std::fs::remove_dir(dir).map_err(|e| io_error("rmdir", dir, e))?;
         }
         Ok(())
+    }
+
+    fn created_parent(&self) -> bool {
+        self.created
     }
 
     fn list(&self) -> Result<Vec<String>, CgroupError> {

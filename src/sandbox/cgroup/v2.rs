@@ -24,6 +24,8 @@ pub struct V2Backend {
     parent_dir: PathBuf,
     /// The kernel accounts swap (`memory.swap.max` exists), so swap can be set to zero.
     swap: bool,
+    /// The parent's last level was made here.
+    created: bool,
 }
 
 /// Enables memory, pids and cpu for the children of `dir`. Only the hierarchy's root may
@@ -55,11 +57,12 @@ impl V2Backend {
         check_parent(parent, mount_root)?;
         enable_controllers(mount_root, true)?;
         let mut dir = mount_root.to_path_buf();
+        let mut created = false;
         for component in Path::new(parent).components() {
             dir.push(component);
             match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Ok(()) => created = true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => created = false,
                 Err(e) => return Err(io_error("mkdir", &dir, e)),
             }
             enable_controllers(&dir, false)?;
@@ -74,6 +77,7 @@ impl V2Backend {
         Ok(V2Backend {
             parent_dir: dir,
             swap,
+            created,
         })
     }
 
@@ -146,6 +150,10 @@ impl CgroupBackend for V2Backend {
 
     fn remove_parent(&self) -> Result<(), CgroupError> {
         std::fs::remove_dir(&self.parent_dir).map_err(|e| io_error("rmdir", &self.parent_dir, e))
+    }
+
+    fn created_parent(&self) -> bool {
+        self.created
     }
 
     fn list(&self) -> Result<Vec<String>, CgroupError> {
@@ -365,6 +373,23 @@ mod tests {
                 "{dir:?}"
             );
         }
+    }
+
+    #[test]
+    fn created_parent_says_whether_the_last_level_was_made() {
+        let root = tree(false);
+        assert!(V2Backend::new(root.path(), "warmbox")
+            .unwrap()
+            .created_parent());
+        assert!(!V2Backend::new(root.path(), "warmbox")
+            .unwrap()
+            .created_parent());
+        assert!(V2Backend::new(root.path(), "warmbox/pool")
+            .unwrap()
+            .created_parent());
+        assert!(!V2Backend::new(root.path(), "warmbox/pool")
+            .unwrap()
+            .created_parent());
     }
 
     #[test]
