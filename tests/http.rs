@@ -16,7 +16,7 @@ struct Service {
     state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    _harness: common::Harness,
+    harness: common::Harness,
 }
 
 struct Options {
@@ -83,7 +83,7 @@ async fn start(parent: &str, opts: Options) -> Option<Service> {
         state,
         stop: Some(stop),
         server: Some(server),
-        _harness: h,
+        harness: h,
     })
 }
 
@@ -96,6 +96,20 @@ impl Service {
             s.await.expect("server task");
         }
         self.state.pool.shutdown().await;
+        // Containers of cancelled runs are removed in the background: the harness takes
+        // its cgroup parent away (when dropped) once they are gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .harness
+            .sandbox
+            .cgroups()
+            .list()
+            .expect("list")
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "containers left after the stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
