@@ -35,12 +35,16 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// The cgroup parent a server would use.
-        #[arg(long, env = "WARMBOX_CGROUP_PARENT", default_value = "warmbox")]
-        cgroup_parent: String,
-        /// The first uid of the container uid block a server would use.
-        #[arg(long, env = "WARMBOX_UID_BASE", default_value_t = 600_000)]
-        uid_base: u32,
+        /// The settings file of the server to check for (its cgroup parent and uid
+        /// block); the flags below win over it.
+        #[arg(long, env = "WARMBOX_CONFIG")]
+        config: Option<PathBuf>,
+        /// The cgroup parent a server would use [default: warmbox].
+        #[arg(long, env = "WARMBOX_CGROUP_PARENT")]
+        cgroup_parent: Option<String>,
+        /// The first uid of the container uid block a server would use [default: 600000].
+        #[arg(long, env = "WARMBOX_UID_BASE")]
+        uid_base: Option<u32>,
     },
     /// List the language profiles and whether each is available here.
     Profiles {
@@ -199,9 +203,10 @@ fn main() {
         Command::Serve(args) => exit_on_error(serve(*args)),
         Command::Check {
             json,
+            config,
             cgroup_parent,
             uid_base,
-        } => exit_on_error(check(json, cgroup_parent, uid_base)),
+        } => exit_on_error(check(json, config, cgroup_parent, uid_base)),
         Command::Profiles { profiles_dir } => exit_on_error(profiles(&profiles_dir)),
     };
     std::process::exit(code);
@@ -217,10 +222,23 @@ fn exit_on_error(r: anyhow::Result<i32>) -> i32 {
     }
 }
 
-fn check(json: bool, cgroup_parent: String, uid_base: u32) -> anyhow::Result<i32> {
+fn check(
+    json: bool,
+    file: Option<PathBuf>,
+    cgroup_parent: Option<String>,
+    uid_base: Option<u32>,
+) -> anyhow::Result<i32> {
+    // As `serve` takes them: the flag or environment variable, else the file, else the
+    // default.
+    let file = match &file {
+        Some(path) => warmbox::config::ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,
+        None => warmbox::config::ServiceFile::default(),
+    };
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
-    config.cgroup_parent = cgroup_parent;
-    config.uid_base = uid_base;
+    config.cgroup_parent = cgroup_parent
+        .or(file.cgroup_parent)
+        .unwrap_or_else(|| "warmbox".into());
+    config.uid_base = uid_base.or(file.uid_base).unwrap_or(600_000);
     let report = warmbox::check::run_for(&config);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -543,27 +543,46 @@ async fn check_reports_cgroups_and_landlock() {
         }
     }
 
-    // The instance a server would be: its uid block checked, not the default one.
-    let out = warmbox(&["check", "--json", "--uid-base", "4294967294"], b"").await;
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json is JSON");
-    let uids = report["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["name"] == "container uids")
-        .expect("container uids")
-        .clone();
-    assert_eq!(
-        (uids["ok"].clone(), uids["detail"].clone()),
-        (
-            json!(false),
-            json!(
-                "block overlaps host ids: ids 4294967294..4294968318 pass the largest id, \
-                   4294967294: choose a uid_base at most 4294966271"
-            )
-        )
+    // The instance a server would be: its uid block checked, not the default one, given
+    // by a flag or by the server's settings file.
+    let settings = tempfile::NamedTempFile::new().expect("settings file");
+    std::fs::write(settings.path(), "uid_base = 4294967294\n").expect("write settings");
+    let settings = settings.path().to_str().expect("utf-8 path");
+    for args in [
+        ["check", "--json", "--uid-base", "4294967294"],
+        ["check", "--json", "--config", settings],
+    ] {
+        let out = warmbox(&args, b"").await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("check --json is JSON");
+        let uids = report["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["name"] == "container uids")
+            .expect("container uids")
+            .clone();
+        assert_eq!(
+            (uids["ok"].clone(), uids["detail"].clone()),
+            (
+                json!(false),
+                json!(
+                    "block overlaps host ids: ids 4294967294..4294968318 pass the largest id, \
+                       4294967294: choose a uid_base at most 4294966271"
+                )
+            ),
+            "{args:?}"
+        );
+    }
+    // A settings file that cannot be read is said, and nothing is checked.
+    let out = warmbox(&["check", "--config", "/nonexistent/warmbox.toml"], b"").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/warmbox.toml"),
+        "{}",
+        text(&out.stderr)
     );
+    assert_eq!(text(&out.stdout), "");
 }
 
 #[tokio::test]
