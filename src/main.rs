@@ -160,6 +160,28 @@ struct RunArgs {
     /// Cap on each of stdout and stderr, bytes.
     #[arg(long, requires = "profile")]
     output_bytes: Option<u64>,
+    /// Cap on any single file written, bytes.
+    #[arg(long, requires = "profile")]
+    file_size_bytes: Option<u64>,
+    /// Size of each of `/box` and `/tmp`, MiB.
+    #[arg(long, requires = "profile")]
+    disk_mb: Option<u64>,
+    /// Stack size, MiB.
+    #[arg(long, requires = "profile")]
+    stack_mb: Option<u64>,
+    /// Environment variable of the program, `NAME=VALUE` (repeatable).
+    #[arg(long = "env", requires = "profile", value_parser = env_pair)]
+    env: Vec<(String, String)>,
+    /// Extra compiler option (repeatable; the profile's allowlist applies).
+    #[arg(
+        long = "compiler-option",
+        requires = "profile",
+        allow_hyphen_values = true
+    )]
+    compiler_options: Vec<String>,
+    /// Send the program's stderr into its stdout, in order.
+    #[arg(long, requires = "profile")]
+    stderr_to_stdout: bool,
     /// Return stdout/stderr base64-encoded.
     #[arg(long, requires = "profile")]
     base64_output: bool,
@@ -330,8 +352,13 @@ fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunReq
             memory_mb: args.memory_mb,
             pids: args.pids,
             output_bytes: args.output_bytes,
-            ..Default::default()
+            file_size_bytes: args.file_size_bytes,
+            disk_mb: args.disk_mb,
+            stack_mb: args.stack_mb,
         },
+        env: args.env.iter().cloned().collect(),
+        compiler_options: args.compiler_options.clone(),
+        stderr_to_stdout: args.stderr_to_stdout,
         output_encoding: if args.base64_output {
             Encoding::Base64
         } else {
@@ -339,6 +366,14 @@ fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunReq
         },
         ..Default::default()
     })
+}
+
+/// `NAME=VALUE` of `--env` (the request's checks of names and values apply after).
+fn env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.into(), value.into())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 fn run(args: RunArgs) -> anyhow::Result<i32> {

@@ -268,6 +268,44 @@ async fn flags_build_the_request() {
     let cpu = r["run"]["usage"]["cpu_ms"].as_f64().expect("cpu_ms");
     assert!((150.0..250.0).contains(&cpu), "cpu_ms {cpu}");
 
+    // --env, --stderr-to-stdout, --stack-mb and --disk-mb reach the request.
+    let out = run_cli(
+        &State::new(),
+        &[
+            "--profile",
+            "bash",
+            "--code",
+            "echo \"$GREETING\"; echo err >&2; ulimit -s; df -k /box | awk 'NR==2{print $2}'",
+            "--env",
+            "GREETING=a=b",
+            "--stderr-to-stdout",
+            "--stack-mb",
+            "16",
+            "--disk-mb",
+            "1",
+        ],
+        b"",
+    )
+    .await;
+    let r = response(&out);
+    assert_eq!(
+        (r["status"].clone(), r["run"]["stdout"].clone()),
+        (json!("ok"), json!("a=b\nerr\n16384\n1024\n")),
+        "{r:#}"
+    );
+    let out = run_cli(
+        &State::new(),
+        &["--profile", "bash", "--env", "NOEQUALS"],
+        b"",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("expected NAME=VALUE, got \"NOEQUALS\""),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Everything after `--` is the command.
     let out = run_cli(
         &State::new(),
