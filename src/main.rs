@@ -456,12 +456,17 @@ fn use_run_parent() -> anyhow::Result<std::fs::File> {
 }
 
 /// Removes the cgroup parent of a `warmbox run` whose containers are gone, if no other
-/// run holds it (the lock of [`use_run_parent`] turns exclusive) and it is empty (a server
-/// given the same parent keeps it).
+/// run holds it (the lock of [`use_run_parent`] turns exclusive). What is still in it then
+/// was left by a run that was killed, and goes first.
 fn leave_run_parent(engine: &Sandbox, parent_use: std::fs::File) {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor we own, with integer flags.
     if unsafe { libc::flock(parent_use.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        match engine.remove_stale() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "cgroups left by killed runs removed"),
+            Err(e) => tracing::warn!(error = %e, "removing cgroups left by killed runs"),
+        }
         if let Err(e) = engine.cgroups().remove_parent() {
             tracing::debug!(error = %e, "cgroup parent left in place");
         }

@@ -682,6 +682,13 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
     // Two runs at once, each showing its container's uid map (inside id, host id, count
     // per line) while the other is alive.
     let show = "cat /proc/self/uid_map; sleep 1";
+    // A run killed earlier left its container's cgroup: the last run to end removes it.
+    for c in ["memory", "pids", "cpu", "cpuacct"] {
+        let stale = std::path::Path::new("/sys/fs/cgroup")
+            .join(c)
+            .join("warmbox-run/c-killed-run");
+        std::fs::create_dir_all(&stale).expect("make a stale cgroup");
+    }
     let (a, b) = (State::new(), State::new());
     let args = ["--profile", "bash", "--code", show];
     let (x, y) = tokio::join!(run_cli(&a, &args, b""), run_cli(&b, &args, b""));
@@ -708,7 +715,8 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
         assert!((601_024..601_024 + 64 * 128).contains(id), "{id}");
     }
     assert!(x.iter().all(|id| !y.contains(id)), "{x:?} {y:?}");
-    // The run that ended last took the cgroup parent they shared away.
+    // The run that ended last took the cgroup parent they shared away, and the stale
+    // cgroup in it.
     for dir in CGROUP_DIRS {
         assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
     }
