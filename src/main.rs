@@ -440,19 +440,28 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
 /// [`leave_run_parent`]). Taken before the parent is made, so that no run makes its
 /// cgroups in a parent that another is removing.
 fn use_run_parent() -> anyhow::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
     let path = Path::new(RUN_LOCKS).join("parent.lock");
+    lock_file(&path, libc::LOCK_SH)?.with_context(|| format!("lock {}", path.display()))
+}
+
+/// Opens (or creates) the lock file `path` and `flock`s it with `op`: `None` when `op`
+/// has `LOCK_NB` and another process holds a conflicting lock.
+fn lock_file(path: &Path, op: libc::c_int) -> anyhow::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("open {}", path.display()))?;
     // SAFETY: flock on a descriptor we own, with integer flags.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
-        return Err(std::io::Error::last_os_error()).context(format!("lock {}", path.display()));
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        return Ok(Some(file));
     }
-    Ok(file)
+    match std::io::Error::last_os_error() {
+        e if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        e => Err(e).with_context(|| format!("lock {}", path.display())),
+    }
 }
 
 /// Removes the cgroup parent of a `warmbox run` whose containers are gone, if no other
@@ -486,19 +495,11 @@ const RUN_LOCKS: &str = "/run/warmbox-run-ids";
 /// lock in [`RUN_LOCKS`], released when the process ends) and returns its index with the
 /// lock.
 fn run_id_block() -> anyhow::Result<(u32, std::fs::File)> {
-    use std::os::fd::AsRawFd;
     let dir = Path::new(RUN_LOCKS);
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     for n in 0..RUN_BLOCKS {
         let path = dir.join(format!("{n}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        // SAFETY: flock on a descriptor we own, with integer flags.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if let Some(file) = lock_file(&path, libc::LOCK_EX | libc::LOCK_NB)? {
             return Ok((n, file));
         }
     }
