@@ -67,16 +67,27 @@ pub fn run(cgroup_parent: &str) -> Report {
             config.cgroup_parent = cgroup_parent.to_string();
             run_for(&config)
         }
-        Err(_) => run_with(cgroup_parent, None),
+        Err(_) => run_with(cgroup_parent, None, false),
     }
 }
 
-/// Probes the host for `config`: its cgroup parent, its container uid block.
+/// Probes the host for `config`: its cgroup parent, its container uid block. The
+/// parent is made if missing, and stays (for the engine that follows).
 pub fn run_for(config: &crate::config::EngineConfig) -> Report {
-    run_with(&config.cgroup_parent, Some(config))
+    run_with(&config.cgroup_parent, Some(config), false)
 }
 
-fn run_with(cgroup_parent: &str, config: Option<&crate::config::EngineConfig>) -> Report {
+/// [`run_for`] that leaves nothing behind: the levels of the cgroup parent the probe had
+/// to make are removed again (`warmbox check`, which runs nothing).
+pub fn run_leaving_nothing(config: &crate::config::EngineConfig) -> Report {
+    run_with(&config.cgroup_parent, Some(config), true)
+}
+
+fn run_with(
+    cgroup_parent: &str,
+    config: Option<&crate::config::EngineConfig>,
+    leave_nothing: bool,
+) -> Report {
     let mut items = Vec::new();
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -138,10 +149,8 @@ fn run_with(cgroup_parent: &str, config: Option<&crate::config::EngineConfig>) -
                 )
                 .to_lowercase(),
             });
-            // A probe leaves nothing: the parent it had to make goes again (the engine
-            // that follows a check makes its own).
-            if b.created_parent() {
-                if let Err(e) = b.remove_parent() {
+            if leave_nothing && b.created_levels() > 0 {
+                if let Err(e) = b.remove_levels(b.created_levels()) {
                     tracing::debug!(error = %e, "the probe's cgroup parent left in place");
                 }
             }

@@ -261,7 +261,7 @@ fn check(
         .or(file.cgroup_parent)
         .unwrap_or_else(|| "warmbox".into());
     config.uid_base = uid_base.or(file.uid_base).unwrap_or(600_000);
-    let report = warmbox::check::run_for(&config);
+    let report = warmbox::check::run_leaving_nothing(&config);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -401,47 +401,124 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     let valid = request::validate(&req, &profiles)
         .map_err(|e| anyhow::anyhow!("invalid request ({}): {}", e.code, e.message))?;
 
+    if !nix::unistd::geteuid().is_root() {
+        bail!("warmbox run must run as root: it makes namespaces, id maps and cgroups");
+    }
+    if let Some(why) = warmbox::sandbox::cgroup::parent_name_problem(&args.cgroup_parent) {
+        bail!("--cgroup-parent: {why}");
+    }
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
     config.profiles_dir = args.profiles_dir.clone();
     config.state_dir = args.state_dir.clone();
     config.cgroup_parent = args.cgroup_parent.clone();
     // Runs at the same time (and a server) never share a container uid.
     let (block, _held) = run_id_block()?;
-    let parent_use = use_run_parent()?;
     config.slots = RUN_SLOTS;
     config.uid_base = args
         .uid_base
         .checked_add(block * 2 * RUN_SLOTS)
         .context("--uid-base is too large")?;
     Sandbox::check_ids(&config).context("start the sandbox engine")?;
+    // Dropped last (after the engine and the runtime, whose containers are then gone).
+    let _parent = RunParent::enter(&config.cgroup_parent)?;
     let report = warmbox::check::run_for(&config);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
     }
     let sandbox = Sandbox::new(config).context("start the sandbox engine")?;
-    let engine = sandbox.clone();
-    let response = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("start the async runtime")
-        .and_then(|rt| {
-            // The runtime is dropped at the end of this closure, and with it (waiting for
-            // its blocking pool) the containers: then the parent is empty.
-            rt.block_on(Runner::new(sandbox).run(&valid))
-                .context("run the request")
-        });
-    leave_run_parent(&engine, parent_use);
-    println!("{}", serde_json::to_string_pretty(&response?)?);
-    Ok(0)
+        .context("start the async runtime")?;
+    // SIGINT or SIGTERM ends the run as a hang-up ends a server's: its containers are
+    // removed (when the runtime is dropped, waiting for its blocking pool) and nothing
+    // is printed.
+    let runner = Runner::new(sandbox);
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = runner.run(&valid) => Some(r),
+            () = shutdown_signal() => None,
+        }
+    });
+    drop(runner);
+    drop(rt);
+    match outcome {
+        Some(response) => {
+            let response = response.context("run the request")?;
+            println!("{}", serde_json::to_string_pretty(&response)?);
+            Ok(0)
+        }
+        None => {
+            eprintln!("warmbox: interrupted; the run's containers are removed");
+            Ok(130)
+        }
+    }
 }
 
-/// A shared lock on [`RUN_LOCKS`]`/parent.lock`, held by every `warmbox run` while it uses
-/// its cgroup parent; the last one to end takes the parent away (see
-/// [`leave_run_parent`]). Taken before the parent is made, so that no run makes its
-/// cgroups in a parent that another is removing.
-fn use_run_parent() -> anyhow::Result<std::fs::File> {
-    let path = Path::new(RUN_LOCKS).join("parent.lock");
-    lock_file(&path, libc::LOCK_SH)?.with_context(|| format!("lock {}", path.display()))
+/// The cgroup parent of a `warmbox run` while it runs. Every run holds a shared lock on
+/// a lock file of its parent's (in [`RUN_LOCKS`]), taken before the parent is made, so
+/// that no run makes its cgroups in a parent that another is removing. A run that made
+/// the parent marks it as `warmbox run`'s (a `.made` file beside the lock, with the number
+/// of levels made); the last run to end (its lock turns exclusive) removes a parent so
+/// marked, with whatever killed runs left in it. A parent that was there before (a
+/// server's, or the operator's) is never emptied or removed.
+struct RunParent {
+    lock: std::fs::File,
+    marker: PathBuf,
+    backend: Box<dyn warmbox::sandbox::cgroup::CgroupBackend>,
+}
+
+impl RunParent {
+    fn enter(parent: &str) -> anyhow::Result<Self> {
+        // FNV-1a: a stable short name for the parent's files, whatever its length.
+        let hash = parent.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let dir = Path::new(RUN_LOCKS);
+        let lock_path = dir.join(format!("parent-{hash:016x}.lock"));
+        let lock = lock_file(&lock_path, libc::LOCK_SH)?
+            .with_context(|| format!("lock {}", lock_path.display()))?;
+        let backend = warmbox::sandbox::cgroup::probe(parent)
+            .map_err(|e| anyhow::anyhow!("this host cannot sandbox: {e}"))?;
+        let marker = dir.join(format!("parent-{hash:016x}.made"));
+        let made = backend.created_levels();
+        if made > 0 {
+            std::fs::write(&marker, format!("{made}\n{parent}\n"))
+                .with_context(|| format!("write {}", marker.display()))?;
+        }
+        Ok(RunParent {
+            lock,
+            marker,
+            backend,
+        })
+    }
+}
+
+impl Drop for RunParent {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own, with integer flags.
+        if unsafe { libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return;
+        }
+        let Some(levels) = std::fs::read_to_string(&self.marker)
+            .ok()
+            .and_then(|t| t.lines().next()?.parse::<usize>().ok())
+        else {
+            return;
+        };
+        match self.backend.remove_stale() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "cgroups left by killed runs removed"),
+            Err(e) => tracing::warn!(error = %e, "removing cgroups left by killed runs"),
+        }
+        match self.backend.remove_levels(levels) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.marker);
+            }
+            Err(e) => tracing::debug!(error = %e, "cgroup parent left in place"),
+        }
+    }
 }
 
 /// Opens (or creates) the lock file `path` and `flock`s it with `op`: `None` when `op`
@@ -461,24 +538,6 @@ fn lock_file(path: &Path, op: libc::c_int) -> anyhow::Result<Option<std::fs::Fil
     match std::io::Error::last_os_error() {
         e if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
         e => Err(e).with_context(|| format!("lock {}", path.display())),
-    }
-}
-
-/// Removes the cgroup parent of a `warmbox run` whose containers are gone, if no other
-/// run holds it (the lock of [`use_run_parent`] turns exclusive). What is still in it then
-/// was left by a run that was killed, and goes first.
-fn leave_run_parent(engine: &Sandbox, parent_use: std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor we own, with integer flags.
-    if unsafe { libc::flock(parent_use.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        match engine.remove_stale() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "cgroups left by killed runs removed"),
-            Err(e) => tracing::warn!(error = %e, "removing cgroups left by killed runs"),
-        }
-        if let Err(e) = engine.cgroups().remove_parent() {
-            tracing::debug!(error = %e, "cgroup parent left in place");
-        }
     }
 }
 

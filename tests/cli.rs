@@ -529,6 +529,14 @@ async fn check_reports_cgroups_and_landlock() {
             assert_eq!(d.exists(), made_before, "{}", d.display());
         }
     }
+    // Every level it made goes, and only those: here two, under the one that was there.
+    let nested = format!("{probe}/a/b");
+    let out = warmbox(&["check", "--cgroup-parent", &nested], b"").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for d in &probe_dirs {
+        assert!(d.exists(), "{}", d.display());
+        assert_eq!(common::subdirs(d), Vec::<String>::new(), "{}", d.display());
+    }
     for d in &probe_dirs {
         std::fs::remove_dir(d).expect("remove the parent");
     }
@@ -682,13 +690,6 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
     // Two runs at once, each showing its container's uid map (inside id, host id, count
     // per line) while the other is alive.
     let show = "cat /proc/self/uid_map; sleep 1";
-    // A run killed earlier left its container's cgroup: the last run to end removes it.
-    for c in ["memory", "pids", "cpu", "cpuacct"] {
-        let stale = std::path::Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join("warmbox-run/c-killed-run");
-        std::fs::create_dir_all(&stale).expect("make a stale cgroup");
-    }
     let (a, b) = (State::new(), State::new());
     let args = ["--profile", "bash", "--code", show];
     let (x, y) = tokio::join!(run_cli(&a, &args, b""), run_cli(&b, &args, b""));
@@ -715,9 +716,132 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
         assert!((601_024..601_024 + 64 * 128).contains(id), "{id}");
     }
     assert!(x.iter().all(|id| !y.contains(id)), "{x:?} {y:?}");
-    // The run that ended last took the cgroup parent they shared away, and the stale
-    // cgroup in it.
+    // The run that ended last took the cgroup parent they shared away.
     for dir in CGROUP_DIRS {
         assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
     }
+}
+
+/// The cgroup dirs of parent `name` in the four v1 controllers.
+fn parent_dirs(name: &str) -> [PathBuf; 4] {
+    ["memory", "pids", "cpu", "cpuacct"].map(|c| Path::new("/sys/fs/cgroup").join(c).join(name))
+}
+
+/// Whether a container of `warmbox run` (under `warmbox-run`) runs a `sleep` now.
+fn run_container_sleeps() -> bool {
+    let parent = Path::new("/sys/fs/cgroup/pids/warmbox-run");
+    common::subdirs(parent).iter().any(|c| {
+        std::fs::read_to_string(parent.join(c).join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "sleep")
+            })
+    })
+}
+
+/// A `warmbox run` of `sleep 30`, started, and waited for until its sleep runs.
+async fn sleeping_run(state: &State) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warmbox"))
+        .args([
+            "run",
+            "--state-dir",
+            state.arg(),
+            "--profile",
+            "bash",
+            "--code",
+            "sleep 30",
+        ])
+        .current_dir(common::repo())
+        .env_remove("WARMBOX_PROFILES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn warmbox run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !run_container_sleeps() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run's sleep within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child
+}
+
+#[tokio::test]
+async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    let ours = parent_dirs("warmbox-run");
+    let gone = |dirs: &[PathBuf]| dirs.iter().all(|d| !d.exists());
+    let hello = ["--profile", "bash", "--code", "echo hi"];
+
+    // SIGINT (or SIGTERM) ends a run: its container is removed, nothing is printed, and
+    // as the last run it takes the parent away.
+    let state = State::new();
+    let run = sleeping_run(&state).await;
+    let pid = nix::unistd::Pid::from_raw(run.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let out = run.wait_with_output().await.expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "warmbox: interrupted; the run's containers are removed\n"
+    );
+    assert!(gone(&ours), "warmbox-run left after SIGINT");
+
+    // A run killed outright leaves its cgroup in the parent; the next run to end last
+    // removes it, and the parent.
+    let state = State::new();
+    let mut run = sleeping_run(&state).await;
+    run.kill().await.expect("SIGKILL");
+    assert!(
+        ours.iter().all(|d| !common::subdirs(d).is_empty()),
+        "the killed run's cgroup"
+    );
+    let out = run_cli(&State::new(), &hello, b"").await;
+    assert_eq!(response(&out)["run"]["stdout"], "hi\n");
+    assert!(gone(&ours), "warmbox-run left after a killed run");
+
+    // A parent that was there before is the operator's: what is in it stays, and so
+    // does the parent.
+    let foreign = parent_dirs("warmbox-test-run-foreign");
+    for d in &foreign {
+        std::fs::create_dir_all(d.join("theirs")).expect("make a foreign parent");
+    }
+    let mut args = vec!["--cgroup-parent", "warmbox-test-run-foreign"];
+    args.extend(hello);
+    let out = run_cli(&State::new(), &args, b"").await;
+    assert_eq!(response(&out)["run"]["stdout"], "hi\n");
+    for d in &foreign {
+        assert_eq!(common::subdirs(d), ["theirs"], "{}", d.display());
+        std::fs::remove_dir(d.join("theirs")).expect("remove");
+        std::fs::remove_dir(d).expect("remove");
+    }
+
+    // Every level of a nested parent that a run made goes.
+    let mut args = vec!["--cgroup-parent", "warmbox-test-run-nested/x"];
+    args.extend(hello);
+    let out = run_cli(&State::new(), &args, b"").await;
+    assert_eq!(response(&out)["run"]["stdout"], "hi\n");
+    assert!(
+        gone(&parent_dirs("warmbox-test-run-nested")),
+        "nested parent left"
+    );
+
+    // A parent name that is no plain relative path is refused before anything.
+    let mut args = vec!["--cgroup-parent", "../escape"];
+    args.extend(hello);
+    let out = run_cli(&State::new(), &args, b"").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "warmbox: --cgroup-parent: cgroup parent \"../escape\" must be a relative path of \
+         plain names (no `/` first, no `.` or `..`)\n"
+    );
 }

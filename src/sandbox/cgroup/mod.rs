@@ -84,9 +84,28 @@ pub trait CgroupBackend: Send + Sync + std::fmt::Debug {
     /// Removes warmbox's parent cgroup itself if it is empty (for an engine whose parent
     /// is its own, e.g. a test's); a parent with cgroups in it stays.
     fn remove_parent(&self) -> Result<(), CgroupError>;
-    /// Whether making this backend created warmbox's parent (its last level), so that a
-    /// probe can take away what it made.
-    fn created_parent(&self) -> bool;
+    /// How many levels of warmbox's parent path making this backend created (0: the
+    /// parent was there), so that a probe can take away what it made.
+    fn created_levels(&self) -> usize;
+    /// Removes the last `levels` levels of warmbox's parent path, deepest first, where
+    /// they are empty (a level already gone counts as removed).
+    fn remove_levels(&self, levels: usize) -> Result<(), CgroupError>;
+}
+
+/// `rmdir` of `dir` and then of its parents, `levels` directories in all; one already gone
+/// counts as removed.
+fn remove_dir_levels(dir: &Path, levels: usize) -> Result<(), CgroupError> {
+    let mut at = Some(dir);
+    for _ in 0..levels {
+        let Some(d) = at else { break };
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("rmdir", d, e)),
+        }
+        at = d.parent();
+    }
+    Ok(())
 }
 
 /// One container's cgroup.
@@ -246,22 +265,28 @@ fn check_name(name: &str, parent_dir: &Path) -> Result<(), CgroupError> {
 
 /// Refuses a parent that is not a relative path of plain components.
 fn check_parent(parent: &str, root: &Path) -> Result<(), CgroupError> {
-    let plain = !parent.is_empty()
-        && !parent.contains('\0')
+    parent_name_problem(parent).map_or(Ok(()), |why| {
+        Err(io_error(
+            "use cgroup parent",
+            &root.join(parent),
+            io::Error::new(io::ErrorKind::InvalidInput, why),
+        ))
+    })
+}
+
+/// What is wrong with `parent` as a cgroup parent name, if anything: it must be a
+/// non-empty relative path of plain names.
+pub fn parent_name_problem(parent: &str) -> Option<String> {
+    if parent.is_empty() {
+        return Some("the cgroup parent name is empty".into());
+    }
+    let plain = !parent.contains('\0')
         && Path::new(parent)
             .components()
             .all(|c| matches!(c, Component::Normal(_)));
-    if plain {
-        return Ok(());
-    }
-    Err(io_error(
-        "use cgroup parent",
-        &root.join(parent),
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cgroup parent {parent:?} must be a relative path without `..`"),
-        ),
-    ))
+    (!plain).then(|| {
+        format!("cgroup parent {parent:?} must be a relative path of plain names (no `/` first, no `.` or `..`)")
+    })
 }
 
 /// Writes `content` to the cgroupfs file `path` in one `write`.

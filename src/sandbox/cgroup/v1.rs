@@ -56,8 +56,9 @@ pub struct V1Backend {
     parents: Dirs,
     /// The kernel accounts swap (`memory.memsw.*` exist), so swap can be limited to zero.
     memsw: bool,
-    /// The parent's last level was missing in some controller and was made here.
-    created: bool,
+    /// Levels of the parent path missing (in the controller that missed most) and made
+    /// here.
+    created: usize,
 }
 
 impl V1Backend {
@@ -93,9 +94,10 @@ impl V1Backend {
             cpuacct,
         };
         let parents = mounts.join(parent);
-        let mut created = false;
+        let mut created = 0;
         for dir in parents.unique() {
-            created |= !dir.exists();
+            let missing = dir.ancestors().take_while(|d| !d.exists()).count();
+            created = created.max(missing);
             std::fs::create_dir_all(dir).map_err(|e| io_error("mkdir", dir, e))?;
         }
         if !memsw {
@@ -179,8 +181,15 @@ impl CgroupBackend for V1Backend {
         Ok(())
     }
 
-    fn created_parent(&self) -> bool {
+    fn created_levels(&self) -> usize {
         self.created
+    }
+
+    fn remove_levels(&self, levels: usize) -> Result<(), CgroupError> {
+        for dir in self.parents.unique() {
+            super::remove_dir_levels(dir, levels)?;
+        }
+        Ok(())
     }
 
     fn list(&self) -> Result<Vec<String>, CgroupError> {

@@ -24,8 +24,8 @@ pub struct V2Backend {
     parent_dir: PathBuf,
     /// The kernel accounts swap (`memory.swap.max` exists), so swap can be set to zero.
     swap: bool,
-    /// The parent's last level was made here.
-    created: bool,
+    /// Levels of the parent path made here.
+    created: usize,
 }
 
 /// Enables memory, pids and cpu for the children of `dir`. Only the hierarchy's root may
@@ -57,12 +57,12 @@ impl V2Backend {
         check_parent(parent, mount_root)?;
         enable_controllers(mount_root, true)?;
         let mut dir = mount_root.to_path_buf();
-        let mut created = false;
+        let mut created = 0;
         for component in Path::new(parent).components() {
             dir.push(component);
             match std::fs::create_dir(&dir) {
-                Ok(()) => created = true,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => created = false,
+                Ok(()) => created += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => created = 0,
                 Err(e) => return Err(io_error("mkdir", &dir, e)),
             }
             enable_controllers(&dir, false)?;
@@ -152,8 +152,12 @@ impl CgroupBackend for V2Backend {
         std::fs::remove_dir(&self.parent_dir).map_err(|e| io_error("rmdir", &self.parent_dir, e))
     }
 
-    fn created_parent(&self) -> bool {
+    fn created_levels(&self) -> usize {
         self.created
+    }
+
+    fn remove_levels(&self, levels: usize) -> Result<(), CgroupError> {
+        super::remove_dir_levels(&self.parent_dir, levels)
     }
 
     fn list(&self) -> Result<Vec<String>, CgroupError> {
@@ -376,20 +380,18 @@ mod tests {
     }
 
     #[test]
-    fn created_parent_says_whether_the_last_level_was_made() {
+    fn created_levels_counts_the_levels_made() {
         let root = tree(false);
-        assert!(V2Backend::new(root.path(), "warmbox")
-            .unwrap()
-            .created_parent());
-        assert!(!V2Backend::new(root.path(), "warmbox")
-            .unwrap()
-            .created_parent());
-        assert!(V2Backend::new(root.path(), "warmbox/pool")
-            .unwrap()
-            .created_parent());
-        assert!(!V2Backend::new(root.path(), "warmbox/pool")
-            .unwrap()
-            .created_parent());
+        let levels = |parent: &str| {
+            V2Backend::new(root.path(), parent)
+                .unwrap()
+                .created_levels()
+        };
+        assert_eq!(levels("warmbox"), 1);
+        assert_eq!(levels("warmbox"), 0);
+        assert_eq!(levels("warmbox/pool"), 1);
+        assert_eq!(levels("a/b/c"), 3);
+        assert_eq!(levels("a/b/c"), 0);
     }
 
     #[test]
