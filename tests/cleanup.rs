@@ -2,13 +2,17 @@
 //! cgroup parent is empty, no host process has a container uid, the server holds no more
 //! file descriptors than before, and the host's mount table is unchanged.
 //!
-//! The only test of this binary: it counts the process's own fds, which a test running
-//! beside it would disturb.
+//! It counts the process's own fds and the container uids' processes, which a test running
+//! beside it would disturb: the tests of this binary run one at a time ([`SERIAL`]).
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use warmbox::request::{RunStatus, StepStatus};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -34,6 +38,7 @@ fn c(code: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_mixed_runs_leave_nothing_behind() {
+    let _serial = SERIAL.lock().await;
     let mounts_before = mountinfo();
     let Some(h) = common::private_harness("warmbox-test-cleanup") else {
         return;
@@ -43,9 +48,17 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
     assert_eq!(common::live_cgroups(&h), Vec::<String>::new());
 
     // The checks below can see a live container: its processes and its cgroup.
-    let (resp, (procs, cgroups)) = tokio::join!(h.run(bash("sleep 0.6", json!({}))), async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        (common::processes_in_uid_block(), common::live_cgroups(&h))
+    let (resp, (procs, cgroups)) = tokio::join!(h.run(bash("sleep 3", json!({}))), async {
+        // Looked at until both are seen (the first container of an engine may take a
+        // while on a loaded host), well before the sleep ends.
+        let deadline = Instant::now() + Duration::from_millis(2500);
+        loop {
+            let seen = (common::processes_in_uid_block(), common::live_cgroups(&h));
+            if (!seen.0.is_empty() && seen.1.len() == 1) || Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     });
     assert_eq!(resp.status, RunStatus::Step(StepStatus::Ok));
     assert!(!procs.is_empty(), "no container process seen during a run");
@@ -200,6 +213,7 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
 /// test runs.
 #[tokio::test]
 async fn private_parent_is_removed_with_its_engine() {
+    let _serial = SERIAL.lock().await;
     let parent = "warmbox-test-parent-removal";
     let Some(h) = common::private_harness(parent) else {
         return;

@@ -71,7 +71,8 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     let s = start_fresh(
         parent,
         UID_LIFECYCLE,
-        &["--job-retention-secs", "2", "--callback-allow-private"],
+        // Long enough for every check below on the first job, which must still be kept.
+        &["--job-retention-secs", "10", "--callback-allow-private"],
     );
     let (url, calls) = listener(200);
     let mut body = echo_job("hello");
@@ -180,7 +181,7 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     );
 
     // Past its retention the job is gone.
-    wait_until("the finished job removed", 20, || job(&s, &id).0 == 404);
+    wait_until("the finished job removed", 40, || job(&s, &id).0 == 404);
     stop(s);
 }
 

@@ -22,7 +22,12 @@ fn available(program: &str) -> bool {
         return false;
     }
     if !Path::new(program).exists() {
-        eprintln!("skip: {program} is not installed on this host");
+        let why = format!("{program} is not installed on this host");
+        assert!(
+            std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+            "{why} and WARMBOX_REQUIRE_SANDBOX=1"
+        );
+        eprintln!("skip: {why}");
         return false;
     }
     true

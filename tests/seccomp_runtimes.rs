@@ -36,7 +36,12 @@ fn present(program: &str) -> bool {
     if Path::new(program).exists() {
         return true;
     }
-    eprintln!("skip: {program} is not installed on this host");
+    let why = format!("{program} is not installed on this host");
+    assert!(
+        std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+        "{why} and WARMBOX_REQUIRE_SANDBOX=1"
+    );
+    eprintln!("skip: {why}");
     false
 }
 
