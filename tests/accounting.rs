@@ -88,7 +88,7 @@ async fn wall_time_of_a_sleep() {
     assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
     let u = &run.usage;
     assert!(
-        (200.0..=300.0).contains(&u.wall_ms),
+        (200.0..=450.0).contains(&u.wall_ms),
         "sleep 0.2 took wall_ms {}",
         u.wall_ms
     );

@@ -266,7 +266,7 @@ async fn flags_build_the_request() {
     let r = response(&out);
     assert_eq!(r["status"], "time_limit", "{r:#}");
     let cpu = r["run"]["usage"]["cpu_ms"].as_f64().expect("cpu_ms");
-    assert!((150.0..250.0).contains(&cpu), "cpu_ms {cpu}");
+    assert!((150.0..350.0).contains(&cpu), "cpu_ms {cpu}");
 
     // --env, --stderr-to-stdout, --stack-mb and --disk-mb reach the request.
     let out = run_cli(
@@ -689,7 +689,7 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
     let _serial = SERIAL.lock().await;
     // Two runs at once, each showing its container's uid map (inside id, host id, count
     // per line) while the other is alive.
-    let show = "cat /proc/self/uid_map; sleep 1";
+    let show = "cat /proc/self/uid_map; sleep 3";
     let (a, b) = (State::new(), State::new());
     let args = ["--profile", "bash", "--code", show];
     let (x, y) = tokio::join!(run_cli(&a, &args, b""), run_cli(&b, &args, b""));

@@ -458,7 +458,7 @@ fn a_cancelled_queued_job_is_called_back_and_clients_that_hang_up_lose_nothing()
         call(
             "POST",
             &format!("{base}/v1/run"),
-            Some(json!({"profile": "bash", "cmd": ["/bin/sleep", "2"]})),
+            Some(json!({"profile": "bash", "cmd": ["/bin/sleep", "5"]})),
         )
     });
     wait_until("the sync run's sleep", 20, || {

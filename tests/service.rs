@@ -300,8 +300,13 @@ fn load_of_two_thousand_mixed_runs() {
     );
     eprintln!("load: {ok} answered, {overloaded} overloaded (503)");
     // Background destroys settle; then threads and fds are back where they were.
-    std::thread::sleep(Duration::from_millis(500));
-    let (threads1, fds1) = threads_and_fds(pid);
+    let mut now = threads_and_fds(pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(now.0 <= threads0 + 16 && now.1 <= fds0 + 8) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        now = threads_and_fds(pid);
+    }
+    let (threads1, fds1) = now;
     assert!(
         threads1 <= threads0 + 16,
         "threads {threads0} -> {threads1}"
@@ -332,7 +337,7 @@ fn past_the_grace_period_running_requests_are_killed() {
     let t = Instant::now();
     stop(s);
     assert!(
-        (Duration::from_secs(1)..Duration::from_secs(5)).contains(&t.elapsed()),
+        (Duration::from_secs(1)..Duration::from_secs(15)).contains(&t.elapsed()),
         "{:?}",
         t.elapsed()
     );
