@@ -81,9 +81,11 @@ pub trait CgroupBackend: Send + Sync + std::fmt::Debug {
     fn remove_stale(&self) -> Result<usize, CgroupError>;
     /// Names of the cgroups now under warmbox's parent.
     fn list(&self) -> Result<Vec<String>, CgroupError>;
-    /// Removes warmbox's parent cgroup itself if it is empty (for an engine whose parent
-    /// is its own, e.g. a test's); a parent with cgroups in it stays.
-    fn remove_parent(&self) -> Result<(), CgroupError>;
+    /// Removes warmbox's parent cgroup itself (its last level) if it is empty (for an
+    /// engine whose parent is its own, e.g. a test's); a parent with cgroups in it stays.
+    fn remove_parent(&self) -> Result<(), CgroupError> {
+        self.remove_levels(1)
+    }
     /// How many levels of warmbox's parent path making this backend created (0: the
     /// parent was there), so that a probe can take away what it made.
     fn created_levels(&self) -> usize;

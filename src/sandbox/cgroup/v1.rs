@@ -174,13 +174,6 @@ impl CgroupBackend for V1Backend {
         }
     }
 
-    fn remove_parent(&self) -> Result<(), CgroupError> {
-        for dir in self.parents.unique() {
-            std::fs::remove_dir(dir).map_err(|e| io_error("rmdir", dir, e))?;
-        }
-        Ok(())
-    }
-
     fn created_levels(&self) -> usize {
         self.created
     }

@@ -148,10 +148,6 @@ impl CgroupBackend for V2Backend {
         }
     }
 
-    fn remove_parent(&self) -> Result<(), CgroupError> {
-        std::fs::remove_dir(&self.parent_dir).map_err(|e| io_error("rmdir", &self.parent_dir, e))
-    }
-
     fn created_levels(&self) -> usize {
         self.created
     }
