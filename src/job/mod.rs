@@ -83,11 +83,7 @@ pub fn warm_specs(
     let mut specs = Vec::new();
     for p in profiles.all().iter().filter(|p| p.availability.available) {
         let profile = &p.profile;
-        let mut steps = vec![StepKind::Run];
-        if profile.compile.is_some() {
-            steps.insert(0, StepKind::Compile);
-        }
-        for step in steps {
+        for step in steps(profile) {
             let limits = default_limits(profile, step);
             let name = layout_name(profile, step);
             specs.push(WarmSpec {
@@ -99,6 +95,16 @@ pub fn warm_specs(
         }
     }
     specs
+}
+
+/// The steps of `profile`: its compile step where it compiles, then its run step.
+fn steps(profile: &Profile) -> impl Iterator<Item = StepKind> {
+    profile
+        .compile
+        .is_some()
+        .then_some(StepKind::Compile)
+        .into_iter()
+        .chain([StepKind::Run])
 }
 
 /// A step's name in warm targets and metrics: `<profile>/run`, `<profile>/compile`.
@@ -113,14 +119,11 @@ fn layout_name(profile: &Profile, step: StepKind) -> String {
 /// The names of every profile's steps (see [`layout_name`]), available here or not: what
 /// a warm target may name.
 pub fn layout_names(profiles: &crate::profile::ProfileSet) -> Vec<String> {
-    let mut names = Vec::new();
-    for p in profiles.all() {
-        names.push(layout_name(&p.profile, StepKind::Run));
-        if p.profile.compile.is_some() {
-            names.push(layout_name(&p.profile, StepKind::Compile));
-        }
-    }
-    names
+    profiles
+        .all()
+        .iter()
+        .flat_map(|p| steps(&p.profile).map(|step| layout_name(&p.profile, step)))
+        .collect()
 }
 
 /// The container layout of a profile's steps.
