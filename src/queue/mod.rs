@@ -487,15 +487,9 @@ impl Jobs {
             _ = self.closing.cancelled() => return,
         };
         let started = self
-            .blocking(move |s| {
-                s.update(id, |r| {
-                    if r.status != JobStatus::Queued {
-                        return Err("not queued".into());
-                    }
-                    r.status = JobStatus::Running;
-                    r.started_ms = Some(now_ms());
-                    Ok(())
-                })
+            .advance(id, JobStatus::Queued, |r| {
+                r.status = JobStatus::Running;
+                r.started_ms = Some(now_ms());
             })
             .await;
         let record = match started {
@@ -532,16 +526,10 @@ impl Jobs {
         for attempt in 1.. {
             let result = result.clone();
             let done = self
-                .blocking(move |s| {
-                    s.update(id, |r| {
-                        if r.status != JobStatus::Running {
-                            return Err("no longer running".into());
-                        }
-                        r.status = JobStatus::Done;
-                        r.finished_ms = Some(now_ms());
-                        r.result = Some(Value::clone(&result));
-                        Ok(())
-                    })
+                .advance(id, JobStatus::Running, move |r| {
+                    r.status = JobStatus::Done;
+                    r.finished_ms = Some(now_ms());
+                    r.result = Some(Value::clone(&result));
                 })
                 .await;
             match done {
@@ -561,6 +549,29 @@ impl Jobs {
             }
         }
         self.deliver_later(id);
+    }
+
+    /// Changes job `id` with `f` if it is still `from` (a cancel may have come first: then
+    /// `StoreError::Refused`), in one store transaction on the blocking pool.
+    async fn advance(
+        &self,
+        id: Uuid,
+        from: JobStatus,
+        f: impl FnOnce(&mut JobRecord) + Send + 'static,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.blocking(move |s| {
+            s.update(id, |r| {
+                if r.status != from {
+                    return Err(format!(
+                        "job {id} is no longer {}",
+                        crate::request::wire_name(&from)
+                    ));
+                }
+                f(r);
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Delivers job `id`'s callback in a task of its own: a slow callback host holds up
