@@ -257,10 +257,12 @@ fn check(
         None => warmbox::config::ServiceFile::default(),
     };
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
-    config.cgroup_parent = cgroup_parent
-        .or(file.cgroup_parent)
-        .unwrap_or_else(|| "warmbox".into());
-    config.uid_base = uid_base.or(file.uid_base).unwrap_or(600_000);
+    if let Some(p) = cgroup_parent.or(file.cgroup_parent) {
+        config.cgroup_parent = p;
+    }
+    if let Some(u) = uid_base.or(file.uid_base) {
+        config.uid_base = u;
+    }
     let report = warmbox::check::run_leaving_nothing(&config);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
