@@ -28,19 +28,23 @@ fn fork_servers() -> Vec<i32> {
     pids
 }
 
+/// Creates a container of `spec` (failing the test with `what` if it cannot) and removes it.
+async fn one_container(h: &common::Harness, spec: &warmbox::pool::WarmSpec, what: &str) {
+    h.sandbox
+        .create(&spec.layout, &spec.limits)
+        .await
+        .expect(what)
+        .destroy()
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_server_that_dies_or_hangs_is_replaced() {
     let Some(h) = common::private_harness("warmbox-test-forkserver") else {
         return;
     };
     let spec = common::warm_spec(&h, "bash/run", 1);
-    let (layout, limits) = (spec.layout, spec.limits);
-    h.sandbox
-        .create(&layout, &limits)
-        .await
-        .expect("first container")
-        .destroy()
-        .await;
+    one_container(&h, &spec, "first container").await;
     let first = fork_servers();
     assert_eq!(first.len(), 1, "{first:?}");
 
@@ -53,12 +57,7 @@ async fn a_fork_server_that_dies_or_hangs_is_replaced() {
         assert!(Instant::now() < deadline, "the fork server did not die");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    h.sandbox
-        .create(&layout, &limits)
-        .await
-        .expect("a container after the fork server was killed")
-        .destroy()
-        .await;
+    one_container(&h, &spec, "a container after the fork server was killed").await;
     let second = fork_servers();
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second, first);
@@ -73,7 +72,7 @@ async fn a_fork_server_that_dies_or_hangs_is_replaced() {
     let t = Instant::now();
     let err = h
         .sandbox
-        .create(&layout, &limits)
+        .create(&spec.layout, &spec.limits)
         .await
         .expect_err("a stopped fork server cannot clone");
     assert!(
@@ -81,12 +80,7 @@ async fn a_fork_server_that_dies_or_hangs_is_replaced() {
         "{err}"
     );
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    h.sandbox
-        .create(&layout, &limits)
-        .await
-        .expect("a container after the fork server hung")
-        .destroy()
-        .await;
+    one_container(&h, &spec, "a container after the fork server hung").await;
     let third = fork_servers();
     assert_eq!(third.len(), 1, "{third:?}");
     assert!(!third.contains(&second[0]));
