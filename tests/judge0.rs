@@ -681,6 +681,12 @@ fn judge0_clients_work_unchanged() {
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["status"]["id"], 3, "{}", v["status"]);
     assert_eq!(v["stdout"].as_str().map(str::len), Some(600_000));
+    for path in ["/about", "/config_info", "/statuses", "/languages"] {
+        let plain = call("GET", &format!("{}{path}", s.base), None);
+        let slash = call("GET", &format!("{}{path}/", s.base), None);
+        assert_eq!((plain.0, &plain.1), (200, &slash.1), "{path}/");
+        assert_eq!(slash.0, 200, "{path}/");
+    }
     let mut small = big;
     small["max_file_size"] = json!(64);
     let v = wait(&s, small);

@@ -12,13 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
-
-/// Base64 as Ruby's `decode64` reads it: the padding may be left out.
-const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-);
 use base64::Engine as _;
 use serde::Deserialize as _;
 use serde_json::{json, Map, Value};
@@ -44,6 +37,13 @@ pub const MAX_RUNS: u64 = 20;
 /// Fields of a submission answered when `fields` is not given.
 const DEFAULT_FIELDS: &str = "token,time,memory,stdout,stderr,compile_output,message,status";
 
+/// Base64 as Ruby's `decode64` reads it: the padding may be left out.
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// The Judge0 routes.
 pub fn routes() -> Router<Arc<AppState>> {
     let mut r = Router::new()
@@ -51,23 +51,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/languages/{id}", get(language))
         .route("/submissions/{token}", get(show).delete(destroy));
     // Rails ignores a trailing slash, and clients send one (`/submissions/?wait=true`).
-    for path in ["/about", "/about/"] {
-        r = r.route(path, get(about));
-    }
-    for path in ["/config_info", "/config_info/"] {
-        r = r.route(path, get(config_info));
-    }
-    for path in ["/statuses", "/statuses/"] {
-        r = r.route(path, get(statuses));
-    }
-    for path in ["/languages", "/languages/"] {
-        r = r.route(path, get(languages));
-    }
-    for path in ["/submissions", "/submissions/"] {
-        r = r.route(path, axum::routing::post(create));
-    }
-    for path in ["/submissions/batch", "/submissions/batch/"] {
-        r = r.route(path, get(get_batch).post(create_batch));
+    for (path, route) in [
+        ("/about", get(about)),
+        ("/config_info", get(config_info)),
+        ("/statuses", get(statuses)),
+        ("/languages", get(languages)),
+        ("/submissions", axum::routing::post(create)),
+        ("/submissions/batch", get(get_batch).post(create_batch)),
+    ] {
+        r = r
+            .route(path, route.clone())
+            .route(&format!("{path}/"), route);
     }
     r
 }
@@ -904,7 +898,6 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
     m
 }
 
-/// The fields asked for (`*`: all; default: Judge0's default list).
 /// Every field a submission has in Judge0 (`fields=` may name these only).
 const FIELDS: [&str; 36] = [
     "token",
@@ -964,6 +957,7 @@ fn check_fields(fields: Option<&str>) -> Result<(), Judge0Error> {
     ))
 }
 
+/// The fields asked for (`*`: all; default: Judge0's default list).
 fn select(full: Map<String, Value>, fields: Option<&str>) -> Value {
     let fields = fields.unwrap_or(DEFAULT_FIELDS);
     if fields.trim() == "*" {
