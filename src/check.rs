@@ -149,7 +149,7 @@ fn run_with(
                 )
                 .to_lowercase(),
             });
-            if leave_nothing && b.created_levels() > 0 {
+            if leave_nothing {
                 if let Err(e) = b.remove_levels(b.created_levels()) {
                     tracing::debug!(error = %e, "the probe's cgroup parent left in place");
                 }
