@@ -1,5 +1,5 @@
-//! The `warmbox` command: `run`, `check`, `profiles`, and the hidden `__forkserver` that
-//! clones every container's init.
+//! The `warmbox` command: `run`, `check`, `profiles`, and the fork server that clones every
+//! container's init (started by the engine itself, as `warmbox-init`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -207,9 +207,8 @@ struct RunArgs {
 fn main() {
     // The fork server, which clones every container init: it must stay single-threaded,
     // so nothing else may run first (no runtime, no logging).
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "__forkserver") {
-        std::process::exit(warmbox::sandbox::forkserver::main(&args[2..]));
+    if std::env::var_os(warmbox::sandbox::forkserver::ENV).is_some_and(|v| v == "1") {
+        std::process::exit(warmbox::sandbox::forkserver::main());
     }
 
     tracing_subscriber::fmt()

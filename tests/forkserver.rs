@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Pids of this process's fork servers (`warmbox __forkserver …` children).
+/// Pids of this process's fork servers (children named `warmbox-init` in our own pid
+/// namespace; the container inits, also our children by CLONE_PARENT, carry the same
+/// command line but live in pid namespaces of their own).
 fn fork_servers() -> Vec<i32> {
     let me = std::process::id().to_string();
     let mut pids = Vec::new();
@@ -21,7 +23,12 @@ fn fork_servers() -> Vec<i32> {
         let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
         let ppid = after.split_whitespace().nth(1).unwrap_or_default();
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if ppid == me && cmdline.windows(12).any(|w| w == b"__forkserver") {
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let own_pid_ns = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .is_some_and(|ids| ids.split_whitespace().count() == 1);
+        if ppid == me && cmdline == b"warmbox-init\0" && own_pid_ns {
             pids.push(pid);
         }
     }

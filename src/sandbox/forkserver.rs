@@ -1,5 +1,5 @@
-//! The fork server: a small single-threaded copy of warmbox (`warmbox __forkserver`,
-//! started once by the engine) that clones every container init.
+//! The fork server: a small single-threaded copy of warmbox (started once per layout by the
+//! engine, named `warmbox-init`) that clones every container init.
 //!
 //! Why not clone from the server: the server is multi-threaded, so its clone child may only
 //! make raw syscalls until it execs, and the exec and start-up of the init cost most of a
@@ -11,8 +11,12 @@
 //! There is one fork server per set of binds (the part of a layout that shapes the root):
 //! it builds that root once, as a template in its own mount namespace, and pivots into
 //! it; each init's mount namespace is a copy of the template (see `container::mount`).
-//! On start the fork server sends one packet: empty when the template is built, else
-//! the reason it could not be.
+//! Its command line is only its name, `warmbox-init` (with [`ENV`] set): every init is a
+//! clone of it and shares its argument memory, so whatever stood there would be the
+//! container's `/proc/1/cmdline`, readable by the job; the host path of the binary and the
+//! binds must not be. The new root and the binds come as the first packet on the channel,
+//! NUL-separated. The fork server answers with one packet: empty when the template is
+//! built, else the reason it could not be.
 //!
 //! One request: a packet with the clone flags, carrying the init's end of its channel
 //! (and on cgroup v2 the cgroup directory fd) as SCM_RIGHTS; one reply: the pid, with the
@@ -28,6 +32,11 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use super::spawn::{CloneArgs, SpawnError};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Set (to `1`) in the fork server's environment: `main` runs the fork server then.
+pub const ENV: &str = "WARMBOX_FORKSERVER";
+/// The fork server's whole command line, hence every container's `/proc/1/cmdline`.
+pub const PROCESS_NAME: &str = "warmbox-init";
 
 /// Nice value of the fork server, hence of every container while it warms up (its job
 /// process included, until the container is ready).
@@ -65,7 +74,8 @@ fn io(what: &str, source: std::io::Error) -> SpawnError {
 }
 
 impl ForkServer {
-    /// Starts `exe __forkserver NEW_ROOT BIND...` with its end of the channel as stdin, and
+    /// Starts `exe` as the fork server with its end of the channel as stdin, sends it
+    /// `new_root` and `binds`, and
     /// waits until it has built the template root of `binds` on `new_root` (an empty host
     /// directory; each fork server mounts on it in its own mount namespace).
     pub fn start(exe: &Path, new_root: &Path, binds: &[PathBuf]) -> Result<Self, SpawnError> {
@@ -79,15 +89,25 @@ impl ForkServer {
         )
         .map_err(|e| io("socketpair", e.into()))?;
         receive_timeout(&ours, START_TIMEOUT)?;
+        use std::os::unix::process::CommandExt;
         let mut child = std::process::Command::new(exe)
-            .arg("__forkserver")
-            .arg(new_root)
-            .args(binds)
+            .arg0(PROCESS_NAME)
             .stdin(std::process::Stdio::from(theirs))
             .stdout(std::process::Stdio::null())
             .env_clear()
+            .env(ENV, "1")
             .spawn()
-            .map_err(|e| io(&format!("start {} __forkserver", exe.display()), e))?;
+            .map_err(|e| io(&format!("start {} as the fork server", exe.display()), e))?;
+        let told = nix::sys::socket::send(
+            ours.as_raw_fd(),
+            &encode_root(new_root, binds),
+            MsgFlags::MSG_NOSIGNAL,
+        );
+        if let Err(e) = told {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io("send the fork server its root", e.into()));
+        }
         let mut status = [0u8; 4096];
         let ready = crate::protocol::recv_with_fds(ours.as_raw_fd(), &mut status);
         let failure = match ready {
@@ -183,16 +203,46 @@ impl Drop for ForkServer {
     }
 }
 
-/// Entry point of `warmbox __forkserver NEW_ROOT BIND...`: builds the template root, says
-/// so, then serves clone requests on fd 0 until it closes.
-pub fn main(args: &[std::ffi::OsString]) -> i32 {
+/// The fork server's first packet: the new root and the binds, each followed by a NUL.
+fn encode_root(new_root: &Path, binds: &[PathBuf]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    for p in std::iter::once(new_root).chain(binds.iter().map(PathBuf::as_path)) {
+        out.extend_from_slice(p.as_os_str().as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// What [`encode_root`] made: (new root, binds).
+fn decode_root(bytes: &[u8]) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let body = bytes
+        .strip_suffix(&[0])
+        .ok_or("the root packet does not end with a NUL")?;
+    let mut paths = body
+        .split(|&b| b == 0)
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)));
+    let new_root = paths.next().ok_or("the root packet is empty")?;
+    Ok((new_root, paths.collect()))
+}
+
+/// Entry point of the fork server (`ENV` set): reads its root and binds from fd 0, builds
+/// the template root, says so, then serves clone requests on fd 0 until it closes.
+pub fn main() -> i32 {
     // SAFETY: fd 0 is the channel the server gave us as stdin; nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(0) };
     // Whatever the server's own parent left open without close-on-exec (a shell's
     // redirections, a supervisor's sockets) has no business here, nor in any container.
     // SAFETY: close_range on our own fd table; 0-2 stay.
     unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
-    let status = match build_template(args) {
+    // The largest packet the server sends: a path list far beyond any profile's.
+    let mut root = vec![0u8; 1 << 16];
+    let root = match nix::sys::socket::recv(sock.as_raw_fd(), &mut root, MsgFlags::empty()) {
+        Ok(n) => decode_root(&root[..n]),
+        Err(e) => Err(format!("read the root packet: {e}")),
+    };
+    let status = match root.and_then(|(new_root, binds)| build_template(&new_root, &binds)) {
         Ok(()) => String::new(),
         Err(why) => why,
     };
@@ -238,17 +288,13 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
     }
 }
 
-/// A mount namespace of our own whose root is the template of `args` (new root, binds).
-fn build_template(args: &[std::ffi::OsString]) -> Result<(), String> {
-    let Some((new_root, binds)) = args.split_first() else {
-        return Err("usage: warmbox __forkserver NEW_ROOT BIND...".into());
-    };
-    let binds: Vec<PathBuf> = binds.iter().map(PathBuf::from).collect();
+/// A mount namespace of our own whose root is the template of `binds` on `new_root`.
+fn build_template(new_root: &Path, binds: &[PathBuf]) -> Result<(), String> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
     let ops = crate::container::mount::template_plan(
-        Path::new(new_root),
-        &binds,
+        new_root,
+        binds,
         &crate::container::mount::host_kind,
     );
     crate::container::mount::apply(&ops).map_err(|e| e.to_string())?;
@@ -331,4 +377,26 @@ fn init_child(sock: RawFd) -> i32 {
         return super::spawn::NO_ROOT;
     }
     crate::container::init::main(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_packet_round_trips() {
+        let binds = [PathBuf::from("/usr"), PathBuf::from("/etc/ld.so.cache")];
+        let bytes = encode_root(Path::new("/run/warmbox/root"), &binds);
+        assert_eq!(bytes, b"/run/warmbox/root\0/usr\0/etc/ld.so.cache\0");
+        assert_eq!(
+            decode_root(&bytes).unwrap(),
+            (PathBuf::from("/run/warmbox/root"), binds.to_vec())
+        );
+        assert_eq!(
+            decode_root(b"/r\0").unwrap(),
+            (PathBuf::from("/r"), Vec::new())
+        );
+        assert!(decode_root(b"/r").is_err());
+        assert!(decode_root(b"").is_err());
+    }
 }

@@ -293,6 +293,14 @@ async fn read_some(
     }
 }
 
+/// Sleeps until `deadline`; never ready without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A job's stdin and stdout given by the caller instead of warmbox's own (an interactive
 /// problem's cross-connected pipes): its `spec.stdin` is then unused and its stdout not
 /// captured.
@@ -421,7 +429,7 @@ impl Container {
             }
             if let Some(d) = drain_deadline {
                 if Instant::now() >= d {
-                    tracing::warn!(container = %id, "output pipes still open after the job ended");
+                    tracing::info!(container = %id, "output pipes still open after the job ended (a job kept a write end alive); ending the step");
                     break;
                 }
             }
@@ -457,6 +465,11 @@ impl Container {
                         Err(source) => return Err(SandboxError::Channel { id, source }),
                     }
                 },
+                // Once the job has ended, its pipes get a bounded grace: a job can keep a
+                // write end alive after every process is gone (its stdout sent over a unix
+                // socket in a reference cycle lives until the kernel's garbage collector
+                // runs, seconds to minutes later), and nothing else wakes this loop then.
+                _ = sleep_until_some(drain_deadline), if drain_deadline.is_some() => {}
                 _ = tokio::time::sleep_until(next_poll.into()), if exited.is_none() => {
                     let now = Instant::now();
                     let used = job_cpu(cgroup.cpu_ns()?);
