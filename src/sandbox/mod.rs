@@ -732,6 +732,8 @@ impl Drop for Remains {
             // else ever joins the cgroup: the kill is the backstop for one not seen to end.
             if !reaped {
                 let _ = cg.kill_all();
+            } else if let Err(e) = cg.release_kernel_caches() {
+                tracing::warn!(container = %self.id, error = %e, "kernel caches not reclaimed");
             }
             match cg.destroy() {
                 Ok(()) => true,

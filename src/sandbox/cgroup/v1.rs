@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
-    open_read, parse_keyed, pread_all, pread_u64, read_file, remove_cgroup_dir, write_file, Cgroup,
-    CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion, CPU_PERIOD_US,
-    V1_CONTROLLERS,
+    open_read, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64, remove_cgroup_dir,
+    write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion,
+    CPU_PERIOD_US, V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -458,6 +458,19 @@ impl Cgroup for V1Cgroup {
         kill_listed(&self.dirs.pids.join("cgroup.procs"))
     }
 
+    fn release_kernel_caches(&self) -> Result<bool, CgroupError> {
+        // Absent when the kernel does not account kernel memory (`cgroup.memory=nokmem`):
+        // then nothing of it is charged here either.
+        let kmem = self.dirs.memory.join("memory.kmem.usage_in_bytes");
+        match read_optional_u64(&kmem)? {
+            Some(bytes) if bytes > super::KERNEL_CACHE_BYTES => {
+                write_file(&self.dirs.memory.join("memory.force_empty"), "0")?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn destroy(&self) -> Result<(), CgroupError> {
         let mut first_error = None;
         for dir in self.dirs.unique() {
@@ -693,6 +706,26 @@ mod tests {
             assert!(!parent.join("c0").exists(), "{c}");
         }
         cg.destroy().unwrap();
+    }
+
+    #[test]
+    fn kernel_caches_are_reclaimed_only_above_the_bound() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("memory/warmbox/c0");
+        // No kernel memory accounting: nothing to do.
+        assert!(!cg.release_kernel_caches().unwrap());
+        assert!(!dir.join("memory.force_empty").exists());
+        fs::write(dir.join("memory.kmem.usage_in_bytes"), "1048576\n").unwrap();
+        assert!(!cg.release_kernel_caches().unwrap());
+        assert!(!dir.join("memory.force_empty").exists());
+        fs::write(dir.join("memory.kmem.usage_in_bytes"), "1048577\n").unwrap();
+        assert!(cg.release_kernel_caches().unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.force_empty")).unwrap(),
+            "0"
+        );
     }
 
     #[test]

@@ -310,6 +310,23 @@ impl Cgroup for V2Cgroup {
         kill_dir(&self.dir)
     }
 
+    fn release_kernel_caches(&self) -> Result<bool, CgroupError> {
+        let stat_path = self.dir.join("memory.stat");
+        let slab = parse_keyed(&stat_path, &read_file(&stat_path)?, "slab_reclaimable")?;
+        if slab <= super::KERNEL_CACHE_BYTES {
+            return Ok(false);
+        }
+        let current = read_u64(&self.dir.join("memory.current"))?;
+        // The kernel answers EAGAIN when it reclaimed less than asked (what is left is not
+        // reclaimable): done all the same.
+        match write_file(&self.dir.join("memory.reclaim"), &current.to_string()) {
+            Err(CgroupError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EAGAIN) => {}
+            other => other?,
+        }
+        Ok(true)
+    }
+
     fn destroy(&self) -> Result<(), CgroupError> {
         remove_cgroup_dir(&self.dir)
     }
@@ -373,6 +390,21 @@ mod tests {
                 "{dir:?}"
             );
         }
+    }
+
+    #[test]
+    fn kernel_caches_are_reclaimed_only_above_the_bound() {
+        let root = tree(false);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        fs::write(dir.join("memory.current"), "31457280\n").unwrap();
+        fs::write(dir.join("memory.stat"), "anon 0\nslab_reclaimable 1048576\n").unwrap();
+        assert!(!cg.release_kernel_caches().unwrap());
+        assert!(!dir.join("memory.reclaim").exists());
+        fs::write(dir.join("memory.stat"), "anon 0\nslab_reclaimable 29360128\n").unwrap();
+        assert!(cg.release_kernel_caches().unwrap());
+        assert_eq!(read(dir.join("memory.reclaim")), "31457280");
     }
 
     #[test]
