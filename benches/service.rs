@@ -49,7 +49,8 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 /// The fork servers of the server `pid`: its children in the host's pid namespace that
-/// run `__forkserver` (the inits, also its children, are in namespaces of their own).
+/// are named `warmbox-init` (the inits, also its children and named so, are in pid
+/// namespaces of their own).
 fn fork_servers(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -67,7 +68,7 @@ fn fork_servers(pid: u32) -> Vec<u32> {
         let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
         if field("PPid:") == [pid.to_string().as_str()]
             && field("NSpid:").len() == 1
-            && cmdline.split(|b| *b == 0).any(|a| a == b"__forkserver")
+            && cmdline == b"warmbox-init\0"
         {
             out.push(p);
         }
