@@ -617,3 +617,155 @@ fn failed_judge(compile: Option<StepResult>, message: String) -> RunResponse {
         message: Some(message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::StepResult;
+
+    fn step(status: StepStatus, exit_code: Option<i32>, signal: Option<i32>) -> RawStep {
+        RawStep {
+            result: StepResult {
+                exit_code,
+                signal,
+                ..StepResult::blank(status)
+            },
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            combined: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_interactors_failure_is_the_submissions_only_when_it_closed_its_end() {
+        use StepStatus::*;
+        let ok = step(Ok, Some(0), None);
+        let exited = |c| step(RuntimeError, Some(c), None);
+        let signaled = |s| step(Signaled, None, Some(s));
+        let (none, input, output) = (
+            Closed::default(),
+            Closed {
+                input: true,
+                output: false,
+            },
+            Closed {
+                input: false,
+                output: true,
+            },
+        );
+        let sigpipe = "the submission closed its input while the interactor was writing to \
+                       it (the interactor got SIGPIPE)";
+        let exit3 = "the submission closed its end of the interaction while the interactor \
+                     was running; the interactor then exited with 3";
+        let mut not_started = exited(crate::container::job::EXEC_FAILED);
+        not_started.result.message = Some("exec ./main: ENOENT".into());
+        let wa = |m: &str| (Verdict::WrongAnswer, Some(m.to_string()));
+        let ie = |m: &str| (Verdict::Step(InternalError), Some(m.to_string()));
+        let cases = [
+            // The submission's limit first, whatever the interactor did.
+            (
+                step(TimeLimit, None, Some(9)),
+                signaled(libc::SIGPIPE),
+                input,
+                (Verdict::Step(TimeLimit), None),
+            ),
+            // SIGPIPE with the submission's stdin closed: its wrong answer, or its own failure.
+            (ok.clone(), signaled(libc::SIGPIPE), input, wa(sigpipe)),
+            (
+                exited(4),
+                signaled(libc::SIGPIPE),
+                input,
+                (Verdict::Step(RuntimeError), None),
+            ),
+            // SIGPIPE while the submission still read: not from that pipe.
+            (
+                ok.clone(),
+                signaled(libc::SIGPIPE),
+                output,
+                ie("the interactor failed (signaled)"),
+            ),
+            // Another code after either end closed (EPIPE, end-of-file).
+            (ok.clone(), exited(3), input, wa(exit3)),
+            (ok.clone(), exited(3), output, wa(exit3)),
+            (
+                ok.clone(),
+                exited(3),
+                none,
+                ie("the interactor failed (exited with 3)"),
+            ),
+            // testlib's codes keep their meaning.
+            (ok.clone(), exited(1), output, (Verdict::WrongAnswer, None)),
+            (
+                ok.clone(),
+                exited(2),
+                output,
+                (Verdict::PresentationError, None),
+            ),
+            (ok.clone(), ok.clone(), output, (Verdict::Accepted, None)),
+            // Its own crash, a limit, a program that did not start: the judge's fault.
+            (
+                ok.clone(),
+                signaled(libc::SIGABRT),
+                input,
+                ie("the interactor failed (signaled)"),
+            ),
+            (
+                ok.clone(),
+                step(TimeLimit, None, Some(9)),
+                input,
+                ie("the interactor failed (time_limit)"),
+            ),
+            (
+                ok.clone(),
+                not_started,
+                input,
+                ie("the interactor failed (exited with 127): exec ./main: ENOENT"),
+            ),
+        ];
+        for (sub, int, closed, want) in cases {
+            assert_eq!(
+                interactive_verdict(&sub, &int, closed),
+                want,
+                "{:?} / {:?} / {closed:?}",
+                sub.result.status,
+                int.result
+            );
+        }
+    }
+
+    #[test]
+    fn the_watch_sees_what_the_other_side_closed_and_then_lets_go() {
+        let (to_sub, from_int) = pipe().unwrap();
+        let (to_int, from_sub) = pipe().unwrap();
+        let watch = Watch::new(&from_int, &to_int).unwrap();
+        assert_eq!(watch.closed(), Closed::default());
+
+        let watch = Watch::new(&from_int, &to_int).unwrap();
+        drop(to_sub);
+        assert_eq!(
+            watch.closed(),
+            Closed {
+                input: true,
+                output: false
+            }
+        );
+        let watch = Watch::new(&from_int, &to_int).unwrap();
+        drop(from_sub);
+        assert_eq!(
+            watch.closed(),
+            Closed {
+                input: true,
+                output: true
+            }
+        );
+
+        // After the look its copies are closed: once the interactor's stdout is, the
+        // submission reads end-of-file.
+        let (to_sub, from_int) = pipe().unwrap();
+        let (to_int, _from_sub) = pipe().unwrap();
+        Watch::new(&from_int, &to_int).unwrap().closed();
+        drop(from_int);
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&to_sub, &mut buf), Ok(0));
+    }
+}
