@@ -414,6 +414,180 @@ async fn interactive_verdicts_follow_a_fixed_order() {
     assert_eq!(verdicts(&r), vec![v("1", Verdict::Accepted, None)]);
 }
 
+fn c(code: &str) -> Value {
+    json!([{"name": "main.c", "content": code}])
+}
+
+/// An interactor that writes to the submission until a write fails; SIGPIPE is left as
+/// it is (it kills), or ignored (`write` fails with EPIPE and it exits with 3).
+fn writing_interactor(ignore_sigpipe: bool) -> Value {
+    let ignore = if ignore_sigpipe {
+        "signal(SIGPIPE, SIG_IGN);"
+    } else {
+        ""
+    };
+    let code = format!(
+        "#include <errno.h>\n#include <signal.h>\n#include <stdio.h>\n#include <string.h>\n\
+         #include <unistd.h>\n\
+         int main(void) {{ {ignore}\n\
+           for (;;) if (write(1, \"1\\n\", 2) < 0) {{\n\
+             fprintf(stderr, \"write: %s\\n\", strerror(errno)); return 3; }} }}\n"
+    );
+    json!({"profile": "c", "files": c(&code)})
+}
+
+/// Closes its stdin at once, prints garbage and exits with `code`.
+fn closes_its_input(code: i32) -> Value {
+    c(&format!(
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         int main(void) {{ close(0); printf(\"garbage\\n\"); return {code}; }}\n"
+    ))
+}
+
+#[tokio::test]
+async fn interactive_a_submission_that_closes_its_input_is_judged_not_the_interactor() {
+    let Some(h) = common::harness() else { return };
+    let one = json!([{"stdin": "1"}]);
+    // The interactor writes without end; the submission closes its stdin, so the
+    // interactor's next write kills it with SIGPIPE. The submission's doing: a wrong
+    // answer (exit 0) or its own runtime error (exit 4), never the judge's fault.
+    let r = h
+        .run(json!({"profile": "c", "files": closes_its_input(0),
+                    "interactor": writing_interactor(false), "tests": one}))
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v(
+            "1",
+            Verdict::WrongAnswer,
+            Some(
+                "the submission closed its input while the interactor was writing to it \
+                 (the interactor got SIGPIPE)"
+            )
+        )]
+    );
+    assert_eq!(r.status, RunStatus::WrongAnswer);
+    let t = &r.tests.as_ref().expect("tests")[0];
+    let (run, int) = (
+        t.run.as_ref().expect("run"),
+        t.interactor.as_ref().expect("interactor"),
+    );
+    assert_eq!((run.status, run.exit_code), (StepStatus::Ok, Some(0)));
+    assert_eq!(
+        (int.status, int.signal),
+        (StepStatus::Signaled, Some(libc::SIGPIPE))
+    );
+    let r = h
+        .run(json!({"profile": "c", "files": closes_its_input(4),
+                    "interactor": writing_interactor(false), "tests": one}))
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v("1", Verdict::Step(StepStatus::RuntimeError), None)]
+    );
+}
+
+#[tokio::test]
+async fn interactive_an_interactor_that_gets_a_broken_pipe_judges_the_submission() {
+    let Some(h) = common::harness() else { return };
+    let one = json!([{"stdin": "1"}]);
+    // The same interactor ignoring SIGPIPE: its write fails with EPIPE and it exits
+    // with 3, after the server saw the submission's stdin closed.
+    let r = h
+        .run(json!({"profile": "c", "files": closes_its_input(0),
+                    "interactor": writing_interactor(true), "tests": one}))
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v(
+            "1",
+            Verdict::WrongAnswer,
+            Some(
+                "the submission closed its end of the interaction while the interactor was \
+                 running; the interactor then exited with 3: write: Broken pipe"
+            )
+        )]
+    );
+    assert_eq!(r.status, RunStatus::WrongAnswer);
+}
+
+#[tokio::test]
+async fn interactive_an_interactor_that_reads_end_of_file_judges_the_submission() {
+    let Some(h) = common::harness() else { return };
+    let one = json!([{"stdin": "1"}]);
+    // A submission that ends without a word: the interactor reads end-of-file and exits
+    // with 3.
+    let reads = "#include <stdio.h>\n\
+                 int main(void) { int x;\n\
+                   if (scanf(\"%d\", &x) != 1) { fprintf(stderr, \"no answer\\n\"); return 3; }\n\
+                   return x == 42 ? 0 : 1; }\n";
+    let r = h
+        .run(
+            json!({"profile": "c", "files": c("int main(void) { return 0; }\n"),
+                    "interactor": {"profile": "c", "files": c(reads)}, "tests": one}),
+        )
+        .await;
+    assert_eq!(
+        verdicts(&r),
+        vec![v(
+            "1",
+            Verdict::WrongAnswer,
+            Some(
+                "the submission closed its end of the interaction while the interactor was \
+                 running; the interactor then exited with 3: no answer"
+            )
+        )]
+    );
+}
+
+#[tokio::test]
+async fn interactive_an_interactor_that_fails_on_its_own_is_the_judges_fault() {
+    let Some(h) = common::harness() else { return };
+    let one = json!([{"stdin": "1"}]);
+    // The submission waits for a number; the interactor aborts, or exits with 3, before
+    // it says anything. The submission's end-of-file comes only after the interactor's
+    // end is seen, so it has closed nothing by then.
+    let waits = c("#include <stdio.h>\n\
+                   int main(void) { int x;\n\
+                     if (scanf(\"%d\", &x) != 1) return 5;\n\
+                     printf(\"%d\\n\", x); return 0; }\n");
+    let cases = [
+        (
+            "#include <stdlib.h>\nint main(void) { abort(); }\n",
+            "the interactor failed (signaled)",
+        ),
+        (
+            "#include <stdio.h>\n\
+             int main(void) { fprintf(stderr, \"bad test\\n\"); return 3; }\n",
+            "the interactor failed (exited with 3): bad test",
+        ),
+    ];
+    for (interactor, message) in cases {
+        let r = h
+            .run(json!({"profile": "c", "files": waits,
+                        "interactor": {"profile": "c", "files": c(interactor)},
+                        "tests": one}))
+            .await;
+        assert_eq!(
+            verdicts(&r),
+            vec![v(
+                "1",
+                Verdict::Step(StepStatus::InternalError),
+                Some(message)
+            )],
+            "{interactor}"
+        );
+        let run = r.tests.as_ref().expect("tests")[0]
+            .run
+            .clone()
+            .expect("run");
+        assert_eq!(
+            (run.status, run.exit_code),
+            (StepStatus::RuntimeError, Some(5))
+        );
+    }
+}
+
 #[tokio::test]
 async fn parallel_tests_keep_the_requests_order_and_stop_on_the_first_failure() {
     let Some(h) = common::harness() else { return };

@@ -3,7 +3,7 @@
 //! to the submission while it runs). Tests run in parallel on the free places of the
 //! admission, and are answered in the request's order.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -325,11 +325,12 @@ impl Runner {
                 }
             }
         };
-        let (s, i) = match ready {
+        let (s, i, closed) = match ready {
             Ok((mut sub, mut int)) => {
                 let run = async {
                     let (to_sub, from_int) = pipe()?;
                     let (to_int, from_sub) = pipe()?;
+                    let watch = Watch::new(&from_int, &to_int)?;
                     let sub_io = Piped {
                         stdin: to_sub,
                         stdout: from_sub,
@@ -338,21 +339,29 @@ impl Runner {
                         stdin: to_int,
                         stdout: from_int,
                     };
-                    let (s, i) =
-                        tokio::join!(sub.run_piped(&spec, sub_io), int.run_piped(&ispec, int_io));
+                    // What the submission had closed is read the moment the interactor's
+                    // step ends, and the watch's copies closed right after, so that the
+                    // submission then sees the interactor's end.
+                    let int_run = async {
+                        let i = int.run_piped(&ispec, int_io).await;
+                        (i, watch.closed())
+                    };
+                    let (s, (i, closed)) = tokio::join!(sub.run_piped(&spec, sub_io), int_run);
                     Ok::<_, SandboxError>((
                         s.unwrap_or_else(|e| internal_error(&e)),
                         i.unwrap_or_else(|e| internal_error(&e)),
+                        closed,
                     ))
                 };
                 let outcome = run.await;
                 self.finish(sub).await;
                 self.finish(int).await;
-                outcome.unwrap_or_else(|e| (internal_error(&e), internal_error(&e)))
+                outcome
+                    .unwrap_or_else(|e| (internal_error(&e), internal_error(&e), Closed::default()))
             }
-            Err(e) => (internal_error(&e), internal_error(&e)),
+            Err(e) => (internal_error(&e), internal_error(&e), Closed::default()),
         };
-        let (verdict, message) = interactive_verdict(&s, &i);
+        let (verdict, message) = interactive_verdict(&s, &i, closed);
         Ok(TestResult {
             name: test.name.clone(),
             verdict,
@@ -367,18 +376,89 @@ impl Runner {
 /// How much longer than the test's wall limit its interactor may run, at least.
 const INTERACTOR_WALL_SLACK_MS: u64 = 1000;
 
-/// An interactive test's verdict from its two steps. Each side sees the other's end: a
-/// submission that dies leaves its interactor reading end-of-file (which it calls a wrong
-/// answer), an interactor that exits leaves the submission a broken pipe or end-of-file.
-/// Which ended first cannot be told reliably (each end is seen when its container's init
-/// reaps it, late under load), so the verdict follows a fixed order, as DMOJ's does, and
-/// the same submission always gets the same verdict:
+/// What the submission had closed of its ends of the two pipes while its interactor ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Closed {
+    /// Its stdin, the interactor's stdout, had no reader left: writing to it gives the
+    /// interactor SIGPIPE or EPIPE.
+    input: bool,
+    /// Its stdout, the interactor's stdin, had no writer left: the interactor reads
+    /// end-of-file.
+    output: bool,
+}
+
+/// The server's own copies of the interactor's ends of the two pipes, only to learn
+/// (with `poll`, which neither reads nor writes) whether the submission had closed its
+/// ends before the interactor's step ended. Holding them also means that neither the
+/// interactor's exit nor its closing its own ends reaches the submission (as end-of-file
+/// or a broken pipe) before that look: whatever the submission closed by then, it closed
+/// on its own, not because the interactor had gone. Neither program sees an extra reader
+/// or writer in what it reads or writes; only the end-of-file or broken pipe the
+/// submission gets from its interactor comes when the interactor's step ends (its exit
+/// reported), not when its process ends.
+struct Watch {
+    /// A copy of the interactor's stdout, the write end of the pipe the submission reads.
+    to_sub: OwnedFd,
+    /// A copy of the interactor's stdin, the read end of the pipe the submission writes.
+    from_sub: OwnedFd,
+}
+
+impl Watch {
+    fn new(int_stdout: &OwnedFd, int_stdin: &OwnedFd) -> Result<Self, SandboxError> {
+        let copy = |fd: &OwnedFd, which: &str| {
+            fd.try_clone().map_err(|source| SandboxError::Host {
+                what: format!("copy of the interactor's {which} for an interactive test"),
+                source,
+            })
+        };
+        Ok(Self {
+            to_sub: copy(int_stdout, "stdout")?,
+            from_sub: copy(int_stdin, "stdin")?,
+        })
+    }
+
+    /// What the submission has closed by now; the copies are closed after the look.
+    fn closed(self) -> Closed {
+        let pfd = |fd: &OwnedFd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        let mut fds = [pfd(&self.to_sub), pfd(&self.from_sub)];
+        // SAFETY: `fds` is a valid array of two pollfd on fds that `self` keeps open; a
+        // zero timeout never blocks.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+        if r < 0 {
+            // Nothing learnt: every failure of the interactor stays its own.
+            tracing::warn!(error = %std::io::Error::last_os_error(), "poll of an interactive test's pipes");
+            return Closed::default();
+        }
+        // A pipe's write end polls POLLERR once it has no reader, its read end POLLHUP
+        // once it has no writer (`pipe_poll`); neither comes back on an unnamed pipe.
+        Closed {
+            input: fds[0].revents & libc::POLLERR != 0,
+            output: fds[1].revents & libc::POLLHUP != 0,
+        }
+    }
+}
+
+/// An interactive test's verdict from its two steps and what the submission had closed
+/// (`closed`). Each side sees the other's end: a submission that dies leaves its
+/// interactor reading end-of-file (which it calls a wrong answer), an interactor that
+/// exits leaves the submission a broken pipe or end-of-file. Which process ended first
+/// cannot be told reliably (each end is seen when its container's init reaps it, late
+/// under load), so the verdict follows a fixed order, as DMOJ's does, and the same
+/// submission always gets the same verdict:
 /// 1. a limit the submission hit (time, wall time, memory, output, file size);
-/// 2. the interactor's own failure (another exit code, a signal, a limit):
+/// 2. an interactor's failure that the submission caused by closing its end
+///    ([`ended_by_submission`]: SIGPIPE, or another exit code after the submission had
+///    closed its stdin or stdout): the submission's own failure if it has one, else
+///    `wrong_answer` (testlib's "unexpected end of file") with a message saying so;
+/// 3. the interactor's own failure (another exit code, a signal, a limit):
 ///    `internal_error` with a message, the judge's fault;
-/// 3. any other failure of the submission (runtime error, signal, forbidden call);
-/// 4. the interactor's exit code, testlib's way.
-fn interactive_verdict(sub: &RawStep, int: &RawStep) -> (Verdict, Option<String>) {
+/// 4. any other failure of the submission (runtime error, signal, forbidden call);
+/// 5. the interactor's exit code, testlib's way.
+fn interactive_verdict(sub: &RawStep, int: &RawStep, closed: Closed) -> (Verdict, Option<String>) {
     let status = sub.result.status;
     let hit_limit = matches!(
         status,
@@ -391,11 +471,50 @@ fn interactive_verdict(sub: &RawStep, int: &RawStep) -> (Verdict, Option<String>
     if hit_limit {
         return (Verdict::Step(status), None);
     }
+    if let Some(why) = ended_by_submission(int, closed) {
+        return match status {
+            StepStatus::Ok => (Verdict::WrongAnswer, Some(why)),
+            other => (Verdict::Step(other), None),
+        };
+    }
     let (judged, message) = judged_by_exit("interactor", int);
     match judged {
         Verdict::Step(StepStatus::InternalError) => (judged, message),
         _ if status != StepStatus::Ok => (Verdict::Step(status), None),
         other => (other, message),
+    }
+}
+
+/// Why the interactor's failure is the submission's doing, when the server saw it so
+/// (`closed`, taken while the interactor's end could not yet reach the submission, see
+/// [`Watch`]): the interactor killed by SIGPIPE with the submission's stdin closed (its
+/// only reader), or exited with a code other than testlib's 0, 1, 2 (say on EPIPE, or on
+/// end-of-file) after the submission had closed its stdin or its stdout. Any other end of
+/// an interactor (another signal such as `abort()`, a limit, a program that did not
+/// start), or a failure while the submission kept both ends open, is its own.
+fn ended_by_submission(int: &RawStep, closed: Closed) -> Option<String> {
+    let r = &int.result;
+    let said = clip(&int.stderr);
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    };
+    match (r.status, r.exit_code, r.signal) {
+        (StepStatus::Signaled, _, Some(libc::SIGPIPE)) if closed.input => Some(
+            "the submission closed its input while the interactor was writing to it \
+             (the interactor got SIGPIPE)"
+                .into(),
+        ),
+        (StepStatus::RuntimeError, Some(code), _)
+            if code != 1 && code != 2 && r.message.is_none() && (closed.input || closed.output) =>
+        {
+            Some(format!(
+                "the submission closed its end of the interaction while the interactor was \
+                 running; the interactor then exited with {code}{said}"
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -496,5 +615,157 @@ fn failed_judge(compile: Option<StepResult>, message: String) -> RunResponse {
         tests: None,
         summary: None,
         message: Some(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::StepResult;
+
+    fn step(status: StepStatus, exit_code: Option<i32>, signal: Option<i32>) -> RawStep {
+        RawStep {
+            result: StepResult {
+                exit_code,
+                signal,
+                ..StepResult::blank(status)
+            },
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            combined: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_interactors_failure_is_the_submissions_only_when_it_closed_its_end() {
+        use StepStatus::*;
+        let ok = step(Ok, Some(0), None);
+        let exited = |c| step(RuntimeError, Some(c), None);
+        let signaled = |s| step(Signaled, None, Some(s));
+        let (none, input, output) = (
+            Closed::default(),
+            Closed {
+                input: true,
+                output: false,
+            },
+            Closed {
+                input: false,
+                output: true,
+            },
+        );
+        let sigpipe = "the submission closed its input while the interactor was writing to \
+                       it (the interactor got SIGPIPE)";
+        let exit3 = "the submission closed its end of the interaction while the interactor \
+                     was running; the interactor then exited with 3";
+        let mut not_started = exited(crate::container::job::EXEC_FAILED);
+        not_started.result.message = Some("exec ./main: ENOENT".into());
+        let wa = |m: &str| (Verdict::WrongAnswer, Some(m.to_string()));
+        let ie = |m: &str| (Verdict::Step(InternalError), Some(m.to_string()));
+        let cases = [
+            // The submission's limit first, whatever the interactor did.
+            (
+                step(TimeLimit, None, Some(9)),
+                signaled(libc::SIGPIPE),
+                input,
+                (Verdict::Step(TimeLimit), None),
+            ),
+            // SIGPIPE with the submission's stdin closed: its wrong answer, or its own failure.
+            (ok.clone(), signaled(libc::SIGPIPE), input, wa(sigpipe)),
+            (
+                exited(4),
+                signaled(libc::SIGPIPE),
+                input,
+                (Verdict::Step(RuntimeError), None),
+            ),
+            // SIGPIPE while the submission still read: not from that pipe.
+            (
+                ok.clone(),
+                signaled(libc::SIGPIPE),
+                output,
+                ie("the interactor failed (signaled)"),
+            ),
+            // Another code after either end closed (EPIPE, end-of-file).
+            (ok.clone(), exited(3), input, wa(exit3)),
+            (ok.clone(), exited(3), output, wa(exit3)),
+            (
+                ok.clone(),
+                exited(3),
+                none,
+                ie("the interactor failed (exited with 3)"),
+            ),
+            // testlib's codes keep their meaning.
+            (ok.clone(), exited(1), output, (Verdict::WrongAnswer, None)),
+            (
+                ok.clone(),
+                exited(2),
+                output,
+                (Verdict::PresentationError, None),
+            ),
+            (ok.clone(), ok.clone(), output, (Verdict::Accepted, None)),
+            // Its own crash, a limit, a program that did not start: the judge's fault.
+            (
+                ok.clone(),
+                signaled(libc::SIGABRT),
+                input,
+                ie("the interactor failed (signaled)"),
+            ),
+            (
+                ok.clone(),
+                step(TimeLimit, None, Some(9)),
+                input,
+                ie("the interactor failed (time_limit)"),
+            ),
+            (
+                ok.clone(),
+                not_started,
+                input,
+                ie("the interactor failed (exited with 127): exec ./main: ENOENT"),
+            ),
+        ];
+        for (sub, int, closed, want) in cases {
+            assert_eq!(
+                interactive_verdict(&sub, &int, closed),
+                want,
+                "{:?} / {:?} / {closed:?}",
+                sub.result.status,
+                int.result
+            );
+        }
+    }
+
+    #[test]
+    fn the_watch_sees_what_the_other_side_closed_and_then_lets_go() {
+        let (to_sub, from_int) = pipe().unwrap();
+        let (to_int, from_sub) = pipe().unwrap();
+        let watch = Watch::new(&from_int, &to_int).unwrap();
+        assert_eq!(watch.closed(), Closed::default());
+
+        let watch = Watch::new(&from_int, &to_int).unwrap();
+        drop(to_sub);
+        assert_eq!(
+            watch.closed(),
+            Closed {
+                input: true,
+                output: false
+            }
+        );
+        let watch = Watch::new(&from_int, &to_int).unwrap();
+        drop(from_sub);
+        assert_eq!(
+            watch.closed(),
+            Closed {
+                input: true,
+                output: true
+            }
+        );
+
+        // After the look its copies are closed: once the interactor's stdout is, the
+        // submission reads end-of-file.
+        let (to_sub, from_int) = pipe().unwrap();
+        let (to_int, _from_sub) = pipe().unwrap();
+        Watch::new(&from_int, &to_int).unwrap().closed();
+        drop(from_int);
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&to_sub, &mut buf), Ok(0));
     }
 }
