@@ -326,6 +326,7 @@ async fn disk_mb_is_one_budget_for_box_tmp_and_shm() {
     let Some(h) = common::harness() else { return };
     // 10 MiB to each of /box, /tmp and /dev/shm with disk_mb 16: the first fits, the
     // second stops at the 6 MiB left (less the page of main.py), the third has nothing.
+    // `df` shows the budget; the three keep their modes, owner and nosuid,nodev.
     let code = r#"
 import errno, os
 chunk = b"x" * 65536
@@ -341,6 +342,9 @@ for d in ("/box", "/tmp", "/dev/shm"):
     print(d, total, err)
 s = os.statvfs("/box")
 print("size", s.f_blocks * s.f_frsize)
+for d in ("/box", "/tmp", "/dev/shm"):
+    st, vfs = os.stat(d), os.statvfs(d)
+    print(d, oct(st.st_mode & 0o7777), st.st_uid, st.st_gid, vfs.f_flag & (os.ST_NOSUID | os.ST_NODEV))
 "#;
     let resp = h
         .run(py(
@@ -352,6 +356,7 @@ print("size", s.f_blocks * s.f_frsize)
     assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
     assert_eq!(
         run.stdout,
-        "/box 10485760 -\n/tmp 6287360 ENOSPC\n/dev/shm 0 ENOSPC\nsize 16777216\n"
+        "/box 10485760 -\n/tmp 6287360 ENOSPC\n/dev/shm 0 ENOSPC\nsize 16777216\n\
+         /box 0o755 1000 1000 6\n/tmp 0o1777 1000 1000 6\n/dev/shm 0o1777 1000 1000 6\n"
     );
 }

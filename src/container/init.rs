@@ -647,9 +647,16 @@ fn collect_dir(dir: OwnedFd, rel: &str, depth: usize, out: &mut Collected) -> Re
         if name == b"." || name == b".." {
             continue;
         }
-        // Names the server cannot carry as UTF-8 are left out like special files.
-        if let Ok(name) = std::str::from_utf8(name) {
-            entries.push((name.to_string(), entry.file_type()));
+        // The server carries names as UTF-8: a lossy copy could name another file.
+        match std::str::from_utf8(name) {
+            Ok(name) => entries.push((name.to_string(), entry.file_type())),
+            Err(_) => out.cut(|| {
+                format!(
+                    "{:?} in {} is not UTF-8, and only UTF-8 names are carried",
+                    short(&String::from_utf8_lossy(name)),
+                    shown()
+                )
+            }),
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));

@@ -30,14 +30,12 @@ pub const BOX_GID: u32 = 1000;
 pub const HOSTNAME: &str = "warmbox";
 /// The writable directories of the job: three directories of one size-limited tmpfs.
 pub const WRITABLE: [&str; 3] = ["/box", "/tmp", "/dev/shm"];
-/// The hidden mount point (empty, in the read-only template) where each init mounts its
-/// writable tmpfs to make the three directories in it; unmounted once they are bound.
-pub const DISK_MOUNT: &str = "/run/.disk";
-/// The writable directories: where each is bound from (under [`DISK_MOUNT`]) and its mode.
+/// The writable directories: their names in the one tmpfs, and their modes. `/box` comes
+/// last: the tmpfs is mounted on `/box` to make them, and the bind of its `box` covers it.
 const WRITABLE_DIRS: [(&str, &str, u32); 3] = [
-    ("/box", "box", 0o755),
     ("/tmp", "tmp", 0o1777),
     ("/dev/shm", "shm", 0o1777),
+    ("/box", "box", 0o755),
 ];
 /// Inodes of the writable tmpfs that are not the job's: its root and the three directories.
 pub const DISK_OWN_INODES: u64 = 1 + WRITABLE_DIRS.len() as u64;
@@ -91,8 +89,6 @@ pub enum Op {
     },
     /// Remount a tmpfs we own with new options.
     RemountTmpfs { target: PathBuf, options: String },
-    /// Unmount `target` (a mount of our own, not one locked in from the template).
-    Umount { target: PathBuf },
     /// Create a directory (and its parents).
     Mkdir { path: PathBuf },
     /// Create one directory with this mode and owner.
@@ -134,7 +130,6 @@ impl fmt::Display for Op {
             Op::RemountTmpfs { target, options } => {
                 write!(f, "remount tmpfs {} ({options})", target.display())
             }
-            Op::Umount { target } => write!(f, "umount {}", target.display()),
             Op::Mkdir { path } => write!(f, "mkdir {}", path.display()),
             Op::MkdirOwned {
                 path,
@@ -342,14 +337,10 @@ pub fn template_plan(
             link: r(&format!("dev/{name}")),
         });
     }
-    // Mount points of the container's writable directories, and of the tmpfs they are
-    // made in (hidden: nothing is mounted there once the container is set up).
+    // Mount points of the container's writable directories.
     for dir in WRITABLE {
         ops.push(Op::Mkdir { path: r(dir) });
     }
-    ops.push(Op::Mkdir {
-        path: r(DISK_MOUNT),
-    });
     // The /dev tmpfs is complete: nothing may be created in it later.
     ops.push(Op::SetAttr {
         target: r("dev"),
@@ -398,21 +389,22 @@ pub fn template_plan(
 /// fresh `/proc` of its pid namespace, sensitive entries masked (`kind` tells which of
 /// them the host has).
 ///
-/// The writable directories share one budget: one tmpfs of `disk_bytes` is mounted on the
-/// hidden [`DISK_MOUNT`], the three directories are made in it (`/box` the job's, `/tmp`
-/// and `/dev/shm` sticky and writable by all) and bound on their places, and the tmpfs's
-/// own mount is unmounted (the binds keep it alive; mounts the init made in its own user
-/// namespace are not locked). Any of the three binds resizes it.
+/// The writable directories share one budget: one tmpfs of `disk_bytes` is mounted on
+/// `/box`, the three directories are made in it (`box` the job's, `tmp` and `shm` sticky
+/// and writable by all, all owned by the job's user) and bound on `/tmp`, `/dev/shm` and
+/// last `/box`, whose bind covers the tmpfs's own mount (nothing can reach it by a path
+/// any more; the binds share its superblock, and any of them resizes it). Unmounting a
+/// staging mount instead would cost an RCU grace period (0.2-0.3 ms measured on 6.18).
 pub fn container_plan(disk_bytes: u64, kind: &dyn Fn(&Path) -> HostKind) -> Vec<Op> {
-    let disk = PathBuf::from(DISK_MOUNT);
+    let stage = PathBuf::from("/box");
     let mut ops = vec![Op::Tmpfs {
-        target: disk.clone(),
+        target: stage.clone(),
         flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         options: format!("{},mode=0700", disk_options(disk_bytes)),
     }];
     for (_, name, mode) in WRITABLE_DIRS {
         ops.push(Op::MkdirOwned {
-            path: disk.join(name),
+            path: stage.join(name),
             mode,
             uid: BOX_UID,
             gid: BOX_GID,
@@ -420,11 +412,10 @@ pub fn container_plan(disk_bytes: u64, kind: &dyn Fn(&Path) -> HostKind) -> Vec<
     }
     for (dir, name, _) in WRITABLE_DIRS {
         ops.push(Op::Bind {
-            source: disk.join(name),
+            source: stage.join(name),
             target: PathBuf::from(dir),
         });
     }
-    ops.push(Op::Umount { target: disk });
     ops.push(Op::Proc {
         target: PathBuf::from("/proc"),
     });
@@ -496,7 +487,6 @@ fn apply_one(op: &Op) -> nix::Result<()> {
             MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some(options.as_str()),
         ),
-        Op::Umount { target } => umount2(target, MntFlags::empty()),
         Op::Mkdir { path } => std::fs::create_dir_all(path).map_err(io_errno),
         Op::MkdirOwned {
             path,
@@ -713,32 +703,31 @@ mod tests {
     #[test]
     fn container_writable_dirs_share_one_limited_tmpfs() {
         let ops = container_plan(64 << 20, &fake);
-        let disk = |p: &str| PathBuf::from(format!("/run/.disk{p}"));
-        let owned = |name: &str, mode| Op::MkdirOwned {
-            path: disk(name),
+        let owned = |path: &str, mode| Op::MkdirOwned {
+            path: path.into(),
             mode,
             uid: 1000,
             gid: 1000,
         };
-        let bind = |name: &str, target: &str| Op::Bind {
-            source: disk(name),
+        let bind = |source: &str, target: &str| Op::Bind {
+            source: source.into(),
             target: target.into(),
         };
         assert_eq!(
-            ops[..8],
+            ops[..7],
             [
                 Op::Tmpfs {
-                    target: disk(""),
+                    target: "/box".into(),
                     flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                     options: "size=67108864,nr_inodes=32772,mode=0700".into(),
                 },
-                owned("/box", 0o755),
-                owned("/tmp", 0o1777),
-                owned("/shm", 0o1777),
-                bind("/box", "/box"),
-                bind("/tmp", "/tmp"),
-                bind("/shm", "/dev/shm"),
-                Op::Umount { target: disk("") },
+                owned("/box/tmp", 0o1777),
+                owned("/box/shm", 0o1777),
+                owned("/box/box", 0o755),
+                bind("/box/tmp", "/tmp"),
+                bind("/box/shm", "/dev/shm"),
+                // Last: it covers the tmpfs's own mount, and the two other sources.
+                bind("/box/box", "/box"),
             ]
         );
         // The only writable mount is that one: the rest are read-only masks of /proc.
@@ -752,14 +741,6 @@ mod tests {
         assert!(!ops
             .iter()
             .any(|o| matches!(o, Op::PivotRoot { .. } | Op::MakePrivate)));
-    }
-
-    #[test]
-    fn template_has_the_hidden_disk_mount_point() {
-        let ops = plan_fake();
-        assert!(ops.contains(&Op::Mkdir {
-            path: "/nr/run/.disk".into()
-        }));
     }
 
     #[test]
@@ -777,7 +758,7 @@ mod tests {
     fn container_proc_is_fresh_and_masked() {
         let ops = container_plan(64 << 20, &fake);
         assert_eq!(
-            ops[8],
+            ops[7],
             Op::Proc {
                 target: "/proc".into()
             }
