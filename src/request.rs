@@ -1018,6 +1018,74 @@ mod tests {
         }
     }
 
+    #[test]
+    fn files_use_counts_whole_pages_and_every_directory_once() {
+        let used = FilesUse::of([("a/b/x", 1), ("a/b/y", 4097), ("a/c/z", 0), ("top", 0)]);
+        assert_eq!(
+            used,
+            FilesUse {
+                bytes: 4098,
+                page_bytes: 3 * 4096,
+                inodes: 4 + 3,
+            }
+        );
+    }
+
+    #[test]
+    fn files_overflow_names_pages_inodes_and_memory() {
+        let limits = Limits {
+            disk_mb: 1,
+            memory_mb: 256,
+            ..DEFAULTS
+        };
+        let over =
+            |files: &[(&str, u64)]| files_overflow(&FilesUse::of(files.iter().copied()), &limits);
+        assert_eq!(over(&[("a", 1 << 20)]), None);
+        assert_eq!(
+            over(&[("a", (1 << 20) + 1)]),
+            Some((FilesOverflow::Disk, None))
+        );
+        let small: Vec<(String, u64)> = (0..257).map(|i| (format!("f{i}"), 1)).collect();
+        let small: Vec<(&str, u64)> = small.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        assert_eq!(
+            over(&small),
+            Some((
+                FilesOverflow::Disk,
+                Some("in whole 4096-byte pages they take 1052672 bytes".into())
+            ))
+        );
+        // A compile's output may hold more files than a request's: the inodes run out.
+        let many: Vec<String> = (0..32_769).map(|i| format!("f{i}")).collect();
+        let many: Vec<(&str, u64)> = many.iter().map(|n| (n.as_str(), 0)).collect();
+        assert_eq!(
+            over(&many),
+            Some((
+                FilesOverflow::Disk,
+                Some("they are 32769 files and directories, and it holds 32768".into())
+            ))
+        );
+        // Empty files cost memory too: 2 KiB each is more than 16 MiB less 4 MiB.
+        let limits = Limits {
+            disk_mb: 1,
+            memory_mb: 16,
+            ..DEFAULTS
+        };
+        let over =
+            |files: &[(&str, u64)]| files_overflow(&FilesUse::of(files.iter().copied()), &limits);
+        assert_eq!(
+            over(&many[..6200]),
+            Some((
+                FilesOverflow::Memory,
+                Some(
+                    "in whole pages, and with 2048 bytes of the kernel's for each of their \
+                     6200 files and directories, they take 12697600 bytes"
+                        .into()
+                )
+            ))
+        );
+        assert_eq!(over(&many[..6000]), None);
+    }
+
     fn profiles() -> ProfileSet {
         let python = profile(
             "python3",
