@@ -130,7 +130,9 @@ fn main() {
             let t = Instant::now();
             let mut c = sandbox.create(&layout, &cg).await.expect("create");
             create.push(t.elapsed());
-            c.write_files(&[&true_file]).await.expect("write");
+            c.write_files(&[&true_file], layout.disk_bytes)
+                .await
+                .expect("write");
             let t = Instant::now();
             let r = c.run(&spec("./true-static")).await.expect("run");
             run_static.push(t.elapsed());

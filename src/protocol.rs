@@ -40,11 +40,17 @@ pub enum ProtocolError {
 pub struct InitConfig {
     /// Container id (for messages).
     pub id: String,
-    /// Initial size of each of `/box`, `/tmp` and `/dev/shm` in bytes.
+    /// Initial size of the one tmpfs that holds `/box`, `/tmp` and `/dev/shm`, bytes.
     pub disk_bytes: u64,
     /// The payload of this frame is the seccomp policy (`CompiledPolicy::to_bytes`).
     pub has_seccomp: bool,
 }
+
+/// The most path components of a file moved into or out of `/box` (`a/b/c` has 3): the
+/// read-back of a compile's `/box` leaves deeper files out (and says so).
+pub const MAX_PATH_DEPTH: usize = 64;
+/// The longest path, in bytes, of a file moved into or out of `/box` (relative to it).
+pub const MAX_PATH_BYTES: usize = 4096;
 
 /// A file moved into or out of `/box`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,7 +78,8 @@ pub struct JobLimits {
     pub open_files: u64,
     /// RLIMIT_NPROC.
     pub processes: u64,
-    /// Size of `/box`, `/tmp` and `/dev/shm`, bytes (remounted when it differs).
+    /// Size of the one tmpfs of `/box`, `/tmp` and `/dev/shm`, bytes (resized when it
+    /// differs).
     pub disk_bytes: u64,
 }
 
@@ -93,8 +100,12 @@ pub struct JobSpec {
 pub enum ToInit {
     /// Set the container up (first message only).
     Setup(InitConfig),
-    /// Write these files into `/box`; contents are the payload, in order.
-    WriteFiles { files: Vec<FileMeta> },
+    /// Size the writable tmpfs to `disk_bytes` (the step's disk limit), then write these
+    /// files into `/box`; contents are the payload, in order.
+    WriteFiles {
+        files: Vec<FileMeta>,
+        disk_bytes: u64,
+    },
     /// Start the job (with 3 fds: stdin, stdout, stderr).
     Run(JobSpec),
     /// Kill the job and everything else in the container now.
@@ -155,10 +166,11 @@ pub enum FromInit {
         #[serde(default)]
         violation: Option<Violation>,
     },
-    /// The files of `/box` (contents are the payload); `truncated` when limits cut it.
+    /// The files of `/box` (contents are the payload); `truncated` says why, when a bound
+    /// left some out (see [`MAX_PATH_DEPTH`], [`MAX_PATH_BYTES`] and the `Collect` bounds).
     Files {
         files: Vec<FileMeta>,
-        truncated: bool,
+        truncated: Option<String>,
     },
     /// A request failed; the container is no longer usable.
     Error { message: String },
@@ -314,6 +326,7 @@ mod tests {
                 len: 3,
                 executable: false,
             }],
+            disk_bytes: 1 << 20,
         };
         let (r, _w) = nix::unistd::pipe().unwrap();
         let head = encode_head(&msg, 3).unwrap();

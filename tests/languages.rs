@@ -525,3 +525,52 @@ async fn c_division_by_zero_is_sigfpe() {
     )
     .await;
 }
+
+/// A `multi` request whose compile script is `compile` and run script is `run`.
+fn multi(compile: &str, run: &str) -> Value {
+    json!({"profile": "multi", "files": [file("compile", compile), file("run", run)]})
+}
+
+#[tokio::test]
+async fn a_compile_leaving_a_tree_deeper_than_carried_is_an_output_limit() {
+    let Some(h) = common::harness() else { return };
+    // 1,100 directories: their path is far past PATH_MAX. The read-back walks by directory
+    // fd and stops at 64 path components, saying so in a few words.
+    let resp = h
+        .run(multi(
+            "for i in $(seq 1100); do mkdir aaaa && cd aaaa; done",
+            "echo ran",
+        ))
+        .await;
+    assert_eq!(resp.status, RunStatus::CompileError, "{resp:#?}");
+    assert!(resp.run.is_none());
+    let compile = resp.compile.as_ref().expect("compile step");
+    assert_eq!(compile.status, StepStatus::OutputLimit, "{compile:#?}");
+    assert_eq!(compile.exit_code, Some(0));
+    let message = compile.message.as_deref().expect("a message");
+    assert_eq!(
+        message,
+        format!(
+            "the compile left more in /box than is carried to the run: a directory 64 levels \
+             deep is not empty ({}…), and files at most 64 path components deep are carried",
+            &"aaaa/".repeat(13)[..64]
+        )
+    );
+    assert!(message.len() <= 300, "{} bytes", message.len());
+}
+
+#[tokio::test]
+async fn a_compile_output_path_as_long_as_carried_comes_back_intact() {
+    let Some(h) = common::harness() else { return };
+    // 31 directories of 127-byte names and a 128-byte file name: a 4,096-byte path
+    // relative to /box (4,101 bytes from /, past PATH_MAX), 32 components deep. The
+    // read-back and the write into the run container go one directory fd at a time.
+    let dir = "d".repeat(127);
+    let name = "f".repeat(128);
+    let compile = format!(
+        "for i in $(seq 31); do mkdir {dir} && cd {dir}; done; printf 'deep and long' > {name}"
+    );
+    let run = format!("for i in $(seq 31); do cd {dir}; done; cat {name}");
+    let resp = h.run(multi(&compile, &run)).await;
+    assert_compiled_ok(&resp, "deep and long");
+}

@@ -263,3 +263,100 @@ int main(void) {
     // Which process the kernel kills is its choice; the verdict is the same.
     assert_memory_limit(&resp, 32);
 }
+
+/// A python3 request of `main.py` (which prints how many files and how many levels of
+/// directories it sees under /box) and `others`, with disk_mb 1.
+fn py_with_files(others: impl Iterator<Item = (String, String)>) -> serde_json::Value {
+    let main = "import os\nfiles = depth = 0\nfor d, _, fs in os.walk('.'):\n    files += len(fs)\n    depth = max(depth, d.count('/'))\nprint(files, depth)\n";
+    let mut files = vec![json!({"name": "main.py", "content": main})];
+    files.extend(others.map(|(name, content)| json!({"name": name, "content": content})));
+    json!({"profile": "python3", "files": files, "limits": {"disk_mb": 1}})
+}
+
+#[tokio::test]
+async fn the_most_files_fit_the_smallest_disk() {
+    let Some(h) = common::harness() else { return };
+    // 1,024 files (the most a request may carry) in 1 MiB: they need more inodes than one
+    // per 16 KiB of disk; the tmpfs has room for every valid request's files.
+    let resp = h
+        .run(py_with_files(
+            (1..1024).map(|i| (format!("f{i}"), String::new())),
+        ))
+        .await;
+    let run = resp.run.expect("run step");
+    assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
+    assert_eq!(run.stdout, "1024 0\n");
+}
+
+#[tokio::test]
+async fn the_deepest_files_validation_allows_fit_the_smallest_disk() {
+    let Some(h) = common::harness() else { return };
+    // The worst case: 1,023 files 32 path components deep, each directory its own, and
+    // main.py: 32,737 inodes in a 1 MiB disk.
+    let others = (1..1024).map(|i| {
+        let dirs: Vec<String> = (0..31).map(|d| format!("{i}-{d}")).collect();
+        (format!("{}/f", dirs.join("/")), String::new())
+    });
+    let resp = h.run(py_with_files(others)).await;
+    let run = resp.run.expect("run step");
+    assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
+    assert_eq!(run.stdout, "1024 31\n");
+}
+
+#[test]
+fn files_taking_more_whole_pages_than_the_disk_are_refused_naming_the_field() {
+    let Some(h) = common::harness() else { return };
+    // 1,159 bytes (main.py's 136 and 1,023 of one byte), but a tmpfs holds each file in
+    // whole pages: 1,024 of 4 KiB.
+    let req = request(py_with_files(
+        (1..1024).map(|i| (format!("f{i}"), "x".into())),
+    ));
+    let err = request::validate(&req, &h.profiles).expect_err("does not fit");
+    assert_eq!(err.code, "invalid_request");
+    assert_eq!(
+        err.message,
+        "files: 1159 bytes in all do not fit in limits.disk_mb 1 (1048576 bytes): in whole \
+         4096-byte pages they take 4194304 bytes; send less or raise limits.disk_mb \
+         (maximum 512)"
+    );
+}
+
+#[tokio::test]
+async fn disk_mb_is_one_budget_for_box_tmp_and_shm() {
+    let Some(h) = common::harness() else { return };
+    // 10 MiB to each of /box, /tmp and /dev/shm with disk_mb 16: the first fits, the
+    // second stops at the 6 MiB left (less the page of main.py), the third has nothing.
+    // `df` shows the budget; the three keep their modes, owner and nosuid,nodev.
+    let code = r#"
+import errno, os
+chunk = b"x" * 65536
+for d in ("/box", "/tmp", "/dev/shm"):
+    total, err = 0, "-"
+    fd = os.open(d + "/fill", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while total < 10 << 20:
+            total += os.write(fd, chunk)
+    except OSError as e:
+        err = errno.errorcode[e.errno]
+    os.close(fd)
+    print(d, total, err)
+s = os.statvfs("/box")
+print("size", s.f_blocks * s.f_frsize)
+for d in ("/box", "/tmp", "/dev/shm"):
+    st, vfs = os.stat(d), os.statvfs(d)
+    print(d, oct(st.st_mode & 0o7777), st.st_uid, st.st_gid, vfs.f_flag & (os.ST_NOSUID | os.ST_NODEV))
+"#;
+    let resp = h
+        .run(py(
+            code,
+            json!({"disk_mb": 16, "file_size_bytes": 16 * MIB}),
+        ))
+        .await;
+    let run = resp.run.expect("run step");
+    assert_eq!(run.status, StepStatus::Ok, "{run:#?}");
+    assert_eq!(
+        run.stdout,
+        "/box 10485760 -\n/tmp 6287360 ENOSPC\n/dev/shm 0 ENOSPC\nsize 16777216\n\
+         /box 0o755 1000 1000 6\n/tmp 0o1777 1000 1000 6\n/dev/shm 0o1777 1000 1000 6\n"
+    );
+}

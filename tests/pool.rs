@@ -69,7 +69,10 @@ async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed()
         executable: false,
     };
     let t = Instant::now();
-    let err = c.write_files(&[&file]).await.expect_err("a stopped init");
+    let err = c
+        .write_files(&[&file], 64 << 20)
+        .await
+        .expect_err("a stopped init");
     assert!(
         (Duration::from_secs(4)..Duration::from_secs(15)).contains(&t.elapsed()),
         "{:?}",

@@ -9,9 +9,12 @@
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
+use nix::sys::stat::{mkdirat, Mode};
 use std::time::{Duration, Instant};
 
 use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
@@ -20,6 +23,7 @@ use crate::container::{job, net};
 use crate::protocol::{
     self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit, Violation,
 };
+use crate::protocol::{MAX_PATH_BYTES, MAX_PATH_DEPTH};
 use crate::sandbox::seccomp::CompiledPolicy;
 
 /// Entry point of `warmbox __init <fd>`. Returns the process exit code.
@@ -102,7 +106,8 @@ impl Init {
             };
             match frame.msg {
                 ToInit::Setup(_) => return Err("setup sent twice".into()),
-                ToInit::WriteFiles { files } => {
+                ToInit::WriteFiles { files, disk_bytes } => {
+                    self.resize_disk(disk_bytes)?;
                     write_files(&files, &frame.payload)?;
                     self.reply(&FromInit::FilesWritten, &[])?;
                 }
@@ -119,8 +124,12 @@ impl Init {
                     max_bytes,
                     max_files,
                 } => {
-                    let (files, payload, truncated) = collect_files(max_bytes, max_files)?;
-                    self.reply(&FromInit::Files { files, truncated }, &payload)?;
+                    let out = collect_files(max_bytes, max_files)?;
+                    let reply = FromInit::Files {
+                        files: out.files,
+                        truncated: out.truncated,
+                    };
+                    self.reply(&reply, &out.payload)?;
                 }
             }
         }
@@ -166,6 +175,21 @@ impl Init {
         Ok(())
     }
 
+    /// Resizes the one tmpfs of `/box`, `/tmp` and `/dev/shm` (through any of its binds)
+    /// when `bytes` differs from its size. Done before the files are written: the kernel
+    /// refuses a size or an inode count below what is in use.
+    fn resize_disk(&mut self, bytes: u64) -> Result<(), String> {
+        if bytes != self.disk_bytes {
+            let op = Op::RemountTmpfs {
+                target: "/box".into(),
+                options: mount::disk_options(bytes),
+            };
+            mount::apply(std::slice::from_ref(&op)).map_err(|e| e.to_string())?;
+            self.disk_bytes = bytes;
+        }
+        Ok(())
+    }
+
     fn run_job(&mut self, spec: &JobSpec, fds: Vec<OwnedFd>) -> Result<FromInit, String> {
         if fds.len() != 3 {
             return Err(format!(
@@ -173,17 +197,7 @@ impl Init {
                 fds.len()
             ));
         }
-        if spec.limits.disk_bytes != self.disk_bytes {
-            for dir in WRITABLE {
-                let mode = if dir == "/box" { "0755" } else { "1777" };
-                let op = Op::RemountTmpfs {
-                    target: dir.into(),
-                    options: mount::tmpfs_options(spec.limits.disk_bytes, mode),
-                };
-                mount::apply(std::slice::from_ref(&op)).map_err(|e| e.to_string())?;
-            }
-            self.disk_bytes = spec.limits.disk_bytes;
-        }
+        self.resize_disk(spec.limits.disk_bytes)?;
         let (pid, mut job_sock) = self.job.take().ok_or("the job process is gone")?;
         let sigfd = self
             .sigfd
@@ -477,112 +491,267 @@ impl SignalFd {
     }
 }
 
-/// Checks a relative path from the server: normal components only.
-fn box_path(rel: &str) -> Result<PathBuf, String> {
+/// Checks a relative path from the server: normal components only, at most
+/// [`MAX_PATH_DEPTH`] of them and [`MAX_PATH_BYTES`] in all (the bounds of the read-back,
+/// wider than a request's own files).
+fn box_path(rel: &str) -> Result<Vec<&str>, String> {
     let p = Path::new(rel);
     if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(format!("bad file path {rel:?}"));
+        return Err(format!("bad file path {:?}", short(rel)));
     }
-    Ok(Path::new("/box").join(p))
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.len() > MAX_PATH_DEPTH || rel.len() > MAX_PATH_BYTES {
+        return Err(format!(
+            "file path {:?} has {} components and {} bytes; at most {MAX_PATH_DEPTH} and \
+             {MAX_PATH_BYTES}",
+            short(rel),
+            parts.len(),
+            rel.len()
+        ));
+    }
+    Ok(parts)
+}
+
+/// The start of a path, for a message that stays short whatever the path.
+fn short(path: &str) -> String {
+    const SHOWN: usize = 64;
+    if path.len() <= SHOWN {
+        return path.to_string();
+    }
+    let mut end = SHOWN;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end])
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// `/box`, opened: files are written and read relative to it, one directory fd at a
+/// time, so no path is ever longer than one component (PATH_MAX does not apply) and no
+/// symlink is ever followed.
+fn open_box() -> Result<OwnedFd, String> {
+    openat(AT_FDCWD, "/box", DIR_FLAGS, Mode::empty()).map_err(|e| format!("open /box: {e}"))
 }
 
 fn write_files(files: &[FileMeta], payload: &[u8]) -> Result<(), String> {
+    let root = open_box()?;
     let mut off = 0usize;
     for f in files {
         let len = f.len as usize;
         let content = payload
             .get(off..off + len)
-            .ok_or_else(|| format!("payload too short for {}", f.path))?;
+            .ok_or_else(|| format!("payload too short for {}", short(&f.path)))?;
         off += len;
-        let path = box_path(&f.path)?;
-        if let Some(parent) = path.parent() {
-            mkdirs_owned(parent)?;
+        let parts = box_path(&f.path)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(format!("bad file path {:?}", short(&f.path)));
+        };
+        let mut parent: Option<OwnedFd> = None;
+        for dir in dirs {
+            let at = parent.as_ref().unwrap_or(&root);
+            parent = Some(
+                mkdir_owned_at(at, dir)
+                    .map_err(|e| format!("mkdir {:?} of {}: {e}", short(dir), short(&f.path)))?,
+            );
         }
+        let at = parent.as_ref().unwrap_or(&root);
         let mode = if f.executable { 0o755 } else { 0o644 };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| format!("create {}: {e}", path.display()))?;
+        let fd = openat(
+            at,
+            *name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| format!("create {}: {e}", short(&f.path)))?;
+        let mut file = std::fs::File::from(fd);
         file.write_all(content)
-            .map_err(|e| format!("write {}: {e}", path.display()))?;
+            .map_err(|e| format!("write {}: {e}", short(&f.path)))?;
         std::os::unix::fs::fchown(&file, Some(BOX_UID), Some(BOX_GID))
-            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+            .map_err(|e| format!("chown {}: {e}", short(&f.path)))?;
         // The umask may have narrowed the mode given at creation.
         file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+            .map_err(|e| format!("chmod {}: {e}", short(&f.path)))?;
     }
     Ok(())
 }
 
-fn mkdirs_owned(dir: &Path) -> Result<(), String> {
-    if dir == Path::new("/box") || dir.is_dir() {
-        return Ok(());
+/// Opens the directory `name` of `at`, made (0755, the job's) when missing.
+fn mkdir_owned_at(at: &OwnedFd, name: &str) -> nix::Result<OwnedFd> {
+    let made = match mkdirat(at, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EEXIST) => false,
+        Err(e) => return Err(e),
+    };
+    let dir = openat(at, name, DIR_FLAGS, Mode::empty())?;
+    if made {
+        nix::unistd::fchown(&dir, Some(BOX_UID.into()), Some(BOX_GID.into()))?;
+        // The umask may have narrowed the mode given to mkdir.
+        nix::sys::stat::fchmod(&dir, Mode::from_bits_truncate(0o755))?;
     }
-    if let Some(parent) = dir.parent() {
-        mkdirs_owned(parent)?;
+    Ok(dir)
+}
+
+/// What the read-back of `/box` gathers: the files and their contents, and why it left
+/// some out (the first bound it met).
+struct Collected {
+    files: Vec<FileMeta>,
+    payload: Vec<u8>,
+    max_bytes: u64,
+    max_files: u64,
+    truncated: Option<String>,
+}
+
+impl Collected {
+    fn cut(&mut self, why: impl FnOnce() -> String) {
+        if self.truncated.is_none() {
+            self.truncated = Some(why());
+        }
     }
-    std::fs::create_dir(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    std::os::unix::fs::chown(dir, Some(BOX_UID), Some(BOX_GID))
-        .map_err(|e| format!("chown {}: {e}", dir.display()))
 }
 
 /// Reads the regular files of `/box` (symlinks and special files are skipped, never
-/// followed), within the given bounds.
-fn collect_files(max_bytes: u64, max_files: u64) -> Result<(Vec<FileMeta>, Vec<u8>, bool), String> {
-    let mut files = Vec::new();
-    let mut payload = Vec::new();
-    let mut truncated = false;
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = Path::new("/box").join(&rel);
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
-        let mut names: Vec<_> = entries.filter_map(|e| e.ok()).collect();
-        names.sort_by_key(|e| e.file_name());
-        for entry in names {
-            let Ok(ft) = entry.file_type() else { continue };
-            let child = rel.join(entry.file_name());
-            if ft.is_dir() {
-                stack.push(child);
-                continue;
-            }
-            if !ft.is_file() {
-                continue;
-            }
-            let path = Path::new("/box").join(&child);
-            let mut f = match std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(_) => continue,
-            };
-            let Ok(meta) = f.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            if files.len() as u64 >= max_files || payload.len() as u64 + meta.len() > max_bytes {
-                truncated = true;
-                continue;
-            }
-            let before = payload.len();
-            use std::io::Read;
-            if (&mut f).take(meta.len()).read_to_end(&mut payload).is_err() {
-                payload.truncate(before);
-                continue;
-            }
-            files.push(FileMeta {
-                path: child.to_string_lossy().into_owned(),
-                len: (payload.len() - before) as u64,
-                executable: meta.permissions().mode() & 0o111 != 0,
-            });
+/// followed), within the given bounds and [`MAX_PATH_DEPTH`] and [`MAX_PATH_BYTES`]. It
+/// walks by directory fd (at most [`MAX_PATH_DEPTH`] open at once), so a tree deeper than
+/// PATH_MAX allows is read as far as the bounds go, not failed.
+fn collect_files(max_bytes: u64, max_files: u64) -> Result<Collected, String> {
+    let mut out = Collected {
+        files: Vec::new(),
+        payload: Vec::new(),
+        max_bytes,
+        max_files,
+        truncated: None,
+    };
+    collect_dir(open_box()?, "", 0, &mut out)?;
+    Ok(out)
+}
+
+/// Collects the directory `dir`, at `rel` (`depth` components) under `/box`.
+fn collect_dir(dir: OwnedFd, rel: &str, depth: usize, out: &mut Collected) -> Result<(), String> {
+    use nix::dir::{Dir, Type};
+    let shown = || {
+        if rel.is_empty() {
+            "/box".to_string()
+        } else {
+            short(rel)
+        }
+    };
+    let mut dir = Dir::from_fd(dir).map_err(|e| format!("read {}: {e}", shown()))?;
+    let mut entries: Vec<(String, Option<Type>)> = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(|e| format!("read {}: {e}", shown()))?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        // The server carries names as UTF-8: a lossy copy could name another file.
+        match std::str::from_utf8(name) {
+            Ok(name) => entries.push((name.to_string(), entry.file_type())),
+            Err(_) => out.cut(|| {
+                format!(
+                    "{:?} in {} is not UTF-8, and only UTF-8 names are carried",
+                    short(&String::from_utf8_lossy(name)),
+                    shown()
+                )
+            }),
         }
     }
-    Ok((files, payload, truncated))
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let at = |name: &str| format!("{rel}{}{name}", if rel.is_empty() { "" } else { "/" });
+    let mut subdirs = Vec::new();
+    for (name, kind) in entries {
+        match kind {
+            Some(Type::Directory) => subdirs.push(name),
+            Some(Type::File) => collect_file(&dir, &name, &at(&name), depth + 1, out),
+            _ => {}
+        }
+    }
+    for name in subdirs {
+        let path = at(&name);
+        // O_NOFOLLOW|O_DIRECTORY: a symlink (or anything else) swapped in is not entered.
+        let Ok(sub) = openat(&dir, name.as_str(), DIR_FLAGS, Mode::empty()) else {
+            continue;
+        };
+        if depth + 1 >= MAX_PATH_DEPTH {
+            // Its files would be deeper than the bound: an empty directory carries
+            // nothing anyway, anything else is left out.
+            let empty = Dir::from_fd(sub).is_ok_and(|mut d| {
+                d.iter()
+                    .flatten()
+                    .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
+            });
+            if !empty {
+                out.cut(|| {
+                    format!(
+                        "a directory {} levels deep is not empty ({}), and files at most \
+                         {MAX_PATH_DEPTH} path components deep are carried",
+                        depth + 1,
+                        short(&path)
+                    )
+                });
+            }
+            continue;
+        }
+        collect_dir(sub, &path, depth + 1, out)?;
+    }
+    Ok(())
+}
+
+/// Collects the regular file `name` of `dir`, at `rel` (`depth` components) under `/box`.
+fn collect_file(dir: &nix::dir::Dir, name: &str, rel: &str, depth: usize, out: &mut Collected) {
+    use std::io::Read;
+    debug_assert!(depth <= MAX_PATH_DEPTH);
+    if rel.len() > MAX_PATH_BYTES {
+        out.cut(|| {
+            format!(
+                "a file's path is {} bytes long ({}), and paths of at most {MAX_PATH_BYTES} \
+                 bytes are carried",
+                rel.len(),
+                short(rel)
+            )
+        });
+        return;
+    }
+    let Ok(fd) = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let mut f = std::fs::File::from(fd);
+    let Ok(meta) = f.metadata() else { return };
+    if !meta.is_file() {
+        return;
+    }
+    if out.files.len() as u64 >= out.max_files {
+        let max = out.max_files;
+        out.cut(|| format!("more than {max} files"));
+        return;
+    }
+    if out.payload.len() as u64 + meta.len() > out.max_bytes {
+        let max = out.max_bytes;
+        out.cut(|| format!("more than {max} bytes of files"));
+        return;
+    }
+    let before = out.payload.len();
+    if (&mut f)
+        .take(meta.len())
+        .read_to_end(&mut out.payload)
+        .is_err()
+    {
+        out.payload.truncate(before);
+        return;
+    }
+    out.files.push(FileMeta {
+        path: rel.to_string(),
+        len: (out.payload.len() - before) as u64,
+        executable: meta.permissions().mode() & 0o111 != 0,
+    });
 }
 
 #[cfg(test)]
@@ -591,9 +760,26 @@ mod tests {
 
     #[test]
     fn box_paths_stay_in_box() {
-        assert_eq!(box_path("a/b.c").unwrap(), Path::new("/box/a/b.c"));
+        assert_eq!(box_path("a/b.c").unwrap(), ["a", "b.c"]);
         for bad in ["", "../x", "/etc/passwd", "a/../../x", "./a"] {
             assert!(box_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn box_paths_are_bounded_with_a_short_message() {
+        let deep = vec!["a"; MAX_PATH_DEPTH].join("/");
+        assert_eq!(box_path(&deep).unwrap().len(), MAX_PATH_DEPTH);
+        let deeper = format!("{deep}/a");
+        assert_eq!(
+            box_path(&deeper).unwrap_err(),
+            format!(
+                "file path {:?} has 65 components and 129 bytes; at most 64 and 4096",
+                format!("{}…", &deeper[..64])
+            )
+        );
+        let long = "x".repeat(200) + "/" + &"y".repeat(4000);
+        let err = box_path(&long).unwrap_err();
+        assert!(err.len() < 200, "{err}");
     }
 }

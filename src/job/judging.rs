@@ -308,8 +308,9 @@ impl Runner {
                 }
             };
             let written = async {
-                sub.write_files(&plan.files).await?;
-                int.write_files(&ifiles).await
+                sub.write_files(&plan.files, spec.limits.disk_mb << 20)
+                    .await?;
+                int.write_files(&ifiles, ispec.limits.disk_mb << 20).await
             }
             .await;
             match written {

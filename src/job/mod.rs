@@ -161,13 +161,20 @@ fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
 /// do not fit in its tmpfs or leave its processes no memory (files in `/box` count toward
 /// `memory_mb`): the request's own files were checked against its limits up front.
 fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
-    use crate::request::{files_overflow, FilesOverflow, FILES_MEMORY_HEADROOM};
-    let total: u64 = files.iter().map(|f| f.content.len() as u64).sum();
-    let (status, message) = match files_overflow(total, limits)? {
+    use crate::request::{files_overflow, FilesOverflow, FilesUse, FILES_MEMORY_HEADROOM};
+    let used = FilesUse::of(
+        files
+            .iter()
+            .map(|f| (f.path.as_str(), f.content.len() as u64)),
+    );
+    let total = used.bytes;
+    let (overflow, why) = files_overflow(&used, limits)?;
+    let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+    let (status, message) = match overflow {
         FilesOverflow::Disk => (
             StepStatus::FileSizeLimit,
             format!(
-                "the step's files in /box, {total} bytes in all, do not fit in its disk_mb {}",
+                "the step's files in /box, {total} bytes in all, do not fit in its disk_mb {}{why}",
                 limits.disk_mb
             ),
         ),
@@ -175,7 +182,7 @@ fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
             StepStatus::MemoryLimit,
             format!(
                 "the step's files in /box, {total} bytes in all, do not fit in its memory_mb {} \
-                 (files count toward it, and {} MiB stay free for the processes)",
+                 (files count toward it, and {} MiB stay free for the processes){why}",
                 limits.memory_mb,
                 FILES_MEMORY_HEADROOM >> 20
             ),
@@ -435,7 +442,7 @@ impl Runner {
         files: &[&BoxFile],
         spec: &StepSpec,
     ) -> Result<StepOutcome, SandboxError> {
-        c.write_files(files).await?;
+        c.write_files(files, spec.limits.disk_mb << 20).await?;
         let step = c.run(spec).await?;
         if kind != StepKind::Compile || step.result.status != StepStatus::Ok {
             return Ok((step, None));
@@ -443,11 +450,11 @@ impl Runner {
         let (artifacts, truncated) = c
             .collect_files(MAX_ARTIFACT_BYTES, MAX_ARTIFACT_FILES)
             .await?;
-        if truncated {
+        if let Some(why) = truncated {
             let mut step = step;
             step.result.status = StepStatus::OutputLimit;
             step.result.message = Some(format!(
-                "compile output exceeds {MAX_ARTIFACT_FILES} files or {MAX_ARTIFACT_BYTES} bytes"
+                "the compile left more in /box than is carried to the run: {why}"
             ));
             return Ok((step, None));
         }

@@ -85,7 +85,7 @@ pub struct Layout {
     pub binds: Vec<PathBuf>,
     /// seccomp policy name.
     pub seccomp: String,
-    /// Initial size of `/box`, `/tmp` and `/dev/shm`, bytes.
+    /// Initial size of the one tmpfs of `/box`, `/tmp` and `/dev/shm`, bytes.
     pub disk_bytes: u64,
 }
 
@@ -524,8 +524,14 @@ impl Container {
         }
     }
 
-    /// Writes files into `/box` (before the job runs).
-    pub async fn write_files(&mut self, files: &[&BoxFile]) -> Result<(), SandboxError> {
+    /// Writes files into `/box` (before the job runs), after sizing the container's
+    /// writable tmpfs to `disk_bytes` (the step's disk limit: the files must fit in it, and
+    /// the kernel refuses to shrink a tmpfs below what is in use).
+    pub async fn write_files(
+        &mut self,
+        files: &[&BoxFile],
+        disk_bytes: u64,
+    ) -> Result<(), SandboxError> {
         if files.is_empty() {
             return Ok(());
         }
@@ -539,7 +545,10 @@ impl Container {
             .collect();
         let parts: Vec<&[u8]> = files.iter().map(|f| f.content.as_slice()).collect();
         let bytes = parts.iter().map(|p| p.len() as u64).sum();
-        let msg = ToInit::WriteFiles { files: metas };
+        let msg = ToInit::WriteFiles {
+            files: metas,
+            disk_bytes,
+        };
         let exchange = async {
             let r = channel::send_parts(self.chan(), &msg, &parts, &[]).await;
             r.map_err(self.channel_err())?;
@@ -562,15 +571,15 @@ impl Container {
         }
     }
 
-    /// Reads back the regular files of `/box` (after the job ran); `truncated` when the
-    /// bounds cut it. The init reads them into its own memory, which the cgroup charges:
+    /// Reads back the regular files of `/box` (after the job ran); `Some(why)` when a
+    /// bound left files out (`why` is short: it names the bound and the start of a path). The init reads them into its own memory, which the cgroup charges:
     /// the limit is raised by `max_bytes` twice over first (every user process is gone by
     /// now, so nothing else can use the room).
     pub async fn collect_files(
         &mut self,
         max_bytes: u64,
         max_files: u64,
-    ) -> Result<(Vec<BoxFile>, bool), SandboxError> {
+    ) -> Result<(Vec<BoxFile>, Option<String>), SandboxError> {
         let mut roomy = self.limits.clone();
         roomy.memory_bytes = roomy.memory_bytes.saturating_add(2 * max_bytes);
         self.cgroup().set_limits(&roomy)?;
