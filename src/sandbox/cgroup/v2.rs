@@ -320,8 +320,7 @@ impl Cgroup for V2Cgroup {
         // The kernel answers EAGAIN when it reclaimed less than asked (what is left is not
         // reclaimable): done all the same.
         match write_file(&self.dir.join("memory.reclaim"), &current.to_string()) {
-            Err(CgroupError::Io { source, .. })
-                if source.raw_os_error() == Some(libc::EAGAIN) => {}
+            Err(CgroupError::Io { source, .. }) if source.raw_os_error() == Some(libc::EAGAIN) => {}
             other => other?,
         }
         Ok(true)
@@ -399,10 +398,18 @@ mod tests {
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         fs::write(dir.join("memory.current"), "31457280\n").unwrap();
-        fs::write(dir.join("memory.stat"), "anon 0\nslab_reclaimable 1048576\n").unwrap();
+        fs::write(
+            dir.join("memory.stat"),
+            "anon 0\nslab_reclaimable 1048576\n",
+        )
+        .unwrap();
         assert!(!cg.release_kernel_caches().unwrap());
         assert!(!dir.join("memory.reclaim").exists());
-        fs::write(dir.join("memory.stat"), "anon 0\nslab_reclaimable 29360128\n").unwrap();
+        fs::write(
+            dir.join("memory.stat"),
+            "anon 0\nslab_reclaimable 29360128\n",
+        )
+        .unwrap();
         assert!(cg.release_kernel_caches().unwrap());
         assert_eq!(read(dir.join("memory.reclaim")), "31457280");
     }
