@@ -273,8 +273,12 @@ impl Mediator {
         notif: &libc::seccomp_notif,
         call: LockCall,
     ) -> Option<Violation> {
-        // The caller may be gone (killed since): then nothing waits for an answer.
-        let pidfd = pidfd_open(notif.pid as libc::pid_t)?;
+        // No call is left unanswered while its caller waits (when it is gone, the answer
+        // finds no one: harmless).
+        let Some(pidfd) = pidfd_open(notif.pid as libc::pid_t) else {
+            send(listener, notif.id, Reply::Errno(libc::ENOLCK));
+            return None;
+        };
         // From here `pidfd` is the caller's, not a recycled pid's.
         if !id_valid(listener, notif.id) {
             return None;
@@ -339,7 +343,9 @@ impl Mediator {
         file: OwnedFd,
         owner: Owner,
     ) -> Option<Reply> {
-        let mem = CallerMemory::open(notif.pid as libc::pid_t)?;
+        let Some(mem) = CallerMemory::open(notif.pid as libc::pid_t) else {
+            return Some(Reply::Errno(libc::ENOLCK));
+        };
         // The memory file is the caller's only if its notification is still alive.
         if !id_valid(listener, notif.id) {
             return None;
