@@ -4,9 +4,14 @@
 //! before exec, in that order, as the job process does. Exact exit status and output are
 //! asserted; a missing runtime or kernel feature is skipped with a message.
 
+#[path = "common/listener.rs"]
+mod listener;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use warmbox::container::landlock::{abi_version, prepare, LandlockRules};
 use warmbox::sandbox::seccomp::{CompiledPolicy, SeccompError};
@@ -46,11 +51,17 @@ fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
         write_files: vec![PathBuf::from("/dev/null")],
     };
     let mut landlock = Some(prepare(&rules).unwrap_or_else(|e| panic!("{e}")));
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let theirs_fd = theirs.as_raw_fd();
     let mut command = Command::new(program);
-    command.args(args).current_dir(dir);
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: the hook runs in the forked child of this multi-threaded process: it makes
-    // raw syscalls (setrlimit, prctl, landlock_restrict_self, seccomp) and allocates only
-    // on error paths, which glibc keeps usable after fork.
+    // raw syscalls (setrlimit, prctl, landlock_restrict_self, seccomp, sendmsg) and
+    // allocates only on error paths, which glibc keeps usable after fork.
     unsafe {
         command.pre_exec(move || {
             let no_core = libc::rlimit {
@@ -67,19 +78,27 @@ fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
             ruleset
                 .restrict_self()
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
-            seccomp
-                .install()
-                .map_err(|e| match e {
-                    SeccompError::Install(e) => e,
-                    _ => std::io::Error::from(std::io::ErrorKind::Other),
-                })
-                // These runtimes make no forbidden call: the listener may go (it is CLOEXEC).
-                .map(drop)
+            let listener = seccomp.install().map_err(|e| match e {
+                SeccompError::Install(e) => e,
+                _ => std::io::Error::from(std::io::ErrorKind::Other),
+            })?;
+            // A thread of ours stands in for the init (lock calls).
+            if let Some(l) = listener {
+                listener::send_fd(theirs_fd, l.as_raw_fd())?;
+            }
+            Ok(())
         });
     }
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    drop(theirs);
+    let supervisor = std::thread::spawn(move || listener::answer_lock_calls(&ours));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {program}: {e}"));
+    supervisor.join().expect("supervisor thread");
+    output
 }
 
 fn assert_ok(output: &Output, what: &str, stdout: &str) {

@@ -7,7 +7,7 @@
 //! runner only makes raw syscalls (`install` does not allocate). Calls that would change
 //! the host if the filter failed are given arguments that make them fail harmlessly.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use warmbox::sandbox::seccomp::CompiledPolicy;
@@ -741,4 +741,95 @@ fn a_job_cannot_add_seccomp_filters_of_its_own() {
     // SAFETY: PR_GET_SECCOMP takes no pointer.
     let mode = || unsafe { libc::syscall(libc::SYS_prctl, libc::PR_GET_SECCOMP) } as i32;
     assert_eq!(under_policy(mode), Outcome::Exited(2));
+}
+
+#[test]
+fn lock_calls_go_to_the_listener_and_other_fcntl_commands_run() {
+    if !seccomp_available() {
+        return;
+    }
+    // On fd -1 every one of these fails with EBADF when it runs; NOTIFIED means it went to
+    // the listener (where the init answers it, see container::locks).
+    let lock_cmds = [
+        ("F_GETLK", libc::F_GETLK as u64),
+        ("F_SETLK", libc::F_SETLK as u64),
+        ("F_SETLKW", libc::F_SETLKW as u64),
+        ("F_OFD_GETLK", libc::F_OFD_GETLK as u64),
+        ("F_OFD_SETLK", libc::F_OFD_SETLK as u64),
+        ("F_OFD_SETLKW", libc::F_OFD_SETLKW as u64),
+        // The kernel reads the command as an unsigned int: high bits change nothing.
+        (
+            "F_SETLK with high bits",
+            0x1_0000_0000 | libc::F_SETLK as u64,
+        ),
+    ];
+    for (what, cmd) in lock_cmds {
+        // SAFETY: fcntl on an invalid fd; the null struct pointer is never read.
+        let call = || report(unsafe { libc::syscall(libc::SYS_fcntl, -1, cmd, 0) });
+        assert_eq!(under_policy(call), FORBIDDEN, "{what}");
+    }
+    // SAFETY: flock on an invalid fd takes integers only.
+    let flock = || report(unsafe { libc::syscall(libc::SYS_flock, -1, libc::LOCK_EX) });
+    assert_eq!(under_policy(flock), FORBIDDEN, "flock");
+    let other_cmds = [
+        ("F_GETFL", libc::F_GETFL),
+        ("F_SETFD", libc::F_SETFD),
+        ("F_DUPFD_CLOEXEC", libc::F_DUPFD_CLOEXEC),
+        ("F_GETPIPE_SZ", libc::F_GETPIPE_SZ),
+    ];
+    for (what, cmd) in other_cmds {
+        // SAFETY: fcntl on an invalid fd with an integer argument.
+        let call = || report(unsafe { libc::syscall(libc::SYS_fcntl, -1, cmd, 0) });
+        assert_eq!(under_policy(call), Outcome::Exited(libc::EBADF), "{what}");
+    }
+    // And on a real fd they work: F_SETFD then F_GETFD reads the flag back.
+    let setfd = || {
+        // SAFETY: fcntl on stderr with integer arguments.
+        unsafe {
+            if libc::fcntl(2, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+                return errno();
+            }
+            libc::fcntl(2, libc::F_GETFD)
+        }
+    };
+    assert_eq!(under_policy(setfd), Outcome::Exited(libc::FD_CLOEXEC));
+}
+
+/// linux/fcntl.h (not in the libc crate).
+const DN_ACCESS: libc::c_long = 0x1;
+const DN_MULTISHOT: libc::c_long = 0x8000_0000;
+
+#[test]
+fn dnotify_and_leases_fail_with_einval() {
+    if !seccomp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("f"), b"x").expect("create");
+    // Read-only and the only open: a read lease needs no writer.
+    let file = std::fs::File::open(dir.path().join("f")).expect("open");
+    let d = std::fs::File::open(dir.path()).expect("open dir");
+    let (dfd, ffd) = (d.as_raw_fd(), file.as_raw_fd());
+    let calls: [(&str, RawFd, libc::c_int, libc::c_long); 3] = [
+        ("F_NOTIFY", dfd, libc::F_NOTIFY, DN_ACCESS | DN_MULTISHOT),
+        (
+            "F_SETLEASE",
+            ffd,
+            libc::F_SETLEASE,
+            libc::F_RDLCK as libc::c_long,
+        ),
+        ("F_GETLEASE", ffd, libc::F_GETLEASE, 0),
+    ];
+    for (what, fd, cmd, arg) in calls {
+        // SAFETY: fcntl on an fd of ours with an integer argument.
+        let call = || report(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) });
+        // Unfiltered, each works (as root, here) ...
+        assert_eq!(
+            in_child(None, call),
+            Outcome::Exited(0),
+            "{what} unfiltered"
+        );
+        // ... and under the policy fails as on a kernel without them, not killed.
+        assert_eq!(under_policy(call), Outcome::Exited(libc::EINVAL), "{what}");
+    }
 }

@@ -5,9 +5,14 @@
 //! installs the policy. The test asserts the exact exit status and output. A runtime
 //! missing from the host is skipped with a message.
 
+#[path = "common/listener.rs"]
+mod listener;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use warmbox::sandbox::seccomp::{CompiledPolicy, SeccompError};
 
@@ -46,13 +51,22 @@ fn present(program: &str) -> bool {
 }
 
 /// Runs `program args` in `dir` with the default policy installed right before exec.
+/// A thread of this process stands in for the container's init on the seccomp listener:
+/// lock calls (which the policy hands to the init, see `container::locks`) run as made;
+/// anything else fails with ENOSYS (these runtimes make no forbidden call).
 fn run_filtered(dir: &Path, program: &str, args: &[&str]) -> Output {
     let policy = default_policy();
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let theirs_fd = theirs.as_raw_fd();
     let mut command = Command::new(program);
-    command.args(args).current_dir(dir);
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: the hook runs in the forked child of this multi-threaded process, so it
-    // must be async-signal-safe: setrlimit and prctl are raw syscalls, and install()
-    // neither allocates nor takes locks (its errors carry an OS error code only).
+    // must be async-signal-safe: setrlimit, prctl, sendmsg and close are raw syscalls, and
+    // install() neither allocates nor takes locks (its errors carry an OS error code only).
     unsafe {
         command.pre_exec(move || {
             let no_core = libc::rlimit {
@@ -63,19 +77,26 @@ fn run_filtered(dir: &Path, program: &str, args: &[&str]) -> Output {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            policy
-                .install()
-                .map_err(|e| match e {
-                    SeccompError::Install(e) => e,
-                    _ => std::io::Error::from(std::io::ErrorKind::Other),
-                })
-                // These runtimes make no forbidden call: the listener may go (it is CLOEXEC).
-                .map(drop)
+            let listener = policy.install().map_err(|e| match e {
+                SeccompError::Install(e) => e,
+                _ => std::io::Error::from(std::io::ErrorKind::Other),
+            })?;
+            if let Some(l) = listener {
+                listener::send_fd(theirs_fd, l.as_raw_fd())?;
+            }
+            Ok(())
         });
     }
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    drop(theirs);
+    let supervisor = std::thread::spawn(move || listener::answer_lock_calls(&ours));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {program}: {e}"));
+    supervisor.join().expect("supervisor thread");
+    output
 }
 
 /// Asserts a clean exit with exactly `stdout`.

@@ -18,6 +18,7 @@ use nix::sys::stat::{mkdirat, Mode};
 use std::time::{Duration, Instant};
 
 use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
+use crate::container::locks::{self, LockCall, Mediator, OwnFiles};
 use crate::container::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
 use crate::container::{job, net};
 use crate::protocol::{
@@ -36,6 +37,7 @@ pub fn main(fd: RawFd) -> i32 {
         sock,
         job: None,
         listener: None,
+        locks: None,
         sigfd: None,
         disk_bytes: 0,
         ran: false,
@@ -53,8 +55,10 @@ struct Init {
     sock: UnixStream,
     /// The job process, sandboxed and waiting: its pid and our end of its socket.
     job: Option<(libc::pid_t, UnixStream)>,
-    /// The job's seccomp listener: forbidden calls are reported here.
+    /// The job's seccomp listener: forbidden calls and lock calls are reported here.
     listener: Option<OwnedFd>,
+    /// Answers the lock calls (`container::locks`); made once our tmpfs are mounted.
+    locks: Option<Mediator>,
     /// SIGCHLD as a file, made at setup (after the job's fork) so a run does not.
     sigfd: Option<SignalFd>,
     disk_bytes: u64,
@@ -154,6 +158,7 @@ impl Init {
         // is ours alone goes on top of it.
         let ops = mount::container_plan(config.disk_bytes, &mount::proc_kind);
         mount::apply(&ops).map_err(|e| e.to_string())?;
+        self.locks = Some(Mediator::new(OwnFiles::record(&WRITABLE)?));
         nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
         net::loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
         let rules = LandlockRules {
@@ -221,6 +226,10 @@ impl Init {
 
         let deadline = start + Duration::from_millis(spec.limits.wall_ms);
         let mut listener = self.listener.take();
+        let mut locks = self
+            .locks
+            .take()
+            .ok_or("no lock mediator: setup did not run")?;
         let mut violation = None;
         let mut exit = None;
         let mut wall_timeout = false;
@@ -235,11 +244,21 @@ impl Init {
                 timeout = Duration::from_millis(100);
             }
             let watch = listener.as_ref().map_or(-1, |l| l.as_raw_fd());
+            if watch >= 0 && locks.has_pending() {
+                locks.retry(watch);
+                timeout = timeout.min(locks::RETRY);
+            }
             match poll3(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), watch, timeout)? {
-                Ready::Violation => {
-                    if let Some(v) = receive_violation(watch) {
+                Ready::Notification => {
+                    if let Some(v) = receive(watch, &mut locks) {
                         violation.get_or_insert(v);
                         kill_all();
+                    }
+                    // The listener comes first in poll3: a stream of lock calls (answered,
+                    // not killed) must not hide the job's end.
+                    if poll_in(sigfd.fd.as_raw_fd()) {
+                        sigfd.drain();
+                        exit = reap_until(pid);
                     }
                 }
                 Ready::ListenerGone => listener = None,
@@ -264,12 +283,13 @@ impl Init {
         let wall_ns = start.elapsed().as_nanos() as u64;
         // A process of the container may be parked in a forbidden call right now (the
         // job's end raced its report): take what the listener holds before the kill.
+        // (Bounded: the processes still running may keep making lock calls.)
         if let Some(l) = &listener {
-            while violation.is_none() && poll_in(l.as_raw_fd()) {
-                match receive_violation(l.as_raw_fd()) {
-                    Some(v) => violation = Some(v),
-                    None => break,
+            for _ in 0..MAX_NOTIFICATIONS_AT_END {
+                if violation.is_some() || !poll_in(l.as_raw_fd()) {
+                    break;
                 }
+                violation = receive(l.as_raw_fd(), &mut locks);
             }
         }
         // The job's end is the container's end: nothing it started may outlive it.
@@ -290,6 +310,10 @@ impl Init {
         })
     }
 }
+
+/// How many notifications the init takes off the listener after the job's end, looking for
+/// a forbidden call: more than the container can have parked at once (its pids limit).
+const MAX_NOTIFICATIONS_AT_END: usize = 4096;
 
 /// Reaps every child that has ended; returns the job's end when it is among them.
 fn reap_until(job: libc::pid_t) -> Option<ExitKind> {
@@ -377,7 +401,7 @@ fn spawn_job(
 enum Ready {
     Socket,
     Signal,
-    Violation,
+    Notification,
     ListenerGone,
     Timeout,
 }
@@ -410,7 +434,7 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
         // The listener first: a forbidden call must be seen even when the job's end
         // arrives at the same time.
         if fds[1].revents & libc::POLLIN != 0 {
-            return Ok(Ready::Violation);
+            return Ok(Ready::Notification);
         }
         if fds[0].revents != 0 {
             return Ok(Ready::Signal);
@@ -434,17 +458,25 @@ fn poll_in(fd: RawFd) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
 }
 
-/// Takes one notification off the seccomp listener: a process of the container made a
-/// forbidden call (it is blocked in it; the container is killed next).
-fn receive_violation(listener: RawFd) -> Option<Violation> {
+/// Takes one notification off the seccomp listener. A lock call is answered by `locks`;
+/// any other call is forbidden: a process of the container made it (it is blocked in it;
+/// the container is killed next).
+fn receive(listener: RawFd, locks: &mut Mediator) -> Option<Violation> {
     // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: a valid listener fd and a pointer to a seccomp_notif of the right size.
     let r = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
-    (r == 0).then_some(Violation {
-        nr: notif.data.nr,
-        pid: notif.pid,
-    })
+    if r != 0 {
+        // The caller was interrupted before we got to it (ENOENT): nothing to do.
+        return None;
+    }
+    match LockCall::from_notification(notif.data.nr, &notif.data.args) {
+        Some(call) => locks.handle(listener, &notif, call),
+        None => Some(Violation {
+            nr: notif.data.nr,
+            pid: notif.pid,
+        }),
+    }
 }
 
 fn block_sigchld() -> Result<(), String> {

@@ -5,5 +5,6 @@
 pub mod init;
 pub mod job;
 pub mod landlock;
+pub mod locks;
 pub mod mount;
 pub mod net;

@@ -49,9 +49,12 @@ pub const MAX_DISK_INODES: u64 = 1 << 20;
 pub const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Files under `/proc` hidden behind `/dev/null`.
-const PROC_MASKED_FILES: [&str; 9] = [
+const PROC_MASKED_FILES: [&str; 10] = [
     // The host's boot command line (on a VM it may carry its control-plane settings).
     "cmdline",
+    // Every OFD lock of the whole kernel (other pid namespaces' show with pid -1): the
+    // host's and other containers' lock activity, and a channel between containers.
+    "locks",
     "config.gz",
     "kcore",
     "keys",

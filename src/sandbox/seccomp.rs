@@ -12,6 +12,7 @@
 //!   "include": ["base"],
 //!   "default_action": { "errno": "EPERM" },
 //!   "kill_clone_namespace_flags": true,
+//!   "mediate_locks": true,
 //!   "allow": [{ "syscalls": ["read"], "reason": "..." }],
 //!   "errno": [{ "syscalls": ["clone3"], "errno": "ENOSYS", "reason": "..." }],
 //!   "kill":  [{ "syscalls": ["ptrace"], "reason": "..." }]
@@ -26,22 +27,33 @@
 //! integers or strings (`"0x5412"`). The default width compares the low 32 bits, which is
 //! what the kernel uses for `int` arguments, so setting high bits cannot dodge a check.
 //! `include` pulls in other policies of the same directory; their entries add up, the
-//! including file's `default_action` wins, and `kill_clone_namespace_flags` stays on once
-//! any file sets it.
+//! including file's `default_action` wins, and `kill_clone_namespace_flags` and
+//! `mediate_locks` stay on once any file sets them.
+//!
+//! `mediate_locks` hands `flock` and the lock commands of `fcntl` (`F_GETLK`, `F_SETLK`,
+//! `F_SETLKW` and their `F_OFD_` forms) to the init's listener like a forbidden call, and the
+//! init answers them (`container::locks`): locks live on inodes, and the read-only files of
+//! the template are the host's and every container's. Both calls must then be allowed
+//! unconditionally (the other `fcntl` commands pass), and neither may be in `kill`: the
+//! init tells a lock call from a forbidden one by its number and arguments.
 //!
 //! # Programs
 //!
 //! The kernel runs every installed filter and applies the most restrictive verdict
-//! (kill > errno > allow), whatever the order they were installed in. A policy compiles
-//! to, in install order:
+//! (kill > errno > notify > allow), whatever the order they were installed in. A policy
+//! compiles to, in install order:
 //!
-//! 1. the kill program: `kill` entries, `clone` with a namespace flag, and every syscall
-//!    made through a foreign ABI, kill the process (`SECCOMP_RET_KILL_PROCESS`);
+//! 1. the kill program: conditional `kill` entries kill the process
+//!    (`SECCOMP_RET_KILL_PROCESS`);
 //! 2. one program per errno value of the `errno` section: listed calls get that errno,
 //!    everything else is allowed;
-//! 3. the allowlist: listed calls are allowed, everything else gets `default_action`.
-//!    The calls of the `errno` section pass it too (under their conditions), so that
-//!    their errno program decides them even under a `kill_process` default.
+//! 3. the allowlist (a tree, see `tree_program`): listed calls are allowed; unconditional
+//!    `kill` entries, `clone` with a namespace flag and the mediated lock calls go to the
+//!    listener (`SECCOMP_RET_USER_NOTIF`: the kernel allows one listener per filter chain,
+//!    so this is the only program that notifies); calls made through a foreign ABI kill;
+//!    everything else gets `default_action`. The calls of the `errno` section pass it too
+//!    (under their conditions), so that their errno program decides them even under a
+//!    `kill_process` default.
 //!
 //! The allowlist is installed after the others because installing a program is itself a
 //! `seccomp` call, which the programs already in place must let through. Its conditional
@@ -63,6 +75,8 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 use serde::Deserialize;
+
+use crate::container::locks::FCNTL_LOCK_COMMANDS;
 
 /// Errors loading, compiling or installing a policy.
 #[derive(Debug, thiserror::Error)]
@@ -322,6 +336,8 @@ struct PolicyFile {
     #[serde(default)]
     kill_clone_namespace_flags: bool,
     #[serde(default)]
+    mediate_locks: bool,
+    #[serde(default)]
     allow: Vec<Entry>,
     #[serde(default)]
     errno: Vec<Entry>,
@@ -439,6 +455,7 @@ struct Resolved {
 struct Merged {
     default_action: Option<SeccompAction>,
     kill_clone_namespace_flags: bool,
+    mediate_locks: bool,
     allow: Vec<Resolved>,
     errno: Vec<Resolved>,
     kill: Vec<Resolved>,
@@ -523,6 +540,7 @@ fn read_policy(
         merged.default_action = Some(resolved);
     }
     merged.kill_clone_namespace_flags |= file.kill_clone_namespace_flags;
+    merged.mediate_locks |= file.mediate_locks;
 
     let file_name = format!("{name}.json");
     for (section, entries) in [
@@ -784,6 +802,40 @@ fn compile(top: &Path, merged: Merged) -> Result<Vec<Vec<libc::sock_filter>>, Se
         tree.insert(libc::SYS_clone, Verdict::CloneFlags(otherwise));
     }
 
+    // The init answers whatever reaches the listener as a lock call when its number and
+    // arguments say so (`container::locks::LockCall::from_notification`): a kill entry on
+    // either call would be answered as a lock instead of a violation.
+    for nr in [libc::SYS_flock, libc::SYS_fcntl] {
+        if let Some(k) = kill.get(&nr) {
+            return Err(invalid(
+                top,
+                format!(
+                    "syscall {:?} may not be killed ({}): the init takes its notifications \
+                     for lock calls",
+                    k.name, k.origin
+                ),
+            ));
+        }
+    }
+    if merged.mediate_locks {
+        for nr in [libc::SYS_flock, libc::SYS_fcntl] {
+            match allow.get(&nr) {
+                Some(a) if a.rules.is_empty() => {}
+                _ => {
+                    return Err(invalid(
+                        top,
+                        format!(
+                            "mediate_locks is set but {:?} is not allowed unconditionally",
+                            syscall_name(nr).unwrap_or("?")
+                        ),
+                    ))
+                }
+            }
+        }
+        tree.insert(libc::SYS_flock, Verdict::Notify);
+        tree.insert(libc::SYS_fcntl, Verdict::FcntlLocks);
+    }
+
     // Install order: the conditional kill and errno programs, then the conditional allow
     // program and the tree (see below for which goes first). Each program installed
     // before another must let `seccomp` itself through: the conditional programs allow
@@ -863,6 +915,8 @@ enum Verdict {
     Errno(u32),
     /// clone: notify when a namespace flag is set in its first argument, else this.
     CloneFlags(Simple),
+    /// fcntl: notify when its command is a lock command, else allow.
+    FcntlLocks,
 }
 
 /// A verdict without an argument check.
@@ -876,7 +930,9 @@ enum Simple {
 impl Verdict {
     fn ret_k(self) -> u32 {
         match self {
-            Verdict::Allow | Verdict::CloneFlags(Simple::Allow) => libc::SECCOMP_RET_ALLOW,
+            Verdict::Allow | Verdict::CloneFlags(Simple::Allow) | Verdict::FcntlLocks => {
+                libc::SECCOMP_RET_ALLOW
+            }
             Verdict::Kill | Verdict::CloneFlags(Simple::Kill) => libc::SECCOMP_RET_KILL_PROCESS,
             Verdict::Notify => libc::SECCOMP_RET_USER_NOTIF,
             Verdict::Errno(e) | Verdict::CloneFlags(Simple::Errno(e)) => {
@@ -899,6 +955,19 @@ impl Verdict {
                     insn(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF, 0, 0),
                     insn(BPF_RET_K, self.ret_k(), 0, 0),
                 ]
+            }
+            Verdict::FcntlLocks => {
+                let n = FCNTL_LOCK_COMMANDS.len();
+                // The kernel reads fcntl's command as an unsigned int: the low word of
+                // arg 1, so high bits cannot dodge the compare.
+                let mut out = vec![insn(BPF_LD_W_ABS, DATA_ARGS_OFFSET + 8, 0, 0)];
+                for (i, cmd) in FCNTL_LOCK_COMMANDS.iter().enumerate() {
+                    // On a match, jump over the remaining compares and the allow.
+                    out.push(insn(BPF_JMP_JEQ_K, *cmd, (n - i) as u8, 0));
+                }
+                out.push(insn(BPF_RET_K, self.ret_k(), 0, 0));
+                out.push(insn(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF, 0, 0));
+                out
             }
             _ => vec![insn(BPF_RET_K, self.ret_k(), 0, 0)],
         }
@@ -1497,12 +1566,12 @@ mod tests {
     fn the_conditional_allow_program_goes_last_when_it_decides_seccomp() {
         let default = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
         assert!(
-            std::ptr::eq(tree_of(&default), &default.programs[3]),
+            std::ptr::eq(tree_of(&default), &default.programs[4]),
             "default: the tree before the program that refuses the job's own filters"
         );
         let base = CompiledPolicy::load(&profiles_dir(), "base").expect("load base");
         assert!(
-            std::ptr::eq(tree_of(&base), &base.programs[4]),
+            std::ptr::eq(tree_of(&base), &base.programs[5]),
             "base does not allow seccomp: the tree is last"
         );
     }
@@ -1521,8 +1590,9 @@ mod tests {
                     CompiledPolicy::load(&profiles_dir(), name).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(policy.name, name);
                 // The conditional programs (kill: TIOCSTI; errno 0: msync, fadvise64;
-                // EAFNOSUPPORT: socket; allow: personality, prctl, seccomp) and the tree.
-                assert_eq!(policy.programs.len(), 5, "{name}");
+                // EINVAL: fcntl's leases and dnotify; EAFNOSUPPORT: socket; allow:
+                // personality, prctl, seccomp) and the tree.
+                assert_eq!(policy.programs.len(), 6, "{name}");
                 for program in &policy.programs {
                     assert!(!program.is_empty() && program.len() <= BPF_MAXINSNS);
                 }
@@ -1742,6 +1812,12 @@ mod tests {
 
     /// Runs a classic-BPF seccomp program of the opcodes we emit on (nr, arch, arg 0).
     fn emulate_with(program: &[libc::sock_filter], nr: u32, arch: u32, arg0: u32) -> u32 {
+        emulate_args(program, nr, arch, [arg0, 0])
+    }
+
+    /// The same, with the low words of args 0 and 1.
+    fn emulate_args(program: &[libc::sock_filter], nr: u32, arch: u32, args: [u32; 2]) -> u32 {
+        let [arg0, arg1] = args;
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let i = program[pc];
@@ -1750,6 +1826,7 @@ mod tests {
                 BPF_LD_W_ABS if i.k == DATA_NR_OFFSET => acc = nr,
                 BPF_LD_W_ABS if i.k == DATA_ARCH_OFFSET => acc = arch,
                 BPF_LD_W_ABS if i.k == DATA_ARGS_OFFSET => acc = arg0,
+                BPF_LD_W_ABS if i.k == DATA_ARGS_OFFSET + 8 => acc = arg1,
                 BPF_JMP_JSET_K => pc += usize::from(if acc & i.k != 0 { i.jt } else { i.jf }),
                 BPF_JMP_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
                 BPF_JMP_JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
@@ -1817,6 +1894,69 @@ mod tests {
             assert_eq!(got, libc::SECCOMP_RET_USER_NOTIF, "{name}");
         }
         assert!(tree.len() < 700, "tree has {} instructions", tree.len());
+    }
+
+    #[test]
+    fn shipped_tree_sends_lock_calls_to_the_listener() {
+        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let tree = tree_of(&policy);
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        let fcntl = |cmd: i32| {
+            emulate_args(
+                tree,
+                libc::SYS_fcntl as u32,
+                AUDIT_ARCH_X86_64,
+                [3, cmd as u32],
+            )
+        };
+        for cmd in FCNTL_LOCK_COMMANDS {
+            assert_eq!(fcntl(cmd as i32), notify, "fcntl command {cmd}");
+        }
+        for cmd in [
+            libc::F_GETFL,
+            libc::F_SETFL,
+            libc::F_GETFD,
+            libc::F_SETFD,
+            libc::F_DUPFD_CLOEXEC,
+            libc::F_ADD_SEALS,
+            // Decided by the EINVAL program, which wins over the tree's allow.
+            libc::F_NOTIFY,
+            libc::F_SETLEASE,
+        ] {
+            assert_eq!(fcntl(cmd), libc::SECCOMP_RET_ALLOW, "fcntl command {cmd}");
+        }
+        let flock = emulate(tree, libc::SYS_flock as u32, AUDIT_ARCH_X86_64);
+        assert_eq!(flock, notify);
+    }
+
+    #[test]
+    fn lock_calls_may_not_be_killed_and_mediation_needs_them_allowed() {
+        for (entry, syscall) in [
+            (r#"{"syscalls": ["flock"], "reason": "r"}"#, "flock"),
+            (
+                r#"{"syscalls": ["fcntl"], "when": [[{"arg": 1, "op": "eq", "value": 6}]], "reason": "r"}"#,
+                "fcntl",
+            ),
+        ] {
+            let policy = format!(
+                r#"{{"description": "t", "default_action": {{"errno": "EPERM"}},
+                    "allow": [{{"syscalls": ["read"], "reason": "io"}}],
+                    "kill": [{entry}]}}"#
+            );
+            let err = load_err(&[("p", &policy)], "p");
+            assert!(
+                err.contains(&format!("syscall \"{syscall}\" may not be killed")),
+                "{err}"
+            );
+        }
+        let policy = r#"{"description": "t", "default_action": {"errno": "EPERM"},
+            "mediate_locks": true,
+            "allow": [{"syscalls": ["flock"], "reason": "io"}]}"#;
+        let err = load_err(&[("p", policy)], "p");
+        assert!(
+            err.contains("mediate_locks is set but \"fcntl\" is not allowed unconditionally"),
+            "{err}"
+        );
     }
 
     #[test]

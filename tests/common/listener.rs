@@ -1,0 +1,121 @@
+//! Standing in for the container's init on the seccomp listener, for tests that run
+//! programs under a policy outside a container: lock calls (which the policy hands to the
+//! init, see `container::locks`) run as made; anything else fails with ENOSYS.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use warmbox::container::locks::LockCall;
+
+/// Sends `fd` over the socket `sock` (async-signal-safe: no allocation).
+pub fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
+    #[repr(C)]
+    union Cmsg {
+        buf: [u8; 64],
+        _align: libc::cmsghdr,
+    }
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cmsg = Cmsg { buf: [0; 64] };
+    // SAFETY: msghdr is plain old data; the CMSG macros stay within `cmsg`, which is
+    // aligned for cmsghdr and larger than CMSG_SPACE(4).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.buf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let hdr = libc::CMSG_FIRSTHDR(&msg);
+        (*hdr).cmsg_level = libc::SOL_SOCKET;
+        (*hdr).cmsg_type = libc::SCM_RIGHTS;
+        (*hdr).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<RawFd>(), fd);
+        if libc::sendmsg(sock, &msg, 0) != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Receives the listener (none: the child failed before sending it) and answers its
+/// notifications until no process is left under the filter.
+pub fn answer_lock_calls(sock: &UnixStream) {
+    #[repr(C)]
+    union Cmsg {
+        buf: [u8; 64],
+        _align: libc::cmsghdr,
+    }
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cmsg = Cmsg { buf: [0; 64] };
+    // SAFETY: as in send_fd; the received fd, if any, is new and ours.
+    let listener = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.buf.as_mut_ptr().cast();
+        msg.msg_controllen = 64;
+        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) != 1 {
+            return;
+        }
+        let hdr = libc::CMSG_FIRSTHDR(&msg);
+        if hdr.is_null() || (*hdr).cmsg_type != libc::SCM_RIGHTS {
+            return;
+        }
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+            libc::CMSG_DATA(hdr).cast::<RawFd>(),
+        ))
+    };
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            continue;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            return; // POLLHUP: the program and all its children are gone
+        }
+        // SAFETY: plain old data, zeroed as the kernel requires.
+        let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid listener and a seccomp_notif of the right size.
+        if unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut notif,
+            )
+        } != 0
+        {
+            continue;
+        }
+        let lock = LockCall::from_notification(notif.data.nr, &notif.data.args).is_some();
+        let mut resp = libc::seccomp_notif_resp {
+            id: notif.id,
+            val: 0,
+            error: if lock { 0 } else { -libc::ENOSYS },
+            flags: if lock {
+                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+            } else {
+                0
+            },
+        };
+        // SAFETY: a valid listener and a filled response.
+        unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp,
+            )
+        };
+    }
+}

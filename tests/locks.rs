@@ -1,0 +1,525 @@
+//! File locks and directory notifications in containers (`container::locks`).
+//!
+//! A lock on a file the container shares with the host and the other containers of its
+//! layout (the read-only binds under `/usr`, the template's `/etc` and `/dev`, the kernel's
+//! one anonymous inode behind every eventfd) must neither block nor be seen by them; a lock
+//! on the container's own files (`/box`, `/tmp`, `/dev/shm`) must work as on any Linux.
+//! The cross-container tests run two containers at once and check, from the timestamps
+//! they print (CLOCK_REALTIME is the host's), that the second one and the host tried
+//! while the first held its lock.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use warmbox::request::{StepResult, StepStatus};
+
+use common::Harness;
+
+/// How long the first container holds its lock.
+const HOLD_MS: u64 = 4000;
+/// When the second container is started, after the first.
+const SECOND_AFTER: Duration = Duration::from_millis(1500);
+
+/// A C program (compiled by the c profile; the compile must succeed), run with `args`.
+async fn c(h: &Harness, src: &str, args: &[&str], limits: Value) -> StepResult {
+    let resp = h
+        .run(
+            json!({"profile": "c", "files": [{"name": "main.c", "content": src}],
+                    "args": args, "limits": limits}),
+        )
+        .await;
+    let compile = resp.compile.as_ref().expect("the c profile compiles");
+    assert_eq!(
+        compile.status,
+        StepStatus::Ok,
+        "compile failed: {}",
+        compile.stderr
+    );
+    resp.run.expect("run step present")
+}
+
+fn expect_ok(r: &StepResult) {
+    assert_eq!(
+        (r.status, r.exit_code, r.signal),
+        (StepStatus::Ok, Some(0), None),
+        "unexpected outcome: {r:#?}"
+    );
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// A file of the host under `/usr` (a read-only bind in every container), removed with
+/// its directory when dropped.
+struct HostFile {
+    path: PathBuf,
+}
+
+const TEST_DIR: &str = "/usr/share/warmbox-locktest";
+
+impl HostFile {
+    fn new(tag: &str) -> Self {
+        std::fs::create_dir_all(TEST_DIR).expect("mkdir /usr/share/warmbox-locktest");
+        let path = Path::new(TEST_DIR).join(format!("{tag}-{}", std::process::id()));
+        std::fs::write(&path, b"shared\n").expect("create the test file under /usr");
+        Self { path }
+    }
+
+    fn str(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for HostFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        // Fails while another test's file is still there; the last one removes it.
+        let _ = std::fs::remove_dir(TEST_DIR);
+    }
+}
+
+const LOCKER_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static const char *result(int r) { return r == 0 ? "0" : strerrorname_np(errno); }
+
+/* hold KIND PATH MS: take the lock, print when, hold it MS ms, print when released.
+   try KIND PATH: print when, and whether the lock is free to take (or the query's answer).
+   KIND: flock (LOCK_EX), eventfd (flock LOCK_EX on a fresh eventfd), posix (F_RDLCK),
+   ofd (F_RDLCK); the tries ask for LOCK_EX|LOCK_NB or query F_WRLCK. */
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    const char *mode = argv[1], *kind = argv[2], *path = argv[3];
+    int fd = !strcmp(kind, "eventfd") ? eventfd(0, 0) : open(path, O_RDONLY);
+    if (fd < 0) { printf("open: %s\n", strerrorname_np(errno)); return 3; }
+    int posix = !strcmp(kind, "posix"), ofd = !strcmp(kind, "ofd");
+    struct flock fl = { .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    if (!strcmp(mode, "hold")) {
+        int r;
+        fl.l_type = F_RDLCK;
+        if (posix) r = fcntl(fd, F_SETLK, &fl);
+        else if (ofd) r = fcntl(fd, F_OFD_SETLK, &fl);
+        else r = flock(fd, LOCK_EX | LOCK_NB);
+        printf("held %s at %lld\n", result(r), now());
+        fflush(stdout);
+        usleep(atoi(argv[4]) * 1000);
+        printf("released at %lld\n", now());
+        return 0;
+    }
+    long long t = now();
+    if (posix || ofd) {
+        fl.l_type = F_WRLCK;
+        int r = fcntl(fd, posix ? F_GETLK : F_OFD_GETLK, &fl);
+        printf("tried at %lld: %s %s\n", t, result(r), fl.l_type == F_UNLCK ? "unlocked" : "locked");
+    } else {
+        int r = flock(fd, LOCK_EX | LOCK_NB);
+        printf("tried at %lld: %s\n", t, result(r));
+    }
+    return 0;
+}
+"#;
+
+/// The number after `prefix` on the line that starts with it.
+fn stamp(out: &str, prefix: &str) -> i64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {out:?}"))
+}
+
+/// Opens `path` with `flags` on the host.
+fn host_open(path: &str, flags: libc::c_int) -> OwnedFd {
+    let c = CString::new(path).expect("path");
+    // SAFETY: a valid C string; open returns a new fd or -1.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open {path}: {}", std::io::Error::last_os_error());
+    // SAFETY: the fd is new and ours.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn errno_of(r: libc::c_int) -> i32 {
+    if r == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// The host takes the exclusive form of `kind`'s lock without waiting: 0 or the errno.
+fn host_try(kind: &str, path: &str) -> i32 {
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    match kind {
+        "flock" => {
+            let fd = host_open(path, libc::O_RDONLY);
+            // SAFETY: flock on our fd; released when it closes.
+            errno_of(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })
+        }
+        "eventfd" => {
+            // SAFETY: eventfd takes integers and returns a new fd.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            assert!(fd >= 0);
+            // SAFETY: the fd is new and ours.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: flock on our fd.
+            errno_of(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })
+        }
+        // The host's root may write the real file: a write lock, which a container's read
+        // lock would block. (A POSIX lock of this test process: closing the fd drops it.)
+        "posix" | "ofd" => {
+            let fd = host_open(path, libc::O_RDWR);
+            let cmd = if kind == "posix" {
+                libc::F_SETLK
+            } else {
+                libc::F_OFD_SETLK
+            };
+            // SAFETY: `fl` is a valid struct flock.
+            errno_of(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl) })
+        }
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+/// Container A holds a `kind` lock on a file under `/usr`; while it does, container B and
+/// the host each take the same lock (or see it free).
+async fn shared_lock_excludes_no_one(kind: &str, b_expects: &str) {
+    let Some(h) = common::harness() else { return };
+    let file = HostFile::new(kind);
+    let path = file.str().to_owned();
+    let limits = json!({"wall_ms": HOLD_MS + 4000});
+    // Compile once, so that both runs below start at once (the compile cache).
+    let r = c(h, LOCKER_C, &["try", kind, &path], limits.clone()).await;
+    expect_ok(&r);
+
+    let hold_ms = HOLD_MS.to_string();
+    let a_args = ["hold", kind, path.as_str(), hold_ms.as_str()];
+    let (a, (b, host)) = tokio::join!(c(h, LOCKER_C, &a_args, limits.clone()), async {
+        tokio::time::sleep(SECOND_AFTER).await;
+        let b = c(h, LOCKER_C, &["try", kind, &path], limits.clone()).await;
+        let at = now_ns();
+        (b, (at, host_try(kind, &path)))
+    });
+    expect_ok(&a);
+    expect_ok(&b);
+    let held = stamp(&a.stdout, "held 0 at ");
+    let released = stamp(&a.stdout, "released at ");
+    let tried = stamp(&b.stdout, "tried at ");
+    assert!(
+        held < tried && tried < released && host.0 < released,
+        "not concurrent (a loaded machine?): A held {held}..{released}, B tried {tried}, \
+         the host {}",
+        host.0
+    );
+    assert_eq!(
+        b.stdout,
+        format!("tried at {tried}: {b_expects}\n"),
+        "container B"
+    );
+    assert_eq!(host.1, 0, "the host's {kind} lock: errno {}", host.1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flock_on_a_shared_file_blocks_no_other_container_nor_the_host() {
+    shared_lock_excludes_no_one("flock", "0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flock_on_an_eventfd_blocks_no_other_container_nor_the_host() {
+    // Every eventfd is the kernel's one anonymous inode.
+    shared_lock_excludes_no_one("eventfd", "0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn posix_lock_on_a_shared_file_is_seen_by_no_other_container_nor_the_host() {
+    shared_lock_excludes_no_one("posix", "0 unlocked").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ofd_lock_on_a_shared_file_is_seen_by_no_other_container_nor_the_host() {
+    shared_lock_excludes_no_one("ofd", "0 unlocked").await;
+}
+
+const BOX_LOCKS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+static const char *result(int r) { return r == 0 ? "0" : strerrorname_np(errno); }
+
+static void on_alarm(int s) { (void)s; }
+
+/* KIND: flock, posix or ofd. The parent locks /box/f exclusively; a child with a file
+   description of its own tries without waiting, then waits; the parent unlocks 300 ms
+   later. Then a wait cut short by a signal (no SA_RESTART) fails with EINTR. */
+static int lock(const char *kind, int fd, int exclusive, int wait) {
+    if (!strcmp(kind, "flock"))
+        return flock(fd, (exclusive ? LOCK_EX : LOCK_UN) | (wait ? 0 : LOCK_NB));
+    struct flock fl = { .l_type = exclusive ? F_WRLCK : F_UNLCK, .l_whence = SEEK_SET };
+    if (!strcmp(kind, "posix")) return fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl);
+    return fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+}
+
+int main(int argc, char **argv) {
+    const char *kind = argv[1];
+    int fd = open("/box/f", O_RDWR | O_CREAT, 0644);
+    printf("parent lock %s\n", result(lock(kind, fd, 1, 0)));
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        int mine = open("/box/f", O_RDWR);
+        printf("child try %s\n", result(lock(kind, mine, 1, 0)));
+        fflush(stdout);
+        long long t = ms();
+        int r = lock(kind, mine, 1, 1);
+        long long waited = ms() - t;
+        printf("child wait %s after the unlock %s\n", result(r), waited >= 250 ? "yes" : "no");
+        lock(kind, mine, 0, 0);
+        fflush(stdout);
+        _exit(0);
+    }
+    usleep(300000);
+    printf("parent unlocks\n");
+    fflush(stdout);
+    int r = lock(kind, fd, 0, 0);
+    waitpid(p, 0, 0);
+    printf("parent unlock %s\n", result(r));
+    fflush(stdout);
+
+    /* The parent holds it again; a child's wait is interrupted by SIGALRM. */
+    lock(kind, fd, 1, 0);
+    p = fork();
+    if (p == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm;
+        sigaction(SIGALRM, &sa, 0);
+        int mine = open("/box/f", O_RDWR);
+        alarm(1);
+        printf("interrupted wait %s\n", result(lock(kind, mine, 1, 1)));
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(p, 0, 0);
+    return 0;
+}
+"#;
+
+/// A lock on a `/box` file excludes a second process of the same container: its
+/// non-blocking try fails, its wait ends when the first unlocks, a signal cuts it short.
+async fn box_lock_excludes_a_second_process(kind: &str, busy: &str) {
+    let Some(h) = common::harness() else { return };
+    let r = c(h, BOX_LOCKS_C, &[kind], json!({"wall_ms": 5000})).await;
+    expect_ok(&r);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "parent lock 0\nchild try {busy}\nparent unlocks\n\
+             child wait 0 after the unlock yes\nparent unlock 0\ninterrupted wait EINTR\n"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flock_in_box_excludes_a_second_process() {
+    box_lock_excludes_a_second_process("flock", "EAGAIN").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn posix_lock_in_box_excludes_a_second_process() {
+    box_lock_excludes_a_second_process("posix", "EAGAIN").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ofd_lock_in_box_excludes_a_second_process() {
+    box_lock_excludes_a_second_process("ofd", "EAGAIN").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_in_box_works() {
+    let Some(h) = common::harness() else { return };
+    let code = r#"
+import sqlite3
+a = sqlite3.connect("/box/t.db", timeout=0, isolation_level=None)
+b = sqlite3.connect("/box/t.db", timeout=0, isolation_level=None)
+a.execute("create table t (x integer)")
+a.execute("begin immediate")
+a.execute("insert into t values (1)")
+try:
+    b.execute("begin immediate")
+    print("b got the write lock")
+except sqlite3.OperationalError as e:
+    print("b:", e)
+print("b reads", b.execute("select count(*) from t").fetchone()[0])
+a.execute("commit")
+b.execute("begin immediate")
+b.execute("insert into t values (2)")
+b.execute("commit")
+print("a reads", a.execute("select count(*) from t").fetchone()[0])
+"#;
+    let r = h
+        .run(json!({"profile": "python3", "files": [{"name": "main.py", "content": code}]}))
+        .await
+        .run
+        .expect("run step");
+    expect_ok(&r);
+    assert_eq!(
+        r.stdout, "b: database is locked\nb reads 0\na reads 2\n",
+        "{r:#?}"
+    );
+}
+
+const FCNTL_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void show(const char *what, int r) {
+    printf("%s %d %s\n", what, r, r < 0 ? strerrorname_np(errno) : "0");
+}
+
+int main(void) {
+    int dir = open("/usr/share", O_RDONLY | O_DIRECTORY);
+    show("F_NOTIFY", fcntl(dir, F_NOTIFY, DN_ACCESS | DN_MULTISHOT));
+    int f = open("/box/f", O_RDONLY | O_CREAT, 0644);
+    show("F_SETLEASE", fcntl(f, F_SETLEASE, F_RDLCK));
+    show("F_GETLEASE", fcntl(f, F_GETLEASE));
+    show("F_GETFL", fcntl(f, F_GETFL) & O_ACCMODE);
+    show("F_SETFD", fcntl(f, F_SETFD, FD_CLOEXEC));
+    show("F_GETFD", fcntl(f, F_GETFD));
+    printf("alive\n");
+    return 0;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dnotify_and_leases_fail_with_einval_and_other_fcntl_commands_work() {
+    let Some(h) = common::harness() else { return };
+    let r = c(h, FCNTL_C, &[], json!({})).await;
+    expect_ok(&r);
+    assert_eq!(
+        r.stdout,
+        "F_NOTIFY -1 EINVAL\nF_SETLEASE -1 EINVAL\nF_GETLEASE -1 EINVAL\n\
+         F_GETFL 0 0\nF_SETFD 0 0\nF_GETFD 1 0\nalive\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proc_locks_shows_no_lock_of_the_host() {
+    let Some(h) = common::harness() else { return };
+    // An OFD lock of the host's, which a fresh pid namespace's /proc/locks lists.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("held");
+    std::fs::write(&path, b"x").expect("write");
+    let fd = host_open(path.to_str().expect("utf-8"), libc::O_RDWR);
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    // SAFETY: a valid struct flock on our fd.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(r, 0, "host OFD lock");
+    let host_view = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+    assert!(host_view.contains("OFDLCK"), "{host_view}");
+    let r = h
+        .run(json!({"profile": "bash",
+                    "cmd": ["/bin/bash", "-c", "wc -c < /proc/locks"]}))
+        .await
+        .run
+        .expect("run step");
+    expect_ok(&r);
+    assert_eq!(r.stdout, "0\n");
+}
+
+const SWAP_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+/* One thread locks fd 10 (a /box file) in a loop while another keeps swapping a file of
+   /usr onto that number and back: the race the init's post-check catches. */
+static int own, shared;
+
+static void *swapper(void *arg) {
+    (void)arg;
+    for (;;) { dup2(shared, 10); dup2(own, 10); }
+    return 0;
+}
+
+int main(void) {
+    own = open("/box/f", O_RDWR | O_CREAT, 0644);
+    shared = open("/usr/bin/env", O_RDONLY);
+    dup2(own, 10);
+    printf("start\n");
+    fflush(stdout);
+    pthread_t t;
+    pthread_create(&t, 0, swapper, 0);
+    struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
+    for (int i = 0; i < 1000000; i++) {
+        fl.l_type = F_RDLCK;
+        fcntl(10, F_SETLK, &fl);
+        fl.l_type = F_UNLCK;
+        fcntl(10, F_SETLK, &fl);
+    }
+    printf("never caught\n");
+    return 0;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_file_swapped_in_under_a_posix_lock_is_a_violation() {
+    let Some(h) = common::harness() else { return };
+    let r = c(h, SWAP_C, &[], json!({"wall_ms": 10000, "cpu_ms": 10000})).await;
+    assert_eq!(
+        (r.status, r.exit_code, r.signal),
+        (StepStatus::SecurityViolation, None, Some(libc::SIGKILL)),
+        "{r:#?}"
+    );
+    assert_eq!(r.stdout, "start\n");
+    let message = r.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("forbidden system call fcntl (72)"),
+        "{r:#?}"
+    );
+}
