@@ -453,8 +453,9 @@ impl Watch {
 /// 1. a limit the submission hit (time, wall time, memory, output, file size);
 /// 2. an interactor's failure that the submission caused by closing its end
 ///    ([`ended_by_submission`]: SIGPIPE, or another exit code after the submission had
-///    closed its stdin or stdout): the submission's own failure if it has one, else
-///    `wrong_answer` (testlib's "unexpected end of file") with a message saying so;
+///    closed its stdin or stdout): the submission's own failure if it has one (but a
+///    broken pipe, which then follows from the same cause), else `wrong_answer`
+///    (testlib's "unexpected end of file") with a message saying so;
 /// 3. the interactor's own failure (another exit code, a signal, a limit):
 ///    `internal_error` with a message, the judge's fault;
 /// 4. any other failure of the submission (runtime error, signal, forbidden call);
@@ -473,8 +474,14 @@ fn interactive_verdict(sub: &RawStep, int: &RawStep, closed: Closed) -> (Verdict
         return (Verdict::Step(status), None);
     }
     if let Some(why) = ended_by_submission(int, closed) {
+        // A broken pipe of the submission's own follows from the same cause (it wrote
+        // after the interactor it had ended was gone): whichever came first under load,
+        // the verdict is the same.
+        let broken_pipe =
+            status == StepStatus::Signaled && sub.result.signal == Some(libc::SIGPIPE);
         return match status {
             StepStatus::Ok => (Verdict::WrongAnswer, Some(why)),
+            _ if broken_pipe => (Verdict::WrongAnswer, Some(why)),
             other => (Verdict::Step(other), None),
         };
     }
@@ -678,6 +685,14 @@ mod tests {
                 input,
                 (Verdict::Step(RuntimeError), None),
             ),
+            // The submission's own broken pipe, once the interactor it ended was gone.
+            (
+                signaled(libc::SIGPIPE),
+                signaled(libc::SIGPIPE),
+                input,
+                wa(sigpipe),
+            ),
+            (signaled(libc::SIGPIPE), exited(3), output, wa(exit3)),
             // SIGPIPE while the submission still read: not from that pipe.
             (
                 ok.clone(),
