@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use warmbox::container::landlock::{abi_version, prepare, LandlockRules};
-use warmbox::sandbox::seccomp::{CompiledPolicy, SeccompError};
+use warmbox::sandbox::seccomp::CompiledPolicy;
 
 fn available(program: &str) -> bool {
     if abi_version().is_none() {
@@ -78,27 +78,10 @@ fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
             ruleset
                 .restrict_self()
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
-            let listener = seccomp.install().map_err(|e| match e {
-                SeccompError::Install(e) => e,
-                _ => std::io::Error::from(std::io::ErrorKind::Other),
-            })?;
-            // A thread of ours stands in for the init (lock calls).
-            if let Some(l) = listener {
-                listener::send_fd(theirs_fd, l.as_raw_fd())?;
-            }
-            Ok(())
+            listener::install_and_hand_over(&seccomp, theirs_fd)
         });
     }
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-    drop(theirs);
-    let supervisor = std::thread::spawn(move || listener::answer_lock_calls(&ours));
-    let output = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait for {program}: {e}"));
-    supervisor.join().expect("supervisor thread");
-    output
+    listener::run_supervised(&mut command, ours, theirs, program)
 }
 
 fn assert_ok(output: &Output, what: &str, stdout: &str) {

@@ -14,7 +14,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use warmbox::sandbox::seccomp::{CompiledPolicy, SeccompError};
+use warmbox::sandbox::seccomp::CompiledPolicy;
 
 fn require_sandbox() -> bool {
     std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1")
@@ -77,26 +77,10 @@ fn run_filtered(dir: &Path, program: &str, args: &[&str]) -> Output {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let listener = policy.install().map_err(|e| match e {
-                SeccompError::Install(e) => e,
-                _ => std::io::Error::from(std::io::ErrorKind::Other),
-            })?;
-            if let Some(l) = listener {
-                listener::send_fd(theirs_fd, l.as_raw_fd())?;
-            }
-            Ok(())
+            listener::install_and_hand_over(&policy, theirs_fd)
         });
     }
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-    drop(theirs);
-    let supervisor = std::thread::spawn(move || listener::answer_lock_calls(&ours));
-    let output = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait for {program}: {e}"));
-    supervisor.join().expect("supervisor thread");
-    output
+    listener::run_supervised(&mut command, ours, theirs, program)
 }
 
 /// Asserts a clean exit with exactly `stdout`.

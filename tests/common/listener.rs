@@ -2,7 +2,7 @@
 //! programs under a policy outside a container: lock calls (which the policy hands to the
 //! init, see `container::locks`) run as made; anything else fails with ENOSYS.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use warmbox::container::locks::LockCall;
@@ -40,37 +40,51 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Installs `policy` in this (forked, about to exec) process and hands its listener, if
+/// it has one, over `sock` to the thread running [`answer_lock_calls`]. Async-signal-safe:
+/// install() neither allocates nor takes locks (its errors carry an OS error code only).
+pub fn install_and_hand_over(
+    policy: &warmbox::sandbox::seccomp::CompiledPolicy,
+    sock: RawFd,
+) -> std::io::Result<()> {
+    use warmbox::sandbox::seccomp::SeccompError;
+    let listener = policy.install().map_err(|e| match e {
+        SeccompError::Install(e) => e,
+        _ => std::io::Error::from(std::io::ErrorKind::Other),
+    })?;
+    if let Some(l) = listener {
+        send_fd(sock, l.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+/// Spawns `command` (whose pre-exec hook calls [`install_and_hand_over`] on `theirs`),
+/// stands in for the init on its listener from a thread, and waits for its output.
+pub fn run_supervised(
+    command: &mut std::process::Command,
+    ours: UnixStream,
+    theirs: UnixStream,
+    program: &str,
+) -> std::process::Output {
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    drop(theirs);
+    let supervisor = std::thread::spawn(move || answer_lock_calls(&ours));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {program}: {e}"));
+    supervisor.join().expect("supervisor thread");
+    output
+}
+
 /// Receives the listener (none: the child failed before sending it) and answers its
 /// notifications until no process is left under the filter.
 pub fn answer_lock_calls(sock: &UnixStream) {
-    #[repr(C)]
-    union Cmsg {
-        buf: [u8; 64],
-        _align: libc::cmsghdr,
-    }
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cmsg = Cmsg { buf: [0; 64] };
-    // SAFETY: as in send_fd; the received fd, if any, is new and ours.
-    let listener = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.buf.as_mut_ptr().cast();
-        msg.msg_controllen = 64;
-        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) != 1 {
-            return;
-        }
-        let hdr = libc::CMSG_FIRSTHDR(&msg);
-        if hdr.is_null() || (*hdr).cmsg_type != libc::SCM_RIGHTS {
-            return;
-        }
-        OwnedFd::from_raw_fd(std::ptr::read_unaligned(
-            libc::CMSG_DATA(hdr).cast::<RawFd>(),
-        ))
+    let listener = match warmbox::protocol::recv_with_fds(sock.as_raw_fd(), &mut byte) {
+        Ok((1, mut fds)) if fds.len() == 1 => fds.remove(0),
+        _ => return,
     };
     loop {
         let mut pfd = libc::pollfd {
