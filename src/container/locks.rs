@@ -16,18 +16,43 @@
 //!   file description, so the init takes them itself on the same description (fetched
 //!   with `pidfd_getfd`), never blocking: a call that would block and may waits in
 //!   `pending` and is tried again every `RETRY` until it succeeds or its caller is
-//!   interrupted. That is race-free: what the init checked is what it locks. POSIX locks
-//!   belong to the calling process, so the init cannot take them: it lets the call run
-//!   (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`) and checks the fd number again right after. A
-//!   thread of the caller that swapped a shared file onto that number in between is a
-//!   violation. The post-check bounds the race rather than closing it: a swap between the
-//!   post-check and the kernel's own lookup of the fd (microseconds) gets a real POSIX
-//!   lock on a shared file. Other containers never see it (their calls on shared files
-//!   never reach the kernel), the lock ends as soon as the fd is closed or replaced (a
-//!   close releases all of the process's POSIX locks on that file), and a swap caught by
-//!   the post-check kills the container: what remains is a host process taking a lock on
-//!   a file under `/usr`, contending with it for a moment, at the price of a lost race
-//!   killing the job.
+//!   interrupted. That is race-free: what the init checked is what it locks. A lock whose
+//!   answer finds its caller gone (interrupted or killed since it was checked) is released
+//!   again: the description, which may outlive the caller, would keep it.
+//! - POSIX locks belong to the calling process (its fd table), so the init cannot take
+//!   them: it lets the call run (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`), and the kernel looks
+//!   the fd number up again when the caller's thread next runs. That is a race: another
+//!   thread of the caller can swap a shared file onto the number in between, and the
+//!   caller can make that window as long as it likes (its locking thread at `SCHED_IDLE`,
+//!   pinned next to a busy thread, waits milliseconds to be scheduled). So every
+//!   `F_SETLK`/`F_SETLKW` let run is watched (whatever its `l_type` said when the init
+//!   read it: the caller's memory can change before the kernel reads it), one entry per
+//!   (thread, fd), at most `MAX_WATCHED` (past that, new ones fail with `ENOLCK` rather than
+//!   run unwatched). Every `CHECK_EVERY` the init looks at the fd number in the fd table of
+//!   a live thread of the caller's group (`verdict`): a shared file with a lock placed
+//!   through it (the `lock:` lines of `/proc/<tid>/fdinfo/<fd>`, which list exactly the
+//!   locks of that fd table through that open file: fs/locks.c `show_fd_locks`) is a
+//!   violation (the container is killed, `security_violation` naming `fcntl`): no lock of
+//!   the container's ever reaches a shared file otherwise. A call is forgotten once its
+//!   thread is known to be past it (a later lock call of the thread, `/proc/<tid>/syscall`
+//!   showing it in another call or in user space, or the thread gone) and no lock sits on
+//!   a shared file through the number, or once the whole thread group is gone: a lock
+//!   placed through the number stays listed there as long as it exists, because closing
+//!   or replacing the fd (the only ways to move it) drops the process's POSIX locks on the
+//!   file. Until then the call is kept whatever the number is now (closed, own, shared
+//!   and unlocked: SQLite unlocks, closes the database and opens a file under `/usr` that
+//!   gets the same number, and that is no violation), since it may not have run yet.
+//!
+//!   What remains: a lock that lands on a shared file is there until the next check, at
+//!   most `CHECK_EVERY` (longer when the container's CPU quota throttles its cgroup, init
+//!   included); one released before that is not seen, though each hold risks a check and
+//!   the kill. Such a lock can contend with the host's processes for that long; another
+//!   container sees it only by winning the same race with `F_GETLK`, which is let run
+//!   unwatched (a query places nothing, and afterwards nothing shows it ran on a shared
+//!   file): a query that wins reads the kernel's locks of a shared file, the host's
+//!   included. And a fd table shared with another process (`clone(CLONE_FILES)` without
+//!   `CLONE_THREAD`) outlives the caller's thread group, and with it any lock it holds,
+//!   unwatched from then on.
 //!
 //! A file is the container's own when it is on one of its writable tmpfs (`/box`, `/tmp`,
 //! `/dev/shm`: compared by device, recorded by the init after mounting them) or is a pipe
@@ -35,7 +60,10 @@
 //! else is shared, including what looks private but is not: every eventfd, epoll, signalfd
 //! and timerfd is the one anonymous inode of the whole kernel, so a `flock` on an eventfd
 //! used to block every other eventfd's `flock` on the host. Anything not known to be the
-//! container's own is shared: a lock that excludes nothing only fails the job itself.
+//! container's own is shared: a lock that excludes nothing only fails the job itself. A
+//! memfd (the job's stdin among them) lives on the kernel's internal tmpfs, not the
+//! container's, so it is shared too: its locks are granted and exclude nothing, even
+//! between the job's own processes.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
