@@ -470,56 +470,252 @@ async fn proc_locks_shows_no_lock_of_the_host() {
     assert_eq!(r.stdout, "0\n");
 }
 
-const SWAP_C: &str = r#"
+const RACE_C: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-/* One thread locks fd 10 (a /box file) in a loop while another keeps swapping a file of
-   /usr onto that number and back: the race the init's post-check catches. */
+/* The race of a POSIX lock on an own file, held open. The locking thread L runs at
+   SCHED_IDLE on one CPU next to a busy thread B: L makes its call just before B wakes
+   up, so that when the init lets the call run, L waits for B. Meanwhile the main thread
+   swaps a file of /usr onto the fd, then lets B sleep: L's lock lands on the shared
+   file. Whether it did, fdinfo's "lock:" lines tell. */
+#define FD 10
 static int own, shared;
+static struct stat shared_st;
+static int cpu_a = -1, cpu_b = -1;
+static atomic_llong next_wake;
+static atomic_int calling, release_b, result, quit;
 
-static void *swapper(void *arg) {
+static long long now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void pin(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof s, &s);
+}
+
+static int holds_lock_on_shared(void) {
+    struct stat st;
+    if (fstat(FD, &st) || st.st_dev != shared_st.st_dev || st.st_ino != shared_st.st_ino)
+        return 0;
+    char b[4096];
+    int f = open("/proc/self/fdinfo/10", O_RDONLY);
+    int n = f < 0 ? -1 : read(f, b, sizeof b - 1);
+    if (f >= 0) close(f);
+    if (n <= 0) return 0;
+    b[n] = 0;
+    return strstr(b, "lock:") != 0;
+}
+
+static void *busy(void *arg) {
     (void)arg;
-    for (;;) { dup2(shared, 10); dup2(own, 10); }
+    pin(cpu_a);
+    prctl(PR_SET_TIMERSLACK, 1);
+    while (!quit) {
+        long long w = now() + 2000000;
+        struct timespec ts = { w / 1000000000LL, w % 1000000000LL };
+        next_wake = w;
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, 0);
+        while (!release_b && !quit) {}
+        release_b = 0;
+    }
+    pause();
+    return 0;
+}
+
+static void *locker(void *arg) {
+    (void)arg;
+    pin(cpu_a);
+    struct sched_param p = { 0 };
+    sched_setscheduler(0, SCHED_IDLE, &p);
+    long long used = 0;
+    for (int attempt = 0; !quit; attempt++) {
+        long long w;
+        while ((w = next_wake) == used && !quit) {}
+        used = w;
+        long long at = w - 5000 - (attempt % 8) * 5000;
+        while (now() < at) {}
+        struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
+        calling = 1;
+        fcntl(FD, F_SETLK, &fl);
+        result = holds_lock_on_shared() ? 2 : 1;
+    }
+    pause();
     return 0;
 }
 
 int main(void) {
     own = open("/box/f", O_RDWR | O_CREAT, 0644);
     shared = open("/usr/bin/env", O_RDONLY);
-    dup2(own, 10);
-    printf("start\n");
-    fflush(stdout);
-    pthread_t t;
-    pthread_create(&t, 0, swapper, 0);
-    struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
-    for (int i = 0; i < 1000000; i++) {
-        fl.l_type = F_RDLCK;
-        fcntl(10, F_SETLK, &fl);
-        fl.l_type = F_UNLCK;
-        fcntl(10, F_SETLK, &fl);
+    fstat(shared, &shared_st);
+    cpu_set_t s;
+    sched_getaffinity(0, sizeof s, &s);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &s)) { if (cpu_a < 0) cpu_a = c; else if (cpu_b < 0) cpu_b = c; }
+    if (cpu_b < 0) { printf("needs two cpus\n"); return 1; }
+    pin(cpu_b);
+    dup2(own, FD);
+    pthread_t b, l;
+    pthread_create(&b, 0, busy, 0);
+    pthread_create(&l, 0, locker, 0);
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        while (!calling) {}
+        calling = 0;
+        usleep(1000);
+        dup2(shared, FD);
+        release_b = 1;
+        int r;
+        while (!(r = result)) {}
+        if (r == 2) {
+            quit = 1;
+            printf("won\n");
+            fflush(stdout);
+            usleep(2000000);
+            printf("held\n");
+            return 0;
+        }
+        dup2(own, FD);
+        result = 0;
     }
-    printf("never caught\n");
+    printf("never won\n");
     return 0;
 }
 "#;
 
+/// Finding: a POSIX lock let run on an own file lands on a shared one swapped onto the fd
+/// after the init looked, and is held. The init must see it held and kill the container.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_shared_file_swapped_in_under_a_posix_lock_is_a_violation() {
+async fn a_posix_lock_that_lands_on_a_shared_file_and_is_held_is_a_violation() {
     let Some(h) = common::harness() else { return };
-    let r = c(h, SWAP_C, &[], json!({"wall_ms": 10000, "cpu_ms": 10000})).await;
+    let r = c(h, RACE_C, &[], json!({"wall_ms": 8000, "cpu_ms": 8000})).await;
     assert_eq!(
         (r.status, r.exit_code, r.signal),
         (StepStatus::SecurityViolation, None, Some(libc::SIGKILL)),
         "{r:#?}"
     );
-    assert_eq!(r.stdout, "start\n");
+    assert!(r.stdout == "won\n" || r.stdout.is_empty(), "{r:#?}");
     let message = r.message.as_deref().unwrap_or_default();
     assert!(
         message.starts_with("forbidden system call fcntl (72)"),
         "{r:#?}"
+    );
+}
+
+const REOPEN_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What SQLite does: unlock, close the database, open a file of /usr, which gets the
+   same fd number. */
+int main(void) {
+    for (int i = 0; i < 2000; i++) {
+        int fd = open("/box/db", O_RDWR | O_CREAT, 0644);
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+        if (fcntl(fd, F_SETLK, &fl)) { printf("lock %d: %s\n", i, strerrorname_np(errno)); return 1; }
+        fl.l_type = F_UNLCK;
+        if (fcntl(fd, F_SETLK, &fl)) { printf("unlock %d: %s\n", i, strerrorname_np(errno)); return 1; }
+        close(fd);
+        int u = open("/usr/bin/env", O_RDONLY);
+        if (u != fd) { printf("fd %d then %d\n", fd, u); return 1; }
+        close(u);
+    }
+    printf("done\n");
+    return 0;
+}
+"#;
+
+/// SQLite's pattern must not be mistaken for the race: a lock is let run, the file is
+/// unlocked and closed, and the fd number is a shared file's by the time the init looks.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_own_file_unlocked_closed_and_its_fd_reused_for_a_shared_file_is_no_violation() {
+    let Some(h) = common::harness() else { return };
+    let r = c(h, REOPEN_C, &[], json!({"wall_ms": 20000, "cpu_ms": 20000})).await;
+    expect_ok(&r);
+    assert_eq!(r.stdout, "done\n");
+}
+
+const STORM_C: &str = r#"
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+/* MODE COUNT: COUNT threads take a shared flock on a /box file in a loop (the init's
+   listener never runs dry); with MODE "output", the main thread writes without end after
+   300 ms. */
+static void *storm(void *arg) {
+    int fd = open("/box/f", O_RDWR | O_CREAT, 0644);
+    (void)arg;
+    for (;;) flock(fd, LOCK_SH);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    pthread_t t;
+    for (int i = 0; i < atoi(argv[2]); i++) pthread_create(&t, 0, storm, 0);
+    if (argv[1][0] == 'o') {
+        usleep(300000);
+        for (;;) write(1, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 64);
+    }
+    pause();
+    return 0;
+}
+"#;
+
+/// A storm of lock calls ends at the wall limit, with its CPU time (the storm's threads',
+/// not the init's) within what two cores give.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_lock_calls_ends_at_the_wall_limit() {
+    let Some(h) = common::harness() else { return };
+    let r = c(h, STORM_C, &["wall", "8"], json!({"wall_ms": 500})).await;
+    assert_eq!(
+        (r.status, r.exit_code, r.signal),
+        (StepStatus::WallTimeLimit, None, Some(libc::SIGKILL)),
+        "{r:#?}"
+    );
+    assert!(
+        (500.0..600.0).contains(&r.usage.wall_ms) && r.usage.cpu_ms < 2.0 * r.usage.wall_ms,
+        "{r:#?}"
+    );
+}
+
+/// The server's kill (here for output) reaches an init whose listener never runs dry.
+/// Before, the init only read the server's channel when nothing else was ready: the
+/// server killed the init itself 50 ms after asking (`KILL_GRACE`), so the step could not
+/// end before 350 ms (the output starts at 300 ms).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_lock_calls_does_not_hide_the_servers_kill() {
+    let Some(h) = common::harness() else { return };
+    let limits = json!({"wall_ms": 5000, "output_bytes": 4096});
+    let r = c(h, STORM_C, &["output", "32"], limits).await;
+    assert_eq!(
+        (r.status, r.exit_code, r.signal),
+        (StepStatus::OutputLimit, None, Some(libc::SIGKILL)),
+        "{r:#?}"
+    );
+    assert!(
+        (300.0..350.0).contains(&r.usage.wall_ms),
+        "the init took the kill late: {r:#?}"
     );
 }

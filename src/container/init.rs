@@ -18,7 +18,7 @@ use nix::sys::stat::{mkdirat, Mode};
 use std::time::{Duration, Instant};
 
 use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
-use crate::container::locks::{self, LockCall, Mediator, OwnFiles};
+use crate::container::locks::{LockCall, Mediator, OwnFiles};
 use crate::container::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
 use crate::container::{job, net};
 use crate::protocol::{
@@ -244,25 +244,30 @@ impl Init {
                 timeout = Duration::from_millis(100);
             }
             let watch = listener.as_ref().map_or(-1, |l| l.as_raw_fd());
-            if watch >= 0 && locks.has_pending() {
-                locks.retry(watch);
-                timeout = timeout.min(locks::RETRY);
-            }
-            match poll3(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), watch, timeout)? {
-                Ready::Notification => {
-                    if let Some(v) = receive(watch, &mut locks) {
-                        violation.get_or_insert(v);
-                        kill_all();
-                    }
-                    // The listener comes first in poll3: a stream of lock calls (answered,
-                    // not killed) must not hide the job's end.
-                    if poll_in(sigfd.fd.as_raw_fd()) {
-                        sigfd.drain();
-                        exit = reap_until(pid);
-                    }
+            if watch >= 0 {
+                let now = Instant::now();
+                if let Some(v) = locks.tick(watch, now) {
+                    violation.get_or_insert(v);
+                    kill_all();
                 }
-                Ready::ListenerGone => listener = None,
-                Ready::Socket => match protocol::read_frame::<ToInit>(&mut self.sock) {
+                if let Some(at) = locks.next_tick() {
+                    timeout = timeout.min(at.saturating_duration_since(now));
+                }
+            }
+            // Every fd that is ready is served in the same pass: a stream of lock calls
+            // (answered, not killed) keeps the listener always readable, and must hide
+            // neither the job's end nor the server's kill.
+            let ready = poll3(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), watch, timeout)?;
+            if ready.notification {
+                if let Some(v) = receive(watch, &mut locks) {
+                    violation.get_or_insert(v);
+                    kill_all();
+                }
+            } else if ready.listener_gone {
+                listener = None;
+            }
+            if ready.socket {
+                match protocol::read_frame::<ToInit>(&mut self.sock) {
                     Ok(Frame {
                         msg: ToInit::Kill, ..
                     }) => kill_all(),
@@ -272,12 +277,11 @@ impl Init {
                         std::process::exit(0);
                     }
                     Err(e) => return Err(format!("read during job: {e}")),
-                },
-                Ready::Signal => {
-                    sigfd.drain();
-                    exit = reap_until(pid);
                 }
-                Ready::Timeout => {}
+            }
+            if ready.signal {
+                sigfd.drain();
+                exit = reap_until(pid);
             }
         }
         let wall_ns = start.elapsed().as_nanos() as u64;
@@ -398,16 +402,20 @@ fn spawn_job(
     }
 }
 
-enum Ready {
-    Socket,
-    Signal,
-    Notification,
-    ListenerGone,
-    Timeout,
+/// What `poll3` found ready (nothing: the timeout).
+struct Ready {
+    /// A child ended.
+    signal: bool,
+    /// A notification waits on the listener.
+    notification: bool,
+    /// No process is left under the filter (and no notification waits).
+    listener_gone: bool,
+    /// A message from the server, or its end of the channel closed.
+    socket: bool,
 }
 
 /// Waits for a child's end, a message from the server, or a notification on the seccomp
-/// listener (`-1`: none to watch).
+/// listener (`-1`: none to watch); reports all that are ready.
 fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<Ready, String> {
     let pfd = |fd| libc::pollfd {
         fd,
@@ -428,22 +436,14 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
             }
             return Err(format!("poll: {e}"));
         }
-        if r == 0 {
-            return Ok(Ready::Timeout);
-        }
-        // The listener first: a forbidden call must be seen even when the job's end
-        // arrives at the same time.
-        if fds[1].revents & libc::POLLIN != 0 {
-            return Ok(Ready::Notification);
-        }
-        if fds[0].revents != 0 {
-            return Ok(Ready::Signal);
-        }
-        if fds[1].revents != 0 {
+        let notification = fds[1].revents & libc::POLLIN != 0;
+        return Ok(Ready {
+            signal: fds[0].revents != 0,
+            notification,
             // POLLHUP: no process is left under the filter.
-            return Ok(Ready::ListenerGone);
-        }
-        return Ok(Ready::Socket);
+            listener_gone: !notification && fds[1].revents != 0,
+            socket: fds[2].revents != 0,
+        });
     }
 }
 
@@ -471,7 +471,10 @@ fn receive(listener: RawFd, locks: &mut Mediator) -> Option<Violation> {
         return None;
     }
     match LockCall::from_notification(notif.data.nr, &notif.data.args) {
-        Some(call) => locks.handle(listener, &notif, call),
+        Some(call) => {
+            locks.handle(listener, &notif, call);
+            None
+        }
         None => Some(Violation {
             nr: notif.data.nr,
             pid: notif.pid,

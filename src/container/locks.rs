@@ -16,18 +16,43 @@
 //!   file description, so the init takes them itself on the same description (fetched
 //!   with `pidfd_getfd`), never blocking: a call that would block and may waits in
 //!   `pending` and is tried again every `RETRY` until it succeeds or its caller is
-//!   interrupted. That is race-free: what the init checked is what it locks. POSIX locks
-//!   belong to the calling process, so the init cannot take them: it lets the call run
-//!   (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`) and checks the fd number again right after. A
-//!   thread of the caller that swapped a shared file onto that number in between is a
-//!   violation. The post-check bounds the race rather than closing it: a swap between the
-//!   post-check and the kernel's own lookup of the fd (microseconds) gets a real POSIX
-//!   lock on a shared file. Other containers never see it (their calls on shared files
-//!   never reach the kernel), the lock ends as soon as the fd is closed or replaced (a
-//!   close releases all of the process's POSIX locks on that file), and a swap caught by
-//!   the post-check kills the container: what remains is a host process taking a lock on
-//!   a file under `/usr`, contending with it for a moment, at the price of a lost race
-//!   killing the job.
+//!   interrupted. That is race-free: what the init checked is what it locks. A lock whose
+//!   answer finds its caller gone (interrupted or killed since it was checked) is released
+//!   again: the description, which may outlive the caller, would keep it.
+//! - POSIX locks belong to the calling process (its fd table), so the init cannot take
+//!   them: it lets the call run (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`), and the kernel looks
+//!   the fd number up again when the caller's thread next runs. That is a race: another
+//!   thread of the caller can swap a shared file onto the number in between, and the
+//!   caller can make that window as long as it likes (its locking thread at `SCHED_IDLE`,
+//!   pinned next to a busy thread, waits milliseconds to be scheduled). So every
+//!   `F_SETLK`/`F_SETLKW` let run is watched (whatever its `l_type` said when the init
+//!   read it: the caller's memory can change before the kernel reads it), one entry per
+//!   (thread, fd), at most `MAX_WATCHED` (past that, new ones fail with `ENOLCK` rather than
+//!   run unwatched). Every `CHECK_EVERY` the init looks at the fd number in the fd table of
+//!   a live thread of the caller's group (`verdict`): a shared file with a lock placed
+//!   through it (the `lock:` lines of `/proc/<tid>/fdinfo/<fd>`, which list exactly the
+//!   locks of that fd table through that open file: fs/locks.c `show_fd_locks`) is a
+//!   violation (the container is killed, `security_violation` naming `fcntl`): no lock of
+//!   the container's ever reaches a shared file otherwise. A call is forgotten once its
+//!   thread is known to be past it (a later lock call of the thread, `/proc/<tid>/syscall`
+//!   showing it in another call or in user space, or the thread gone) and no lock sits on
+//!   a shared file through the number, or once the whole thread group is gone: a lock
+//!   placed through the number stays listed there as long as it exists, because closing
+//!   or replacing the fd (the only ways to move it) drops the process's POSIX locks on the
+//!   file. Until then the call is kept whatever the number is now (closed, own, shared
+//!   and unlocked: SQLite unlocks, closes the database and opens a file under `/usr` that
+//!   gets the same number, and that is no violation), since it may not have run yet.
+//!
+//!   What remains: a lock that lands on a shared file is there until the next check, at
+//!   most `CHECK_EVERY` (longer when the container's CPU quota throttles its cgroup, init
+//!   included); one released before that is not seen, though each hold risks a check and
+//!   the kill. Such a lock can contend with the host's processes for that long; another
+//!   container sees it only by winning the same race with `F_GETLK`, which is let run
+//!   unwatched (a query places nothing, and afterwards nothing shows it ran on a shared
+//!   file): a query that wins reads the kernel's locks of a shared file, the host's
+//!   included. And a fd table shared with another process (`clone(CLONE_FILES)` without
+//!   `CLONE_THREAD`) outlives the caller's thread group, and with it any lock it holds,
+//!   unwatched from then on.
 //!
 //! A file is the container's own when it is on one of its writable tmpfs (`/box`, `/tmp`,
 //! `/dev/shm`: compared by device, recorded by the init after mounting them) or is a pipe
@@ -35,12 +60,15 @@
 //! else is shared, including what looks private but is not: every eventfd, epoll, signalfd
 //! and timerfd is the one anonymous inode of the whole kernel, so a `flock` on an eventfd
 //! used to block every other eventfd's `flock` on the host. Anything not known to be the
-//! container's own is shared: a lock that excludes nothing only fails the job itself.
+//! container's own is shared: a lock that excludes nothing only fails the job itself. A
+//! memfd (the job's stdin among them) lives on the kernel's internal tmpfs, not the
+//! container's, so it is shared too: its locks are granted and exclude nothing, even
+//! between the job's own processes.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::Violation;
 
@@ -66,6 +94,11 @@ const SOCKFS_MAGIC: i64 = 0x534f_434b;
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 /// Bounds what blocked lock calls can make the init hold (each keeps an fd).
 const MAX_PENDING: usize = 256;
+/// How often the POSIX lock calls let run are checked again (see the module doc).
+pub const CHECK_EVERY: Duration = Duration::from_millis(10);
+/// Bounds the POSIX lock calls watched at once (each keeps a pidfd); past it, new ones are
+/// refused with ENOLCK rather than let run unwatched.
+const MAX_WATCHED: usize = 256;
 
 /// An `fcntl` lock command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,43 +278,142 @@ struct Pending {
     fl: Option<libc::flock>,
 }
 
+/// A lock call being answered: its notification, the call, and the caller's file.
+struct Incoming<'a> {
+    notif: &'a libc::seccomp_notif,
+    call: LockCall,
+    file: OwnedFd,
+    owner: Owner,
+}
+
+/// A POSIX set-lock call let run on an own file (`F_SETLK`/`F_SETLKW`, whatever its
+/// `l_type`: the caller's memory can change after the init read it), watched until no
+/// lock of it can be on a shared file (see the module doc).
+struct Watched {
+    /// The calling thread, and its thread group (whose fd table owns the lock).
+    tid: libc::pid_t,
+    tgid: libc::pid_t,
+    fd: RawFd,
+    /// The call's `fcntl` command and argument, to recognise it in `/proc/<tid>/syscall`.
+    cmd: u64,
+    arg: u64,
+    /// A pidfd of a live thread of the group, through which the fd table is looked at:
+    /// the caller's, then another's once it is gone.
+    holder: OwnedFd,
+    holder_tid: libc::pid_t,
+    /// The call may not have run yet (its thread was let go and not seen past it).
+    in_flight: bool,
+}
+
+/// What a watched fd number is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// No thread of the caller's thread group is left.
+    Gone,
+    /// The fd number is not open.
+    Closed,
+    /// A file of the container's own.
+    Own,
+    /// A shared file; `locked`: the fd table holds a lock placed through it (the `lock:`
+    /// lines of `/proc/<tid>/fdinfo/<fd>`).
+    Shared { locked: bool },
+}
+
+/// What to do with a watched call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Look again at the next check.
+    Keep,
+    /// No lock of it can be on a shared file any more.
+    Forget,
+    /// A lock sits on a shared file: kill the container.
+    Violation,
+}
+
+/// The decision on a watched call, `returned` when its thread is known to be past it.
+///
+/// A lock on a shared file can only have come through the race (the init never lets a
+/// shared file's lock reach the kernel), so holding one is a violation whatever else is
+/// known. Otherwise the call can do no harm once it has returned: a lock it placed on a
+/// shared file would still be listed there, since closing or replacing the fd (the only
+/// ways to move it) drops the process's POSIX locks on that file. Until it has returned,
+/// the fd number may yet be made a shared file before the kernel looks it up, so it is
+/// kept whatever the number is now (closed, own, or shared and not locked).
+pub fn verdict(returned: bool, seen: Seen) -> Verdict {
+    match seen {
+        Seen::Shared { locked: true } => Verdict::Violation,
+        // The whole thread group is gone: its call too, and its locks with its fd table.
+        Seen::Gone => Verdict::Forget,
+        _ if returned => Verdict::Forget,
+        _ => Verdict::Keep,
+    }
+}
+
 /// The lock mediation of one container.
 pub struct Mediator {
     own: OwnFiles,
     pending: Vec<Pending>,
+    watched: Vec<Watched>,
+    last_retry: Instant,
+    last_check: Instant,
 }
 
 impl Mediator {
     /// A mediator for a container whose own filesystems are `own`.
     pub fn new(own: OwnFiles) -> Self {
+        let now = Instant::now();
         Self {
             own,
             pending: Vec::new(),
+            watched: Vec::new(),
+            last_retry: now,
+            last_check: now,
         }
     }
 
-    /// Whether some lock call waits to be tried again.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// When `tick` has something to do next; `None`: nothing waits or is watched.
+    pub fn next_tick(&self) -> Option<Instant> {
+        let retry = (!self.pending.is_empty()).then(|| self.last_retry + RETRY);
+        let check = (!self.watched.is_empty()).then(|| self.last_check + CHECK_EVERY);
+        match (retry, check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Tries the waiting lock calls again (every `RETRY`) and checks the watched POSIX
+    /// calls (every `CHECK_EVERY`), each when due.
+    pub fn tick(&mut self, listener: RawFd, now: Instant) -> Option<Violation> {
+        if !self.pending.is_empty() && now >= self.last_retry + RETRY {
+            self.last_retry = now;
+            self.retry(listener);
+        }
+        if !self.watched.is_empty() && now >= self.last_check + CHECK_EVERY {
+            self.last_check = now;
+            return self.check();
+        }
+        None
     }
 
     /// Answers the lock call of notification `notif` (already received from `listener`).
-    /// Returns a violation when the caller swapped a shared file in under a POSIX lock.
-    pub fn handle(
-        &mut self,
-        listener: RawFd,
-        notif: &libc::seccomp_notif,
-        call: LockCall,
-    ) -> Option<Violation> {
+    pub fn handle(&mut self, listener: RawFd, notif: &libc::seccomp_notif, call: LockCall) {
         // No call is left unanswered while its caller waits (when it is gone, the answer
         // finds no one: harmless).
         let Some(pidfd) = pidfd_open(notif.pid as libc::pid_t) else {
             send(listener, notif.id, Reply::Errno(libc::ENOLCK));
-            return None;
+            return;
         };
         // From here `pidfd` is the caller's, not a recycled pid's.
         if !id_valid(listener, notif.id) {
-            return None;
+            return;
+        }
+        // A thread makes one call at a time: whatever it let run before has returned.
+        for w in self
+            .watched
+            .iter_mut()
+            .filter(|w| w.tid == notif.pid as i32)
+        {
+            w.in_flight = false;
         }
         let file = match pidfd_getfd(&pidfd, call.fd()) {
             Ok(f) => f,
@@ -292,123 +424,372 @@ impl Mediator {
                     libc::ENOLCK
                 };
                 send(listener, notif.id, Reply::Errno(errno));
-                return None;
+                return;
             }
         };
         let owner = self.own.owner_of(file.as_raw_fd());
-        let reply = match (call, owner) {
+        let inc = Incoming {
+            notif,
+            call,
+            file,
+            owner,
+        };
+        match (call, owner) {
             (LockCall::Fcntl { cmd, .. }, Owner::Own) if cmd.is_posix() => {
-                send(listener, notif.id, Reply::Continue);
-                // See the module doc: the fd number must still be the container's own
-                // file. (An error: the fd is closed or the caller gone; no lock is left.)
-                return match pidfd_getfd(&pidfd, call.fd()) {
-                    Ok(now) if self.own.owner_of(now.as_raw_fd()) == Owner::Shared => {
-                        Some(Violation {
-                            nr: libc::SYS_fcntl as i32,
-                            pid: notif.pid,
-                        })
-                    }
-                    _ => None,
-                };
+                self.let_run(listener, inc, pidfd);
             }
             (LockCall::Flock { .. }, Owner::Shared) => {
-                Some(shared_reply(call, access_mode(&file), None))
+                let reply = shared_reply(call, access_mode(&inc.file), None);
+                send(listener, notif.id, reply);
             }
-            (LockCall::Flock { .. }, Owner::Own) => self.attempt_or_wait(Pending {
-                id: notif.id,
-                call,
-                file,
-                fl: None,
-            }),
-            (LockCall::Fcntl { cmd, arg, .. }, _) => {
-                self.fcntl(listener, notif, call, cmd, arg, file, owner)
+            (LockCall::Flock { .. }, Owner::Own) => {
+                let p = Pending {
+                    id: notif.id,
+                    call,
+                    file: inc.file,
+                    fl: None,
+                };
+                self.attempt_or_wait(listener, p);
+            }
+            (LockCall::Fcntl { .. }, _) => self.fcntl(listener, inc),
+        }
+    }
+
+    /// Lets a POSIX lock call on an own file run, and watches it when it sets a lock.
+    fn let_run(&mut self, listener: RawFd, inc: Incoming, pidfd: OwnedFd) {
+        let LockCall::Fcntl { fd, cmd, arg } = inc.call else {
+            return;
+        };
+        let id = inc.notif.id;
+        // A query places nothing; what it may read of a shared file is in the module doc.
+        if cmd == LockCmd::GetLk {
+            send(listener, id, Reply::Continue);
+            return;
+        }
+        let tid = inc.notif.pid as libc::pid_t;
+        let known = self.watched.iter().position(|w| w.tid == tid && w.fd == fd);
+        let tgid = match known {
+            Some(_) => None,
+            None => {
+                // Read while the caller waits for us: `tid` still names it.
+                let tgid = std::fs::read_to_string(format!("/proc/{tid}/status"))
+                    .ok()
+                    .and_then(|s| tgid_of(&s));
+                if tgid.is_none() || self.watched.len() >= MAX_WATCHED {
+                    // Refused rather than let run unwatched.
+                    send(listener, id, Reply::Errno(libc::ENOLCK));
+                    return;
+                }
+                tgid
             }
         };
-        if let Some(reply) = reply {
-            send(listener, notif.id, reply);
+        if !send(listener, id, Reply::Continue) {
+            // Interrupted before it ran: a restart is a new notification.
+            return;
         }
-        None
+        let cmd = libc_cmd(cmd);
+        match (known, tgid) {
+            (Some(i), _) => {
+                let w = &mut self.watched[i];
+                (w.cmd, w.arg, w.in_flight) = (cmd, arg, true);
+            }
+            (None, Some(tgid)) => self.watched.push(Watched {
+                tid,
+                tgid,
+                fd,
+                cmd,
+                arg,
+                holder: pidfd,
+                holder_tid: tid,
+                in_flight: true,
+            }),
+            (None, None) => {}
+        }
     }
 
     /// The `fcntl` calls the init answers itself: all but POSIX locks on own files.
-    /// `None`: no answer now (the call waits, or its caller is gone).
-    #[allow(clippy::too_many_arguments)]
-    fn fcntl(
-        &mut self,
-        listener: RawFd,
-        notif: &libc::seccomp_notif,
-        call: LockCall,
-        cmd: LockCmd,
-        arg: u64,
-        file: OwnedFd,
-        owner: Owner,
-    ) -> Option<Reply> {
-        let Some(mem) = CallerMemory::open(notif.pid as libc::pid_t) else {
-            return Some(Reply::Errno(libc::ENOLCK));
+    fn fcntl(&mut self, listener: RawFd, inc: Incoming) {
+        let (id, pid) = (inc.notif.id, inc.notif.pid as libc::pid_t);
+        let LockCall::Fcntl { cmd, arg, .. } = inc.call else {
+            return;
+        };
+        let Some(mem) = CallerMemory::open(pid) else {
+            send(listener, id, Reply::Errno(libc::ENOLCK));
+            return;
         };
         // The memory file is the caller's only if its notification is still alive.
-        if !id_valid(listener, notif.id) {
-            return None;
+        if !id_valid(listener, id) {
+            return;
         }
         let Some(mut fl) = mem.read_flock(arg) else {
-            return Some(Reply::Errno(libc::EFAULT));
+            send(listener, id, Reply::Errno(libc::EFAULT));
+            return;
         };
-        if owner == Owner::Shared {
-            let reply = shared_reply(call, access_mode(&file), Some(&fl));
+        if inc.owner == Owner::Shared {
+            let mut reply = shared_reply(inc.call, access_mode(&inc.file), Some(&fl));
             if reply == Reply::Value(0) && cmd.is_query() {
                 fl.l_type = libc::F_UNLCK as libc::c_short;
                 if !mem.write_flock(arg, &fl) {
-                    return Some(Reply::Errno(libc::EFAULT));
+                    reply = Reply::Errno(libc::EFAULT);
                 }
             }
-            return Some(reply);
+            send(listener, id, reply);
+            return;
         }
         let mut p = Pending {
-            id: notif.id,
-            call,
-            file,
+            id,
+            call: inc.call,
+            file: inc.file,
             fl: Some(fl),
         };
-        match attempt(&mut p) {
+        let reply = match attempt(&mut p) {
             // A query's answer is the struct the kernel filled in.
             Some(Reply::Value(0)) if cmd.is_query() => match &p.fl {
-                Some(fl) if mem.write_flock(arg, fl) => Some(Reply::Value(0)),
-                _ => Some(Reply::Errno(libc::EFAULT)),
+                Some(fl) if mem.write_flock(arg, fl) => Reply::Value(0),
+                _ => Reply::Errno(libc::EFAULT),
             },
-            Some(reply) => Some(reply),
-            None => self.wait(p),
-        }
+            Some(reply) => reply,
+            None => return self.wait(listener, p),
+        };
+        deliver(listener, &p, reply);
     }
 
-    fn attempt_or_wait(&mut self, mut p: Pending) -> Option<Reply> {
+    fn attempt_or_wait(&mut self, listener: RawFd, mut p: Pending) {
         match attempt(&mut p) {
-            Some(reply) => Some(reply),
-            None => self.wait(p),
+            Some(reply) => deliver(listener, &p, reply),
+            None => self.wait(listener, p),
         }
     }
 
-    fn wait(&mut self, p: Pending) -> Option<Reply> {
+    fn wait(&mut self, listener: RawFd, p: Pending) {
         if self.pending.len() >= MAX_PENDING {
-            return Some(Reply::Errno(libc::ENOLCK));
+            send(listener, p.id, Reply::Errno(libc::ENOLCK));
+            return;
+        }
+        if self.pending.is_empty() {
+            self.last_retry = Instant::now();
         }
         self.pending.push(p);
-        None
     }
 
     /// Tries every waiting lock call again; answers those that succeed or fail, drops those
     /// whose caller was interrupted (by a signal, or killed).
-    pub fn retry(&mut self, listener: RawFd) {
+    fn retry(&mut self, listener: RawFd) {
         for mut p in std::mem::take(&mut self.pending) {
             if !id_valid(listener, p.id) {
                 continue;
             }
             match attempt(&mut p) {
-                Some(reply) => {
-                    send(listener, p.id, reply);
-                }
+                Some(reply) => deliver(listener, &p, reply),
                 None => self.pending.push(p),
             }
         }
+    }
+
+    /// Looks at every watched call: forgets those that can no longer do harm; a lock held
+    /// on a shared file is a violation.
+    fn check(&mut self) -> Option<Violation> {
+        let mut found = None;
+        let own = &self.own;
+        self.watched.retain_mut(|w| {
+            if found.is_some() {
+                return true;
+            }
+            if w.in_flight && has_returned(w) {
+                w.in_flight = false;
+            }
+            let Some(seen) = look(own, w) else {
+                return true;
+            };
+            match verdict(!w.in_flight, seen) {
+                Verdict::Keep => true,
+                Verdict::Forget => false,
+                Verdict::Violation => {
+                    found = Some(Violation {
+                        nr: libc::SYS_fcntl as i32,
+                        pid: w.tid as u32,
+                    });
+                    true
+                }
+            }
+        });
+        found
+    }
+}
+
+/// The raw command of a POSIX lock call, as `/proc/<tid>/syscall` shows it.
+fn libc_cmd(cmd: LockCmd) -> u64 {
+    (match cmd {
+        LockCmd::GetLk => libc::F_GETLK,
+        LockCmd::SetLk => libc::F_SETLK,
+        LockCmd::SetLkw => libc::F_SETLKW,
+        LockCmd::OfdGetLk => libc::F_OFD_GETLK,
+        LockCmd::OfdSetLk => libc::F_OFD_SETLK,
+        LockCmd::OfdSetLkw => libc::F_OFD_SETLKW,
+    }) as u64
+}
+
+/// Whether the thread of a watched call is known to be past it: gone, or in another call,
+/// or back in user space. A thread runnable or running is not known to be.
+fn has_returned(w: &Watched) -> bool {
+    let line = std::fs::read_to_string(format!("/proc/{}/syscall", w.tid));
+    // Checked after the read: while the thread lives, its tid names no one else.
+    if w.holder_tid != w.tid || exited(&w.holder) {
+        return true;
+    }
+    line.is_ok_and(|l| past_call(&l, w.fd, w.cmd, w.arg))
+}
+
+/// Whether a thread whose `/proc/<tid>/syscall` reads `line` is past the `fcntl(fd, cmd,
+/// arg)` it was let make. `running`: it may be about to make it.
+pub fn past_call(line: &str, fd: RawFd, cmd: u64, arg: u64) -> bool {
+    let mut words = line.split_whitespace();
+    let Some(Ok(nr)) = words.next().map(str::parse::<i64>) else {
+        return false;
+    };
+    if nr != libc::SYS_fcntl {
+        // -1: blocked outside any call (back in user space); else in another call.
+        return true;
+    }
+    let hex = |w: Option<&str>| {
+        w.and_then(|w| w.strip_prefix("0x"))
+            .and_then(|w| u64::from_str_radix(w, 16).ok())
+    };
+    let same = hex(words.next()).map(|a| a as u32 as i32) == Some(fd)
+        && hex(words.next()).map(|c| c as u32 as u64) == Some(cmd)
+        && hex(words.next()) == Some(arg);
+    !same
+}
+
+/// What the watched fd number is now, in the fd table of a live thread of the caller's
+/// group; `None` when it cannot be told this time.
+fn look(own: &OwnFiles, w: &mut Watched) -> Option<Seen> {
+    // A few turns: the thread looked through may end while we look.
+    for _ in 0..4 {
+        if exited(&w.holder) {
+            let Some((tid, pidfd)) = other_thread(w.tgid) else {
+                return Some(Seen::Gone);
+            };
+            (w.holder_tid, w.holder) = (tid, pidfd);
+        }
+        let file = match pidfd_getfd(&w.holder, w.fd) {
+            Ok(f) => f,
+            // A live thread's table has no such fd (a thread that ended has none at all).
+            Err(libc::EBADF) if !exited(&w.holder) => return Some(Seen::Closed),
+            Err(libc::EBADF | libc::ESRCH) => continue,
+            Err(_) => return None,
+        };
+        if own.owner_of(file.as_raw_fd()) == Owner::Own {
+            return Some(Seen::Own);
+        }
+        let locked = locked_through(w.holder_tid, w.fd, &file)?;
+        if exited(&w.holder) {
+            continue;
+        }
+        return Some(Seen::Shared { locked });
+    }
+    None
+}
+
+/// A live thread of thread group `tgid` and a pidfd of it.
+fn other_thread(tgid: libc::pid_t) -> Option<(libc::pid_t, OwnedFd)> {
+    let dir = std::fs::read_dir(format!("/proc/{tgid}/task")).ok()?;
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Some(pidfd) = pidfd_open(tid) else {
+            continue;
+        };
+        // Still a thread of the group once its pidfd is held: not a recycled tid.
+        if std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists() && !exited(&pidfd) {
+            return Some((tid, pidfd));
+        }
+    }
+    None
+}
+
+/// Whether the fd table of thread `tid` holds a lock placed through its fd `fd`, which is
+/// `file`: the `lock:` lines of its fdinfo (fs/locks.c `show_fd_locks`). `None` when the
+/// fdinfo read is of another file (the fd was replaced meanwhile) or could not be read.
+fn locked_through(tid: libc::pid_t, fd: RawFd, file: &OwnedFd) -> Option<bool> {
+    let info = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")).ok()?;
+    let (mnt_id, ino) = mount_and_inode(file)?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if field("mnt_id:") != Some(mnt_id) || field("ino:") != Some(ino) {
+        return None;
+    }
+    Some(info.lines().any(|l| l.starts_with("lock:")))
+}
+
+/// The mount id and inode number of an open file (as fdinfo shows them).
+fn mount_and_inode(file: &OwnedFd) -> Option<(u64, u64)> {
+    // SAFETY: plain old data, filled by the kernel below.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an fd we own, an empty C string with AT_EMPTY_PATH, a valid out-pointer.
+    let r = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    (r == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some((stx.stx_mnt_id, stx.stx_ino))
+}
+
+/// Whether the task of `pidfd` has ended (a pidfd polls readable then).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    r == 1 && p.revents != 0
+}
+
+/// The `Tgid:` of a `/proc/<tid>/status`.
+pub fn tgid_of(status: &str) -> Option<libc::pid_t> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Sends the answer to `p`'s call. A lock taken for a caller that no longer waits (it was
+/// interrupted or killed since it was checked) is released again: its open file
+/// description, which may outlive it, would keep it.
+fn deliver(listener: RawFd, p: &Pending, reply: Reply) {
+    if !send(listener, p.id, reply) && reply == Reply::Value(0) {
+        undo(p);
+    }
+}
+
+/// Releases the lock `p`'s call took (nothing for an unlock or a query).
+fn undo(p: &Pending) {
+    let fd = p.file.as_raw_fd();
+    match (p.call, p.fl) {
+        (LockCall::Flock { op, .. }, _) if op & !libc::LOCK_NB != libc::LOCK_UN => {
+            // SAFETY: flock on an fd we own; no memory is passed.
+            unsafe { libc::flock(fd, libc::LOCK_UN) };
+        }
+        (LockCall::Fcntl { cmd, .. }, Some(fl))
+            if matches!(cmd, LockCmd::OfdSetLk | LockCmd::OfdSetLkw)
+                && i32::from(fl.l_type) != libc::F_UNLCK =>
+        {
+            let mut un = fl;
+            un.l_type = libc::F_UNLCK as libc::c_short;
+            // SAFETY: a valid struct flock the kernel reads; `fd` is ours.
+            unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &un as *const libc::flock) };
+        }
+        _ => {}
     }
 }
 
@@ -718,6 +1099,62 @@ mod tests {
             shared_reply(fcntl(LockCmd::SetLk), ro, None),
             Reply::Errno(libc::EFAULT)
         );
+    }
+
+    #[test]
+    fn a_watched_call_is_a_violation_exactly_when_a_shared_file_is_locked_through_it() {
+        use Seen::*;
+        use Verdict::*;
+        for returned in [false, true] {
+            // Only the race puts a lock on a shared file: whatever else is known.
+            assert_eq!(verdict(returned, Shared { locked: true }), Violation);
+            // The thread group is gone: its call with it, its locks with its fd table.
+            assert_eq!(verdict(returned, Gone), Forget);
+        }
+        // Returned: a lock it placed on a shared file would still be listed (closing or
+        // replacing the fd drops it), so nothing is left to watch.
+        for seen in [Closed, Own, Shared { locked: false }] {
+            assert_eq!(verdict(true, seen), Forget, "{seen:?}");
+        }
+        // Not known to have run: the fd may yet be swapped before the kernel looks it up
+        // (SQLite's unlock, close and open of a /usr file is this, and no violation).
+        for seen in [Closed, Own, Shared { locked: false }] {
+            assert_eq!(verdict(false, seen), Keep, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn a_thread_is_past_its_call_when_proc_shows_it_in_another_or_none() {
+        let setlk = libc::F_SETLK as u64;
+        let line = |nr: i64, fd: u64, cmd: u64, arg: u64| {
+            format!("{nr} {fd:#x} {cmd:#x} {arg:#x} 0x0 0x0 0x0 0x7ffd1000 0x7f001234\n")
+        };
+        // Still in it (e.g. an F_SETLKW waiting in the kernel), or runnable: not past.
+        assert!(!past_call(&line(72, 10, setlk, 0x7000), 10, setlk, 0x7000));
+        assert!(!past_call("running\n", 10, setlk, 0x7000));
+        assert!(!past_call("", 10, setlk, 0x7000));
+        // In another call, another fcntl, or back in user space: past.
+        assert!(past_call(&line(230, 0, 0, 0), 10, setlk, 0x7000));
+        assert!(past_call(&line(72, 11, setlk, 0x7000), 10, setlk, 0x7000));
+        assert!(past_call(
+            &line(72, 10, libc::F_GETFL as u64, 0),
+            10,
+            setlk,
+            0x7000
+        ));
+        assert!(past_call(&line(72, 10, setlk, 0x7008), 10, setlk, 0x7000));
+        assert!(past_call("-1 0x7ffd1000 0x7f001234\n", 10, setlk, 0x7000));
+        // The kernel takes fd and command as 32 bits; the register may carry more.
+        let wide = line(72, 0xffff_0000_0000_000a, (1 << 40) | setlk, 0x7000);
+        assert!(!past_call(&wide, 10, setlk, 0x7000));
+    }
+
+    #[test]
+    fn the_thread_group_is_read_from_proc_status() {
+        let status = "Name:\tjava\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t17\nNgid:\t0\n\
+                      Pid:\t23\nPPid:\t1\n";
+        assert_eq!(tgid_of(status), Some(17));
+        assert_eq!(tgid_of("Name:\tx\nPid:\t3\n"), None);
     }
 
     #[test]
