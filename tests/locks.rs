@@ -20,6 +20,11 @@ use warmbox::request::{StepResult, StepStatus};
 
 use common::Harness;
 
+/// The tests of this binary run one at a time: several are about timing (a race won by
+/// scheduling, a kill seen within 50 ms), which other tests' containers on the same two
+/// CPUs would blur.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long the first container holds its lock.
 const HOLD_MS: u64 = 4000;
 /// When the second container is started, after the first.
@@ -210,6 +215,7 @@ fn host_try(kind: &str, path: &str) -> i32 {
 /// the host each take the same lock (or see it free).
 async fn shared_lock_excludes_no_one(kind: &str, b_expects: &str) {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let file = HostFile::new(kind);
     let path = file.str().to_owned();
     let limits = json!({"wall_ms": HOLD_MS + 4000});
@@ -347,6 +353,7 @@ int main(int argc, char **argv) {
 /// non-blocking try fails, its wait ends when the first unlocks, a signal cuts it short.
 async fn box_lock_excludes_a_second_process(kind: &str, busy: &str) {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let r = c(h, BOX_LOCKS_C, &[kind], json!({"wall_ms": 5000})).await;
     expect_ok(&r);
     assert_eq!(
@@ -376,6 +383,7 @@ async fn ofd_lock_in_box_excludes_a_second_process() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_in_box_works() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let code = r#"
 import sqlite3
 a = sqlite3.connect("/box/t.db", timeout=0, isolation_level=None)
@@ -436,6 +444,7 @@ int main(void) {
 #[tokio::test(flavor = "multi_thread")]
 async fn dnotify_and_leases_fail_with_einval_and_other_fcntl_commands_work() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let r = c(h, FCNTL_C, &[], json!({})).await;
     expect_ok(&r);
     assert_eq!(
@@ -448,6 +457,7 @@ async fn dnotify_and_leases_fail_with_einval_and_other_fcntl_commands_work() {
 #[tokio::test(flavor = "multi_thread")]
 async fn proc_locks_shows_no_lock_of_the_host() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     // An OFD lock of the host's, which a fresh pid namespace's /proc/locks lists.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("held");
@@ -601,6 +611,7 @@ int main(void) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_posix_lock_that_lands_on_a_shared_file_and_is_held_is_a_violation() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let r = c(h, RACE_C, &[], json!({"wall_ms": 8000, "cpu_ms": 8000})).await;
     assert_eq!(
         (r.status, r.exit_code, r.signal),
@@ -647,6 +658,7 @@ int main(void) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_own_file_unlocked_closed_and_its_fd_reused_for_a_shared_file_is_no_violation() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let r = c(h, REOPEN_C, &[], json!({"wall_ms": 20000, "cpu_ms": 20000})).await;
     expect_ok(&r);
     assert_eq!(r.stdout, "done\n");
@@ -688,6 +700,7 @@ int main(int argc, char **argv) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_lock_calls_ends_at_the_wall_limit() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let r = c(h, STORM_C, &["wall", "8"], json!({"wall_ms": 500})).await;
     assert_eq!(
         (r.status, r.exit_code, r.signal),
@@ -707,6 +720,7 @@ async fn a_storm_of_lock_calls_ends_at_the_wall_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_lock_calls_does_not_hide_the_servers_kill() {
     let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
     let limits = json!({"wall_ms": 5000, "output_bytes": 4096});
     let r = c(h, STORM_C, &["output", "32"], limits).await;
     assert_eq!(
