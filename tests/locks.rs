@@ -454,6 +454,51 @@ async fn dnotify_and_leases_fail_with_einval_and_other_fcntl_commands_work() {
     );
 }
 
+/// A process sharing the job's descriptor table outside its thread group cannot be made
+/// (it would keep the table's POSIX locks after the caller's group ended, unwatched);
+/// threads (both flags) and fork (neither) still work.
+const CLONE_FILES_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void *thread(void *arg) { return arg; }
+
+int main(void) {
+    long r = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+    if (r == 0) _exit(0);
+    printf("clone(CLONE_FILES) %ld %s\n", r, r < 0 ? strerrorname_np(errno) : "0");
+    pthread_t t;
+    printf("pthread_create %d\n", pthread_create(&t, 0, thread, 0));
+    pthread_join(t, 0);
+    pid_t pid = fork();
+    if (pid == 0) _exit(7);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("fork exit %d\n", WEXITSTATUS(status));
+    return 0;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_descriptor_table_shared_outside_a_thread_group_cannot_be_made() {
+    let Some(h) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    let r = c(h, CLONE_FILES_C, &[], json!({})).await;
+    expect_ok(&r);
+    assert_eq!(
+        r.stdout,
+        "clone(CLONE_FILES) -1 EINVAL\npthread_create 0\nfork exit 7\n"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn proc_locks_shows_no_lock_of_the_host() {
     let Some(h) = common::harness() else { return };

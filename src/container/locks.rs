@@ -50,9 +50,9 @@
 //!   container sees it only by winning the same race with `F_GETLK`, which is let run
 //!   unwatched (a query places nothing, and afterwards nothing shows it ran on a shared
 //!   file): a query that wins reads the kernel's locks of a shared file, the host's
-//!   included. And a fd table shared with another process (`clone(CLONE_FILES)` without
-//!   `CLONE_THREAD`) outlives the caller's thread group, and with it any lock it holds,
-//!   unwatched from then on.
+//!   included. (A fd table shared with another process, which would outlive the caller's
+//!   thread group and keep its locks unwatched, cannot be made: the policy refuses
+//!   `clone(CLONE_FILES)` without `CLONE_THREAD` with EINVAL.)
 //!
 //! A file is the container's own when it is on one of its writable tmpfs (`/box`, `/tmp`,
 //! `/dev/shm`: compared by device, recorded by the init after mounting them) or is a pipe
