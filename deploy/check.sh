@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Offline checks of deploy/: the Kubernetes base renders (`kubectl kustomize`) and every
+# object passes `kubernetes-validate --strict`; the systemd unit passes
+# `systemd-analyze verify`. Exits non-zero on the first failure. Installs
+# kubernetes-validate (pinned) into target/deploy-venv when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+K8S_VALIDATE_VERSION=1.37.0
+venv=target/deploy-venv
+if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$K8S_VALIDATE_VERSION"; then
+    mkdir -p target
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "kubernetes-validate==$K8S_VALIDATE_VERSION"
+fi
+for tool in kubectl systemd-analyze; do
+    command -v "$tool" >/dev/null || { echo "deploy/check.sh: $tool is missing" >&2; exit 1; }
+done
+
+rendered=target/deploy-k8s.yaml
+kubectl kustomize deploy/k8s > "$rendered"
+# The objects the base must hold: a renamed or dropped one fails here.
+expected="ConfigMap/warmbox-config DaemonSet/warmbox Namespace/warmbox Service/warmbox"
+found=$(python3 - "$rendered" <<'PY'
+import re, sys
+docs = open(sys.argv[1]).read().split("\n---\n")
+names = []
+for d in docs:
+    kind = re.search(r"^kind: (\S+)$", d, re.M)
+    name = re.search(r"^  name: (\S+)$", d, re.M)
+    names.append(f"{kind.group(1)}/{name.group(1)}")
+print(" ".join(sorted(names)))
+PY
+)
+if [ "$found" != "$expected" ]; then
+    echo "deploy/check.sh: deploy/k8s renders $found, expected $expected" >&2
+    exit 1
+fi
+"$venv/bin/kubernetes-validate" --strict --quiet "$rendered"
+echo "deploy/k8s: renders $found; kubernetes-validate --strict: passed"
+
+# systemd-analyze verify also checks that ExecStart's binary exists; where warmbox is not
+# installed that one message is expected (exactly it) and anything else fails.
+unit=deploy/systemd/warmbox.service
+missing="warmbox.service: Command /usr/local/bin/warmbox is not executable: No such file or directory"
+set +e
+out=$(systemd-analyze verify "$unit" 2>&1)
+rc=$?
+set -e
+rest=$(printf '%s\n' "$out" | grep -vxF "$missing" || true)
+if [ -n "$rest" ] || { [ "$rc" -ne 0 ] && [ "$out" != "$missing" ]; }; then
+    echo "deploy/check.sh: systemd-analyze verify $unit (exit $rc):" >&2
+    printf '%s\n' "$out" >&2
+    exit 1
+fi
+echo "deploy/systemd: systemd-analyze verify: passed${out:+ (binary not installed here: \"$out\")}"
