@@ -245,4 +245,51 @@ mod file_tests {
         assert!(e.to_string().contains("unknown field `listn`"), "{e}");
         assert_eq!(ServiceFile::default().warm_for("x", 2), 2);
     }
+
+    /// The settings files shipped in deploy/ (the systemd example, and the one in the
+    /// Kubernetes ConfigMap) parse, with exactly the values they say.
+    #[test]
+    fn deploy_settings_files_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let systemd = ServiceFile::load(&root.join("deploy/systemd/warmbox.toml")).unwrap();
+        let expected = ServiceFile {
+            listen: Some("127.0.0.1:8080".parse().unwrap()),
+            profiles_dir: Some("/usr/local/share/warmbox/profiles".into()),
+            state_dir: Some("/run/warmbox".into()),
+            jobs_db: Some("/var/lib/warmbox/jobs.redb".into()),
+            cgroup_parent: Some("warmbox".into()),
+            uid_base: Some(600_000),
+            shutdown_grace_secs: Some(30),
+            max_queue: Some(64),
+            compile_cache_mb: Some(256),
+            tokens: Some(vec!["change-me".into()]),
+            warm: [("default".to_string(), 2)].into(),
+            ..ServiceFile::default()
+        };
+        assert_eq!(systemd, expected);
+
+        // The ConfigMap's `warmbox.toml: |` block, its 4-space indent removed.
+        let yaml = std::fs::read_to_string(root.join("deploy/k8s/configmap.yaml")).unwrap();
+        let block: String = yaml
+            .lines()
+            .skip_while(|l| l.trim() != "warmbox.toml: |")
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let k8s: ServiceFile = toml::from_str(&block).unwrap();
+        let expected = ServiceFile {
+            profiles_dir: Some("/usr/local/share/warmbox/profiles".into()),
+            state_dir: Some("/run/warmbox".into()),
+            cgroup_parent: Some("warmbox".into()),
+            max_running: Some(2),
+            max_queue: Some(64),
+            shutdown_grace_secs: Some(30),
+            compile_cache_mb: Some(256),
+            jobs_db: Some("/var/lib/warmbox/jobs.redb".into()),
+            warm: [("default".to_string(), 2)].into(),
+            ..ServiceFile::default()
+        };
+        assert_eq!(k8s, expected);
+    }
 }
