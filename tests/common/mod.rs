@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cgroupfs;
 pub mod server;
 
 use std::path::PathBuf;
