@@ -220,14 +220,7 @@ async fn private_parent_is_removed_with_its_engine() {
     };
     let run = h.sh("echo hi").await;
     assert_eq!(run.stdout, "hi\n");
-    let root = std::path::Path::new("/sys/fs/cgroup");
-    let dirs: Vec<_> = match h.sandbox.cgroups().version() {
-        warmbox::sandbox::cgroup::CgroupVersion::V1 => ["memory", "pids", "cpu", "cpuacct"]
-            .iter()
-            .map(|c| root.join(c).join(parent))
-            .collect(),
-        warmbox::sandbox::cgroup::CgroupVersion::V2 => vec![root.join(parent)],
-    };
+    let dirs = common::cgroupfs::parent_dirs(parent);
     assert!(
         dirs.iter().all(|d| d.is_dir()),
         "the parent exists while in use"

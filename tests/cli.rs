@@ -15,11 +15,8 @@ use tokio::io::AsyncWriteExt;
 /// the engine creates first and which must not exist afterwards.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Where `warmbox run` puts its cgroups (parent `warmbox`), per v1 controller.
-const CGROUP_DIRS: [&str; 2] = [
-    "/sys/fs/cgroup/memory/warmbox-run",
-    "/sys/fs/cgroup/pids/warmbox-run",
-];
+/// The cgroup parent of `warmbox run`.
+const RUN_PARENT: &str = "warmbox-run";
 
 /// Runs the warmbox binary in the repository root with `args`, feeding `stdin`.
 async fn warmbox(args: &[&str], stdin: &[u8]) -> Output {
@@ -84,11 +81,11 @@ fn response(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)))
 }
 
-/// The cgroups now under warmbox's parent, per controller.
+/// The cgroups now under warmbox's parent, per directory of it (per controller on v1).
 fn cgroups() -> Vec<Vec<String>> {
-    CGROUP_DIRS
+    common::cgroupfs::parent_dirs(RUN_PARENT)
         .iter()
-        .map(|d| common::subdirs(std::path::Path::new(d)))
+        .map(|d| common::subdirs(d))
         .collect()
 }
 
@@ -515,13 +512,10 @@ async fn check_reports_cgroups_and_landlock() {
     // A check makes the cgroup parent it probes only for the while it looks: one it made
     // is gone afterwards, one that was there (a server's) stays.
     let probe = "warmbox-test-check-probe";
-    let probe_dirs = ["memory", "pids", "cpu", "cpuacct"]
-        .map(|c| std::path::Path::new("/sys/fs/cgroup").join(c).join(probe));
+    let probe_dirs = common::cgroupfs::parent_dirs(probe);
     for made_before in [false, true] {
         if made_before {
-            for d in &probe_dirs {
-                std::fs::create_dir_all(d).expect("make the parent");
-            }
+            common::cgroupfs::make_parent(probe);
         }
         let out = warmbox(&["check", "--cgroup-parent", probe], b"").await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -537,9 +531,7 @@ async fn check_reports_cgroups_and_landlock() {
         assert!(d.exists(), "{}", d.display());
         assert_eq!(common::subdirs(d), Vec::<String>::new(), "{}", d.display());
     }
-    for d in &probe_dirs {
-        std::fs::remove_dir(d).expect("remove the parent");
-    }
+    common::cgroupfs::remove_parent(probe);
 
     let out = warmbox(&["check"], b"").await;
     let stdout = text(&out.stdout);
@@ -717,27 +709,23 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
     }
     assert!(x.iter().all(|id| !y.contains(id)), "{x:?} {y:?}");
     // The run that ended last took the cgroup parent they shared away.
-    for dir in CGROUP_DIRS {
-        assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
+    for dir in common::cgroupfs::parent_dirs(RUN_PARENT) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
 
-/// The cgroup dirs of parent `name` in the four v1 controllers.
-fn parent_dirs(name: &str) -> [PathBuf; 4] {
-    ["memory", "pids", "cpu", "cpuacct"].map(|c| Path::new("/sys/fs/cgroup").join(c).join(name))
+/// Every directory of the cgroup parent `name` (each v1 controller's, the one on v2).
+fn parent_dirs(name: &str) -> Vec<PathBuf> {
+    common::cgroupfs::parent_dirs(name)
 }
 
 /// Whether a container of `warmbox run` (under `warmbox-run`) runs a `sleep` now.
 fn run_container_sleeps() -> bool {
-    let parent = Path::new("/sys/fs/cgroup/pids/warmbox-run");
-    common::subdirs(parent).iter().any(|c| {
-        std::fs::read_to_string(parent.join(c).join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .any(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|comm| comm.trim() == "sleep")
-            })
+    common::cgroupfs::children(RUN_PARENT).iter().any(|c| {
+        common::cgroupfs::procs(RUN_PARENT, c).iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "sleep")
+        })
     })
 }
 
@@ -776,7 +764,7 @@ async fn sleeping_run(state: &State) -> tokio::process::Child {
 async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
     let Some(_) = common::harness() else { return };
     let _serial = SERIAL.lock().await;
-    let ours = parent_dirs("warmbox-run");
+    let ours = parent_dirs(RUN_PARENT);
     let gone = |dirs: &[PathBuf]| dirs.iter().all(|d| !d.exists());
     let hello = ["--profile", "bash", "--code", "echo hi"];
 

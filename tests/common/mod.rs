@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cgroupfs;
 pub mod server;
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use warmbox::profile::ProfileSet;
 use warmbox::request::{self, RunRequest, RunResponse, StepResult};
 use warmbox::sandbox::Sandbox;
 
-/// cgroup parent of every test container (under each v1 controller).
+/// cgroup parent of every test container (in each v1 controller, or the one v2 tree).
 pub const CGROUP_PARENT: &str = "warmbox-test";
 
 /// The warm spec of the step `name` (`bash/run`) of `h`'s profiles, kept `target` warm.

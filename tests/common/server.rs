@@ -159,8 +159,9 @@ pub fn exited(pid: i32) -> bool {
     super::stat_fields(pid).is_none_or(|f| f.first().is_some_and(|s| s == "Z" || s == "X"))
 }
 
+/// The cgroups under the server's parent `parent` (in any controller on v1).
 pub fn cgroups(parent: &str) -> Vec<String> {
-    super::subdirs(&std::path::Path::new("/sys/fs/cgroup/memory").join(parent))
+    super::cgroupfs::children(parent)
 }
 
 pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
@@ -181,10 +182,7 @@ pub fn stop(mut s: Server) {
     assert!(status.success(), "{status:?}");
     assert_eq!(block_processes(s.uid_base), Vec::new());
     // Its containers and then its parent cgroup are gone, in every controller.
-    for c in ["memory", "pids", "cpu", "cpuacct"] {
-        let dir = std::path::Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join(&s.parent);
+    for dir in super::cgroupfs::parent_dirs(&s.parent) {
         assert!(!dir.exists(), "{} left after a clean stop", dir.display());
     }
 }

@@ -181,6 +181,16 @@ const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
 /// Only `root` itself counts as a v2 hierarchy: on hybrid hosts the v2 tree at
 /// `root/unified` usually has no controllers (systemd keeps them on v1), so v1 is chosen.
 pub fn probe_at(root: &Path, parent: &str) -> Result<Box<dyn CgroupBackend>, CgroupError> {
+    match hierarchy_at(root)?.0 {
+        CgroupVersion::V2 => Ok(Box::new(v2::V2Backend::new(root, parent)?)),
+        CgroupVersion::V1 => Ok(Box::new(v1::V1Backend::new(root, parent)?)),
+    }
+}
+
+/// The hierarchy [`probe_at`] chooses under `root`, and the directories warmbox's parent
+/// goes in: v2 `[root]`; v1 the memory, pids, cpu and cpuacct hierarchies (resolved, a
+/// co-mount once). Creates nothing, so tests can look at the host the way the engine does.
+pub fn hierarchy_at(root: &Path) -> Result<(CgroupVersion, Vec<PathBuf>), CgroupError> {
     let mut reasons = Vec::new();
     let controllers_file = root.join("cgroup.controllers");
     match std::fs::read_to_string(&controllers_file) {
@@ -191,7 +201,7 @@ pub fn probe_at(root: &Path, parent: &str) -> Result<Box<dyn CgroupBackend>, Cgr
                 .filter(|c| !have.contains(c))
                 .collect();
             if missing.is_empty() {
-                return Ok(Box::new(v2::V2Backend::new(root, parent)?));
+                return Ok((CgroupVersion::V2, vec![root.to_path_buf()]));
             }
             reasons.push(format!(
                 "cgroup v2 at {} lacks controllers {}",
@@ -210,12 +220,21 @@ pub fn probe_at(root: &Path, parent: &str) -> Result<Box<dyn CgroupBackend>, Cgr
             })
         }
     }
-    let missing: Vec<&str> = V1_CONTROLLERS
-        .into_iter()
-        .filter(|c| find_v1_controller(root, c).is_none())
-        .collect();
+    let mut dirs: Vec<PathBuf> = Vec::with_capacity(V1_CONTROLLERS.len());
+    let mut missing = Vec::new();
+    for controller in V1_CONTROLLERS {
+        match find_v1_controller(root, controller) {
+            Some(dir) => {
+                let dir = std::fs::canonicalize(&dir).map_err(|e| io_error("resolve", &dir, e))?;
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+            None => missing.push(controller),
+        }
+    }
     if missing.is_empty() {
-        return Ok(Box::new(v1::V1Backend::new(root, parent)?));
+        return Ok((CgroupVersion::V1, dirs));
     }
     reasons.push(format!(
         "cgroup v1 controllers not mounted under {}: {}",
