@@ -1,6 +1,7 @@
-//! The container init: PID 1 of the container's pid namespace, single-threaded, started by
-//! the server as `warmbox __init <fd>` right after clone3. It sets the container up,
-//! reports ready, then serves one job: write files, run, report, hand files back.
+//! The container init: PID 1 of the container's pid namespace, single-threaded: the fork
+//! server's clone child runs it at once, with its end of the channel to the server. It sets
+//! the container up, reports ready, then serves one job: write files, run, report, hand
+//! files back.
 //!
 //! The init is trusted: it runs as the container's root (an unprivileged host uid) and never
 //! runs user code itself. The job process is its child; orphans are reparented to it and
@@ -12,22 +13,22 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::{mkdirat, Mode};
-use std::time::{Duration, Instant};
 
 use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
 use crate::container::locks::{LockCall, Mediator, OwnFiles};
 use crate::container::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
 use crate::container::{job, net};
 use crate::protocol::{
-    self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit, Violation,
+    self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit,
+    Violation, MAX_PATH_BYTES, MAX_PATH_DEPTH,
 };
-use crate::protocol::{MAX_PATH_BYTES, MAX_PATH_DEPTH};
 use crate::sandbox::seccomp::CompiledPolicy;
 
-/// Entry point of `warmbox __init <fd>`. Returns the process exit code.
+/// Entry point of the init, on the channel `fd`. Returns the process exit code.
 pub fn main(fd: RawFd) -> i32 {
     // SAFETY: the server passed us this socket fd on the command line; nothing else in
     // this fresh process owns it.

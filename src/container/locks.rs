@@ -72,16 +72,18 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::Violation;
 
-/// The `fcntl` commands that lock (`F_GETLK`, `F_SETLK`, `F_SETLKW`, `F_OFD_GETLK`,
-/// `F_OFD_SETLK`, `F_OFD_SETLKW`; on x86_64 the `*64` forms have the same numbers).
-pub const FCNTL_LOCK_COMMANDS: [u32; 6] = [
-    libc::F_GETLK as u32,
-    libc::F_SETLK as u32,
-    libc::F_SETLKW as u32,
-    libc::F_OFD_GETLK as u32,
-    libc::F_OFD_SETLK as u32,
-    libc::F_OFD_SETLKW as u32,
-];
+/// The `fcntl` commands that lock, as the filter compares them (`F_GETLK`, `F_SETLK`,
+/// `F_SETLKW`, `F_OFD_GETLK`, `F_OFD_SETLK`, `F_OFD_SETLKW`; on x86_64 the `*64` forms have
+/// the same numbers).
+pub const FCNTL_LOCK_COMMANDS: [u32; 6] = {
+    let mut out = [0; 6];
+    let mut i = 0;
+    while i < LockCmd::ALL.len() {
+        out[i] = LockCmd::ALL[i] as u32;
+        i += 1;
+    }
+    out
+};
 
 /// How often a lock call that has to wait is tried again.
 pub const RETRY: Duration = Duration::from_millis(2);
@@ -100,28 +102,31 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// refused with ENOLCK rather than let run unwatched.
 const MAX_WATCHED: usize = 256;
 
-/// An `fcntl` lock command.
+/// An `fcntl` lock command; its value is the command's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
 pub enum LockCmd {
-    GetLk,
-    SetLk,
-    SetLkw,
-    OfdGetLk,
-    OfdSetLk,
-    OfdSetLkw,
+    GetLk = libc::F_GETLK,
+    SetLk = libc::F_SETLK,
+    SetLkw = libc::F_SETLKW,
+    OfdGetLk = libc::F_OFD_GETLK,
+    OfdSetLk = libc::F_OFD_SETLK,
+    OfdSetLkw = libc::F_OFD_SETLKW,
 }
 
 impl LockCmd {
+    /// Every lock command.
+    const ALL: [LockCmd; 6] = [
+        LockCmd::GetLk,
+        LockCmd::SetLk,
+        LockCmd::SetLkw,
+        LockCmd::OfdGetLk,
+        LockCmd::OfdSetLk,
+        LockCmd::OfdSetLkw,
+    ];
+
     fn from_raw(cmd: u32) -> Option<Self> {
-        Some(match cmd as i32 {
-            libc::F_GETLK => LockCmd::GetLk,
-            libc::F_SETLK => LockCmd::SetLk,
-            libc::F_SETLKW => LockCmd::SetLkw,
-            libc::F_OFD_GETLK => LockCmd::OfdGetLk,
-            libc::F_OFD_SETLK => LockCmd::OfdSetLk,
-            libc::F_OFD_SETLKW => LockCmd::OfdSetLkw,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|c| *c as u32 == cmd)
     }
 
     /// A POSIX (process-owned) lock, which only the caller itself can take.
@@ -487,7 +492,8 @@ impl Mediator {
             // Interrupted before it ran: a restart is a new notification.
             return;
         }
-        let cmd = libc_cmd(cmd);
+        // As `/proc/<tid>/syscall` shows it.
+        let cmd = cmd as i32 as u64;
         match (known, tgid) {
             (Some(i), _) => {
                 let w = &mut self.watched[i];
@@ -615,18 +621,6 @@ impl Mediator {
         });
         found
     }
-}
-
-/// The raw command of a POSIX lock call, as `/proc/<tid>/syscall` shows it.
-fn libc_cmd(cmd: LockCmd) -> u64 {
-    (match cmd {
-        LockCmd::GetLk => libc::F_GETLK,
-        LockCmd::SetLk => libc::F_SETLK,
-        LockCmd::SetLkw => libc::F_SETLKW,
-        LockCmd::OfdGetLk => libc::F_OFD_GETLK,
-        LockCmd::OfdSetLk => libc::F_OFD_SETLK,
-        LockCmd::OfdSetLkw => libc::F_OFD_SETLKW,
-    }) as u64
 }
 
 /// Whether the thread of a watched call is known to be past it: gone, or in another call,

@@ -572,9 +572,10 @@ impl Container {
     }
 
     /// Reads back the regular files of `/box` (after the job ran); `Some(why)` when a
-    /// bound left files out (`why` is short: it names the bound and the start of a path). The init reads them into its own memory, which the cgroup charges:
-    /// the limit is raised by `max_bytes` twice over first (every user process is gone by
-    /// now, so nothing else can use the room).
+    /// bound left files out (`why` is short: it names the bound and the start of a path).
+    /// The init reads them into its own memory, which the cgroup charges: the limit is
+    /// raised by `max_bytes` twice over first (every user process is gone by now, so
+    /// nothing else can use the room).
     pub async fn collect_files(
         &mut self,
         max_bytes: u64,
