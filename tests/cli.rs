@@ -714,11 +714,6 @@ async fn runs_at_the_same_time_have_ids_of_their_own() {
     }
 }
 
-/// Every directory of the cgroup parent `name` (each v1 controller's, the one on v2).
-fn parent_dirs(name: &str) -> Vec<PathBuf> {
-    common::cgroupfs::parent_dirs(name)
-}
-
 /// Whether a container of `warmbox run` (under `warmbox-run`) runs a `sleep` now.
 fn run_container_sleeps() -> bool {
     common::cgroupfs::children(RUN_PARENT).iter().any(|c| {
@@ -764,7 +759,7 @@ async fn sleeping_run(state: &State) -> tokio::process::Child {
 async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
     let Some(_) = common::harness() else { return };
     let _serial = SERIAL.lock().await;
-    let ours = parent_dirs(RUN_PARENT);
+    let ours = common::cgroupfs::parent_dirs(RUN_PARENT);
     let gone = |dirs: &[PathBuf]| dirs.iter().all(|d| !d.exists());
     let hello = ["--profile", "bash", "--code", "echo hi"];
 
@@ -798,7 +793,7 @@ async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
 
     // A parent that was there before is the operator's: what is in it stays, and so
     // does the parent.
-    let foreign = parent_dirs("warmbox-test-run-foreign");
+    let foreign = common::cgroupfs::parent_dirs("warmbox-test-run-foreign");
     for d in &foreign {
         std::fs::create_dir_all(d.join("theirs")).expect("make a foreign parent");
     }
@@ -818,7 +813,7 @@ async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
     let out = run_cli(&State::new(), &args, b"").await;
     assert_eq!(response(&out)["run"]["stdout"], "hi\n");
     assert!(
-        gone(&parent_dirs("warmbox-test-run-nested")),
+        gone(&common::cgroupfs::parent_dirs("warmbox-test-run-nested")),
         "nested parent left"
     );
 

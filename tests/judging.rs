@@ -433,7 +433,7 @@ fn writing_interactor(ignore_sigpipe: bool) -> Value {
            for (;;) if (write(1, \"1\\n\", 2) < 0) {{\n\
              fprintf(stderr, \"write: %s\\n\", strerror(errno)); return 3; }} }}\n"
     );
-    json!({"profile": "c", "files": c(&code)})
+    c(&code)
 }
 
 /// Closes its stdin at once and exits with `code`, writing nothing.
@@ -451,29 +451,36 @@ fn closes_its_input(code: i32) -> Value {
     ))
 }
 
+/// One interactive test (stdin "1") of the c programs `submission` and `interactor`
+/// (their `files`).
+async fn interact(h: &common::Harness, submission: Value, interactor: Value) -> RunResponse {
+    h.run(json!({"profile": "c", "files": submission,
+                 "interactor": {"profile": "c", "files": interactor},
+                 "tests": [{"stdin": "1"}]}))
+        .await
+}
+
+/// The one test, and so the run, is a wrong answer with `message`.
+fn assert_wrong_answer(r: &RunResponse, message: &str) {
+    assert_eq!(
+        verdicts(r),
+        vec![v("1", Verdict::WrongAnswer, Some(message))]
+    );
+    assert_eq!(r.status, RunStatus::WrongAnswer);
+}
+
 #[tokio::test]
 async fn interactive_a_submission_that_closes_its_input_is_judged_not_the_interactor() {
     let Some(h) = common::harness() else { return };
-    let one = json!([{"stdin": "1"}]);
     // The interactor writes without end; the submission closes its stdin, so the
     // interactor's next write kills it with SIGPIPE. The submission's doing: a wrong
     // answer (exit 0) or its own runtime error (exit 4), never the judge's fault.
-    let r = h
-        .run(json!({"profile": "c", "files": closes_its_input(0),
-                    "interactor": writing_interactor(false), "tests": one}))
-        .await;
-    assert_eq!(
-        verdicts(&r),
-        vec![v(
-            "1",
-            Verdict::WrongAnswer,
-            Some(
-                "the submission closed its input while the interactor was writing to it \
-                 (the interactor got SIGPIPE)"
-            )
-        )]
+    let r = interact(h, closes_its_input(0), writing_interactor(false)).await;
+    assert_wrong_answer(
+        &r,
+        "the submission closed its input while the interactor was writing to it \
+         (the interactor got SIGPIPE)",
     );
-    assert_eq!(r.status, RunStatus::WrongAnswer);
     let t = &r.tests.as_ref().expect("tests")[0];
     let (run, int) = (
         t.run.as_ref().expect("run"),
@@ -493,12 +500,7 @@ async fn interactive_a_submission_that_closes_its_input_is_judged_not_the_intera
         (StepStatus::Signaled, Some(libc::SIGPIPE))
     );
     // Its own failure is its verdict: it writes nothing, so nothing else can end it.
-    let r = h
-        .run(
-            json!({"profile": "c", "files": closes_its_input_silently(4),
-                    "interactor": writing_interactor(false), "tests": one}),
-        )
-        .await;
+    let r = interact(h, closes_its_input_silently(4), writing_interactor(false)).await;
     assert_eq!(
         verdicts(&r),
         vec![v("1", Verdict::Step(StepStatus::RuntimeError), None)]
@@ -508,60 +510,36 @@ async fn interactive_a_submission_that_closes_its_input_is_judged_not_the_intera
 #[tokio::test]
 async fn interactive_an_interactor_that_gets_a_broken_pipe_judges_the_submission() {
     let Some(h) = common::harness() else { return };
-    let one = json!([{"stdin": "1"}]);
     // The same interactor ignoring SIGPIPE: its write fails with EPIPE and it exits
     // with 3, after the server saw the submission's stdin closed.
-    let r = h
-        .run(json!({"profile": "c", "files": closes_its_input(0),
-                    "interactor": writing_interactor(true), "tests": one}))
-        .await;
-    assert_eq!(
-        verdicts(&r),
-        vec![v(
-            "1",
-            Verdict::WrongAnswer,
-            Some(
-                "the submission closed its end of the interaction while the interactor was \
-                 running; the interactor then exited with 3: write: Broken pipe"
-            )
-        )]
+    let r = interact(h, closes_its_input(0), writing_interactor(true)).await;
+    assert_wrong_answer(
+        &r,
+        "the submission closed its end of the interaction while the interactor was \
+         running; the interactor then exited with 3: write: Broken pipe",
     );
-    assert_eq!(r.status, RunStatus::WrongAnswer);
 }
 
 #[tokio::test]
 async fn interactive_an_interactor_that_reads_end_of_file_judges_the_submission() {
     let Some(h) = common::harness() else { return };
-    let one = json!([{"stdin": "1"}]);
     // A submission that ends without a word: the interactor reads end-of-file and exits
     // with 3.
     let reads = "#include <stdio.h>\n\
                  int main(void) { int x;\n\
                    if (scanf(\"%d\", &x) != 1) { fprintf(stderr, \"no answer\\n\"); return 3; }\n\
                    return x == 42 ? 0 : 1; }\n";
-    let r = h
-        .run(
-            json!({"profile": "c", "files": c("int main(void) { return 0; }\n"),
-                    "interactor": {"profile": "c", "files": c(reads)}, "tests": one}),
-        )
-        .await;
-    assert_eq!(
-        verdicts(&r),
-        vec![v(
-            "1",
-            Verdict::WrongAnswer,
-            Some(
-                "the submission closed its end of the interaction while the interactor was \
-                 running; the interactor then exited with 3: no answer"
-            )
-        )]
+    let r = interact(h, c("int main(void) { return 0; }\n"), c(reads)).await;
+    assert_wrong_answer(
+        &r,
+        "the submission closed its end of the interaction while the interactor was \
+         running; the interactor then exited with 3: no answer",
     );
 }
 
 #[tokio::test]
 async fn interactive_an_interactor_that_fails_on_its_own_is_the_judges_fault() {
     let Some(h) = common::harness() else { return };
-    let one = json!([{"stdin": "1"}]);
     // The submission waits for a number; the interactor aborts, or exits with 3, before
     // it says anything. The submission's end-of-file comes only after the interactor's
     // end is seen, so it has closed nothing by then.
@@ -581,11 +559,7 @@ async fn interactive_an_interactor_that_fails_on_its_own_is_the_judges_fault() {
         ),
     ];
     for (interactor, message) in cases {
-        let r = h
-            .run(json!({"profile": "c", "files": waits,
-                        "interactor": {"profile": "c", "files": c(interactor)},
-                        "tests": one}))
-            .await;
+        let r = interact(h, waits.clone(), c(interactor)).await;
         assert_eq!(
             verdicts(&r),
             vec![v(

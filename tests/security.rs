@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use warmbox::request::{self, RunRequest, RunStatus, StepResult, StepStatus};
 
-use common::Harness;
+use common::{expect, expect_ok, Harness};
 
 const MIB: u64 = 1 << 20;
 const SIGKILL: i32 = 9;
@@ -67,37 +67,6 @@ async fn py(h: &Harness, code: &str, limits: Value) -> StepResult {
                "limits": limits}),
     )
     .await
-}
-
-/// A C program compiled by the c profile (the compile must succeed), run with `args`.
-async fn c(h: &Harness, src: &str, args: &[&str], limits: Value) -> StepResult {
-    let resp = h
-        .run(
-            json!({"profile": "c", "files": [{"name": "main.c", "content": src}],
-                    "args": args, "limits": limits}),
-        )
-        .await;
-    let compile = resp.compile.as_ref().expect("the c profile compiles");
-    assert_eq!(
-        compile.status,
-        StepStatus::Ok,
-        "compile failed: {}",
-        compile.stderr
-    );
-    resp.run.expect("run step present")
-}
-
-/// Status, exit code and signal of a step, with the whole step in the message.
-fn expect(r: &StepResult, status: StepStatus, exit_code: Option<i32>, signal: Option<i32>) {
-    assert_eq!(
-        (r.status, r.exit_code, r.signal),
-        (status, exit_code, signal),
-        "unexpected outcome: {r:#?}"
-    );
-}
-
-fn expect_ok(r: &StepResult) {
-    expect(r, StepStatus::Ok, Some(0), None);
 }
 
 /// Nothing runs under this binary's container uids (hold `exclusive()`).
@@ -784,7 +753,7 @@ int main(int argc, char **argv) {
 async fn assert_forbidden(call: &str, syscall: &str) {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
-    let r = c(h, SYSCALLS_C, &[call], json!({})).await;
+    let r = h.c(SYSCALLS_C, &[call], json!({})).await;
     expect(&r, StepStatus::SecurityViolation, None, Some(SIGKILL));
     assert_eq!(r.stdout, format!("before {call}\n"));
     let message = r.message.as_deref().unwrap_or_default();
@@ -799,7 +768,7 @@ async fn assert_forbidden(call: &str, syscall: &str) {
 async fn assert_killed_by_seccomp(call: &str) {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
-    let r = c(h, SYSCALLS_C, &[call], json!({})).await;
+    let r = h.c(SYSCALLS_C, &[call], json!({})).await;
     expect(&r, StepStatus::SecurityViolation, None, Some(SIGSYS));
     assert_eq!(r.signal_name.as_deref(), Some("SIGSYS"));
     assert_eq!(r.stdout, format!("before {call}\n"));
@@ -909,7 +878,7 @@ async fn seccomp_ptrace_from_a_thread() {
 async fn seccomp_ptrace_from_a_child_process() {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
-    let r = c(h, SYSCALLS_C, &["child_ptrace"], json!({})).await;
+    let r = h.c(SYSCALLS_C, &["child_ptrace"], json!({})).await;
     // A child made the call: the whole container ends there, the parent included (it
     // never printed how its child ended), and the run is a security violation.
     expect(&r, StepStatus::SecurityViolation, None, Some(SIGKILL));
@@ -925,7 +894,7 @@ async fn seccomp_ptrace_from_a_child_process() {
 async fn seccomp_clone3_fails_with_enosys() {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
-    let r = c(h, SYSCALLS_C, &["clone3"], json!({})).await;
+    let r = h.c(SYSCALLS_C, &["clone3"], json!({})).await;
     expect_ok(&r);
     assert_eq!(r.stdout, "before clone3\nclone3 returned -1 errno ENOSYS\n");
 }
@@ -934,7 +903,7 @@ async fn seccomp_clone3_fails_with_enosys() {
 async fn seccomp_threads_still_work() {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
-    let r = c(h, SYSCALLS_C, &["threads"], json!({})).await;
+    let r = h.c(SYSCALLS_C, &["threads"], json!({})).await;
     expect_ok(&r);
     assert_eq!(r.stdout, "before threads\nthreads 8\n");
 }
@@ -943,7 +912,7 @@ async fn seccomp_threads_still_work() {
 async fn seccomp_setuid_zero_fails() {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
-    let r = c(h, SYSCALLS_C, &["setuid"], json!({})).await;
+    let r = h.c(SYSCALLS_C, &["setuid"], json!({})).await;
     expect_ok(&r);
     assert_eq!(r.stdout, "before setuid\nsetuid returned -1 errno EPERM\n");
 }
@@ -992,13 +961,13 @@ async fn fork_bomb_c() {
     };
     let _g = exclusive().await;
     let started = Instant::now();
-    let r = c(
-        &h,
-        FORK_BOMB_C,
-        &[],
-        json!({"pids": 16, "wall_ms": 1000, "cpu_ms": 300}),
-    )
-    .await;
+    let r = h
+        .c(
+            FORK_BOMB_C,
+            &[],
+            json!({"pids": 16, "wall_ms": 1000, "cpu_ms": 300}),
+        )
+        .await;
     // Every process spins on fork(): the CPU limit ends it, with the pids limit reached.
     expect(&r, StepStatus::TimeLimit, None, Some(SIGKILL));
     assert!(r.usage.cpu_ms >= 300.0 && r.usage.cpu_ms < 400.0, "{r:#?}");
@@ -1097,13 +1066,13 @@ async fn memory_bomb_of_small_processes() {
         return;
     };
     let _g = exclusive().await;
-    let r = c(
-        &h,
-        MEMORY_BOMB_SMALL_PROCESSES_C,
-        &[],
-        json!({"memory_mb": 32, "wall_ms": 3000}),
-    )
-    .await;
+    let r = h
+        .c(
+            MEMORY_BOMB_SMALL_PROCESSES_C,
+            &[],
+            json!({"memory_mb": 32, "wall_ms": 3000}),
+        )
+        .await;
     assert_ne!(
         r.status,
         StepStatus::InternalError,
@@ -1237,13 +1206,13 @@ int main(void) {
 async fn cpu_loop_in_two_threads() {
     let Some(h) = common::harness() else { return };
     let _g = exclusive().await;
-    let r = c(
-        h,
-        TWO_THREAD_LOOP_C,
-        &[],
-        json!({"cpu_ms": 300, "wall_ms": 2000}),
-    )
-    .await;
+    let r = h
+        .c(
+            TWO_THREAD_LOOP_C,
+            &[],
+            json!({"cpu_ms": 300, "wall_ms": 2000}),
+        )
+        .await;
     expect(&r, StepStatus::TimeLimit, None, Some(SIGKILL));
     let mut said = lines(&r.stdout);
     said.sort();
@@ -1908,13 +1877,13 @@ async fn starving_the_init_at_the_cpu_limit() {
         return;
     };
     let _g = exclusive().await;
-    let r = c(
-        &h,
-        BUSY_FORKS_C,
-        &[],
-        json!({"pids": 256, "cpu_ms": 300, "wall_ms": 5000}),
-    )
-    .await;
+    let r = h
+        .c(
+            BUSY_FORKS_C,
+            &[],
+            json!({"pids": 256, "cpu_ms": 300, "wall_ms": 5000}),
+        )
+        .await;
     expect(&r, StepStatus::TimeLimit, None, Some(SIGKILL));
     assert!(r.usage.wall_ms < 1500.0, "{r:#?}");
     assert_no_leftovers();
@@ -1927,13 +1896,13 @@ async fn starving_the_init_at_the_wall_limit() {
         return;
     };
     let _g = exclusive().await;
-    let r = c(
-        &h,
-        BUSY_FORKS_C,
-        &[],
-        json!({"pids": 256, "cpu_ms": 20000, "wall_ms": 1000}),
-    )
-    .await;
+    let r = h
+        .c(
+            BUSY_FORKS_C,
+            &[],
+            json!({"pids": 256, "cpu_ms": 20000, "wall_ms": 1000}),
+        )
+        .await;
     expect(&r, StepStatus::WallTimeLimit, None, Some(SIGKILL));
     assert!((1000.0..1300.0).contains(&r.usage.wall_ms), "{r:#?}");
     assert_no_leftovers();
@@ -1970,7 +1939,7 @@ async fn forbidden_call_racing_the_jobs_exit() {
     let Some(h) = common::harness() else { return };
     let _g = shared().await;
     for _ in 0..3 {
-        let r = c(h, FORBIDDEN_CALL_AS_THE_JOB_EXITS_C, &[], json!({})).await;
+        let r = h.c(FORBIDDEN_CALL_AS_THE_JOB_EXITS_C, &[], json!({})).await;
         assert_eq!(r.status, StepStatus::SecurityViolation, "{r:#?}");
         let message = r.message.as_deref().unwrap_or_default();
         assert!(
@@ -2008,7 +1977,7 @@ async fn queued_signals_are_bounded_per_container() {
     let _g = shared().await;
     // Every container's namespace belongs to host root, whose per-user quota of queued
     // signals all of them would otherwise share: a job queues its own quota and no more.
-    let r = c(h, SIGQUEUE_UNTIL_REFUSED_C, &[], json!({})).await;
+    let r = h.c(SIGQUEUE_UNTIL_REFUSED_C, &[], json!({})).await;
     expect_ok(&r);
     assert_eq!(
         r.stdout,

@@ -171,6 +171,25 @@ impl Harness {
             .expect("the sandbox runs the request")
     }
 
+    /// A C program compiled by the c profile (the compile must succeed), run with `args`
+    /// and `limits`: the run step.
+    pub async fn c(&self, src: &str, args: &[&str], limits: serde_json::Value) -> StepResult {
+        let resp = self
+            .run(
+                serde_json::json!({"profile": "c", "files": [{"name": "main.c", "content": src}],
+                    "args": args, "limits": limits}),
+            )
+            .await;
+        let compile = resp.compile.as_ref().expect("the c profile compiles");
+        assert_eq!(
+            compile.status,
+            request::StepStatus::Ok,
+            "compile failed: {}",
+            compile.stderr
+        );
+        resp.run.expect("run step present")
+    }
+
     /// Runs `cmd` (argv) under the bash profile with default limits and returns the run step.
     pub async fn sh(&self, script: &str) -> StepResult {
         self.run(serde_json::json!({"profile": "bash", "cmd": ["/bin/bash", "-c", script]}))
@@ -213,4 +232,23 @@ pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
 /// The names of the cgroups now under the test parent.
 pub fn live_cgroups(h: &Harness) -> Vec<String> {
     h.sandbox.cgroups().list().unwrap_or_default()
+}
+
+/// Status, exit code and signal of a step, with the whole step in the message.
+pub fn expect(
+    r: &StepResult,
+    status: request::StepStatus,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+) {
+    assert_eq!(
+        (r.status, r.exit_code, r.signal),
+        (status, exit_code, signal),
+        "unexpected outcome: {r:#?}"
+    );
+}
+
+/// The step ended well: ok, exit 0.
+pub fn expect_ok(r: &StepResult) {
+    expect(r, request::StepStatus::Ok, Some(0), None);
 }
