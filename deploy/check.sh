@@ -17,6 +17,12 @@ if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$K8S_VALI
     fi
     "$venv/bin/pip" install -q "kubernetes-validate==$K8S_VALIDATE_VERSION"
 fi
+# systemd-analyze is Debian's systemd package (on the machine image; installed where not).
+# kubectl is not packaged by Debian in a usable version: the image has it.
+if ! command -v systemd-analyze >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd
+fi
 for tool in kubectl systemd-analyze; do
     command -v "$tool" >/dev/null || { echo "deploy/check.sh: $tool is missing" >&2; exit 1; }
 done

@@ -219,16 +219,21 @@ fn output_kept_in_flight_does_not_hold_the_answer_on_the_command_line() {
 async fn output_held_by_a_live_peer_does_not_hold_the_answer() {
     let Some(h) = common::harness() else { return };
     let _serial = SERIAL.lock().await;
-    let dir = std::path::PathBuf::from(format!("/usr/share/warmbox-hostfx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a directory under /usr/share");
-    let path = dir.join("s");
-    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    // Removed on drop, also when the test fails midway.
+    let dir = tempfile::Builder::new()
+        .prefix("warmbox-hostfx-")
+        .tempdir_in("/usr/share")
+        .expect("a directory under /usr/share");
     use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = dir.path().join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
     let acceptor = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept");
-        // Held, unread, until the test has its answer.
+        // Held, unread, until the test has its answer (or has given up on it: then the
+        // test itself connects, so that this never waits for ever).
+        let conn = listener.accept();
         let _ = held_rx.recv();
         drop(conn);
     });
@@ -242,9 +247,10 @@ async fn output_held_by_a_live_peer_does_not_hold_the_answer() {
     let start = Instant::now();
     let resp = tokio::time::timeout(Duration::from_secs(30), h.run(req)).await;
     let took = start.elapsed();
+    // Connected to by the job, or now by us (a job that never connected): accept returns.
+    let _ = std::os::unix::net::UnixStream::connect(&path);
     let _ = held_tx.send(());
     acceptor.join().expect("acceptor thread");
-    std::fs::remove_dir_all(&dir).expect("remove the socket's directory");
     let resp = serde_json::to_value(resp.expect("an answer within 30 s")).expect("JSON");
     assert_in_flight_outcome(&resp, false);
     assert!(took < ANSWER_BOUND, "the answer took {took:?}");
