@@ -151,6 +151,7 @@ fn errno_of(r: libc::c_int) -> i32 {
 
 /// The host takes the exclusive form of `kind`'s lock without waiting: 0 or the errno.
 fn host_try(kind: &str, path: &str) -> i32 {
+    // SAFETY: struct flock is plain old data; all zeroes is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
@@ -482,6 +483,7 @@ async fn proc_locks_shows_no_lock_of_the_host() {
     let path = dir.path().join("held");
     std::fs::write(&path, b"x").expect("write");
     let fd = host_open(path.to_str().expect("utf-8"), libc::O_RDWR);
+    // SAFETY: struct flock is plain old data; all zeroes is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
     // SAFETY: a valid struct flock on our fd.
