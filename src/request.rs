@@ -559,7 +559,6 @@ fn decode_files(
     }
 
     let mut decoded = Vec::with_capacity(req.files.len());
-    let mut total: u64 = 0;
     for (i, file) in req.files.iter().enumerate() {
         let content = match file.encoding {
             Encoding::Utf8 => file.content.as_bytes().to_vec(),
@@ -567,7 +566,6 @@ fn decode_files(
                 RequestError::invalid(format!("files[{i}].content: {}", base64_error(&err)))
             })?,
         };
-        total = total.saturating_add(u64::try_from(content.len()).unwrap_or(u64::MAX));
         decoded.push((file.name.clone(), content));
     }
     let used = FilesUse::of(
@@ -579,6 +577,7 @@ fn decode_files(
         return Ok(decoded);
     };
     let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+    let total = used.bytes;
     Err(RequestError::invalid(match overflow {
         FilesOverflow::Disk => format!(
             "files: {total} bytes in all do not fit in limits.disk_mb {} ({} bytes){why}; \
