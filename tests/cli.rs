@@ -23,7 +23,7 @@ async fn warmbox(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warmbox"))
         .args(args)
         .current_dir(common::repo())
-        .env_remove("WARMBOX_PROFILES")
+        .env("WARMBOX_PROFILES", common::emulation::profiles_dir())
         .env_remove("WARMBOX_STATE_DIR")
         .env_remove("WARMBOX_LOG")
         .stdin(Stdio::piped())
@@ -737,7 +737,7 @@ async fn sleeping_run(state: &State) -> tokio::process::Child {
             "sleep 30",
         ])
         .current_dir(common::repo())
-        .env_remove("WARMBOX_PROFILES")
+        .env("WARMBOX_PROFILES", common::emulation::profiles_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

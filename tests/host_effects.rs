@@ -179,7 +179,7 @@ fn output_kept_in_flight_does_not_hold_the_answer_on_the_command_line() {
             .arg(state.path().join("state"))
             .args(["--request", "-"])
             .current_dir(common::repo())
-            .env_remove("WARMBOX_PROFILES")
+            .env("WARMBOX_PROFILES", common::emulation::profiles_dir())
             .env_remove("WARMBOX_LOG")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cgroupfs;
+pub mod emulation;
 pub mod server;
 
 use std::path::PathBuf;
@@ -130,14 +131,14 @@ fn build_with(cgroup_parent: &str) -> Result<Harness, String> {
     if !report.can_sandbox() {
         return Err(format!("this host cannot sandbox:\n{}", report.text()));
     }
-    let profiles = ProfileSet::load_dir(&repo().join("profiles")).map_err(|e| e.to_string())?;
+    let profiles = ProfileSet::load_dir(&emulation::profiles_dir()).map_err(|e| e.to_string())?;
     let config = EngineConfig {
         init_exe: PathBuf::from(env!("CARGO_BIN_EXE_warmbox")),
         state_dir: PathBuf::from("/run/warmbox-test"),
         cgroup_parent: cgroup_parent.into(),
         uid_base: uid_base(),
         slots: 256,
-        profiles_dir: repo().join("profiles"),
+        profiles_dir: emulation::profiles_dir(),
     };
     let sandbox = Sandbox::new(config).map_err(|e| e.to_string())?;
     let runner = Runner::new(sandbox.clone());

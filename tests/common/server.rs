@@ -58,6 +58,7 @@ pub fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Opti
     }
     let mut child = cmd
         .current_dir(super::repo())
+        .env("WARMBOX_PROFILES", super::emulation::profiles_dir())
         .args(["serve", "--listen", "127.0.0.1:0", "--warm", "1"])
         .args([
             "--cgroup-parent",
