@@ -33,6 +33,8 @@ if ! "$venv/bin/vng" --version 2>/dev/null | grep -qx "virtme-ng $VNG_VERSION"; 
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "virtme-ng==$VNG_VERSION"
 fi
+# vng runs virtme-run, beside it.
+export PATH="$PWD/$venv/bin:$PATH"
 
 # The binaries the guest runs are built here (the guest only runs them).
 cargo build --locked --bin warmbox
@@ -54,7 +56,7 @@ accel=(--disable-kvm)
 [ "${WARMBOX_V2_KVM:-0}" = 1 ] && accel=()
 boot=$(date +%s)
 # qemu reopens its stdout: through cat, its output stays in order in CI's log.
-timeout 2400 "$venv/bin/vng" --run "$kernel" "${accel[@]}" --cpus 2 --memory 8G \
+timeout 2400 vng --run "$kernel" "${accel[@]}" --cpus 2 --memory 8G \
     --rwdir "$PWD/$out" --overlay-rwdir "$PWD" \
     --append 'systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all mitigations=off' \
     --exec "$PWD/.ci/v2-guest-tests.sh $PWD/$out" 2>&1 | cat || true

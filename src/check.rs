@@ -149,6 +149,12 @@ fn run_with(
                 )
                 .to_lowercase(),
             });
+            items.push(Item {
+                name: "cgroup parent",
+                ok: true,
+                required: true,
+                detail: b.describe_parent(),
+            });
             if leave_nothing {
                 if let Err(e) = b.remove_levels(b.created_levels()) {
                     tracing::debug!(error = %e, "the probe's cgroup parent left in place");

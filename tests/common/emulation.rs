@@ -76,9 +76,8 @@ pub fn profiles_dir() -> PathBuf {
 fn scale_profile(text: &str) -> String {
     let mut doc: toml::Table = toml::from_str(text).expect("a profile is TOML");
     let mut tables: Vec<&mut toml::Table> = Vec::new();
-    let (limits, rest): (Vec<_>, Vec<_>) = doc
-        .iter_mut()
-        .partition(|(k, _)| k.as_str() == "limits");
+    let (limits, rest): (Vec<_>, Vec<_>) =
+        doc.iter_mut().partition(|(k, _)| k.as_str() == "limits");
     for (_, v) in limits {
         if let Some(t) = v.as_table_mut() {
             tables.extend(t.iter_mut().filter_map(|(_, v)| v.as_table_mut()));

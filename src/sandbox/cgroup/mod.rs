@@ -86,6 +86,8 @@ pub trait CgroupBackend: Send + Sync + std::fmt::Debug {
     fn remove_parent(&self) -> Result<(), CgroupError> {
         self.remove_levels(1)
     }
+    /// Where warmbox's parent is, and why there (for `warmbox check` and the log).
+    fn describe_parent(&self) -> String;
     /// How many levels of warmbox's parent path making this backend created (0: the
     /// parent was there), so that a probe can take away what it made.
     fn created_levels(&self) -> usize;
@@ -300,30 +302,41 @@ fn check_name(name: &str, parent_dir: &Path) -> Result<(), CgroupError> {
     ))
 }
 
-/// Refuses a parent that is not a relative path of plain components.
+/// Refuses a parent that is not a path of plain components.
 fn check_parent(parent: &str, root: &Path) -> Result<(), CgroupError> {
     parent_name_problem(parent).map_or(Ok(()), |why| {
         Err(io_error(
             "use cgroup parent",
-            &root.join(parent),
+            &root.join(parent_path(parent)),
             io::Error::new(io::ErrorKind::InvalidInput, why),
         ))
     })
 }
 
 /// What is wrong with `parent` as a cgroup parent name, if anything: it must be a
-/// non-empty relative path of plain names.
+/// non-empty path of plain names, relative (placed under the cgroup warmbox was given,
+/// see [`v2::place`]) or with one `/` first (from the hierarchy's root, as given).
 pub fn parent_name_problem(parent: &str) -> Option<String> {
-    if parent.is_empty() {
+    let rest = parent_path(parent);
+    if rest.is_empty() {
         return Some("the cgroup parent name is empty".into());
     }
-    let plain = !parent.contains('\0')
-        && Path::new(parent)
+    let plain = !rest.contains('\0')
+        && !rest.starts_with('/')
+        && Path::new(rest)
             .components()
             .all(|c| matches!(c, Component::Normal(_)));
     (!plain).then(|| {
-        format!("cgroup parent {parent:?} must be a relative path of plain names (no `/` first, no `.` or `..`)")
+        format!(
+            "cgroup parent {parent:?} must be a path of plain names, relative or with one `/` \
+             first (no `//`, `.` or `..`)"
+        )
     })
+}
+
+/// `parent` without the `/` that marks it as given from the hierarchy's root.
+fn parent_path(parent: &str) -> &str {
+    parent.strip_prefix('/').unwrap_or(parent)
 }
 
 /// Writes `content` to the cgroupfs file `path` in one `write`.
@@ -752,10 +765,16 @@ mod tests {
         for good in ["c0", "3f2a-run", "a.b", "..x"] {
             check_name(good, parent).unwrap();
         }
-        for bad in ["", "/warmbox", "../warmbox", "a/../b", "./a"] {
+        for bad in ["", "/", "//warmbox", "../warmbox", "/a/../b", "./a", "a\0b"] {
             check_parent(bad, Path::new("/sys/fs/cgroup")).unwrap_err();
         }
-        check_parent("warmbox/test", Path::new("/sys/fs/cgroup")).unwrap();
+        for good in [
+            "warmbox/test",
+            "/warmbox",
+            "/system.slice/warmbox.service/jobs",
+        ] {
+            check_parent(good, Path::new("/sys/fs/cgroup")).unwrap();
+        }
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
-    open_read, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64, remove_cgroup_dir,
-    write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion,
-    CPU_PERIOD_US, V1_CONTROLLERS,
+    open_read, parent_path, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64,
+    remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage,
+    CgroupVersion, CPU_PERIOD_US, V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -63,7 +63,8 @@ pub struct V1Backend {
 
 impl V1Backend {
     /// Finds the memory, pids, cpu and cpuacct hierarchies under `mount_root` and creates
-    /// warmbox's parent `parent` (a relative path) in each of them if missing.
+    /// warmbox's parent `parent` in each of them if missing: under each hierarchy's root,
+    /// whether relative or with a `/` first (v1 has no delegated placement).
     pub fn new(mount_root: &Path, parent: &str) -> Result<Self, CgroupError> {
         check_parent(parent, mount_root)?;
         let mut found = Vec::with_capacity(V1_CONTROLLERS.len());
@@ -93,7 +94,7 @@ impl V1Backend {
             cpu,
             cpuacct,
         };
-        let parents = mounts.join(parent);
+        let parents = mounts.join(parent_path(parent));
         let mut created = 0;
         for dir in parents.unique() {
             let missing = dir.ancestors().take_while(|d| !d.exists()).count();
@@ -172,6 +173,19 @@ impl CgroupBackend for V1Backend {
             Some(e) => Err(e),
             None => Ok(removed),
         }
+    }
+
+    fn describe_parent(&self) -> String {
+        let dirs: Vec<String> = self
+            .parents
+            .unique()
+            .into_iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        format!(
+            "parent {} (v1: under each hierarchy's root)",
+            dirs.join(", ")
+        )
     }
 
     fn created_levels(&self) -> usize {

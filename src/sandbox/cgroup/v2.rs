@@ -9,13 +9,10 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, io_error, kill_listed, open_read,
-    parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_u64, remove_cgroup_dir,
-    write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage, CgroupVersion,
-    CPU_PERIOD_US, V2_CONTROLLERS,
+    parent_path, parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_u64,
+    remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage,
+    CgroupVersion, CPU_PERIOD_US, V2_CONTROLLERS,
 };
-
-/// What `cgroup.subtree_control` gets, so that the children have every controller we use.
-const ENABLE: &str = "+memory +pids +cpu";
 
 /// The unified hierarchy under a mount root (normally `/sys/fs/cgroup`), with warmbox's parent.
 #[derive(Debug)]
@@ -26,23 +23,264 @@ pub struct V2Backend {
     swap: bool,
     /// Levels of the parent path made here.
     created: usize,
+    /// Where the parent was put, and why.
+    placement: Placement,
 }
 
-/// Enables memory, pids and cpu for the children of `dir`. Only the hierarchy's root may
-/// hold processes and enable controllers at once ("no internal processes"): elsewhere the
-/// kernel refuses with EBUSY, which is said plainly, with what to do.
+/// The leaf that warmbox's own processes move into when the cgroup they were started in
+/// becomes a parent of cgroups with controllers ("no internal processes").
+pub const DAEMON_LEAF: &str = "daemon";
+
+/// Who gave warmbox the cgroup its parent is made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    /// The hierarchy's real root: a host whose cgroups are warmbox's to make (no
+    /// delegation; warmbox was started in the root or in a cgroup not delegated to it).
+    Root,
+    /// The root of warmbox's cgroup namespace, which is not the real root: a container
+    /// or pod, whose own cgroup it is.
+    Namespace,
+    /// The cgroup warmbox was started in, delegated to it by systemd (`Delegate=yes`
+    /// marks it with the `trusted.delegate` or `user.delegate` extended attribute).
+    Systemd,
+    /// The setting: a parent with `/` first, from the hierarchy's root as written.
+    Setting,
+}
+
+/// Where warmbox's parent goes in the unified hierarchy ([`place`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Who gave the cgroup the parent is made in.
+    pub given: Given,
+    /// The parent, relative to the mount root.
+    pub parent: PathBuf,
+    /// The first level whose controllers warmbox may enable, relative to the mount root
+    /// (empty: the root): nothing above it is ever written.
+    pub base: PathBuf,
+    /// The cgroup (relative to the mount root) whose processes, warmbox among them, must
+    /// move into its leaf [`DAEMON_LEAF`] before controllers are enabled in it.
+    pub leave: Option<PathBuf>,
+}
+
+impl Placement {
+    /// One line for `warmbox check` and the log.
+    pub fn describe(&self, mount_root: &Path) -> String {
+        let given = match self.given {
+            Given::Root => "the hierarchy's root (not delegated)",
+            Given::Namespace => "the container's own cgroup (cgroup namespace root)",
+            Given::Systemd => "the cgroup systemd delegated (Delegate=yes)",
+            Given::Setting => "the setting (a parent with `/` first)",
+        };
+        let mut s = format!(
+            "parent {} under {given}",
+            mount_root.join(&self.parent).display()
+        );
+        if let Some(leave) = &self.leave {
+            s.push_str(&format!(
+                "; warmbox's processes in {}",
+                mount_root.join(leave).join(DAEMON_LEAF).display()
+            ));
+        }
+        s
+    }
+}
+
+/// The cgroup this process is in, from `/proc/self/cgroup` (`0::/path`), relative to its
+/// cgroup namespace's root (empty: the root).
+pub fn own_cgroup() -> Result<PathBuf, CgroupError> {
+    let path = Path::new("/proc/self/cgroup");
+    let text = read_file(path)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| PathBuf::from(p.trim_start_matches('/')))
+        .ok_or_else(|| CgroupError::Parse {
+            path: path.to_path_buf(),
+            content: text.clone(),
+        })
+}
+
+/// Whether `dir` is the hierarchy's real root: only there has a cgroup no `cgroup.type`.
+fn is_real_root(dir: &Path) -> bool {
+    dir.join("cgroup.controllers").exists() && !dir.join("cgroup.type").exists()
+}
+
+/// Whether systemd delegated `dir` (`Delegate=yes`): systemd 251+ sets the extended
+/// attribute `trusted.delegate` (or `user.delegate`) to `1` on it.
+fn delegated_by_systemd(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    ["trusted.delegate", "user.delegate"].iter().any(|name| {
+        let c_name = std::ffi::CString::new(*name).expect("no NUL in an attribute name");
+        let mut value = [0u8; 8];
+        // SAFETY: both names are NUL-terminated C strings alive for the call; the kernel
+        // writes at most value.len() bytes into `value`.
+        let n = unsafe {
+            libc::getxattr(
+                c_path.as_ptr(),
+                c_name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        n == 1 && value[0] == b'1'
+    })
+}
+
+/// Where warmbox's parent `parent` goes under `mount_root`, for a process in the cgroup
+/// `own` (relative to the mount root, which is its cgroup namespace's root):
+/// - `parent` with `/` first: there, as written ([`Given::Setting`]);
+/// - a relative `parent` goes under the cgroup warmbox was given: its own when that is
+///   its namespace's root but not the real root (a container, [`Given::Namespace`]) or
+///   was delegated by systemd ([`Given::Systemd`]); else the real root ([`Given::Root`]).
+///
+/// When warmbox's own cgroup is to hold the parent (is it or an ancestor of it) and is not
+/// the real root, its processes must leave it for [`DAEMON_LEAF`] first.
+pub fn place(mount_root: &Path, parent: &str, own: &Path) -> Result<Placement, CgroupError> {
+    check_parent(parent, mount_root)?;
+    let (given, base) = if parent.starts_with('/') {
+        (Given::Setting, PathBuf::new())
+    } else if own.as_os_str().is_empty() {
+        if is_real_root(mount_root) {
+            (Given::Root, PathBuf::new())
+        } else {
+            (Given::Namespace, PathBuf::new())
+        }
+    } else if delegated_by_systemd(&mount_root.join(own)) {
+        (Given::Systemd, own.to_path_buf())
+    } else {
+        (Given::Root, PathBuf::new())
+    };
+    let parent = base.join(parent_path(parent));
+    let own_holds_parent = parent.starts_with(own) && !is_real_root(&mount_root.join(own));
+    let leave = own_holds_parent.then(|| own.to_path_buf());
+    if let Some(leave) = &leave {
+        if parent.starts_with(leave.join(DAEMON_LEAF)) {
+            return Err(CgroupError::Unsupported(format!(
+                "cgroup parent {}: {} is where warmbox's own processes go; choose another name",
+                mount_root.join(&parent).display(),
+                mount_root.join(leave).join(DAEMON_LEAF).display()
+            )));
+        }
+    }
+    Ok(Placement {
+        given,
+        parent,
+        base,
+        leave,
+    })
+}
+
+/// Moves every process of the cgroup `dir` (this one among them) into its leaf
+/// [`DAEMON_LEAF`], so that `dir` may enable controllers for its children.
+fn leave_for_leaf(dir: &Path) -> Result<(), CgroupError> {
+    let leaf = dir.join(DAEMON_LEAF);
+    match std::fs::create_dir(&leaf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error("mkdir", &leaf, e)),
+    }
+    let target = leaf.join("cgroup.procs");
+    let mut pids = vec![std::process::id().to_string()];
+    // Processes forked meanwhile appear in the list again: a few rounds empty it.
+    for _ in 0..16 {
+        for pid in &pids {
+            match write_file(&target, pid) {
+                Ok(()) => {}
+                // Gone meanwhile.
+                Err(CgroupError::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => {
+                    return Err(CgroupError::Unsupported(format!(
+                        "moving process {pid} out of {} into {}: {e}",
+                        dir.display(),
+                        leaf.display()
+                    )))
+                }
+            }
+        }
+        pids = read_file(&dir.join("cgroup.procs"))?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(CgroupError::Unsupported(format!(
+        "{} keeps getting new processes; warmbox cannot move them all into {}",
+        dir.display(),
+        leaf.display()
+    )))
+}
+
+/// Fails, naming what is missing and how to get it, unless `dir` has memory, pids and cpu.
+fn require_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let available = read_file(&dir.join("cgroup.controllers"))?;
+    let missing: Vec<&str> = V2_CONTROLLERS
+        .into_iter()
+        .filter(|c| !available.split_whitespace().any(|a| a == *c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CgroupError::Unsupported(format!(
+            "the cgroup {} lacks the {} controller{} (it has: {}): its parent must enable \
+             {} for it — with systemd `Delegate=yes` (or `Delegate=memory pids cpu`) in \
+             the unit, in a container a runtime that delegates them (a private cgroup \
+             namespace with /sys/fs/cgroup writable)",
+            dir.display(),
+            missing.join(", "),
+            if missing.len() > 1 { "s" } else { "" },
+            available.trim(),
+            if missing.len() > 1 { "them" } else { "it" },
+        )));
+    }
+    Ok(())
+}
+
+/// Enables memory, pids and cpu for the children of `dir`, writing only those not yet
+/// enabled (nothing at all when all are); a refused write is explained. Whether `dir` has
+/// them is [`require_controllers`]'s (below the placement's base, each level has what its
+/// parent enabled).
 fn enable_controllers(dir: &Path, is_root: bool) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.subtree_control");
-    match write_file(&path, ENABLE) {
+    let enabled = match std::fs::read_to_string(&path) {
+        Ok(enabled) => enabled,
+        // A level just made on a fake cgroupfs (tests) has no files: nothing enabled.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_error("read", &path, e)),
+    };
+    let to_enable: Vec<String> = V2_CONTROLLERS
+        .into_iter()
+        .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if to_enable.is_empty() {
+        return Ok(());
+    }
+    match write_file(&path, &to_enable.join(" ")) {
         Err(CgroupError::Io { source, .. })
             if !is_root && source.raw_os_error() == Some(libc::EBUSY) =>
         {
             Err(CgroupError::Unsupported(format!(
                 "enabling controllers in {} failed (EBUSY): it holds processes, and cgroup v2 \
                  lets a cgroup below the root either hold processes or enable controllers \
-                 for its children, not both; move its processes (warmbox's own included) \
-                 into a child cgroup first, or give --cgroup-parent a delegated subtree of \
-                 its own",
+                 for its children, not both; move its processes into a child cgroup first, \
+                 or give the cgroup parent a delegated subtree of its own",
+                path.display()
+            )))
+        }
+        Err(CgroupError::Io { source, .. })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            ) =>
+        {
+            Err(CgroupError::Unsupported(format!(
+                "enabling controllers in {}: {source}: warmbox may not write there; give it \
+                 a cgroup of its own (systemd `Delegate=yes`; a container with its own \
+                 cgroup namespace and /sys/fs/cgroup mounted writable) or a cgroup parent \
+                 (with `/` first) inside one",
                 path.display()
             )))
         }
@@ -51,14 +289,29 @@ fn enable_controllers(dir: &Path, is_root: bool) -> Result<(), CgroupError> {
 }
 
 impl V2Backend {
-    /// Enables memory, pids and cpu for the children of `mount_root` and of every level of
-    /// `parent` (a relative path), creating the parent's directories if missing.
+    /// Places warmbox's parent `parent` with [`place`] for this process's own cgroup,
+    /// moves warmbox's processes into their leaf where needed, enables memory, pids and
+    /// cpu from the placement's base down to the parent and creates the parent's
+    /// directories if missing. Nothing above the base is written.
     pub fn new(mount_root: &Path, parent: &str) -> Result<Self, CgroupError> {
-        check_parent(parent, mount_root)?;
-        enable_controllers(mount_root, true)?;
-        let mut dir = mount_root.to_path_buf();
+        Self::placed(mount_root, place(mount_root, parent, &own_cgroup()?)?)
+    }
+
+    /// [`V2Backend::new`] for a placement already made.
+    pub fn placed(mount_root: &Path, placement: Placement) -> Result<Self, CgroupError> {
+        let mut dir = mount_root.join(&placement.base);
+        // Checked before anything moves or is made.
+        require_controllers(&dir)?;
+        if let Some(leave) = &placement.leave {
+            leave_for_leaf(&mount_root.join(leave))?;
+        }
+        enable_controllers(&dir, is_real_root(&dir))?;
         let mut created = 0;
-        for component in Path::new(parent).components() {
+        let below = placement
+            .parent
+            .strip_prefix(&placement.base)
+            .expect("the parent is under the base");
+        for component in below.components() {
             dir.push(component);
             match std::fs::create_dir(&dir) {
                 Ok(()) => created += 1,
@@ -78,7 +331,13 @@ impl V2Backend {
             parent_dir: dir,
             swap,
             created,
+            placement,
         })
+    }
+
+    /// Where the parent was put, and why.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// Creates the cgroup `name` with `limits`.
@@ -146,6 +405,15 @@ impl CgroupBackend for V2Backend {
             Some(e) => Err(e),
             None => Ok(removed),
         }
+    }
+
+    fn describe_parent(&self) -> String {
+        let mount_root = self
+            .parent_dir
+            .ancestors()
+            .nth(self.placement.parent.components().count())
+            .unwrap_or(&self.parent_dir);
+        self.placement.describe(mount_root)
     }
 
     fn created_levels(&self) -> usize {
@@ -340,6 +608,191 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// The backend for a process in the root of the fake tree `root`.
+    fn backend_at(root: &Path, parent: &str) -> Result<V2Backend, CgroupError> {
+        V2Backend::placed(root, place(root, parent, Path::new(""))?)
+    }
+
+    /// Marks `dir` delegated the way systemd's `Delegate=yes` does.
+    fn mark_delegated(dir: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a one-byte value, all alive for the call.
+        let r = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                c"trusted.delegate".as_ptr(),
+                b"1".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    }
+
+    /// A non-root cgroup directory of a fake tree, with the controllers `controllers`.
+    fn cgroup_dir(dir: &Path, controllers: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("cgroup.controllers"), controllers).unwrap();
+        fs::write(dir.join("cgroup.type"), "domain\n").unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+    }
+
+    #[test]
+    fn a_relative_parent_goes_under_the_cgroup_warmbox_was_given() {
+        let root = tree(false);
+        let r = root.path();
+        // A process in the real root: the root, as before.
+        let p = place(r, "warmbox", Path::new("")).unwrap();
+        assert_eq!(
+            (p.given, p.parent.clone(), p.base.clone(), p.leave.clone()),
+            (Given::Root, "warmbox".into(), "".into(), None)
+        );
+        // In a cgroup nobody delegated (a login session's scope): still the root.
+        cgroup_dir(&r.join("user.slice/session-1.scope"), "memory pids cpu");
+        let p = place(r, "warmbox", Path::new("user.slice/session-1.scope")).unwrap();
+        assert_eq!(
+            (p.given, p.parent, p.leave),
+            (Given::Root, "warmbox".into(), None)
+        );
+        // In a cgroup systemd delegated: inside it, warmbox moved to its leaf.
+        let svc = Path::new("system.slice/warmbox.service");
+        cgroup_dir(&r.join(svc), "memory pids cpu");
+        mark_delegated(&r.join(svc));
+        let p = place(r, "warmbox", svc).unwrap();
+        assert_eq!(
+            (p.given, p.parent.clone(), p.base.clone(), p.leave.clone()),
+            (
+                Given::Systemd,
+                svc.join("warmbox"),
+                svc.to_path_buf(),
+                Some(svc.to_path_buf())
+            )
+        );
+        assert_eq!(
+            p.describe(r),
+            format!(
+                "parent {}/system.slice/warmbox.service/warmbox under the cgroup systemd \
+                 delegated (Delegate=yes); warmbox's processes in \
+                 {}/system.slice/warmbox.service/daemon",
+                r.display(),
+                r.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_container_places_the_parent_in_its_own_cgroup() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        // The namespace root of a container: a cgroup (it has cgroup.type), not the root.
+        cgroup_dir(r, "cpuset cpu io memory pids");
+        let p = place(r, "warmbox", Path::new("")).unwrap();
+        assert_eq!(
+            (p.given, p.parent.clone(), p.leave.clone()),
+            (Given::Namespace, "warmbox".into(), Some("".into()))
+        );
+        let backend = V2Backend::placed(r, p).unwrap();
+        // warmbox asked to move into the leaf, and the parent is beside it.
+        assert_eq!(
+            read(r.join("daemon/cgroup.procs")),
+            std::process::id().to_string()
+        );
+        assert_eq!(read(r.join("cgroup.subtree_control")), "+memory +pids +cpu");
+        assert_eq!(backend.parent_dir, r.join("warmbox"));
+        assert_eq!(backend.placement().given, Given::Namespace);
+    }
+
+    #[test]
+    fn a_parent_from_the_root_is_used_as_written() {
+        let root = tree(false);
+        let r = root.path();
+        let svc = Path::new("system.slice/warmbox.service");
+        cgroup_dir(&r.join(svc), "memory pids cpu");
+        // Inside warmbox's own cgroup: warmbox leaves it.
+        let p = place(r, "/system.slice/warmbox.service/jobs", svc).unwrap();
+        assert_eq!(
+            (p.given, p.parent, p.base, p.leave),
+            (
+                Given::Setting,
+                svc.join("jobs"),
+                "".into(),
+                Some(svc.to_path_buf())
+            )
+        );
+        // Elsewhere: warmbox stays where it is.
+        let p = place(r, "/warmbox", svc).unwrap();
+        assert_eq!((p.parent, p.leave), ("warmbox".into(), None));
+        // Never the leaf warmbox moves into.
+        let err = place(r, "/system.slice/warmbox.service/daemon/x", svc).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is where warmbox's own processes go"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn controllers_already_enabled_are_not_written_again() {
+        let root = tree(false);
+        let r = root.path();
+        let svc = r.join("system.slice/warmbox.service");
+        cgroup_dir(&svc, "memory pids cpu");
+        fs::write(r.join("cgroup.subtree_control"), "cpu memory pids").unwrap();
+        fs::write(
+            r.join("system.slice/cgroup.subtree_control"),
+            "memory pids cpu io",
+        )
+        .unwrap();
+        // Read-only: a write there would fail the test.
+        for f in [
+            "cgroup.subtree_control",
+            "system.slice/cgroup.subtree_control",
+        ] {
+            let mut perm = fs::metadata(r.join(f)).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o444);
+            fs::set_permissions(r.join(f), perm).unwrap();
+        }
+        let p = place(
+            r,
+            "/system.slice/warmbox.service/jobs",
+            Path::new("system.slice/warmbox.service"),
+        )
+        .unwrap();
+        let backend = V2Backend::placed(r, p).unwrap();
+        assert_eq!(read(r.join("cgroup.subtree_control")), "cpu memory pids");
+        assert_eq!(
+            read(r.join("system.slice/cgroup.subtree_control")),
+            "memory pids cpu io"
+        );
+        assert_eq!(
+            read(svc.join("cgroup.subtree_control")),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(backend.parent_dir, svc.join("jobs"));
+    }
+
+    #[test]
+    fn a_missing_controller_is_named() {
+        let root = tree(false);
+        let r = root.path();
+        let svc = Path::new("system.slice/warmbox.service");
+        cgroup_dir(&r.join(svc), "memory pids");
+        mark_delegated(&r.join(svc));
+        let err = V2Backend::placed(r, place(r, "warmbox", svc).unwrap()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("warmbox.service lacks the cpu controller (it has: memory pids)")
+                && msg.contains("Delegate=yes"),
+            "{msg}"
+        );
+        // Nothing moved, nothing made.
+        assert!(!r.join(svc).join("daemon").exists());
+        assert!(!r.join(svc).join("warmbox").exists());
+        assert_eq!(read(r.join(svc).join("cgroup.subtree_control")), "");
+    }
+
     fn limits(memory_bytes: u64, pids: u64, cpu_cores: Option<f64>) -> CgroupLimits {
         CgroupLimits {
             memory_bytes,
@@ -381,7 +834,7 @@ mod tests {
     #[test]
     fn new_enables_controllers_down_to_the_parent() {
         let root = tree(false);
-        V2Backend::new(root.path(), "warmbox/pool").unwrap();
+        backend_at(root.path(), "warmbox/pool").unwrap();
         for dir in ["", "warmbox", "warmbox/pool"] {
             assert_eq!(
                 read(root.path().join(dir).join("cgroup.subtree_control")),
@@ -394,7 +847,7 @@ mod tests {
     #[test]
     fn kernel_caches_are_reclaimed_only_above_the_bound() {
         let root = tree(false);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         fs::write(dir.join("memory.current"), "31457280\n").unwrap();
@@ -417,11 +870,7 @@ mod tests {
     #[test]
     fn created_levels_counts_the_levels_made() {
         let root = tree(false);
-        let levels = |parent: &str| {
-            V2Backend::new(root.path(), parent)
-                .unwrap()
-                .created_levels()
-        };
+        let levels = |parent: &str| backend_at(root.path(), parent).unwrap().created_levels();
         assert_eq!(levels("warmbox"), 1);
         assert_eq!(levels("warmbox"), 0);
         assert_eq!(levels("warmbox/pool"), 1);
@@ -432,7 +881,7 @@ mod tests {
     #[test]
     fn create_writes_limits_and_opens_the_directory() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend
             .create("c0", &limits(256 * MIB, 64, Some(1.0)))
             .unwrap();
@@ -458,7 +907,7 @@ mod tests {
     #[test]
     fn create_without_quota_or_swap_accounting_skips_those_files() {
         let root = tree(false);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         assert_eq!(read(dir.join("memory.max")), "67108864");
@@ -469,7 +918,7 @@ mod tests {
     #[test]
     fn set_limits_rewrites_everything() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend
             .create("c0", &limits(64 * MIB, 8, Some(1.0)))
             .unwrap();
@@ -486,7 +935,7 @@ mod tests {
     #[test]
     fn usage_is_parsed_from_the_controller_files() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         fs::write(
@@ -524,7 +973,7 @@ mod tests {
     #[test]
     fn peak_is_read_through_the_fd_that_reset_it() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         let peak = dir.join("memory.peak");
@@ -546,7 +995,7 @@ mod tests {
     fn without_memory_peak_the_usage_reports_the_current_usage() {
         // Kernels before 5.19 have no memory.peak (and then no reset either).
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         minimal_stats(&dir);
@@ -558,7 +1007,7 @@ mod tests {
     #[test]
     fn kill_all_writes_cgroup_kill_and_destroy_is_idempotent() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let dir = root.path().join("warmbox/c0");
         cg.add_process(4242).unwrap();
@@ -574,7 +1023,7 @@ mod tests {
     #[test]
     fn list_and_remove_stale_cover_the_parent_only() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         backend.create("b", &limits(64 * MIB, 8, None)).unwrap();
         backend.create("a", &limits(64 * MIB, 8, None)).unwrap();
         fs::create_dir(root.path().join("elsewhere")).unwrap();
@@ -588,7 +1037,7 @@ mod tests {
     #[test]
     fn a_name_in_use_or_outside_the_parent_is_refused() {
         let root = tree(true);
-        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let backend = backend_at(root.path(), "warmbox").unwrap();
         backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
         let err = backend
             .create("c0", &limits(32 * MIB, 8, None))
