@@ -253,3 +253,35 @@ pub fn expect(
 pub fn expect_ok(r: &StepResult) {
     expect(r, request::StepStatus::Ok, Some(0), None);
 }
+
+/// Starts `argv` behind a gate: a shell that waits for a line on stdin, then execs it, so
+/// that it can be moved into a cgroup before it runs ([`open_gate`]).
+pub fn gated(argv: &[&str]) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "read go && exec \"$@\"", "sh"])
+        .args(argv)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn /bin/sh");
+    let stdin = child.stdin.take().expect("stdin pipe");
+    (child, stdin)
+}
+
+/// Lets the program behind the gate of [`gated`] run.
+pub fn open_gate(mut stdin: std::process::ChildStdin) {
+    use std::io::Write;
+    stdin.write_all(b"go\n").expect("open the gate");
+}
+
+/// Polls `ready` every few ms for up to 10 s (scaled on a slow host).
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline =
+        std::time::Instant::now() + emulation::budget(std::time::Duration::from_secs(10));
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
