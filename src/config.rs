@@ -246,8 +246,9 @@ mod file_tests {
         assert_eq!(ServiceFile::default().warm_for("x", 2), 2);
     }
 
-    /// The settings files shipped in deploy/ (the systemd example, and the one in the
-    /// Kubernetes ConfigMap) parse, with exactly the values they say.
+    /// The settings files shipped in deploy/ (the systemd example, the one in the
+    /// Kubernetes ConfigMap, and the container image's) parse, with exactly the values
+    /// they say.
     #[test]
     fn deploy_settings_files_parse() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -291,5 +292,22 @@ mod file_tests {
             ..ServiceFile::default()
         };
         assert_eq!(k8s, expected);
+
+        // The container image's /etc/warmbox/warmbox.toml (deploy/Dockerfile).
+        let image = ServiceFile::load(&root.join("deploy/image/warmbox.toml")).unwrap();
+        let expected = ServiceFile {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            profiles_dir: Some("/usr/local/share/warmbox/profiles".into()),
+            state_dir: Some("/run/warmbox".into()),
+            jobs_db: Some("/var/lib/warmbox/jobs.redb".into()),
+            cgroup_parent: Some("warmbox-image".into()),
+            uid_base: Some(610_000),
+            shutdown_grace_secs: Some(30),
+            max_queue: Some(64),
+            compile_cache_mb: Some(256),
+            warm: [("default".to_string(), 2)].into(),
+            ..ServiceFile::default()
+        };
+        assert_eq!(image, expected);
     }
 }
