@@ -58,6 +58,15 @@ run_tests() {
     fi
 }
 
+run_tests cgroup_v2
+t0=$(date +%s)
+if .ci/v2-guest-unit.sh "$out" > "$out/unit-steps.log" 2>&1; then
+    note "ok   systemd unit, delegation emulated ($(( $(date +%s) - t0 )) s)"
+else
+    note "FAIL systemd unit, delegation emulated: $(tail -1 "$out/unit-steps.log")"
+    failed=1
+fi
+cat "$out/unit-steps.log"
 run_tests languages transforms_stdin
 run_tests accounting
 run_tests limits
