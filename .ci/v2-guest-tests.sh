@@ -5,7 +5,8 @@
 # (0: all passed) into the directory $1, which the host reads.
 set -uo pipefail
 out=$1
-cd "$(dirname "$0")/.."
+scripts=$(dirname "$0")
+cd "$out/../.."
 export WARMBOX_REQUIRE_SANDBOX=1
 # Budgets that only give a job enough time are multiplied by this under emulation
 # (tests/common/emulation.rs says which); the limits a test is about never are.
@@ -60,7 +61,7 @@ run_tests() {
 
 run_tests cgroup_v2
 t0=$(date +%s)
-if .ci/v2-guest-unit.sh "$out" > "$out/unit-steps.log" 2>&1; then
+if "$scripts/v2-guest-unit.sh" "$out" > "$out/unit-steps.log" 2>&1; then
     note "ok   systemd unit, delegation emulated ($(( $(date +%s) - t0 )) s)"
 else
     note "FAIL systemd unit, delegation emulated: $(tail -1 "$out/unit-steps.log")"

@@ -10,7 +10,8 @@
 # inside the unit's cgroup and nothing written above it, a clean stop (exit 0) leaving
 # only the unit's leaf. Exits non-zero on the first failure.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# $1: the output directory, target/v2-guest of the repository.
+cd "$1/../.."
 unit=deploy/systemd/warmbox.service
 cg=/sys/fs/cgroup
 svc=$cg/system.slice/warmbox.service

@@ -51,7 +51,10 @@ echo "v2 stage: built in $(( $(date +%s) - started )) s"
 
 out=target/v2-guest
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/scripts"
+# The guest sees this tree live: it runs copies of its scripts, so that an edit here
+# meanwhile cannot change a script bash is still reading.
+cp .ci/v2-guest-tests.sh .ci/v2-guest-unit.sh "$out/scripts/"
 accel=(--disable-kvm)
 [ "${WARMBOX_V2_KVM:-0}" = 1 ] && accel=()
 boot=$(date +%s)
@@ -59,7 +62,7 @@ boot=$(date +%s)
 timeout 2400 vng --run "$kernel" "${accel[@]}" --cpus 2 --memory 8G \
     --rwdir "$PWD/$out" --overlay-rwdir "$PWD" \
     --append 'systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all mitigations=off' \
-    --exec "$PWD/.ci/v2-guest-tests.sh $PWD/$out" 2>&1 | cat || true
+    --exec "$PWD/$out/scripts/v2-guest-tests.sh $PWD/$out" 2>&1 | cat || true
 echo "v2 stage: guest ran $(( $(date +%s) - boot )) s, whole stage $(( $(date +%s) - started )) s"
 if [ ! -f "$out/status" ]; then
     echo "v2 stage: the guest never reported (no $out/status): it did not boot or was killed" >&2

@@ -37,13 +37,13 @@ fn assert_ok_run(run: &StepResult, stdout: &str) {
     assert_eq!(u.stderr_bytes, 0);
     assert!(u.cpu_ms > 0.0, "cpu_ms {}", u.cpu_ms);
     assert!(
-        u.cpu_ms < 2000.0,
+        u.cpu_ms < common::emulation::budget_ms(2000) as f64,
         "cpu_ms {} over the default limit",
         u.cpu_ms
     );
     assert!((u.user_ms + u.sys_ms - u.cpu_ms).abs() < 0.01, "{u:?}");
     assert!(
-        u.wall_ms > 0.0 && u.wall_ms < 5000.0,
+        u.wall_ms > 0.0 && u.wall_ms < common::emulation::budget_ms(5000) as f64,
         "wall_ms {}",
         u.wall_ms
     );
