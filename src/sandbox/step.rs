@@ -344,14 +344,17 @@ impl Container {
         // job, reaping, reporting) is taken off, so that limits and figures are the job's
         // processes' alone. Unreadable (the init is gone): nothing is taken off.
         let init_pid = self.pid;
+        // The init's clock is read after the cgroup's at the start and before it at each
+        // reading (`init_spent`, then the cgroup): what the init spends between two reads is then never taken
+        // off without being in the cgroup's figure, so the job's figure is never below
+        // its own clock (on a slow host, e.g. emulated, the gap was tens of ms).
         let init_base = process_cpu_ns(init_pid);
-        let job_cpu = |cgroup_ns: u64| {
-            let init = match (init_base, process_cpu_ns(init_pid)) {
-                (Some(a), Some(b)) => b.saturating_sub(a),
-                _ => 0,
-            };
-            cgroup_ns.saturating_sub(base.cpu_ns).saturating_sub(init)
+        let init_spent = || match (init_base, process_cpu_ns(init_pid)) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
         };
+        let job_cpu =
+            |init: u64, cgroup_ns: u64| cgroup_ns.saturating_sub(base.cpu_ns).saturating_sub(init);
 
         // Pipes only for what is captured: none for stdout when the caller gives the job's
         // stdio (`io`), none for stderr when it is stdout's pipe (`Merged`).
@@ -472,7 +475,8 @@ impl Container {
                 _ = sleep_until_some(drain_deadline), if drain_deadline.is_some() => {}
                 _ = tokio::time::sleep_until(next_poll.into()), if exited.is_none() => {
                     let now = Instant::now();
-                    let used = job_cpu(cgroup.cpu_ns()?);
+                    let init = init_spent();
+                    let used = job_cpu(init, cgroup.cpu_ns()?);
                     if used > cpu_limit_ns {
                         kill = Some(KillReason::Cpu);
                     } else if now >= wall_deadline {
@@ -527,6 +531,7 @@ impl Container {
                 message: "no exit report".into(),
             });
         };
+        let init = init_spent();
         let usage = cgroup.usage()?;
         let ev = Evidence {
             exit,
@@ -534,7 +539,7 @@ impl Container {
             failure: failure.clone(),
             killed,
             wall_timeout,
-            cpu_ns: job_cpu(usage.cpu_ns),
+            cpu_ns: job_cpu(init, usage.cpu_ns),
             cpu_limit_ns,
             oom_kills: usage.oom_kills.saturating_sub(base.oom_kills),
         };
