@@ -155,7 +155,7 @@ fn a_cgroup_limits_accounts_kills_and_goes_away() {
     );
     assert_eq!(parent.read("pids", "run", "pids.max"), "8");
 
-    let (mut child, gate) = gated(&[PYTHON, "-c", "x = bytearray(32 << 20)\nwhile True: pass"]);
+    let (mut child, gate) = gated(&[PYTHON, "-c", "x = b'\\x01' * (32 << 20)\nwhile True: pass"]);
     let pid = child.id() as i32;
     cg.add_process(pid).unwrap();
     let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();

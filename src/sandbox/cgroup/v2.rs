@@ -139,6 +139,21 @@ fn delegated_by_systemd(dir: &Path) -> bool {
 /// the real root, its processes must leave it for [`DAEMON_LEAF`] first.
 pub fn place(mount_root: &Path, parent: &str, own: &Path) -> Result<Placement, CgroupError> {
     check_parent(parent, mount_root)?;
+    // Already in the leaf of a cgroup it was given (a second probe of the same process, a
+    // tool started there): that cgroup is the one it was given.
+    let own = match own.parent() {
+        Some(given)
+            if own.file_name() == Some(DAEMON_LEAF.as_ref())
+                && if given.as_os_str().is_empty() {
+                    !is_real_root(mount_root)
+                } else {
+                    delegated_by_systemd(&mount_root.join(given))
+                } =>
+        {
+            given
+        }
+        _ => own,
+    };
     let (given, base) = if parent.starts_with('/') {
         (Given::Setting, PathBuf::new())
     } else if own.as_os_str().is_empty() {
@@ -679,6 +694,36 @@ mod tests {
                 r.display(),
                 r.display()
             )
+        );
+    }
+
+    #[test]
+    fn from_its_leaf_warmbox_still_finds_the_cgroup_it_was_given() {
+        let root = tree(false);
+        let r = root.path();
+        let svc = Path::new("system.slice/warmbox.service");
+        cgroup_dir(&r.join(svc).join(DAEMON_LEAF), "memory pids cpu");
+        mark_delegated(&r.join(svc));
+        let p = place(r, "warmbox", &svc.join(DAEMON_LEAF)).unwrap();
+        assert_eq!(
+            (p.given, p.parent, p.leave),
+            (Given::Systemd, svc.join("warmbox"), Some(svc.to_path_buf()))
+        );
+        // A cgroup named `daemon` that nobody delegated is just a cgroup.
+        let other = Path::new("user.slice/daemon");
+        cgroup_dir(&r.join(other), "memory pids cpu");
+        let p = place(r, "warmbox", other).unwrap();
+        assert_eq!(
+            (p.given, p.parent, p.leave),
+            (Given::Root, "warmbox".into(), None)
+        );
+        // In a container, from the leaf of its namespace root.
+        let ctr = tempfile::tempdir().unwrap();
+        cgroup_dir(ctr.path(), "memory pids cpu");
+        let p = place(ctr.path(), "warmbox", Path::new(DAEMON_LEAF)).unwrap();
+        assert_eq!(
+            (p.given, p.parent, p.leave),
+            (Given::Namespace, "warmbox".into(), Some("".into()))
         );
     }
 
