@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use warmbox::request::{self, RunRequest, RunStatus, StepResult, StepStatus};
 
+use common::emulation::{budget, budget_ms};
 use common::{expect, expect_ok, Harness};
 
 const MIB: u64 = 1 << 20;
@@ -965,14 +966,18 @@ async fn fork_bomb_c() {
         .c(
             FORK_BOMB_C,
             &[],
-            json!({"pids": 16, "wall_ms": 1000, "cpu_ms": 300}),
+            json!({"pids": 16, "wall_ms": budget_ms(1000), "cpu_ms": budget_ms(300)}),
         )
         .await;
     // Every process spins on fork(): the CPU limit ends it, with the pids limit reached.
     expect(&r, StepStatus::TimeLimit, None, Some(SIGKILL));
-    assert!(r.usage.cpu_ms >= 300.0 && r.usage.cpu_ms < 400.0, "{r:#?}");
+    let cpu = r.usage.cpu_ms;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        cpu >= budget_ms(300) as f64 && cpu < budget_ms(400) as f64,
+        "{r:#?}"
+    );
+    assert!(
+        started.elapsed() < budget(Duration::from_secs(3)),
         "{:?}",
         started.elapsed()
     );
@@ -1230,10 +1235,12 @@ async fn cpu_loop_in_two_threads() {
 async fn sleep_past_the_wall_limit() {
     let Some(h) = common::harness() else { return };
     let _g = exclusive().await;
-    let r = sh(h, "sleep 10", json!({"cpu_ms": 300, "wall_ms": 500})).await;
+    // On a slow host the limits scale (the sleep outlasts them all the same).
+    let (cpu, wall) = (budget_ms(300), budget_ms(500));
+    let r = sh(h, "sleep 100", json!({"cpu_ms": cpu, "wall_ms": wall})).await;
     expect(&r, StepStatus::WallTimeLimit, None, Some(SIGKILL));
     assert!(
-        r.usage.wall_ms >= 500.0 && r.usage.wall_ms <= 600.0,
+        r.usage.wall_ms >= wall as f64 && r.usage.wall_ms <= (wall + budget_ms(100)) as f64,
         "wall_ms {}",
         r.usage.wall_ms
     );
@@ -1246,14 +1253,15 @@ async fn ignoring_sigterm() {
     let _g = exclusive().await;
     let r = sh(
         h,
-        "trap '' TERM INT HUP; echo start; sleep 10; echo end",
-        json!({"cpu_ms": 300, "wall_ms": 500}),
+        "trap '' TERM INT HUP; echo start; sleep 100; echo end",
+        json!({"cpu_ms": budget_ms(300), "wall_ms": budget_ms(500)}),
     )
     .await;
     expect(&r, StepStatus::WallTimeLimit, None, Some(SIGKILL));
     assert_eq!(r.stdout, "start\n");
+    let wall = budget_ms(500);
     assert!(
-        r.usage.wall_ms >= 500.0 && r.usage.wall_ms <= 600.0,
+        r.usage.wall_ms >= wall as f64 && r.usage.wall_ms <= (wall + budget_ms(100)) as f64,
         "wall_ms {}",
         r.usage.wall_ms
     );
@@ -1430,9 +1438,13 @@ time.sleep(1000)' &
     .await;
     expect_ok(&r);
     assert_eq!(r.stdout, "spawned\n");
-    assert!(r.usage.wall_ms < 1000.0, "wall_ms {}", r.usage.wall_ms);
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        r.usage.wall_ms < budget_ms(1000) as f64,
+        "wall_ms {}",
+        r.usage.wall_ms
+    );
+    assert!(
+        started.elapsed() < budget(Duration::from_secs(3)),
         "{:?}",
         started.elapsed()
     );
