@@ -277,14 +277,19 @@ impl Delegated {
         let unit = slice.join("warmbox.service");
         fs::create_dir_all(&unit).unwrap();
         fs::write(slice.join("cgroup.subtree_control"), slice_enables).unwrap();
-        let status = Command::new("setfattr")
-            .args(["-n", "trusted.delegate", "-v", "1"])
+        let status = Command::new(PYTHON)
+            .args([
+                "-c",
+                "import os, sys; os.setxattr(sys.argv[1], 'trusted.delegate', b'1')",
+            ])
             .arg(&unit)
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            // No setfattr (package `attr`): the same call, by hand.
-            set_delegate_xattr(&unit);
-        }
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "setxattr trusted.delegate on {}",
+            unit.display()
+        );
         Delegated { slice, unit }
     }
 
@@ -327,22 +332,6 @@ impl Drop for Delegated {
             let _ = fs::remove_dir(d);
         }
     }
-}
-
-fn set_delegate_xattr(dir: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
-    // SAFETY: NUL-terminated strings and a one-byte value, all alive for the call.
-    let r = unsafe {
-        libc::setxattr(
-            path.as_ptr(),
-            c"trusted.delegate".as_ptr(),
-            b"1".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
-    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
 }
 
 /// The root's own file that a delegated warmbox must never write, and the root's cgroups
