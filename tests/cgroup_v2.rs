@@ -136,6 +136,10 @@ fn a_cgroup_limits_accounts_kills_and_goes_away() {
 
     let first = cg.cpu_ns().unwrap();
     wait_until("200 ms of CPU", || cg.cpu_ns().unwrap() >= 200_000_000);
+    // Emulated, python can still be starting after 200 ms of CPU: wait for its allocation.
+    wait_until("the 32 MiB allocation", || {
+        parent.read("run", "memory.current").parse::<u64>().unwrap() >= 32 * MIB
+    });
     assert!(cg.cpu_ns().unwrap() > first);
     let usage = cg.usage().unwrap();
     assert!(usage.cpu_ns >= 200_000_000, "{usage:?}");
