@@ -817,14 +817,14 @@ async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
         "nested parent left"
     );
 
-    // A parent name that is no plain relative path is refused before anything.
+    // A parent name that is no path of plain names is refused before anything.
     let mut args = vec!["--cgroup-parent", "../escape"];
     args.extend(hello);
     let out = run_cli(&State::new(), &args, b"").await;
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
-        "warmbox: --cgroup-parent: cgroup parent \"../escape\" must be a relative path of \
-         plain names (no `/` first, no `.` or `..`)\n"
+        "warmbox: --cgroup-parent: cgroup parent \"../escape\" must be a path of plain names, \
+         relative or with one `/` first (no `//`, `.` or `..`)\n"
     );
 }
