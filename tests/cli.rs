@@ -9,6 +9,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
+use warmbox::sandbox::cgroup::CgroupVersion;
 
 /// The CLI's tests run one at a time: they compare the host's cgroups before and after.
 /// That an invalid request started nothing at all is shown by its state directory, which
@@ -503,6 +504,111 @@ fn assert_refused(what: &str, out: &Output, message: &str, state: &State) {
         "{what}: the engine started ({} exists)",
         state.dir.display()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_what_an_older_kernel_lacks_and_what_stands_in() {
+    let Some(_) = common::harness() else { return };
+    let _serial = SERIAL.lock().await;
+    // The features are probed on a cgroup made under the parent, and removed again.
+    let parent = "warmbox-test-check-features";
+    common::cgroupfs::make_parent(parent);
+    let out = warmbox(&["check", "--cgroup-parent", parent], b"").await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(common::cgroupfs::children(parent), Vec::<String>::new());
+    common::cgroupfs::remove_parent(parent);
+
+    let line = |name: &str| -> String {
+        stdout
+            .lines()
+            .find(|l| l.get(8..8 + name.len()) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} line: {stdout}"))
+            .to_string()
+    };
+    let kernel = stdout.lines().next().expect("kernel line");
+    let release: Vec<u32> = kernel
+        .trim_start_matches("kernel ")
+        .split(['.', '-'])
+        .take(2)
+        .map(|n| n.parse().expect("kernel release"))
+        .collect();
+    let v2 = common::cgroupfs::host().version() == CgroupVersion::V2;
+    let abi = warmbox::container::landlock::abi_version();
+
+    let network = line("landlock network");
+    match abi {
+        Some(v) if v >= 4 => assert_eq!(
+            network,
+            "ok      landlock network   TCP bind and connect refused (EACCES), inside the \
+             container's own network namespace"
+        ),
+        _ => assert!(
+            network.starts_with("absent  landlock network   absent (")
+                && network.contains("the container's network namespace alone keeps"),
+            "{network}"
+        ),
+    }
+    let reset = line("memory peak reset");
+    if !v2 {
+        assert_eq!(
+            reset,
+            "ok      memory peak reset  memory.max_usage_in_bytes zeroed before each run: a \
+             step's peak is its own run's"
+        );
+    } else if release < vec![6, 12] {
+        assert_eq!(
+            reset,
+            "absent  memory peak reset  absent (memory.peak read-only, kernel < 6.12): a \
+             step's memory_peak_bytes is the cgroup's peak since the container was made, its \
+             warm-up (init, job process, mounts) included"
+        );
+    } else {
+        assert_eq!(
+            reset,
+            "ok      memory peak reset  a write to memory.peak before each run: a step's \
+             peak is its own run's"
+        );
+    }
+    let pids = line("pids.peak");
+    assert!(
+        pids == "ok      pids.peak          a step reports its processes' peak (pids_peak)"
+            || pids
+                == "absent  pids.peak          absent: a step's pids_peak is null (pids.max \
+                    still limits the processes)",
+        "{pids}"
+    );
+    assert_eq!(
+        line("CLONE_INTO_CGROUP"),
+        if v2 {
+            "ok      CLONE_INTO_CGROUP  clone3 places every init in its cgroup"
+        } else {
+            "ok      CLONE_INTO_CGROUP  not used on cgroup v1: the init is moved with \
+             cgroup.procs after clone, before it is sent its setup"
+        }
+    );
+
+    // The JSON form carries the same items, none of them required.
+    let out = warmbox(&["check", "--json", "--cgroup-parent", parent], b"").await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!common::cgroupfs::exists(parent));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json is JSON");
+    let items = report["items"].as_array().expect("items");
+    for name in [
+        "landlock network",
+        "landlock scopes",
+        "memory peak reset",
+        "pids.peak",
+        "CLONE_INTO_CGROUP",
+    ] {
+        let item = items
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} item: {report:#}"));
+        assert_eq!(item["required"], false, "{item}");
+        let detail = item["detail"].as_str().expect("detail");
+        assert_eq!(item["ok"], !detail.starts_with("absent"), "{item}");
+    }
 }
 
 #[tokio::test]

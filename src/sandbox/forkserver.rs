@@ -29,9 +29,7 @@ use std::sync::Mutex;
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-use super::spawn::{CloneArgs, SpawnError};
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+use super::spawn::{CloneArgs, SpawnError, CLONE_INTO_CGROUP};
 
 /// Set (to `1`) in the fork server's environment: `main` runs the fork server then.
 pub const ENV: &str = "WARMBOX_FORKSERVER";

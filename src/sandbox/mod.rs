@@ -112,6 +112,8 @@ pub struct Sandbox {
     /// (it builds its template root first) holds up only the creations of its binds.
     forks: Mutex<HashMap<Vec<PathBuf>, ForkSlot>>,
     cgroups: Box<dyn CgroupBackend>,
+    /// How an init gets into its cgroup, found at start by [`probe_cgroup_features`].
+    placement: spawn::Placement,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
 }
@@ -160,11 +162,20 @@ impl Sandbox {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
                 .map_err(host(format!("chmod 755 {}", dir.display())))?;
         }
+        let placement = probe_cgroup_features(cgroups.as_ref())?.placement;
+        if let spawn::Placement::MoveRefused(errno) = placement {
+            tracing::warn!(
+                errno = %std::io::Error::from_raw_os_error(errno),
+                "clone3 refuses CLONE_INTO_CGROUP (kernel before 5.7): every init is moved \
+                 into its cgroup with cgroup.procs after the clone, before its setup"
+            );
+        }
         let free_slots = (0..config.slots).rev().collect();
         Ok(Arc::new(Sandbox {
             config,
             forks: Mutex::new(HashMap::new()),
             cgroups,
+            placement,
             policies: Mutex::new(HashMap::new()),
             free_slots: Mutex::new(free_slots),
         }))
@@ -332,14 +343,16 @@ impl Sandbox {
     ) -> Result<(Container, std::os::unix::net::UnixStream), SandboxError> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let cg = self.cgroups.create(&format!("c-{id}"), limits)?;
-        let v1 = self.cgroups.version() == CgroupVersion::V1;
+        // Where the init is not born in its cgroup, the server moves it there.
+        let clone_into =
+            self.placement == spawn::Placement::CloneInto && cg.clone_into_fd().is_some();
 
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(host(format!("socketpair for container {id}")))?;
         let spawned = match forks.clone_init_blocking(
             spawn::NAMESPACES,
             theirs.as_fd(),
-            cg.clone_into_fd(),
+            if clone_into { cg.clone_into_fd() } else { None },
         ) {
             Ok(s) => s,
             Err(e) => {
@@ -362,15 +375,47 @@ impl Sandbox {
         };
         spawn::write_id_maps(c.pid, base, base + 1)?;
         spawn::send_go(&ours).map_err(host(format!("container {}: send go", c.id)))?;
-        if v1 {
+        if !clone_into {
             // While the child becomes the init: the move is done before the setup is sent,
-            // so all the init does for the container (mounts, the job process) happens in
-            // its cgroup.
+            // so all the init does for the container (mounts, the job process, the cgroup
+            // namespace rooted at its cgroup) happens in its cgroup.
             c.cgroup().add_process(c.pid)?;
         }
         c.cgroup().prepare_accounting()?;
         Ok((c, ours))
     }
+}
+
+/// What a container's cgroup gets from this kernel, probed on a real one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupFeatures {
+    /// The peak counters.
+    pub peaks: cgroup::PeakSupport,
+    /// How an init gets into its cgroup.
+    pub placement: spawn::Placement,
+}
+
+/// Makes a probe cgroup under the parent of `cgroups`, looks at its peak counters, on v2
+/// clones a child that exits at once straight into it (`CLONE_INTO_CGROUP`), and removes
+/// it again.
+pub fn probe_cgroup_features(cgroups: &dyn CgroupBackend) -> Result<CgroupFeatures, SandboxError> {
+    let name = format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let limits = CgroupLimits {
+        memory_bytes: 64 << 20,
+        pids: 4,
+        cpu_cores: None,
+    };
+    let cg = cgroups.create(&name, &limits)?;
+    let peaks = cg.peak_support();
+    let v2 = cgroups.version() == CgroupVersion::V2;
+    let probe = match cg.clone_into_fd() {
+        Some(fd) if v2 => spawn::clone_into_cgroup(fd),
+        _ => Ok(Ok(())),
+    };
+    let removed = cg.destroy();
+    let placement = spawn::Placement::from_probe(v2, probe?);
+    removed?;
+    Ok(CgroupFeatures { peaks, placement })
 }
 
 /// A container slot: an index into the uid block, returned when dropped.

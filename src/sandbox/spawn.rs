@@ -36,6 +36,84 @@ pub const NAMESPACES: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUTS) as u64;
 
+/// `clone3`'s flag that places the child in the cgroup `CloneArgs::cgroup` (linux/sched.h,
+/// Linux 5.7); the libc crate does not have it.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// How a new init gets into its container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Born there: `clone3(CLONE_INTO_CGROUP)` (cgroup v2 on Linux 5.7 and later).
+    CloneInto,
+    /// Moved there by the server (written into `cgroup.procs`) after the clone, before the
+    /// init is sent its setup: cgroup v1, which has no cgroup fd to clone into.
+    MoveV1,
+    /// As `MoveV1`, on cgroup v2 whose kernel refused `CLONE_INTO_CGROUP` with this errno
+    /// (before Linux 5.7: `E2BIG` for the longer argument block, or `EINVAL`).
+    MoveRefused(i32),
+}
+
+impl Placement {
+    /// The placement for a `v2` hierarchy (else v1) given what [`clone_into_cgroup`] found.
+    pub fn from_probe(v2: bool, probe: Result<(), i32>) -> Placement {
+        match (v2, probe) {
+            (false, _) => Placement::MoveV1,
+            (true, Ok(())) => Placement::CloneInto,
+            (true, Err(errno)) => Placement::MoveRefused(errno),
+        }
+    }
+}
+
+/// Clones a child straight into the v2 cgroup `cgroup` (`clone3(CLONE_INTO_CGROUP)`); the
+/// child exits at once and is reaped here. `Ok(Err(errno))` when the kernel does not know
+/// the flag (before Linux 5.7: `E2BIG` or `EINVAL`); any other failure is an error.
+/// Safe to call from a multi-threaded process: the child makes one async-signal-safe call.
+pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Result<(), i32>, SpawnError> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed; no CLONE_VM, so the child
+    // runs on its own copy of our stack and memory, and only calls `_exit`.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: `_exit` is async-signal-safe: the child of a multi-threaded process may
+        // call it.
+        unsafe { libc::_exit(0) };
+    }
+    if pid < 0 {
+        let source = std::io::Error::last_os_error();
+        return match source.raw_os_error() {
+            Some(errno @ (libc::E2BIG | libc::EINVAL)) => Ok(Err(errno)),
+            _ => Err(SpawnError::Clone {
+                flags: args.flags,
+                source,
+            }),
+        };
+    }
+    let pid = pid as libc::pid_t;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid of our own child with an out-pointer to a live int.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(Ok(()));
+        }
+        // The clone succeeded, which is the answer; ECHILD (SIGCHLD ignored, the child
+        // reaped by the kernel) does not change it.
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Ok(Ok(()));
+        }
+    }
+}
+
 /// Errors of spawning.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -132,6 +210,45 @@ pub fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> std::io::Result<bool> {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINTR) {
             return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn placement_moves_the_init_wherever_clone_into_cgroup_is_not_there() {
+        assert_eq!(Placement::from_probe(true, Ok(())), Placement::CloneInto);
+        assert_eq!(
+            Placement::from_probe(true, Err(libc::E2BIG)),
+            Placement::MoveRefused(libc::E2BIG)
+        );
+        assert_eq!(Placement::from_probe(false, Ok(())), Placement::MoveV1);
+        assert_eq!(
+            Placement::from_probe(false, Err(libc::EINVAL)),
+            Placement::MoveV1
+        );
+    }
+
+    #[test]
+    fn clone_into_a_directory_that_is_no_cgroup_fails_without_a_child() {
+        // A kernel that knows CLONE_INTO_CGROUP (5.7+) looks at the fd and refuses a
+        // directory that is not a v2 cgroup with EBADF, before any child exists; one that
+        // does not know it refuses the argument block (E2BIG), which the probe reports as
+        // "not there".
+        let dir = tempfile::tempdir().unwrap();
+        let fd = std::fs::File::open(dir.path()).unwrap();
+        match clone_into_cgroup(fd.as_fd()) {
+            Err(SpawnError::Clone { flags, source }) => {
+                assert_eq!(flags, CLONE_INTO_CGROUP);
+                assert_eq!(source.raw_os_error(), Some(libc::EBADF), "{source}");
+            }
+            Ok(Err(errno)) => assert!(matches!(errno, libc::E2BIG | libc::EINVAL)),
+            Ok(Ok(())) => panic!("clone3 placed a child in a plain directory"),
+            Err(e) => panic!("{e}"),
         }
     }
 }

@@ -154,6 +154,23 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
     /// 0.4 s, which outlive the cgroup (moved to its parent) and pile up on the host.
     /// Returns whether it reclaimed.
     fn release_kernel_caches(&self) -> Result<bool, CgroupError>;
+    /// Which peak counters this kernel gives the cgroup (for `warmbox check`; the
+    /// accounting itself copes with each one missing).
+    fn peak_support(&self) -> PeakSupport;
+}
+
+/// The peak counters a container's cgroup has on this kernel, read from a real cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeakSupport {
+    /// There is a memory peak file (v1 `memory.max_usage_in_bytes`; v2 `memory.peak`,
+    /// Linux 5.19). Without it a step's peak is the usage when it ended.
+    pub memory_peak: bool,
+    /// The memory peak can be reset before a job (v1 always; v2 since Linux 6.12). Without
+    /// it a step's peak is the cgroup's since the container was made, warm-up included.
+    pub memory_peak_reset: bool,
+    /// There is `pids.peak` (newer kernels; which version depends on v1 or v2, so it is
+    /// looked for). Without it a step's `pids_peak` is `None`.
+    pub pids_peak: bool,
 }
 
 /// Kernel memory a finished container may leave charged before its removal reclaims it.

@@ -12,7 +12,7 @@ use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
     open_read, parent_path, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64,
     remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage,
-    CgroupVersion, CPU_PERIOD_US, V1_CONTROLLERS,
+    CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -497,6 +497,16 @@ impl Cgroup for V1Cgroup {
             None => Ok(()),
         }
     }
+
+    fn peak_support(&self) -> PeakSupport {
+        // v1's peak is `memory.max_usage_in_bytes`, writable (a reset) on every kernel.
+        let peak = self.dirs.memory.join("memory.max_usage_in_bytes").exists();
+        PeakSupport {
+            memory_peak: peak,
+            memory_peak_reset: peak,
+            pids_peak: self.dirs.pids.join("pids.peak").exists(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -704,6 +714,24 @@ mod tests {
         // An empty list: nothing to kill.
         fs::write(r.join("pids/warmbox/c0/cgroup.procs"), "").unwrap();
         cg.kill_all().unwrap();
+    }
+
+    #[test]
+    fn peak_support_is_the_reset_peak_and_pids_peak_where_present() {
+        let root = tree(true);
+        let backend = V1Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let memory = root.path().join("memory/warmbox/c0");
+        fs::write(memory.join("memory.max_usage_in_bytes"), "0\n").unwrap();
+        let mut support = PeakSupport {
+            memory_peak: true,
+            memory_peak_reset: true,
+            pids_peak: false,
+        };
+        assert_eq!(cg.peak_support(), support);
+        fs::write(root.path().join("pids/warmbox/c0/pids.peak"), "1\n").unwrap();
+        support.pids_peak = true;
+        assert_eq!(cg.peak_support(), support);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -11,7 +11,7 @@ use super::{
     check_name, check_parent, child_names, cpu_quota_us, io_error, kill_listed, open_read,
     parent_path, parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_u64,
     remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage,
-    CgroupVersion, CPU_PERIOD_US, V2_CONTROLLERS,
+    CgroupVersion, PeakSupport, CPU_PERIOD_US, V2_CONTROLLERS,
 };
 
 /// The unified hierarchy under a mount root (normally `/sys/fs/cgroup`), with warmbox's parent.
@@ -612,6 +612,18 @@ impl Cgroup for V2Cgroup {
     fn destroy(&self) -> Result<(), CgroupError> {
         remove_cgroup_dir(&self.dir)
     }
+
+    fn peak_support(&self) -> PeakSupport {
+        let peak = std::fs::metadata(self.dir.join("memory.peak")).ok();
+        PeakSupport {
+            memory_peak: peak.is_some(),
+            // cgroupfs gives a control file its owner's write bit exactly when the file has
+            // a write handler (`cgroup_file_mode`): memory.peak has one since Linux 6.12,
+            // before it is 0444 and an open for writing fails with EACCES, even for root.
+            memory_peak_reset: peak.is_some_and(|m| m.permissions().mode() & 0o200 != 0),
+            pids_peak: self.dir.join("pids.peak").exists(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1047,6 +1059,31 @@ mod tests {
         fs::write(dir.join("memory.current"), "1234567\n").unwrap();
         assert!(!dir.join("memory.peak").exists());
         assert_eq!(cg.usage().unwrap().memory_peak_bytes, 1234567);
+    }
+
+    #[test]
+    fn peak_support_follows_the_files_the_kernel_gives() {
+        let root = tree(true);
+        let backend = V2Backend::new(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        let peak = dir.join("memory.peak");
+        let mode = |m: u32| fs::set_permissions(&peak, fs::Permissions::from_mode(m)).unwrap();
+        let support = |memory_peak, memory_peak_reset, pids_peak| PeakSupport {
+            memory_peak,
+            memory_peak_reset,
+            pids_peak,
+        };
+        // Before 5.19: no memory.peak; no pids.peak either.
+        assert_eq!(cg.peak_support(), support(false, false, false));
+        // 5.19 to 6.11: a read-only memory.peak (cgroupfs makes it 0444).
+        fs::write(&peak, "1\n").unwrap();
+        mode(0o444);
+        assert_eq!(cg.peak_support(), support(true, false, false));
+        // 6.12 on: it has a write handler, so cgroupfs makes it 0644.
+        mode(0o644);
+        fs::write(dir.join("pids.peak"), "1\n").unwrap();
+        assert_eq!(cg.peak_support(), support(true, true, true));
     }
 
     #[test]
