@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use warmbox::container::landlock::{abi_version, prepare, Enforcement, LandlockRules};
 
-fn require_sandbox() -> bool {
-    std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1")
-}
+#[path = "common/kernel.rs"]
+mod kernel;
+use kernel::require_sandbox;
 
 /// The kernel's landlock ABI, or `None` (after saying why) when the test must skip.
 fn landlock_abi() -> Option<u32> {

@@ -10,6 +10,10 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+#[path = "common/kernel.rs"]
+mod kernel;
+
+use kernel::{default_policy, require_sandbox, seccomp_available};
 use warmbox::sandbox::seccomp::CompiledPolicy;
 
 /// How a child ended.
@@ -29,38 +33,6 @@ const FORBIDDEN: Outcome = Outcome::Exited(NOTIFIED);
 const SUCCEEDED_UNEXPECTEDLY: i32 = 200;
 /// The child's report when the policy could not be installed.
 const INSTALL_FAILED: i32 = 125;
-
-fn require_sandbox() -> bool {
-    std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1")
-}
-
-/// Whether this kernel can run the tests; says why when it cannot.
-fn seccomp_available() -> bool {
-    // SAFETY: PR_GET_SECCOMP takes no pointer; it reports the calling thread's mode.
-    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    let action: u32 = libc::SECCOMP_RET_KILL_PROCESS;
-    // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer, which is valid.
-    let kill_process = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_GET_ACTION_AVAIL,
-            0,
-            &action as *const u32,
-        )
-    } == 0;
-    if mode >= 0 && kill_process {
-        return true;
-    }
-    let why = "kernel lacks seccomp filters or SECCOMP_RET_KILL_PROCESS (Linux 4.14+)";
-    assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
-    eprintln!("skip: {why}");
-    false
-}
-
-fn default_policy() -> CompiledPolicy {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp");
-    CompiledPolicy::load(&dir, "default").unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)

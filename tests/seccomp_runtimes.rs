@@ -5,6 +5,8 @@
 //! installs the policy. The test asserts the exact exit status and output. A runtime
 //! missing from the host is skipped with a message.
 
+#[path = "common/kernel.rs"]
+mod kernel;
 #[path = "common/listener.rs"]
 mod listener;
 
@@ -14,27 +16,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use warmbox::sandbox::seccomp::CompiledPolicy;
-
-fn require_sandbox() -> bool {
-    std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1")
-}
-
-fn seccomp_available() -> bool {
-    // SAFETY: PR_GET_SECCOMP takes no pointer.
-    if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0 {
-        return true;
-    }
-    let why = "kernel lacks seccomp";
-    assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
-    eprintln!("skip: {why}");
-    false
-}
-
-fn default_policy() -> CompiledPolicy {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp");
-    CompiledPolicy::load(&dir, "default").unwrap_or_else(|e| panic!("{e}"))
-}
+use kernel::{default_policy, require_sandbox, seccomp_available};
 
 /// Whether `program` exists; says so when it does not.
 fn present(program: &str) -> bool {
@@ -42,10 +24,7 @@ fn present(program: &str) -> bool {
         return true;
     }
     let why = format!("{program} is not installed on this host");
-    assert!(
-        std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() != Ok("1"),
-        "{why} and WARMBOX_REQUIRE_SANDBOX=1"
-    );
+    assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
     eprintln!("skip: {why}");
     false
 }

@@ -6,6 +6,7 @@
 
 pub mod cgroupfs;
 pub mod emulation;
+pub mod kernel;
 pub mod server;
 
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct Harness {
 }
 
 fn require() -> bool {
-    std::env::var("WARMBOX_REQUIRE_SANDBOX").is_ok_and(|v| v == "1")
+    kernel::require_sandbox()
 }
 
 /// Fails the test in CI, else prints why it is skipped.
