@@ -4,7 +4,8 @@
 //!
 //! # Policy files
 //!
-//! `profiles/seccomp/<name>.json`, written by us (not seccompiler's own JSON format):
+//! `profiles/seccomp/<name>.json`, written by us (not seccompiler's own JSON format); the
+//! format for policy authors is docs/seccomp.md, kept in step with this summary:
 //!
 //! ```json
 //! {
