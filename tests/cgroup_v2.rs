@@ -299,10 +299,16 @@ impl Delegated {
 
     /// `warmbox <args>` started inside the unit's cgroup, to its end.
     fn warmbox(&self, args: &[&str]) -> Output {
+        self.warmbox_through(&[], args)
+    }
+
+    /// [`Delegated::warmbox`], exec'd through `wrapper` (argv that execs what follows it).
+    fn warmbox_through(&self, wrapper: &[&str], args: &[&str]) -> Output {
         let procs = self.unit.join("cgroup.procs");
         Command::new("/bin/sh")
             .args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
             .arg(&procs)
+            .args(wrapper)
             .arg(env!("CARGO_BIN_EXE_warmbox"))
             .args(args)
             .current_dir(common::repo())
@@ -428,7 +434,7 @@ fn a_cgroup_namespace_root_is_the_containers_own_cgroup() {
     // A container: its own cgroup, a cgroup namespace rooted there, cgroupfs mounted anew.
     let ctr = Delegated::new("ctr", "+memory +pids +cpu");
     let before = root_state();
-    let mut cmd = vec![
+    let wrapper = [
         "unshare",
         "--cgroup",
         "--mount",
@@ -438,19 +444,10 @@ fn a_cgroup_namespace_root_is_the_containers_own_cgroup() {
         "-c",
         "umount /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"",
         "sh",
-        env!("CARGO_BIN_EXE_warmbox"),
     ];
     let args = run_args("warmbox");
-    cmd.extend(args.iter().map(String::as_str));
-    let procs = ctr.unit.join("cgroup.procs");
-    let out = Command::new("/bin/sh")
-        .args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
-        .arg(&procs)
-        .args(&cmd)
-        .current_dir(common::repo())
-        .env("WARMBOX_PROFILES", common::emulation::profiles_dir())
-        .output()
-        .unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ctr.warmbox_through(&wrapper, &args);
     assert_eq!(stdout_of_run(&out), "0::/\nhi\n");
     assert_eq!(
         unit_tree_names(&ctr),

@@ -25,6 +25,8 @@ pub struct V2Backend {
     created: usize,
     /// Where the parent was put, and why.
     placement: Placement,
+    /// The hierarchy's mount root the placement is relative to.
+    mount_root: PathBuf,
 }
 
 /// The leaf that warmbox's own processes move into when the cgroup they were started in
@@ -347,6 +349,7 @@ impl V2Backend {
             swap,
             created,
             placement,
+            mount_root: mount_root.to_path_buf(),
         })
     }
 
@@ -423,12 +426,7 @@ impl CgroupBackend for V2Backend {
     }
 
     fn describe_parent(&self) -> String {
-        let mount_root = self
-            .parent_dir
-            .ancestors()
-            .nth(self.placement.parent.components().count())
-            .unwrap_or(&self.parent_dir);
-        self.placement.describe(mount_root)
+        self.placement.describe(&self.mount_root)
     }
 
     fn created_levels(&self) -> usize {
