@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use warmbox::config::EngineConfig;
-use warmbox::profile::Limits;
-use warmbox::sandbox::{BoxFile, Layout, Sandbox, StepSpec};
+use warmbox_runner::profile::Limits;
+use warmbox_sandbox::config::EngineConfig;
+use warmbox_sandbox::{BoxFile, Layout, Sandbox, StepSpec};
 
 fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
     v.sort();
@@ -100,9 +100,9 @@ fn main() {
         limits,
         cpu_cores: None,
         stdin: Vec::new(),
-        output: warmbox::sandbox::OutputMode::Separate,
+        output: warmbox_sandbox::OutputMode::Separate,
     };
-    let cg = warmbox::sandbox::step::cgroup_limits(&limits, None);
+    let cg = warmbox_sandbox::step::cgroup_limits(&limits, None);
     let true_file = BoxFile {
         path: "true-static".into(),
         content: std::fs::read(&bin).expect("read static true"),
@@ -136,15 +136,15 @@ fn main() {
             let t = Instant::now();
             let r = c.run(&spec("./true-static")).await.expect("run");
             run_static.push(t.elapsed());
-            assert_eq!(r.result.exit_code, Some(0));
+            assert_eq!(r.exit_code, Some(0));
             c.destroy().await;
 
             let mut c = sandbox.create(&layout, &cg).await.expect("create");
             let t = Instant::now();
             let r = c.run(&spec("/bin/true")).await.expect("run");
             run_bin.push(t.elapsed());
-            init_wall.push(Duration::from_secs_f64(r.result.usage.wall_ms / 1e3));
-            assert_eq!(r.result.exit_code, Some(0));
+            init_wall.push(Duration::from_secs_f64(r.usage.wall_ms / 1e3));
+            assert_eq!(r.exit_code, Some(0));
             c.destroy().await;
 
             let t = Instant::now();
@@ -152,7 +152,7 @@ fn main() {
             let r = c.run(&spec("/bin/true")).await.expect("run");
             c.destroy().await;
             e2e.push(t.elapsed());
-            assert_eq!(r.result.exit_code, Some(0));
+            assert_eq!(r.exit_code, Some(0));
         }
     });
     let bin_true_base: Vec<Duration> = (0..iters)

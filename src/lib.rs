@@ -1,19 +1,12 @@
-//! warmbox: run untrusted code in pre-warmed minimal Linux containers.
+//! warmbox, the service: run untrusted code in pre-warmed minimal Linux containers over
+//! HTTP. The HTTP API, the Judge0 and Piston drop-in APIs, the async job queue with its
+//! store and callbacks, and the settings file. The layers below are crates of their own,
+//! each knowing only the one below (docs/architecture.md):
 //!
-//! Layers, top to bottom: `job` (a request becomes compile and run steps), `sandbox` (the
-//! server's side of one container: spawn, cgroup, supervision), `container` (the code that
-//! runs inside the container: init and job process), and `profile`/`request` (data).
+//! `warmbox` (this) → `warmbox-runner` (profiles, requests, judging) → `warmbox-sandbox`
+//! (the engine) → `warmbox-inside` (what runs in a container).
 
 pub mod api;
-pub mod check;
 pub mod compat;
-pub mod config;
-pub mod container;
-pub mod job;
-pub mod judge;
-pub mod pool;
-pub mod profile;
-pub mod protocol;
 pub mod queue;
-pub mod request;
-pub mod sandbox;
+pub mod settings;

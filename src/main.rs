@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use warmbox::config::EngineConfig;
-use warmbox::job::Runner;
-use warmbox::profile::ProfileSet;
-use warmbox::request::{self, Encoding, FileSpec, LimitsRequest, RunRequest};
-use warmbox::sandbox::Sandbox;
+use warmbox_runner::job::Runner;
+use warmbox_runner::profile::ProfileSet;
+use warmbox_runner::request::{self, Encoding, FileSpec, LimitsRequest, RunRequest};
+use warmbox_sandbox::config::EngineConfig;
+use warmbox_sandbox::Sandbox;
 
 #[derive(Parser)]
 #[command(
@@ -207,8 +207,8 @@ struct RunArgs {
 fn main() {
     // The fork server, which clones every container init: it must stay single-threaded,
     // so nothing else may run first (no runtime, no logging).
-    if std::env::var_os(warmbox::sandbox::forkserver::ENV).is_some_and(|v| v == "1") {
-        std::process::exit(warmbox::sandbox::forkserver::main());
+    if std::env::var_os(warmbox_sandbox::forkserver::ENV).is_some_and(|v| v == "1") {
+        std::process::exit(warmbox_sandbox::forkserver::main());
     }
 
     tracing_subscriber::fmt()
@@ -252,8 +252,8 @@ fn check(
     // As `serve` takes them: the flag or environment variable, else the file, else the
     // default.
     let file = match &file {
-        Some(path) => warmbox::config::ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,
-        None => warmbox::config::ServiceFile::default(),
+        Some(path) => warmbox::settings::ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,
+        None => warmbox::settings::ServiceFile::default(),
     };
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
     if let Some(p) = cgroup_parent.or(file.cgroup_parent) {
@@ -262,7 +262,7 @@ fn check(
     if let Some(u) = uid_base.or(file.uid_base) {
         config.uid_base = u;
     }
-    let report = warmbox::check::run_leaving_nothing(&config);
+    let report = warmbox_sandbox::check::run_leaving_nothing(&config);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -405,7 +405,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         bail!("warmbox run must run as root: it makes namespaces, id maps and cgroups");
     }
-    if let Some(why) = warmbox::sandbox::cgroup::parent_name_problem(&args.cgroup_parent) {
+    if let Some(why) = warmbox_sandbox::cgroup::parent_name_problem(&args.cgroup_parent) {
         bail!("--cgroup-parent: {why}");
     }
     let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
@@ -422,7 +422,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     Sandbox::check_ids(&config).context("start the sandbox engine")?;
     // Dropped last (after the engine and the runtime, whose containers are then gone).
     let _parent = RunParent::enter(&config.cgroup_parent)?;
-    let report = warmbox::check::run_for(&config);
+    let report = warmbox_sandbox::check::run_for(&config);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
     }
@@ -466,7 +466,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
 struct RunParent {
     lock: std::fs::File,
     marker: PathBuf,
-    backend: Box<dyn warmbox::sandbox::cgroup::CgroupBackend>,
+    backend: Box<dyn warmbox_sandbox::cgroup::CgroupBackend>,
 }
 
 impl RunParent {
@@ -479,7 +479,7 @@ impl RunParent {
         let lock_path = dir.join(format!("parent-{hash:016x}.lock"));
         let lock = lock_file(&lock_path, libc::LOCK_SH)?
             .with_context(|| format!("lock {}", lock_path.display()))?;
-        let backend = warmbox::sandbox::cgroup::probe(parent)
+        let backend = warmbox_sandbox::cgroup::probe(parent)
             .map_err(|e| anyhow::anyhow!("this host cannot sandbox: {e}"))?;
         let marker = dir.join(format!("parent-{hash:016x}.made"));
         let made = backend.created_levels();
@@ -594,8 +594,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use warmbox::api::{self, AppState, ServiceConfig};
-    use warmbox::config::ServiceFile;
-    use warmbox::pool::{admission::Admission, Pool};
+    use warmbox::settings::ServiceFile;
+    use {warmbox_runner::admission::Admission, warmbox_sandbox::pool::Pool};
 
     raise_open_files_limit();
     // Each setting: the flag or environment variable, else the file, else the default.
@@ -635,7 +635,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let compile_cache_mb = args
         .compile_cache_mb
         .or(file.compile_cache_mb)
-        .unwrap_or(warmbox::job::DEFAULT_COMPILE_CACHE_BYTES >> 20);
+        .unwrap_or(warmbox_runner::job::DEFAULT_COMPILE_CACHE_BYTES >> 20);
     let jobs_config = warmbox::queue::JobsConfig {
         retention: std::time::Duration::from_secs(
             args.job_retention_secs
@@ -707,7 +707,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     // A misspelt `[warm]` key would leave its layout at the default without a word.
-    let layouts = warmbox::job::layout_names(&profiles);
+    let layouts = warmbox_runner::job::layout_names(&profiles);
     for key in file.warm.keys() {
         if key != "default" && !layouts.contains(key) {
             bail!(
@@ -727,7 +727,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     }
     // Before the host probe, which makes the cgroup parent: a refused start leaves nothing.
     Sandbox::check_ids(&config).context("start the sandbox engine")?;
-    let report = warmbox::check::run_for(&config);
+    let report = warmbox_sandbox::check::run_for(&config);
     if !report.can_sandbox() {
         bail!("this host cannot sandbox:\n{}", report.text());
     }
@@ -756,9 +756,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let engine = sandbox.clone();
     let code = rt.block_on(async move {
         let target = |layout: &str| warm.unwrap_or_else(|| file.warm_for(layout, 2));
-        let pool = Pool::new(sandbox, warmbox::job::warm_specs(&profiles, &target), 2);
+        let pool = Pool::new(
+            sandbox,
+            warmbox_runner::job::warm_specs(&profiles, &target),
+            2,
+        );
         let admission = Arc::new(Admission::new(max_running, max_queue));
-        let runner = warmbox::job::Runner::with_pool(pool.clone())
+        let runner = warmbox_runner::job::Runner::with_pool(pool.clone())
             .with_admission(admission.clone())
             .with_compile_cache(compile_cache_bytes);
         let profiles = Arc::new(profiles);

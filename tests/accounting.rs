@@ -6,7 +6,7 @@ mod common;
 
 use common::emulation::budget_ms;
 use serde_json::json;
-use warmbox::request::StepStatus;
+use warmbox_runner::request::StepStatus;
 
 const MIB: u64 = 1 << 20;
 

@@ -12,8 +12,8 @@ use std::process::Command;
 
 use common::{gated, open_gate, wait_until};
 
-use warmbox::sandbox::cgroup::v1::V1Backend;
-use warmbox::sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
+use warmbox_sandbox::cgroup::v1::V1Backend;
+use warmbox_sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
 
 const ROOT: &str = "/sys/fs/cgroup";
 const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];

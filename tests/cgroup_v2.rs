@@ -14,8 +14,8 @@ use std::process::{Command, Output};
 
 use common::{gated, open_gate, wait_until};
 
-use warmbox::sandbox::cgroup::v2::{V2Backend, DAEMON_LEAF};
-use warmbox::sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
+use warmbox_sandbox::cgroup::v2::{V2Backend, DAEMON_LEAF};
+use warmbox_sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
 
 const ROOT: &str = "/sys/fs/cgroup";
 const MIB: u64 = 1 << 20;

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::cgroupfs::CgroupFs;
-use warmbox::sandbox::cgroup::{CgroupError, CgroupVersion};
+use warmbox_sandbox::cgroup::{CgroupError, CgroupVersion};
 
 /// A fake v1 hierarchy `name` under `root` (a directory with `cgroup.procs`).
 fn v1_hierarchy(root: &Path, name: &str) -> PathBuf {

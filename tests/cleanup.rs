@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use warmbox::request::{RunStatus, StepStatus};
+use warmbox_runner::request::{RunStatus, StepStatus};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

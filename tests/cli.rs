@@ -9,7 +9,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use warmbox::sandbox::cgroup::CgroupVersion;
+use warmbox_sandbox::cgroup::CgroupVersion;
 
 /// The CLI's tests run one at a time: they compare the host's cgroups before and after.
 /// That an invalid request started nothing at all is shown by its state directory, which
@@ -534,7 +534,7 @@ async fn check_names_what_an_older_kernel_lacks_and_what_stands_in() {
         .map(|n| n.parse().expect("kernel release"))
         .collect();
     let v2 = common::cgroupfs::host().version() == CgroupVersion::V2;
-    let abi = warmbox::container::landlock::abi_version();
+    let abi = warmbox_inside::landlock::abi_version();
 
     let network = line("landlock network");
     match abi {

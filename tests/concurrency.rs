@@ -4,7 +4,7 @@
 mod common;
 
 use serde_json::{json, Value};
-use warmbox::request::{RunStatus, StepStatus};
+use warmbox_runner::request::{RunStatus, StepStatus};
 
 /// A request that reads a number n from stdin and prints "<tag> <n*n+1>", and its tag.
 fn request(lang: &str, n: u64) -> (Value, String) {

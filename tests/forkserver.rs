@@ -36,7 +36,7 @@ fn fork_servers() -> Vec<i32> {
 }
 
 /// Creates a container of `spec` (failing the test with `what` if it cannot) and removes it.
-async fn one_container(h: &common::Harness, spec: &warmbox::pool::WarmSpec, what: &str) {
+async fn one_container(h: &common::Harness, spec: &warmbox_sandbox::pool::WarmSpec, what: &str) {
     h.sandbox
         .create(&spec.layout, &spec.limits)
         .await

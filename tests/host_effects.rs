@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use warmbox::request::StepStatus;
+use warmbox_runner::request::StepStatus;
 
 /// A job that sends its own stdout and stderr, and the two socket pairs themselves, into
 /// the pairs with SCM_RIGHTS, then exits: the descriptors sit in flight in a reference

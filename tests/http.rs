@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use warmbox::api::{self, AppState, ServiceConfig};
-use warmbox::pool::{admission::Admission, Pool};
+use warmbox_runner::admission::Admission;
+use warmbox_sandbox::pool::Pool;
 
 struct Service {
     base: String,
@@ -43,12 +44,13 @@ async fn start(parent: &str, opts: Options) -> Option<Service> {
     let h = common::private_harness(parent)?;
     let pool = Pool::new(
         h.sandbox.clone(),
-        warmbox::job::warm_specs(&h.profiles, &|_| 1),
+        warmbox_runner::job::warm_specs(&h.profiles, &|_| 1),
         2,
     );
     let admission = Arc::new(Admission::new(opts.max_running, opts.max_queue));
     let state = Arc::new(AppState {
-        runner: warmbox::job::Runner::with_pool(pool.clone()).with_admission(admission.clone()),
+        runner: warmbox_runner::job::Runner::with_pool(pool.clone())
+            .with_admission(admission.clone()),
         pool: pool.clone(),
         profiles: Arc::new(h.profiles.clone()),
         admission,

@@ -6,7 +6,7 @@ mod common;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::json;
-use warmbox::request::{RunResponse, RunStatus, StepStatus};
+use warmbox_runner::request::{RunResponse, RunStatus, StepStatus};
 
 #[tokio::test]
 async fn five_megabytes_of_stdin_come_back_identical() {

@@ -5,8 +5,8 @@
 mod common;
 
 use serde_json::{json, Value};
-use warmbox::judge::{TestResult, Verdict};
-use warmbox::request::{self, RunRequest, RunResponse, RunStatus, StepStatus};
+use warmbox_runner::judge::{TestResult, Verdict};
+use warmbox_runner::request::{self, RunRequest, RunResponse, RunStatus, StepStatus};
 
 fn py(code: &str) -> Value {
     json!([{"name": "main.py", "content": code}])

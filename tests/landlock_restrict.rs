@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use warmbox::container::landlock::{abi_version, prepare, Enforcement, LandlockRules};
+use warmbox_inside::landlock::{abi_version, prepare, Enforcement, LandlockRules};
 
 #[path = "common/kernel.rs"]
 mod kernel;

@@ -13,8 +13,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use warmbox::container::landlock::{abi_version, prepare, LandlockRules};
-use warmbox::sandbox::seccomp::CompiledPolicy;
+use warmbox_inside::landlock::{abi_version, prepare, LandlockRules};
 
 fn available(program: &str) -> bool {
     if abi_version().is_none() {
@@ -40,7 +39,7 @@ fn available(program: &str) -> bool {
 
 /// Runs `program args` in `dir`, confined as a job process whose `/box` is `dir`.
 fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
-    let seccomp = CompiledPolicy::load(
+    let seccomp = warmbox_sandbox::seccomp::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp"),
         "default",
     )

@@ -5,7 +5,7 @@
 mod common;
 
 use serde_json::{json, Value};
-use warmbox::request::{RunResponse, RunStatus, StepResult, StepStatus};
+use warmbox_runner::request::{RunResponse, RunStatus, StepResult, StepStatus};
 
 /// stdin of the transform programs, and what each of them must print for it.
 const INPUT: &str = "hello world\n";

@@ -4,7 +4,7 @@
 mod common;
 
 use serde_json::json;
-use warmbox::request::{self, RunRequest, RunStatus, StepStatus};
+use warmbox_runner::request::{self, RunRequest, RunStatus, StepStatus};
 
 const MIB: u64 = 1 << 20;
 
@@ -196,7 +196,7 @@ fn a_limit_above_the_maximum_is_refused_naming_field_and_maximum() {
 }
 
 /// A memory_limit verdict: the OOM kill is the program's, reported as such.
-fn assert_memory_limit(resp: &warmbox::request::RunResponse, limit_mb: u64) {
+fn assert_memory_limit(resp: &warmbox_runner::request::RunResponse, limit_mb: u64) {
     assert_eq!(
         resp.status,
         RunStatus::Step(StepStatus::MemoryLimit),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use warmbox::request::StepStatus;
+use warmbox_runner::request::StepStatus;
 
 use common::expect_ok;
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use warmbox::pool::Pool;
+use warmbox_sandbox::pool::Pool;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
@@ -63,7 +63,7 @@ async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed()
         nix::sys::signal::Signal::SIGSTOP,
     )
     .expect("stop the init");
-    let file = warmbox::sandbox::BoxFile {
+    let file = warmbox_sandbox::BoxFile {
         path: "main.sh".into(),
         content: b"echo hi\n".to_vec(),
         executable: false,

@@ -14,7 +14,7 @@ use std::path::Path;
 mod kernel;
 
 use kernel::{default_policy, require_sandbox, seccomp_available};
-use warmbox::sandbox::seccomp::CompiledPolicy;
+use warmbox_sandbox::seccomp::CompiledPolicy;
 
 /// How a child ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -559,7 +559,8 @@ fn errno_entries_hold_under_a_kill_default() {
     std::fs::write(dir.path().join("strict.json"), policy).expect("write policy");
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp/base.json");
     std::fs::copy(base, dir.path().join("base.json")).expect("copy base.json");
-    let strict = CompiledPolicy::load(dir.path(), "strict").unwrap_or_else(|e| panic!("{e}"));
+    let strict =
+        warmbox_sandbox::seccomp::load(dir.path(), "strict").unwrap_or_else(|e| panic!("{e}"));
 
     let enosys = in_child(Some(&strict), || raw_clone3(libc::CLONE_NEWUSER as u64));
     assert_eq!(enosys, Outcome::Exited(libc::ENOSYS));

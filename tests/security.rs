@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use warmbox::request::{self, RunRequest, RunStatus, StepResult, StepStatus};
+use warmbox_runner::request::{self, RunRequest, RunStatus, StepResult, StepStatus};
 
 use common::emulation::{budget, budget_ms};
 use common::{expect, expect_ok, Harness};
@@ -124,7 +124,7 @@ impl HostListener {
 /// own loopback, where nobody listens; ENETUNREACH elsewhere: it has no route). Either way
 /// nothing leaves the container, which each test checks on the host side too.
 fn tcp_errno(without_landlock: &'static str) -> &'static str {
-    if warmbox::container::landlock::abi_version().is_some_and(|abi| abi >= 4) {
+    if warmbox_inside::landlock::abi_version().is_some_and(|abi| abi >= 4) {
         "EACCES"
     } else {
         without_landlock
@@ -2016,7 +2016,7 @@ async fn queued_signals_are_bounded_per_container() {
         r.stdout,
         format!(
             "limit {0} queued {0} then Resource temporarily unavailable\n",
-            warmbox::container::job::SIGPENDING_MAX
+            warmbox_inside::job::SIGPENDING_MAX
         )
     );
 }

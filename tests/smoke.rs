@@ -2,15 +2,18 @@
 
 mod common;
 
-use warmbox::job::{default_limits, layout, StepKind};
-use warmbox::sandbox::forkserver::{JOB_NICE, RUN_NICE};
-use warmbox::sandbox::{step::cgroup_limits, Container, StepSpec};
+use warmbox_runner::job::{default_limits, layout, StepKind};
+use warmbox_sandbox::forkserver::{JOB_NICE, RUN_NICE};
+use warmbox_sandbox::{step::cgroup_limits, Container, StepSpec};
 
 #[tokio::test]
 async fn echo_in_a_container() {
     let Some(h) = common::harness() else { return };
     let run = h.sh("echo hello; echo oops >&2; exit 3").await;
-    assert_eq!(run.status, warmbox::request::StepStatus::RuntimeError);
+    assert_eq!(
+        run.status,
+        warmbox_runner::request::StepStatus::RuntimeError
+    );
     assert_eq!(run.exit_code, Some(3));
     assert_eq!(run.stdout, "hello\n");
     assert_eq!(run.stderr, "oops\n");
@@ -37,7 +40,7 @@ async fn bash_container(h: &common::Harness) -> (Container, StepSpec) {
         limits,
         cpu_cores: profile.cpu_cores,
         stdin: Vec::new(),
-        output: warmbox::sandbox::OutputMode::Separate,
+        output: warmbox_sandbox::OutputMode::Separate,
     };
     (c, spec)
 }
@@ -62,7 +65,7 @@ async fn a_container_tells_whether_it_was_handed_a_job() {
     let (mut ran, spec) = bash_container(h).await;
     assert!(!ran.job_sent());
     let step = ran.run(&spec).await.expect("run");
-    assert_eq!(step.result.exit_code, Some(0));
+    assert_eq!(step.exit_code, Some(0));
     assert!(ran.job_sent());
     ran.destroy().await;
 }

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-use warmbox::sandbox::spawn::CloneArgs;
+use warmbox_sandbox::spawn::CloneArgs;
 
 /// fork + exec + wait of `path` with `args` (stdout to /dev/null); the elapsed time.
 pub fn fork_exec_wait(path: &CString, args: &[&CString]) -> Duration {

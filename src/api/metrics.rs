@@ -5,7 +5,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::pool::Pool;
+use warmbox_sandbox::pool::Pool;
 
 /// Every metric, registered in one registry.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ impl Metrics {
     }
 
     /// Brings the compile cache's figures in (called at each scrape).
-    pub fn observe_cache(&self, stats: crate::job::cache::CacheStats) {
+    pub fn observe_cache(&self, stats: warmbox_runner::job::cache::CacheStats) {
         self.compile_cache
             .with_label_values(&["entries"])
             .set(stats.entries as i64);

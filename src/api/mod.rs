@@ -18,12 +18,12 @@ use axum::{Json, Router};
 use serde_json::json;
 use serde_json::Value;
 
-use crate::job::Runner;
-use crate::pool::admission::Admission;
-use crate::pool::Pool;
-use crate::profile::ProfileSet;
 use crate::queue::{self, JobError, Jobs, Submission};
-use crate::request::{self, RequestError, RunRequest};
+use warmbox_runner::admission::Admission;
+use warmbox_runner::job::Runner;
+use warmbox_runner::profile::ProfileSet;
+use warmbox_runner::request::{self, RequestError, RunRequest};
+use warmbox_sandbox::pool::Pool;
 
 /// Settings of the service.
 #[derive(Debug, Clone)]

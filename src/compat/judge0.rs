@@ -19,11 +19,11 @@ use uuid::Uuid;
 
 use super::version_number;
 use crate::api::{execute, ApiError, AppState};
-use crate::judge::Verdict;
-use crate::profile::{LoadedProfile, ProfileSet};
 use crate::queue::store::{now_ms, CallbackState, JobRecord, JobStatus};
 use crate::queue::{JobError, Submission};
-use crate::request::{RunResponse, RunStatus, StepResult, StepStatus};
+use warmbox_runner::judge::Verdict;
+use warmbox_runner::profile::{LoadedProfile, ProfileSet};
+use warmbox_runner::request::{RunResponse, RunStatus, StepResult, StepStatus};
 
 /// The API version Judge0's SDKs pick their language tables by.
 pub const VERSION: &str = "1.13.1";
@@ -250,18 +250,23 @@ async fn language(
 }
 
 /// Limits every language here accepts: the smallest maximum and default over the profiles.
-fn common_limits(profiles: &ProfileSet) -> (crate::profile::Limits, crate::profile::Limits) {
+fn common_limits(
+    profiles: &ProfileSet,
+) -> (
+    warmbox_runner::profile::Limits,
+    warmbox_runner::profile::Limits,
+) {
     let all: Vec<_> = language_table(profiles)
         .into_iter()
         .map(|(_, _, p)| p.profile.limits)
         .collect();
-    let min = |f: &dyn Fn(&crate::profile::Limits) -> u64, which: bool| {
+    let min = |f: &dyn Fn(&warmbox_runner::profile::Limits) -> u64, which: bool| {
         all.iter()
             .map(|l| f(if which { &l.maximums } else { &l.defaults }))
             .min()
             .unwrap_or(0)
     };
-    let pick = |which: bool| crate::profile::Limits {
+    let pick = |which: bool| warmbox_runner::profile::Limits {
         cpu_ms: min(&|l| l.cpu_ms, which),
         wall_ms: min(&|l| l.wall_ms, which),
         memory_mb: min(&|l| l.memory_mb, which),
@@ -1052,9 +1057,9 @@ async fn create(
         jobs.check_callback_url(url)
             .map_err(|e| request_error(JobError::Request(e)))?;
     }
-    let req: crate::request::RunRequest = serde_json::from_value(sub.request.clone())
+    let req: warmbox_runner::request::RunRequest = serde_json::from_value(sub.request.clone())
         .map_err(|e| Judge0Error::other(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let valid = crate::request::validate(&req, &state.profiles)
+    let valid = warmbox_runner::request::validate(&req, &state.profiles)
         .map_err(|e| request_error(JobError::Request(e)))?;
     let created = now_ms();
     let resp = execute(&state, &valid).await?;

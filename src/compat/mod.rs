@@ -5,8 +5,8 @@
 pub mod judge0;
 pub mod piston;
 
-use crate::profile::ProfileSet;
 use crate::queue::store::JobRecord;
+use warmbox_runner::profile::ProfileSet;
 
 /// The method and body of a job's callback where a compat API submitted it (Judge0: a
 /// PUT of the submission); `None`: warmbox's own (a POST of the job).

@@ -15,12 +15,12 @@ use serde_json::{json, Map, Value};
 
 use super::version_number;
 use crate::api::{execute, ApiError, AppState};
-use crate::job::DEFAULT_COMPILE_LIMITS;
-use crate::profile::{LoadedProfile, ProfileSet};
-use crate::request::{
+use warmbox_runner::job::DEFAULT_COMPILE_LIMITS;
+use warmbox_runner::profile::{LoadedProfile, ProfileSet};
+use warmbox_runner::request::{
     self, Encoding, FileSpec, LimitsRequest, RunRequest, RunResponse, StepResult, StepStatus,
 };
-use crate::sandbox::OutputMode;
+use warmbox_sandbox::OutputMode;
 
 /// The Piston routes.
 pub fn routes() -> Router<Arc<AppState>> {

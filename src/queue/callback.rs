@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::request::RequestError;
+use warmbox_runner::request::RequestError;
 
 /// Whether `ip` is a public unicast address: not loopback, private, link-local, shared,
 /// unspecified, broadcast, multicast or documentation space (IPv4 mapped into IPv6

@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::job::Runner;
-use crate::pool::admission::{Admission, Ticket};
-use crate::profile::ProfileSet;
-use crate::request::{self, RequestError, RunRequest};
 use store::{now_ms, CallbackState, JobRecord, JobStatus, Store, StoreError};
+use warmbox_runner::admission::{Admission, Ticket};
+use warmbox_runner::job::Runner;
+use warmbox_runner::profile::ProfileSet;
+use warmbox_runner::request::{self, RequestError, RunRequest};
 
 /// Settings of the async jobs.
 #[derive(Debug, Clone)]
@@ -220,7 +220,7 @@ impl Jobs {
         let counts = self.blocking(|s| s.counts()).await?;
         Ok(counts
             .into_iter()
-            .map(|(s, n)| (crate::request::wire_name(&s), n))
+            .map(|(s, n)| (warmbox_runner::request::wire_name(&s), n))
             .collect())
     }
 
@@ -346,7 +346,7 @@ impl Jobs {
         if record.status.is_unfinished() {
             return Err(JobError::Finished(format!(
                 "job {id} is {}: only a finished job can be deleted",
-                crate::request::wire_name(&record.status)
+                warmbox_runner::request::wire_name(&record.status)
             )));
         }
         self.blocking(move |s| s.remove(id))
@@ -391,7 +391,7 @@ impl Jobs {
                     }
                     st => Err(format!(
                         "job {id} is already {}; only a queued or running job can be cancelled",
-                        crate::request::wire_name(&st)
+                        warmbox_runner::request::wire_name(&st)
                     )),
                 });
                 (r, was)
@@ -564,7 +564,7 @@ impl Jobs {
                 if r.status != from {
                     return Err(format!(
                         "job {id} is no longer {}",
-                        crate::request::wire_name(&from)
+                        warmbox_runner::request::wire_name(&from)
                     ));
                 }
                 f(r);

@@ -1,6 +1,6 @@
 //! The host's cgroup tree as the tests look at it, on v1 and v2 alike: the directories of a
 //! cgroup parent, its child cgroups, making and removing a parent. The layout is decided by
-//! the engine's own [`warmbox::sandbox::cgroup::hierarchy_at`], so a test looks exactly
+//! the engine's own [`warmbox_sandbox::cgroup::hierarchy_at`], so a test looks exactly
 //! where the engine writes: v1 a parent directory in each of memory, pids, cpu and cpuacct
 //! (`/sys/fs/cgroup/<controller>/<parent>`), v2 one (`/sys/fs/cgroup/<parent>`).
 //!
@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use warmbox::sandbox::cgroup::{hierarchy_at, CgroupError, CgroupVersion, CGROUP_ROOT};
+use warmbox_sandbox::cgroup::{hierarchy_at, CgroupError, CgroupVersion, CGROUP_ROOT};
 
 /// One cgroup tree (the host's, or a fake one) as the engine would use it.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use warmbox::sandbox::seccomp::CompiledPolicy;
+use warmbox_sandbox::seccomp::CompiledPolicy;
 
 /// Whether a missing kernel capability must fail the test (CI) rather than skip it.
 pub fn require_sandbox() -> bool {
@@ -40,5 +40,5 @@ pub fn seccomp_available() -> bool {
 /// The shipped `default` policy of `profiles/seccomp`, compiled.
 pub fn default_policy() -> CompiledPolicy {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp");
-    CompiledPolicy::load(&dir, "default").unwrap_or_else(|e| panic!("{e}"))
+    warmbox_sandbox::seccomp::load(&dir, "default").unwrap_or_else(|e| panic!("{e}"))
 }

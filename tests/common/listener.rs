@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use warmbox::container::locks::LockCall;
+use warmbox_inside::locks::LockCall;
 
 /// Sends `fd` over the socket `sock` (async-signal-safe: no allocation).
 pub fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
@@ -44,12 +44,12 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
 /// it has one, over `sock` to the thread running [`answer_lock_calls`]. Async-signal-safe:
 /// install() neither allocates nor takes locks (its errors carry an OS error code only).
 pub fn install_and_hand_over(
-    policy: &warmbox::sandbox::seccomp::CompiledPolicy,
+    policy: &warmbox_sandbox::seccomp::CompiledPolicy,
     sock: RawFd,
 ) -> std::io::Result<()> {
-    use warmbox::sandbox::seccomp::SeccompError;
+    use warmbox_inside::seccomp::FilterError;
     let listener = policy.install().map_err(|e| match e {
-        SeccompError::Install(e) => e,
+        FilterError::Install(e) => e,
         _ => std::io::Error::from(std::io::ErrorKind::Other),
     })?;
     if let Some(l) = listener {
@@ -82,7 +82,7 @@ pub fn run_supervised(
 /// notifications until no process is left under the filter.
 pub fn answer_lock_calls(sock: &UnixStream) {
     let mut byte = [0u8; 1];
-    let listener = match warmbox::protocol::recv_with_fds(sock.as_raw_fd(), &mut byte) {
+    let listener = match warmbox_inside::protocol::recv_with_fds(sock.as_raw_fd(), &mut byte) {
         Ok((1, mut fds)) if fds.len() == 1 => fds.remove(0),
         _ => return,
     };

@@ -12,18 +12,18 @@ pub mod server;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use warmbox::config::EngineConfig;
-use warmbox::job::Runner;
-use warmbox::profile::ProfileSet;
-use warmbox::request::{self, RunRequest, RunResponse, StepResult};
-use warmbox::sandbox::Sandbox;
+use warmbox_runner::job::Runner;
+use warmbox_runner::profile::ProfileSet;
+use warmbox_runner::request::{self, RunRequest, RunResponse, StepResult};
+use warmbox_sandbox::config::EngineConfig;
+use warmbox_sandbox::Sandbox;
 
 /// cgroup parent of every test container (in each v1 controller, or the one v2 tree).
 pub const CGROUP_PARENT: &str = "warmbox-test";
 
 /// The warm spec of the step `name` (`bash/run`) of `h`'s profiles, kept `target` warm.
-pub fn warm_spec(h: &Harness, name: &str, target: usize) -> warmbox::pool::WarmSpec {
-    warmbox::job::warm_specs(&h.profiles, &|_| target)
+pub fn warm_spec(h: &Harness, name: &str, target: usize) -> warmbox_sandbox::pool::WarmSpec {
+    warmbox_runner::job::warm_specs(&h.profiles, &|_| target)
         .into_iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no warm spec {name}"))
@@ -128,7 +128,7 @@ fn build_with(cgroup_parent: &str) -> Result<Harness, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("the sandbox tests need root".into());
     }
-    let report = warmbox::check::run(cgroup_parent);
+    let report = warmbox_sandbox::check::run(cgroup_parent);
     if !report.can_sandbox() {
         return Err(format!("this host cannot sandbox:\n{}", report.text()));
     }

@@ -20,7 +20,11 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::request::{MAX_FILES, MAX_FILE_DEPTH};
+/// Most files a request may carry (the runner refuses more).
+pub const MAX_FILES: usize = 1024;
+
+/// Most path components in a file name (`a/b/c` has 3).
+pub const MAX_FILE_DEPTH: usize = 32;
 
 /// The job's user inside the container.
 pub const BOX_UID: u32 = 1000;

@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::{mkdirat, Mode};
 
-use crate::container::landlock::{self, LandlockRules, PreparedRuleset};
-use crate::container::locks::{LockCall, Mediator, OwnFiles};
-use crate::container::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
-use crate::container::{job, net};
+use crate::landlock::{self, LandlockRules, PreparedRuleset};
+use crate::locks::{LockCall, Mediator, OwnFiles};
+use crate::mount::{self, Op, BOX_GID, BOX_UID, HOSTNAME, WRITABLE};
 use crate::protocol::{
     self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit,
     Violation, MAX_PATH_BYTES, MAX_PATH_DEPTH,
 };
-use crate::sandbox::seccomp::CompiledPolicy;
+use crate::seccomp::CompiledPolicy;
+use crate::{job, net};
 
 /// Entry point of the init, on the channel `fd`. Returns the process exit code.
 pub fn main(fd: RawFd) -> i32 {

@@ -15,11 +15,7 @@ use crate::profile::{
     is_valid_env_name, Limits, LoadedProfile, Profile, ProfileSet, MAX_NAME_BYTES,
 };
 
-/// Most files a request may carry.
-pub const MAX_FILES: usize = 1024;
-
-/// Most path components in a file name (`a/b/c` has 3).
-pub const MAX_FILE_DEPTH: usize = 32;
+pub use warmbox_sandbox::{MAX_FILES, MAX_FILE_DEPTH};
 
 /// Longest file name (whole relative path), in bytes.
 pub const MAX_FILE_PATH_BYTES: usize = 4096;
@@ -176,7 +172,7 @@ pub struct ValidatedRequest {
     /// Tests, checker and interactor, when the request has tests.
     pub judging: Option<crate::judge::Judging>,
     /// How the run step's stdout and stderr are kept (the compat APIs change it).
-    pub output_mode: crate::sandbox::OutputMode,
+    pub output_mode: warmbox_sandbox::OutputMode,
     /// Compile limits below the profile's (the compat APIs set them); `None`: the
     /// profile's.
     pub compile_limits: Option<Limits>,
@@ -227,9 +223,9 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         output_encoding: req.output_encoding,
         judging: None,
         output_mode: if req.stderr_to_stdout {
-            crate::sandbox::OutputMode::Merged
+            warmbox_sandbox::OutputMode::Merged
         } else {
-            crate::sandbox::OutputMode::Separate
+            warmbox_sandbox::OutputMode::Separate
         },
         compile_limits: None,
         compiler_options,
@@ -669,9 +665,9 @@ pub enum FilesOverflow {
 /// before the run it is carried into. The files live in a tmpfs, charged to the cgroup's
 /// memory like anything the program allocates: they must leave room for the container's
 /// own processes to start. A request's own files always have inodes enough (see
-/// [`crate::container::mount::MIN_DISK_INODES`]); a compile's output may not.
+/// [`warmbox_sandbox::MIN_DISK_INODES`]); a compile's output may not.
 pub fn files_overflow(used: &FilesUse, limits: &Limits) -> Option<(FilesOverflow, Option<String>)> {
-    use crate::container::mount::{disk_inodes, DISK_OWN_INODES};
+    use warmbox_sandbox::{disk_inodes, DISK_OWN_INODES};
     let disk = limits.disk_mb.saturating_mul(1 << 20);
     let room = limits
         .memory_mb
@@ -847,22 +843,6 @@ impl StepResult {
     }
 }
 
-/// Outcome of one step (API.md's step statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Ok,
-    RuntimeError,
-    Signaled,
-    TimeLimit,
-    WallTimeLimit,
-    MemoryLimit,
-    OutputLimit,
-    FileSizeLimit,
-    SecurityViolation,
-    InternalError,
-}
-
 /// Top-level status: a step status, or `compile_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -892,19 +872,7 @@ impl From<crate::judge::Verdict> for RunStatus {
     }
 }
 
-/// Resource accounting of one step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
-    pub cpu_ms: f64,
-    pub user_ms: f64,
-    pub sys_ms: f64,
-    pub wall_ms: f64,
-    pub memory_peak_bytes: u64,
-    pub oom_killed: bool,
-    pub pids_peak: Option<u64>,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
-}
+pub use warmbox_sandbox::{StepStatus, Usage};
 
 /// Result of one step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1230,7 +1198,7 @@ mod tests {
         req.limits = LimitsRequest::default();
         assert_eq!(ok(&req).limits.stack_mb, None);
         assert_eq!(
-            crate::sandbox::step::job_limits(&ok(&req).limits).stack_bytes,
+            warmbox_sandbox::step::job_limits(&ok(&req).limits).stack_bytes,
             256 << 20
         );
     }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::judge::{summarize, Judge, JudgeProgram, Judging, TestResult, ValidatedTest, Verdict};
 use crate::request::{wire_name, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
-use crate::sandbox::{BoxFile, OutputMode, Piped, RawStep, SandboxError, StepSpec};
+use warmbox_sandbox::{BoxFile, OutputMode, Piped, SandboxError, StepOutcome, StepSpec};
 
 /// The files a checker finds in its `/box`, and the arguments it is given, testlib's order.
 pub const CHECKER_FILES: [&str; 3] = ["input.txt", "output.txt", "answer.txt"];
@@ -198,8 +198,8 @@ impl Runner {
             checker: None,
             interactor: None,
         };
-        if raw.result.status != StepStatus::Ok {
-            result.verdict = Verdict::Step(raw.result.status);
+        if raw.status != StepStatus::Ok {
+            result.verdict = Verdict::Step(raw.status);
         } else {
             let expected = test.expected.as_deref().unwrap_or_default();
             // A program judge is always compiled by now (`judge` made `plan.checker`).
@@ -277,7 +277,7 @@ impl Runner {
         if let Some(s) = files_do_not_fit(&plan.files, &test.limits) {
             return Ok(TestResult {
                 name: test.name.clone(),
-                verdict: Verdict::Step(s.result.status),
+                verdict: Verdict::Step(s.status),
                 message: None,
                 run: Some(encode(s, req.output_encoding)),
                 checker: None,
@@ -460,8 +460,12 @@ impl Watch {
 ///    `internal_error` with a message, the judge's fault;
 /// 4. any other failure of the submission (runtime error, signal, forbidden call);
 /// 5. the interactor's exit code, testlib's way.
-fn interactive_verdict(sub: &RawStep, int: &RawStep, closed: Closed) -> (Verdict, Option<String>) {
-    let status = sub.result.status;
+fn interactive_verdict(
+    sub: &StepOutcome,
+    int: &StepOutcome,
+    closed: Closed,
+) -> (Verdict, Option<String>) {
+    let status = sub.status;
     let hit_limit = matches!(
         status,
         StepStatus::TimeLimit
@@ -477,8 +481,7 @@ fn interactive_verdict(sub: &RawStep, int: &RawStep, closed: Closed) -> (Verdict
         // A broken pipe of the submission's own follows from the same cause (it wrote
         // after the interactor it had ended was gone): whichever came first under load,
         // the verdict is the same.
-        let broken_pipe =
-            status == StepStatus::Signaled && sub.result.signal == Some(libc::SIGPIPE);
+        let broken_pipe = status == StepStatus::Signaled && sub.signal == Some(libc::SIGPIPE);
         return match status {
             StepStatus::Ok => (Verdict::WrongAnswer, Some(why)),
             _ if broken_pipe => (Verdict::WrongAnswer, Some(why)),
@@ -500,8 +503,8 @@ fn interactive_verdict(sub: &RawStep, int: &RawStep, closed: Closed) -> (Verdict
 /// end-of-file) after the submission had closed its stdin or its stdout. Any other end of
 /// an interactor (another signal such as `abort()`, a limit, a program that did not
 /// start), or a failure while the submission kept both ends open, is its own.
-fn ended_by_submission(int: &RawStep, closed: Closed) -> Option<String> {
-    let r = &int.result;
+fn ended_by_submission(int: &StepOutcome, closed: Closed) -> Option<String> {
+    let r = int;
     let said = clip(&int.stderr);
     let said = if said.is_empty() {
         String::new()
@@ -566,10 +569,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 /// A checker's or interactor's verdict from its exit code, testlib's convention: 0
 /// accepted, 1 wrong answer, 2 presentation error; anything else (another code, a signal,
 /// a limit) is its own failure, not the submission's.
-fn judged_by_exit(role: &str, step: &RawStep) -> (Verdict, Option<String>) {
+fn judged_by_exit(role: &str, step: &StepOutcome) -> (Verdict, Option<String>) {
     let said = clip(&step.stderr);
     let said = (!said.is_empty()).then_some(said);
-    let r = &step.result;
+    let r = step;
     match (r.status, r.exit_code) {
         (StepStatus::Ok, _) => (Verdict::Accepted, said),
         (StepStatus::RuntimeError, Some(1)) => (Verdict::WrongAnswer, said),
@@ -629,18 +632,12 @@ fn failed_judge(compile: Option<StepResult>, message: String) -> RunResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::StepResult;
 
-    fn step(status: StepStatus, exit_code: Option<i32>, signal: Option<i32>) -> RawStep {
-        RawStep {
-            result: StepResult {
-                exit_code,
-                signal,
-                ..StepResult::blank(status)
-            },
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            combined: Vec::new(),
+    fn step(status: StepStatus, exit_code: Option<i32>, signal: Option<i32>) -> StepOutcome {
+        StepOutcome {
+            exit_code,
+            signal,
+            ..StepOutcome::blank(status)
         }
     }
 
@@ -665,8 +662,8 @@ mod tests {
                        it (the interactor got SIGPIPE)";
         let exit3 = "the submission closed its end of the interaction while the interactor \
                      was running; the interactor then exited with 3";
-        let mut not_started = exited(crate::container::job::EXEC_FAILED);
-        not_started.result.message = Some("exec ./main: ENOENT".into());
+        let mut not_started = exited(warmbox_sandbox::EXEC_FAILED);
+        not_started.message = Some("exec ./main: ENOENT".into());
         let wa = |m: &str| (Verdict::WrongAnswer, Some(m.to_string()));
         let ie = |m: &str| (Verdict::Step(InternalError), Some(m.to_string()));
         let cases = [
@@ -743,8 +740,8 @@ mod tests {
                 interactive_verdict(&sub, &int, closed),
                 want,
                 "{:?} / {:?} / {closed:?}",
-                sub.result.status,
-                int.result
+                sub.status,
+                int
             );
         }
     }

@@ -1,11 +1,11 @@
-//! The server's async end of the init channel (framing in `crate::protocol`).
+//! The server's async end of the init channel (framing in `warmbox_inside::protocol`).
 
 use std::os::fd::{AsRawFd, RawFd};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::protocol::{self, Frame, FromInit, ProtocolError, ToInit};
+use warmbox_inside::protocol::{self, Frame, FromInit, ProtocolError, ToInit};
 
 fn io(op: &'static str) -> impl Fn(std::io::Error) -> ProtocolError {
     move |source| match source.kind() {

@@ -157,7 +157,7 @@ pub fn send_go(sock: &std::os::unix::net::UnixStream) -> std::io::Result<()> {
 
 /// Maps container uid/gid 0 to `root_id` and the box user to `box_id` on the host.
 pub fn write_id_maps(pid: libc::pid_t, root_id: u32, box_id: u32) -> Result<(), SpawnError> {
-    use crate::container::mount::{BOX_GID, BOX_UID};
+    use warmbox_inside::mount::{BOX_GID, BOX_UID};
     for (file, inner_box) in [("uid_map", BOX_UID), ("gid_map", BOX_GID)] {
         let path = format!("/proc/{pid}/{file}");
         let map = format!("0 {root_id} 1\n{inner_box} {box_id} 1\n");

@@ -56,29 +56,7 @@ pub enum ProfileError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Resource limits of one step; every field is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// CPU time of all processes of the step, ms.
-    pub cpu_ms: u64,
-    /// Elapsed time, ms.
-    pub wall_ms: u64,
-    /// cgroup memory limit (swap included, tmpfs files count), MiB.
-    pub memory_mb: u64,
-    /// Processes plus threads.
-    pub pids: u64,
-    /// Cap on each of stdout and stderr, bytes.
-    pub output_bytes: u64,
-    /// Cap on any single file written, bytes.
-    pub file_size_bytes: u64,
-    /// Size of each of `/box` and `/tmp`, MiB.
-    pub disk_mb: u64,
-    /// Stack size (RLIMIT_STACK), MiB, at most `memory_mb`; `None`: the memory limit
-    /// (at most 1 GiB).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stack_mb: Option<u64>,
-}
+pub use warmbox_sandbox::Limits;
 
 /// Default and maximum limits a request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,21 +343,6 @@ impl LoadedProfile {
             profile,
             availability,
         }
-    }
-}
-
-impl Limits {
-    /// Each limit with its field name, in declaration order.
-    pub fn entries(&self) -> [(&'static str, u64); 7] {
-        [
-            ("cpu_ms", self.cpu_ms),
-            ("wall_ms", self.wall_ms),
-            ("memory_mb", self.memory_mb),
-            ("pids", self.pids),
-            ("output_bytes", self.output_bytes),
-            ("file_size_bytes", self.file_size_bytes),
-            ("disk_mb", self.disk_mb),
-        ]
     }
 }
 
@@ -804,7 +767,7 @@ mod tests {
     use super::*;
 
     fn real_profiles() -> ProfileSet {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
         ProfileSet::load_dir(&dir).expect("the shipped profiles load")
     }
 
@@ -1266,7 +1229,7 @@ mod tighten_tests {
 
     #[test]
     fn tighten_lowers_maximums_and_refuses_below_default() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
         let mut set = ProfileSet::load_dir(&dir).unwrap();
         let ask = |memory_mb| LimitsRequest {
             memory_mb: Some(memory_mb),

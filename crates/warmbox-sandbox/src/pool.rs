@@ -2,8 +2,6 @@
 //! pool only ever hands out containers that ran nothing, and refills in the background
 //! with bounded creation concurrency.
 
-pub mod admission;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::sandbox::cgroup::CgroupLimits;
-use crate::sandbox::{Container, Layout, Sandbox, SandboxError};
+use crate::cgroup::CgroupLimits;
+use crate::{Container, Layout, Sandbox, SandboxError};
 
 /// A layout the pool keeps warm, with the limits its containers start with.
 #[derive(Debug, Clone)]

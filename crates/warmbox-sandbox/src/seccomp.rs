@@ -67,8 +67,6 @@
 //! program gets an extra check for it.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use seccompiler::{
@@ -77,9 +75,11 @@ use seccompiler::{
 };
 use serde::Deserialize;
 
-use crate::container::locks::FCNTL_LOCK_COMMANDS;
+use warmbox_inside::locks::FCNTL_LOCK_COMMANDS;
+pub use warmbox_inside::seccomp::CompiledPolicy;
+use warmbox_inside::seccomp::{BPF_RET_K, MAX_NAME_LEN};
 
-/// Errors loading, compiling or installing a policy.
+/// Errors loading or compiling a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// Reading the policy file failed.
@@ -92,236 +92,31 @@ pub enum SeccompError {
     /// The policy file is not valid (bad JSON, unknown syscall, missing reason...).
     #[error("seccomp policy {path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    /// Serialized BPF bytes are malformed.
-    #[error("seccomp program bytes: {0}")]
-    Bytes(String),
-    /// The kernel refused to install the filter.
-    #[error("install seccomp filter: {0}")]
-    Install(std::io::Error),
 }
 
-/// A compiled policy: BPF programs, installed in order; the kernel applies the most
-/// restrictive verdict of all of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompiledPolicy {
-    /// The policy's name (its file stem).
-    pub name: String,
-    /// The programs, each a list of classic-BPF instructions.
-    pub programs: Vec<Vec<libc::sock_filter>>,
-}
-
-impl CompiledPolicy {
-    /// Loads `dir/<name>.json` and compiles it for the host architecture.
-    pub fn load(dir: &Path, name: &str) -> Result<Self, SeccompError> {
-        let top = policy_path(dir, name);
-        if !cfg!(target_arch = "x86_64") {
-            return Err(invalid(
-                &top,
-                format!(
-                    "seccomp policies are written for x86_64 only; this host is {}",
-                    std::env::consts::ARCH
-                ),
-            ));
-        }
-        let mut merged = Merged::default();
-        let mut stack = Vec::new();
-        read_policy(dir, name, &mut stack, &mut merged)?;
-        let programs = compile(&top, merged)?;
-        Ok(Self {
-            name: name.to_owned(),
-            programs,
-        })
-    }
-
-    /// Serializes to bytes (to ship to the container init).
-    ///
-    /// Layout, little endian: magic `WBSECCMP`, format version (u32), name length (u32),
-    /// name (UTF-8), program count (u32), then per program its instruction count (u32)
-    /// followed by the instructions (code u16, jt u8, jf u8, k u32).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let insns: usize = self.programs.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(
-            MAGIC.len() + 12 + self.name.len() + 4 * self.programs.len() + 8 * insns,
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        put_len(&mut out, self.name.len());
-        out.extend_from_slice(self.name.as_bytes());
-        put_len(&mut out, self.programs.len());
-        for program in &self.programs {
-            put_len(&mut out, program.len());
-            for insn in program {
-                out.extend_from_slice(&insn.code.to_le_bytes());
-                out.push(insn.jt);
-                out.push(insn.jf);
-                out.extend_from_slice(&insn.k.to_le_bytes());
-            }
-        }
-        out
-    }
-
-    /// Parses what `to_bytes` produced.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SeccompError> {
-        let mut r = Reader { bytes, pos: 0 };
-        let magic = r.take(MAGIC.len(), "magic")?;
-        if magic != MAGIC {
-            return Err(SeccompError::Bytes(format!(
-                "bad magic {magic:02x?}, expected {MAGIC:02x?}"
-            )));
-        }
-        let version = r.u32("format version")?;
-        if version != FORMAT_VERSION {
-            return Err(SeccompError::Bytes(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
-            )));
-        }
-        let name_len = r.u32("name length")? as usize;
-        if name_len > MAX_NAME_LEN {
-            return Err(SeccompError::Bytes(format!(
-                "name length {name_len} exceeds {MAX_NAME_LEN}"
-            )));
-        }
-        let name = std::str::from_utf8(r.take(name_len, "name")?)
-            .map_err(|e| SeccompError::Bytes(format!("name is not UTF-8: {e}")))?
-            .to_owned();
-        let count = r.u32("program count")? as usize;
-        if count == 0 || count > MAX_PROGRAMS {
-            return Err(SeccompError::Bytes(format!(
-                "program count {count} is outside 1..={MAX_PROGRAMS}"
-            )));
-        }
-        let mut programs = Vec::with_capacity(count);
-        for index in 0..count {
-            let len = r.u32("instruction count")? as usize;
-            if len == 0 || len > BPF_MAXINSNS {
-                return Err(SeccompError::Bytes(format!(
-                    "program {index} has {len} instructions, outside 1..={BPF_MAXINSNS}"
-                )));
-            }
-            let raw = r.take(len * 8, "instructions")?;
-            let program = raw
-                .chunks_exact(8)
-                .map(|c| libc::sock_filter {
-                    code: u16::from_le_bytes([c[0], c[1]]),
-                    jt: c[2],
-                    jf: c[3],
-                    k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-                })
-                .collect();
-            programs.push(program);
-        }
-        if r.pos != bytes.len() {
-            return Err(SeccompError::Bytes(format!(
-                "{} trailing bytes after the last program",
-                bytes.len() - r.pos
-            )));
-        }
-        Ok(Self { name, programs })
-    }
-
-    /// Installs every program on the calling thread. The caller has set no_new_privs.
-    /// Called in the job process, the last step before exec; must not allocate. Returns
-    /// the listener of the program that notifies forbidden calls (whoever holds it decides
-    /// them: it must leave the job process at once).
-    ///
-    /// On error some programs may already be in place: the caller must not exec.
-    pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
-        // An empty policy would silently leave the job unfiltered: fail closed.
-        // (`io::Error::from(ErrorKind)` and `last_os_error` do not allocate.)
-        if self.programs.is_empty() {
-            return Err(SeccompError::Install(io::Error::from(
-                io::ErrorKind::InvalidInput,
-            )));
-        }
-        // SAFETY: prctl with integer arguments only; it touches no memory of ours.
-        // Setting no_new_privs again is harmless and makes install() safe on its own.
-        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        if rc != 0 {
-            return Err(SeccompError::Install(io::Error::last_os_error()));
-        }
-        let mut listener = None;
-        for program in &self.programs {
-            let Ok(len) = u16::try_from(program.len()) else {
-                return Err(SeccompError::Install(io::Error::from(
-                    io::ErrorKind::InvalidInput,
-                )));
-            };
-            let fprog = libc::sock_fprog {
-                len,
-                filter: program.as_ptr().cast_mut(),
-            };
-            // The one program that notifies gets the (only) listener.
-            let notifies = program
-                .iter()
-                .any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF);
-            let flags = if notifies {
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-            } else {
-                0
-            };
-            // SAFETY: `fprog` points to `len` initialized instructions owned by `self`,
-            // which outlives the call; the kernel copies the program (copy_from_user) and
-            // never writes through the pointer.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER,
-                    flags,
-                    &fprog as *const libc::sock_fprog,
-                )
-            };
-            if rc < 0 {
-                return Err(SeccompError::Install(io::Error::last_os_error()));
-            }
-            if notifies {
-                // SAFETY: with NEW_LISTENER the kernel returned a new fd (CLOEXEC) for us.
-                listener = Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
-            }
-        }
-        Ok(listener)
-    }
-}
-
-const MAGIC: &[u8; 8] = b"WBSECCMP";
-const FORMAT_VERSION: u32 = 1;
-/// The kernel refuses longer programs (`BPF_MAXINSNS`).
-const BPF_MAXINSNS: usize = 4096;
-/// Far more than a policy compiles to; bounds what garbage can make us allocate.
-const MAX_PROGRAMS: usize = 64;
-const MAX_NAME_LEN: usize = 255;
 /// How deep `include` may nest.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    // Lengths are bounded by BPF_MAXINSNS, MAX_PROGRAMS and file-stem lengths; a length
-    // that did not fit would be caught by from_bytes, so saturate rather than panic.
-    let len = u32::try_from(len).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], SeccompError> {
-        let left = self.bytes.len() - self.pos;
-        if n > left {
-            return Err(SeccompError::Bytes(format!(
-                "truncated: {what} needs {n} bytes at offset {}, {left} left",
-                self.pos
-            )));
-        }
-        let slice = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(slice)
+/// Loads `dir/<name>.json` and compiles it for the host architecture.
+pub fn load(dir: &Path, name: &str) -> Result<CompiledPolicy, SeccompError> {
+    let top = policy_path(dir, name);
+    if !cfg!(target_arch = "x86_64") {
+        return Err(invalid(
+            &top,
+            format!(
+                "seccomp policies are written for x86_64 only; this host is {}",
+                std::env::consts::ARCH
+            ),
+        ));
     }
-
-    fn u32(&mut self, what: &str) -> Result<u32, SeccompError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
+    let mut merged = Merged::default();
+    let mut stack = Vec::new();
+    read_policy(dir, name, &mut stack, &mut merged)?;
+    let programs = compile(&top, merged)?;
+    Ok(CompiledPolicy {
+        name: name.to_owned(),
+        programs,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -681,9 +476,6 @@ const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 /// `BPF_JMP | BPF_JGE | BPF_K`.
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
-/// `BPF_RET | BPF_K`.
-const BPF_RET_K: u16 = 0x06;
-
 fn insn(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
@@ -1526,7 +1318,7 @@ mod tests {
     use super::*;
 
     fn profiles_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles/seccomp")
     }
 
     /// Writes `files` (name, JSON) into a temporary policy directory.
@@ -1540,7 +1332,7 @@ mod tests {
 
     fn load_err(files: &[(&str, &str)], name: &str) -> String {
         let dir = policy_dir(files);
-        match CompiledPolicy::load(dir.path(), name) {
+        match load(dir.path(), name) {
             Ok(p) => panic!("policy {name} compiled to {} programs", p.programs.len()),
             Err(e) => e.to_string(),
         }
@@ -1565,12 +1357,12 @@ mod tests {
 
     #[test]
     fn the_conditional_allow_program_goes_last_when_it_decides_seccomp() {
-        let default = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let default = load(&profiles_dir(), "default").expect("load default");
         assert!(
             std::ptr::eq(tree_of(&default), &default.programs[4]),
             "default: the tree before the program that refuses the job's own filters"
         );
-        let base = CompiledPolicy::load(&profiles_dir(), "base").expect("load base");
+        let base = load(&profiles_dir(), "base").expect("load base");
         assert!(
             std::ptr::eq(tree_of(&base), &base.programs[5]),
             "base does not allow seccomp: the tree is last"
@@ -1587,15 +1379,17 @@ mod tests {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .expect("utf-8 stem");
-                let policy =
-                    CompiledPolicy::load(&profiles_dir(), name).unwrap_or_else(|e| panic!("{e}"));
+                let policy = load(&profiles_dir(), name).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(policy.name, name);
                 // The conditional programs (kill: TIOCSTI; errno 0: msync, fadvise64;
                 // EINVAL: fcntl's leases and dnotify; EAFNOSUPPORT: socket; allow:
                 // personality, prctl, seccomp) and the tree.
                 assert_eq!(policy.programs.len(), 6, "{name}");
                 for program in &policy.programs {
-                    assert!(!program.is_empty() && program.len() <= BPF_MAXINSNS);
+                    assert!(
+                        !program.is_empty()
+                            && program.len() <= warmbox_inside::seccomp::BPF_MAXINSNS
+                    );
                 }
                 names.push(name.to_owned());
             }
@@ -1606,7 +1400,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip() {
-        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let policy = load(&profiles_dir(), "default").expect("load default");
         let bytes = policy.to_bytes();
         let insns: usize = policy.programs.iter().map(Vec::len).sum();
         assert_eq!(
@@ -1618,11 +1412,11 @@ mod tests {
 
     #[test]
     fn garbage_bytes_are_rejected() {
-        let good = CompiledPolicy::load(&profiles_dir(), "base")
-            .expect("load base")
-            .to_bytes();
+        let good = load(&profiles_dir(), "base").expect("load base").to_bytes();
         let reject = |bytes: &[u8], needle: &str| match CompiledPolicy::from_bytes(bytes) {
-            Err(SeccompError::Bytes(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+            Err(warmbox_inside::seccomp::FilterError::Bytes(m)) => {
+                assert!(m.contains(needle), "{m:?} lacks {needle:?}")
+            }
             other => panic!("expected a Bytes error containing {needle:?}, got {other:?}"),
         };
         reject(b"", "truncated: magic");
@@ -1741,7 +1535,7 @@ mod tests {
             "kill": [{"syscalls": ["ptrace"], "reason": "k"}]
         }"#;
         let dir = policy_dir(&[("p", MINIMAL), ("child", child)]);
-        let policy = CompiledPolicy::load(dir.path(), "child").expect("load child");
+        let policy = load(dir.path(), "child").expect("load child");
         // every rule is unconditional: the tree program alone
         assert_eq!(policy.programs.len(), 1);
 
@@ -1777,7 +1571,7 @@ mod tests {
 
     #[test]
     fn tree_program_guards_foreign_abis() {
-        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let policy = load(&profiles_dir(), "default").expect("load default");
         let tree = tree_of(&policy);
         let ops: Vec<(u16, u32)> = tree.iter().take(6).map(|i| (i.code, i.k)).collect();
         assert_eq!(
@@ -1873,7 +1667,7 @@ mod tests {
 
     #[test]
     fn shipped_tree_is_shallow_and_agrees_with_the_policy() {
-        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let policy = load(&profiles_dir(), "default").expect("load default");
         let tree = tree_of(&policy);
         let ret = |name: &str| emulate(tree, syscall_nr(name).unwrap() as u32, AUDIT_ARCH_X86_64);
         assert_eq!(ret("read"), libc::SECCOMP_RET_ALLOW);
@@ -1899,7 +1693,7 @@ mod tests {
 
     #[test]
     fn shipped_tree_sends_lock_calls_to_the_listener() {
-        let policy = CompiledPolicy::load(&profiles_dir(), "default").expect("load default");
+        let policy = load(&profiles_dir(), "default").expect("load default");
         let tree = tree_of(&policy);
         let notify = libc::SECCOMP_RET_USER_NOTIF;
         let fcntl = |cmd: i32| {

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::container::landlock;
-use crate::sandbox::cgroup;
-use crate::sandbox::spawn::Placement;
+use crate::cgroup;
+use crate::spawn::Placement;
+use warmbox_inside::landlock;
 
 /// One capability of the host.
 #[derive(Debug, Clone, Serialize)]
@@ -157,10 +157,7 @@ fn run_with(
                 required: true,
                 detail: b.describe_parent(),
             });
-            features = Some((
-                b.version(),
-                crate::sandbox::probe_cgroup_features(b.as_ref()),
-            ));
+            features = Some((b.version(), crate::probe_cgroup_features(b.as_ref())));
             if leave_nothing {
                 if let Err(e) = b.remove_levels(b.created_levels()) {
                     tracing::debug!(error = %e, "the probe's cgroup parent left in place");
@@ -276,7 +273,7 @@ fn landlock_items(abi: Option<u32>) -> Vec<Item> {
 /// what the engine does without it.
 fn cgroup_feature_items(
     version: cgroup::CgroupVersion,
-    features: Result<crate::sandbox::CgroupFeatures, crate::sandbox::SandboxError>,
+    features: Result<crate::CgroupFeatures, crate::SandboxError>,
 ) -> Vec<Item> {
     let features = match features {
         Ok(f) => f,
@@ -369,8 +366,8 @@ fn errno_name(errno: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::cgroup::{CgroupLimits, CgroupVersion, PeakSupport};
-    use crate::sandbox::CgroupFeatures;
+    use crate::cgroup::{CgroupLimits, CgroupVersion, PeakSupport};
+    use crate::CgroupFeatures;
     use std::os::unix::fs::PermissionsExt;
 
     fn report(items: Vec<Item>) -> String {

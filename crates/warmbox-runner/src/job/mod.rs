@@ -12,17 +12,17 @@ pub use judging::CHECKER_FILES;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::pool::admission::Admission;
-use crate::pool::{Pool, WarmSpec};
+use crate::admission::Admission;
 use crate::profile::{Limits, Profile};
 use crate::request::{
     encode_output, Encoding, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest,
 };
-use crate::sandbox::step::cgroup_limits;
-use crate::sandbox::{
-    BoxFile, Container, Layout, OutputMode, RawStep, Sandbox, SandboxError, StepSpec,
-};
 use cache::{CompileCache, Compiled, Inputs};
+use warmbox_sandbox::pool::{Pool, WarmSpec};
+use warmbox_sandbox::step::cgroup_limits;
+use warmbox_sandbox::{
+    BoxFile, Container, Layout, OutputMode, Sandbox, SandboxError, StepOutcome, StepSpec,
+};
 
 /// Limits of a compile step when the profile names none.
 pub const DEFAULT_COMPILE_LIMITS: Limits = Limits {
@@ -160,7 +160,7 @@ fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
 /// The step that never starts because its files (a compile's artifacts, known only now)
 /// do not fit in its tmpfs or leave its processes no memory (files in `/box` count toward
 /// `memory_mb`): the request's own files were checked against its limits up front.
-fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
+fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<StepOutcome> {
     use crate::request::{files_overflow, FilesOverflow, FilesUse, FILES_MEMORY_HEADROOM};
     let used = FilesUse::of(
         files
@@ -188,27 +188,17 @@ fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<RawStep> {
             ),
         ),
     };
-    Some(RawStep {
-        result: StepResult {
-            message: Some(message),
-            ..StepResult::blank(status)
-        },
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        combined: Vec::new(),
+    Some(StepOutcome {
+        message: Some(message),
+        ..StepOutcome::blank(status)
     })
 }
 
 /// A step result for warmbox's own failure: the run reports it instead of vanishing.
-fn internal_error(e: &SandboxError) -> RawStep {
-    RawStep {
-        result: StepResult {
-            message: Some(e.to_string()),
-            ..StepResult::blank(StepStatus::InternalError)
-        },
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        combined: Vec::new(),
+fn internal_error(e: &SandboxError) -> StepOutcome {
+    StepOutcome {
+        message: Some(e.to_string()),
+        ..StepOutcome::blank(StepStatus::InternalError)
     }
 }
 
@@ -285,7 +275,7 @@ impl Runner {
         limits: &Limits,
         files: &[&BoxFile],
         spec: &StepSpec,
-    ) -> Result<Result<StepOutcome, SandboxError>, SandboxError> {
+    ) -> Result<Result<StepAndFiles, SandboxError>, SandboxError> {
         if let Some(step) = files_do_not_fit(files, limits) {
             return Ok(Ok((step, None)));
         }
@@ -312,7 +302,7 @@ impl Runner {
         profile: &Profile,
         files: &[&BoxFile],
         spec: &StepSpec,
-    ) -> Result<RawStep, SandboxError> {
+    ) -> Result<StepOutcome, SandboxError> {
         Ok(self
             .in_container(profile, StepKind::Run, &spec.limits, files, spec)
             .await?
@@ -412,7 +402,7 @@ impl Runner {
             .in_container(profile, StepKind::Compile, &limits, &sources, &spec)
             .await?
             .unwrap_or_else(|e| (internal_error(&e), None));
-        let ok = step.result.status == StepStatus::Ok;
+        let ok = step.status == StepStatus::Ok;
         match artifacts {
             Some(a) if ok => {
                 let compiled = Arc::new(Compiled {
@@ -441,10 +431,10 @@ impl Runner {
         kind: StepKind,
         files: &[&BoxFile],
         spec: &StepSpec,
-    ) -> Result<StepOutcome, SandboxError> {
+    ) -> Result<StepAndFiles, SandboxError> {
         c.write_files(files, spec.limits.disk_mb << 20).await?;
         let step = c.run(spec).await?;
-        if kind != StepKind::Compile || step.result.status != StepStatus::Ok {
+        if kind != StepKind::Compile || step.status != StepStatus::Ok {
             return Ok((step, None));
         }
         let (artifacts, truncated) = c
@@ -452,8 +442,8 @@ impl Runner {
             .await?;
         if let Some(why) = truncated {
             let mut step = step;
-            step.result.status = StepStatus::OutputLimit;
-            step.result.message = Some(format!(
+            step.status = StepStatus::OutputLimit;
+            step.message = Some(format!(
                 "the compile left more in /box than is carried to the run: {why}"
             ));
             return Ok((step, None));
@@ -463,7 +453,7 @@ impl Runner {
 }
 
 /// A step's result and, after a successful compile, the artifacts of `/box`.
-type StepOutcome = (RawStep, Option<Vec<BoxFile>>);
+type StepAndFiles = (StepOutcome, Option<Vec<BoxFile>>);
 
 /// What a request's run starts from.
 enum Build {
@@ -476,12 +466,21 @@ enum Build {
     Failed(StepResult),
 }
 
-fn encode(step: RawStep, enc: Encoding) -> StepResult {
-    let mut r = step.result;
-    r.stdout = encode_output(&step.stdout, enc);
-    r.stderr = encode_output(&step.stderr, enc);
-    r.output = (!step.combined.is_empty()).then(|| encode_output(&step.combined, enc));
-    r
+fn encode(step: StepOutcome, enc: Encoding) -> StepResult {
+    StepResult {
+        status: step.status,
+        exit_code: step.exit_code,
+        signal: step.signal,
+        signal_name: step.signal.and_then(warmbox_sandbox::step::signal_name),
+        stdout: encode_output(&step.stdout, enc),
+        stderr: encode_output(&step.stderr, enc),
+        stdout_truncated: step.stdout_truncated,
+        stderr_truncated: step.stderr_truncated,
+        usage: step.usage,
+        output: (!step.combined.is_empty()).then(|| encode_output(&step.combined, enc)),
+        cached: None,
+        message: step.message,
+    }
 }
 
 fn response(

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use super::{cgroup::CgroupLimits, channel, Container, SandboxError};
-use crate::profile::Limits;
-use crate::protocol::{ExitKind, FromInit, JobLimits, JobSpec, StartFailure, ToInit, Violation};
-use crate::request::{StepResult, StepStatus, Usage};
+use serde::{Deserialize, Serialize};
+use warmbox_inside::protocol::{
+    ExitKind, FromInit, JobLimits, JobSpec, StartFailure, ToInit, Violation,
+};
 
 /// The init enforces the wall limit; the server asks it to kill this long after the limit
 /// if no report came (a job can starve the init of CPU).
@@ -55,12 +56,20 @@ pub enum OutputMode {
     Merged,
 }
 
-/// A step's result with its output still raw (`stdout`/`stderr` of `result` are empty
-/// until the caller encodes these).
-#[derive(Debug, Clone)]
-pub struct RawStep {
-    /// Status, exit and usage.
-    pub result: StepResult,
+/// How one step ended: its status, exit, usage and raw output (the runner encodes it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// The verdict on the step.
+    pub status: StepStatus,
+    /// The exit code, where the job exited (or could not exec).
+    pub exit_code: Option<i32>,
+    /// The signal that ended the job.
+    pub signal: Option<i32>,
+    /// Resource accounting.
+    pub usage: Usage,
+    /// Why the step ended where that is not obvious from the status (an exec failure, a
+    /// forbidden call, an internal error's cause).
+    pub message: Option<String>,
     /// stdout, cut at the limit.
     pub stdout: Vec<u8>,
     /// stderr, cut at the limit.
@@ -68,6 +77,105 @@ pub struct RawStep {
     /// With [`OutputMode::Interleaved`]: stdout and stderr in the order they arrived, cut
     /// at twice the limit; else empty.
     pub combined: Vec<u8>,
+    /// stdout passed the output limit and was cut.
+    pub stdout_truncated: bool,
+    /// stderr passed the output limit and was cut.
+    pub stderr_truncated: bool,
+}
+
+impl StepOutcome {
+    /// A step that ended with `status` before it ran: no exit, no output, no usage.
+    pub fn blank(status: StepStatus) -> Self {
+        StepOutcome {
+            status,
+            exit_code: None,
+            signal: None,
+            usage: Usage::default(),
+            message: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            combined: Vec::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }
+    }
+
+    /// A step that ended with `status` before it ran, saying why.
+    pub fn failed(status: StepStatus, message: impl Into<String>) -> Self {
+        StepOutcome {
+            message: Some(message.into()),
+            ..Self::blank(status)
+        }
+    }
+}
+
+/// Outcome of one step (API.md's step statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Ok,
+    RuntimeError,
+    Signaled,
+    TimeLimit,
+    WallTimeLimit,
+    MemoryLimit,
+    OutputLimit,
+    FileSizeLimit,
+    SecurityViolation,
+    InternalError,
+}
+
+/// Resource accounting of one step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_ms: f64,
+    pub user_ms: f64,
+    pub sys_ms: f64,
+    pub wall_ms: f64,
+    pub memory_peak_bytes: u64,
+    pub oom_killed: bool,
+    pub pids_peak: Option<u64>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
+/// Resource limits of one step; every field is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// CPU time of all processes of the step, ms.
+    pub cpu_ms: u64,
+    /// Elapsed time, ms.
+    pub wall_ms: u64,
+    /// cgroup memory limit (swap included, tmpfs files count), MiB.
+    pub memory_mb: u64,
+    /// Processes plus threads.
+    pub pids: u64,
+    /// Cap on each of stdout and stderr, bytes.
+    pub output_bytes: u64,
+    /// Cap on any single file written, bytes.
+    pub file_size_bytes: u64,
+    /// Size of each of `/box` and `/tmp`, MiB.
+    pub disk_mb: u64,
+    /// Stack size (RLIMIT_STACK), MiB, at most `memory_mb`; `None`: the memory limit
+    /// (at most 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_mb: Option<u64>,
+}
+
+impl Limits {
+    /// Each limit with its field name, in declaration order.
+    pub fn entries(&self) -> [(&'static str, u64); 7] {
+        [
+            ("cpu_ms", self.cpu_ms),
+            ("wall_ms", self.wall_ms),
+            ("memory_mb", self.memory_mb),
+            ("pids", self.pids),
+            ("output_bytes", self.output_bytes),
+            ("file_size_bytes", self.file_size_bytes),
+            ("disk_mb", self.disk_mb),
+        ]
+    }
 }
 
 /// Why the server killed a job.
@@ -314,13 +422,17 @@ pub struct Piped {
 
 impl Container {
     /// Runs `spec` as this container's one job. `Err` is warmbox's own failure; every
-    /// outcome of the user's program, including limits hit, is an `Ok(StepResult)`.
-    pub async fn run(&mut self, spec: &StepSpec) -> Result<RawStep, SandboxError> {
+    /// outcome of the user's program, including limits hit, is an `Ok(StepOutcome)`.
+    pub async fn run(&mut self, spec: &StepSpec) -> Result<StepOutcome, SandboxError> {
         self.run_io(spec, None).await
     }
 
     /// Runs `spec` with its stdin and stdout connected to `io`.
-    pub async fn run_piped(&mut self, spec: &StepSpec, io: Piped) -> Result<RawStep, SandboxError> {
+    pub async fn run_piped(
+        &mut self,
+        spec: &StepSpec,
+        io: Piped,
+    ) -> Result<StepOutcome, SandboxError> {
         self.run_io(spec, Some(io)).await
     }
 
@@ -328,7 +440,7 @@ impl Container {
         &mut self,
         spec: &StepSpec,
         io: Option<Piped>,
-    ) -> Result<RawStep, SandboxError> {
+    ) -> Result<StepOutcome, SandboxError> {
         let l = spec.limits;
         let host = |what: &str| {
             let what = format!("container {}: {what}", self.id);
@@ -554,7 +666,7 @@ impl Container {
             Some(ExitKind::Code(c)) => (Some(c), None),
             Some(ExitKind::Signal(s)) => (None, Some(s)),
             None => match &failure {
-                Some(StartFailure::Exec(_)) => (Some(crate::container::job::EXEC_FAILED), None),
+                Some(StartFailure::Exec(_)) => (Some(warmbox_inside::job::EXEC_FAILED), None),
                 _ => (None, None),
             },
         };
@@ -569,11 +681,10 @@ impl Container {
             )),
             (None, None) => None,
         };
-        let result = StepResult {
+        Ok(StepOutcome {
             status,
             exit_code,
             signal,
-            signal_name: signal.and_then(signal_name),
             stdout_truncated: out.truncated(),
             stderr_truncated: err.truncated(),
             usage: Usage {
@@ -588,14 +699,7 @@ impl Container {
                 stdout_bytes: out.kept.len() as u64,
                 stderr_bytes: err.kept.len() as u64,
             },
-            stdout: String::new(),
-            stderr: String::new(),
-            output: None,
-            cached: None,
             message,
-        };
-        Ok(RawStep {
-            result,
             stdout: out.kept,
             stderr: err.kept,
             combined: combined.map(|c| c.kept).unwrap_or_default(),

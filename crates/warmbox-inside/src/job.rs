@@ -15,10 +15,10 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use crate::container::landlock::PreparedRuleset;
-use crate::container::mount::{BOX_GID, BOX_UID};
+use crate::landlock::PreparedRuleset;
+use crate::mount::{BOX_GID, BOX_UID};
 use crate::protocol::{self, JobSpec};
-use crate::sandbox::seccomp::CompiledPolicy;
+use crate::seccomp::CompiledPolicy;
 
 /// Exit code of a job process whose exec failed (as shells do).
 pub const EXEC_FAILED: i32 = 127;

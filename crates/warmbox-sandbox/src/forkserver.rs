@@ -107,7 +107,7 @@ impl ForkServer {
             return Err(io("send the fork server its root", e.into()));
         }
         let mut status = [0u8; 4096];
-        let ready = crate::protocol::recv_with_fds(ours.as_raw_fd(), &mut status);
+        let ready = warmbox_inside::protocol::recv_with_fds(ours.as_raw_fd(), &mut status);
         let failure = match ready {
             Ok((0, _)) => None,
             Ok((n, _)) => Some(String::from_utf8_lossy(&status[..n]).into_owned()),
@@ -168,8 +168,8 @@ impl ForkServer {
         )
         .map_err(|e| broken(io("send to the fork server", e.into())))?;
         let mut reply = [0u8; 512];
-        let (n, mut got) =
-            crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut reply).map_err(|e| {
+        let (n, mut got) = warmbox_inside::protocol::recv_with_fds(sock.as_raw_fd(), &mut reply)
+            .map_err(|e| {
                 broken(SpawnError::ForkServer(format!(
                     "receive from the fork server (within {REPLY_TIMEOUT:?}): {e}"
                 )))
@@ -254,7 +254,7 @@ pub fn main() -> i32 {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SETUP_NICE) };
     loop {
         let mut req = [0u8; 8];
-        let (n, fds) = match crate::protocol::recv_with_fds(sock.as_raw_fd(), &mut req) {
+        let (n, fds) = match warmbox_inside::protocol::recv_with_fds(sock.as_raw_fd(), &mut req) {
             Ok((0, _)) => return 0,
             Ok(r) => r,
             Err(_) => return 1,
@@ -290,13 +290,10 @@ pub fn main() -> i32 {
 fn build_template(new_root: &Path, binds: &[PathBuf]) -> Result<(), String> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-    let ops = crate::container::mount::template_plan(
-        new_root,
-        binds,
-        &crate::container::mount::host_kind,
-    );
-    crate::container::mount::apply(&ops).map_err(|e| e.to_string())?;
-    crate::container::mount::remember_proc_kinds();
+    let ops =
+        warmbox_inside::mount::template_plan(new_root, binds, &warmbox_inside::mount::host_kind);
+    warmbox_inside::mount::apply(&ops).map_err(|e| e.to_string())?;
+    warmbox_inside::mount::remember_proc_kinds();
     Ok(())
 }
 
@@ -374,7 +371,7 @@ fn init_child(sock: RawFd) -> i32 {
     if !root {
         return super::spawn::NO_ROOT;
     }
-    crate::container::init::main(3)
+    warmbox_inside::init::main(3)
 }
 
 #[cfg(test)]

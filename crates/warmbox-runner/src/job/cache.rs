@@ -11,7 +11,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use crate::profile::Limits;
-use crate::sandbox::{BoxFile, RawStep};
+use warmbox_sandbox::{BoxFile, StepOutcome};
 
 /// What a compile's inputs hash to.
 pub type Key = [u8; 32];
@@ -20,7 +20,7 @@ pub type Key = [u8; 32];
 #[derive(Debug)]
 pub struct Compiled {
     /// The compile step as it ran (stdout and stderr raw).
-    pub step: RawStep,
+    pub step: StepOutcome,
     /// The files the run starts with.
     pub files: Arc<Vec<BoxFile>>,
 }
@@ -195,7 +195,7 @@ impl CompileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{StepResult, StepStatus};
+    use crate::request::StepStatus;
 
     const LIMITS: Limits = Limits {
         cpu_ms: 1,
@@ -218,15 +218,9 @@ mod tests {
 
     fn compiled(bytes: usize) -> Arc<Compiled> {
         Arc::new(Compiled {
-            step: RawStep {
-                result: StepResult {
-                    exit_code: Some(0),
-                    cached: Some(false),
-                    ..StepResult::blank(StepStatus::Ok)
-                },
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                combined: Vec::new(),
+            step: StepOutcome {
+                exit_code: Some(0),
+                ..StepOutcome::blank(StepStatus::Ok)
             },
             files: Arc::new(vec![file("a", &vec![0; bytes - 1])]),
         })

@@ -1,10 +1,17 @@
-//! The server's side of containers: the `Sandbox` engine creates warm containers (clone3,
-//! id maps, cgroup, setup over the init channel); a `Container` then serves one step and
-//! is destroyed, leaving nothing behind.
+//! The engine: the server's side of containers. The `Sandbox` creates warm containers
+//! (clone3, id maps, cgroup, setup over the init channel); a `Container` then serves one
+//! step and is destroyed, leaving nothing behind; the `Pool` keeps them warm.
+//!
+//! It knows nothing of HTTP, requests or profiles: its vocabulary is [`Limits`], a
+//! [`StepSpec`], a [`StepOutcome`] and its [`Usage`]. What runs inside a container is
+//! `warmbox-inside`.
 
 pub mod cgroup;
 pub mod channel;
+pub mod check;
+pub mod config;
 pub mod forkserver;
+pub mod pool;
 pub mod seccomp;
 pub mod spawn;
 pub mod step;
@@ -19,11 +26,17 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UnixStream;
 
 use crate::config::EngineConfig;
-use crate::protocol::{FileMeta, FromInit, InitConfig, ProtocolError, ToInit};
 use cgroup::{Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupVersion};
-use seccomp::{CompiledPolicy, SeccompError};
+use seccomp::SeccompError;
+use warmbox_inside::protocol::{FileMeta, FromInit, InitConfig, ProtocolError, ToInit};
 
-pub use step::{OutputMode, Piped, RawStep, StepSpec};
+pub use step::{Limits, OutputMode, Piped, StepOutcome, StepSpec, StepStatus, Usage};
+// What the runner must know of the box: how many files and inodes fit, and the exit code
+// of a job that could not exec.
+pub use warmbox_inside::job::EXEC_FAILED;
+pub use warmbox_inside::mount::{
+    disk_inodes, DISK_OWN_INODES, MAX_FILES, MAX_FILE_DEPTH, MIN_DISK_INODES,
+};
 
 /// How long a new container may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -201,7 +214,7 @@ impl Sandbox {
         if let Some(p) = map.get(name) {
             return Ok(p.clone());
         }
-        let bytes = Arc::new(CompiledPolicy::load(&self.config.seccomp_dir(), name)?.to_bytes());
+        let bytes = Arc::new(seccomp::load(&self.config.seccomp_dir(), name)?.to_bytes());
         map.insert(name.to_string(), bytes.clone());
         Ok(bytes)
     }
@@ -557,7 +570,9 @@ impl Container {
         }
     }
 
-    async fn recv_frame(&mut self) -> Result<crate::protocol::Frame<FromInit>, SandboxError> {
+    async fn recv_frame(
+        &mut self,
+    ) -> Result<warmbox_inside::protocol::Frame<FromInit>, SandboxError> {
         let r = channel::recv(self.chan()).await;
         r.map_err(self.channel_err())
     }

@@ -1,0 +1,9 @@
+//! The runner: a request becomes compile and run steps on the engine. Language profiles,
+//! requests and their validation, the compile cache, judging (tests, checkers,
+//! interactors, verdicts) and admission. No HTTP: the service crate serves it.
+
+pub mod admission;
+pub mod job;
+pub mod judge;
+pub mod profile;
+pub mod request;
