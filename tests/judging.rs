@@ -5,7 +5,7 @@
 mod common;
 
 use serde_json::{json, Value};
-use warmbox_runner::judge::{TestResult, Verdict};
+use warmbox_runner::judging::{TestResult, Verdict};
 use warmbox_runner::request::{self, RunRequest, RunResponse, RunStatus, StepStatus};
 
 fn py(code: &str) -> Value {

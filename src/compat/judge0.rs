@@ -21,7 +21,7 @@ use super::version_number;
 use crate::api::{execute, ApiError, AppState};
 use crate::queue::store::{now_ms, CallbackState, JobRecord, JobStatus};
 use crate::queue::{JobError, Submission};
-use warmbox_runner::judge::Verdict;
+use warmbox_runner::judging::Verdict;
 use warmbox_runner::profile::{LoadedProfile, ProfileSet};
 use warmbox_runner::request::{RunResponse, RunStatus, StepResult, StepStatus};
 

@@ -4,6 +4,6 @@
 
 pub mod admission;
 pub mod job;
-pub mod judge;
+pub mod judging;
 pub mod profile;
 pub mod request;

@@ -140,16 +140,16 @@ pub struct RunRequest {
     pub stderr_to_stdout: bool,
     /// Tests: compile once, run each in its own container, judge each output.
     #[serde(default)]
-    pub tests: Vec<crate::judge::TestSpec>,
+    pub tests: Vec<crate::judging::TestSpec>,
     /// Skip the tests not yet started once one fails.
     #[serde(default)]
     pub stop_on_first_failure: bool,
     /// How outputs are judged (default: `lines`).
     #[serde(default)]
-    pub checker: Option<crate::judge::CheckerSpec>,
+    pub checker: Option<crate::judging::CheckerSpec>,
     /// The interactor of an interactive problem.
     #[serde(default)]
-    pub interactor: Option<crate::judge::ProgramSpec>,
+    pub interactor: Option<crate::judging::ProgramSpec>,
 }
 
 /// A request checked against its profile: decoded, resolved, ready to run.
@@ -170,7 +170,7 @@ pub struct ValidatedRequest {
     /// Encoding of stdout/stderr in the response.
     pub output_encoding: Encoding,
     /// Tests, checker and interactor, when the request has tests.
-    pub judging: Option<crate::judge::Judging>,
+    pub judging: Option<crate::judging::Judging>,
     /// How the run step's stdout and stderr are kept (the compat APIs change it).
     pub output_mode: warmbox_sandbox::OutputMode,
     /// Compile limits below the profile's (the compat APIs set them); `None`: the
@@ -231,8 +231,8 @@ pub fn validate(req: &RunRequest, profiles: &ProfileSet) -> Result<ValidatedRequ
         compiler_options,
         cmd_given: req.cmd.is_some(),
     };
-    valid.judging = crate::judge::validate_judging(
-        crate::judge::JudgingRequest {
+    valid.judging = crate::judging::validate_judging(
+        crate::judging::JudgingRequest {
             tests: &req.tests,
             stop_on_first_failure: req.stop_on_first_failure,
             checker: req.checker.as_ref(),
@@ -858,20 +858,6 @@ pub enum RunStatus {
     Step(StepStatus),
 }
 
-impl From<crate::judge::Verdict> for RunStatus {
-    fn from(v: crate::judge::Verdict) -> Self {
-        use crate::judge::Verdict;
-        match v {
-            Verdict::Accepted => RunStatus::Accepted,
-            Verdict::WrongAnswer => RunStatus::WrongAnswer,
-            Verdict::PresentationError => RunStatus::PresentationError,
-            // A summary's verdict is never "skipped": the first test always runs.
-            Verdict::Skipped => RunStatus::Step(StepStatus::InternalError),
-            Verdict::Step(s) => RunStatus::Step(s),
-        }
-    }
-}
-
 pub use warmbox_sandbox::{StepStatus, Usage};
 
 /// Result of one step.
@@ -908,10 +894,10 @@ pub struct RunResponse {
     pub run: Option<StepResult>,
     /// With tests: each test's result, in the request's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tests: Option<Vec<crate::judge::TestResult>>,
+    pub tests: Option<Vec<crate::judging::TestResult>>,
     /// With tests: the totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<crate::judge::Summary>,
+    pub summary: Option<crate::judging::Summary>,
     /// Why the request failed as a whole, where the steps do not say (a checker that did
     /// not compile).
     #[serde(default, skip_serializing_if = "Option::is_none")]

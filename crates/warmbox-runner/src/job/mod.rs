@@ -1,13 +1,9 @@
 //! A request becomes steps: compile (when the profile compiles) in one container, then run
 //! in another, or one run per test, each judged by a checker or an interactor
-//! (`judging`). Artifacts move between containers through the server: the run container
-//! never shares anything with the container the compiler ran in.
+//! ([`crate::judging`]). Artifacts move between containers through the server: the run
+//! container never shares anything with the container the compiler ran in.
 
 pub mod cache;
-pub mod checker;
-mod judging;
-
-pub use judging::CHECKER_FILES;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,7 +45,7 @@ pub struct Runner {
     /// without (the command line, the tests), before answering.
     pool: Option<Arc<Pool>>,
     /// Where a request's tests get their extra places to run in parallel.
-    admission: Arc<Admission>,
+    pub(crate) admission: Arc<Admission>,
     cache: Arc<CompileCache>,
 }
 
@@ -136,7 +132,7 @@ pub fn layout(profile: &Profile, limits: &Limits) -> Layout {
 }
 
 /// The submission's run step: `argv` under `limits`, with the request's env.
-fn submission_spec(
+pub(crate) fn submission_spec(
     req: &ValidatedRequest,
     argv: Vec<String>,
     limits: Limits,
@@ -153,14 +149,14 @@ fn submission_spec(
     }
 }
 
-fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// The step that never starts because its files (a compile's artifacts, known only now)
 /// do not fit in its tmpfs or leave its processes no memory (files in `/box` count toward
 /// `memory_mb`): the request's own files were checked against its limits up front.
-fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<StepOutcome> {
+pub(crate) fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<StepOutcome> {
     use crate::request::{files_overflow, FilesOverflow, FilesUse, FILES_MEMORY_HEADROOM};
     let used = FilesUse::of(
         files
@@ -195,7 +191,7 @@ fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<StepOutcome> 
 }
 
 /// A step result for warmbox's own failure: the run reports it instead of vanishing.
-fn internal_error(e: &SandboxError) -> StepOutcome {
+pub(crate) fn internal_error(e: &SandboxError) -> StepOutcome {
     StepOutcome {
         message: Some(e.to_string()),
         ..StepOutcome::blank(StepStatus::InternalError)
@@ -240,7 +236,7 @@ impl Runner {
         &self.cache
     }
 
-    async fn container(
+    pub(crate) async fn container(
         &self,
         profile: &Profile,
         step: StepKind,
@@ -256,7 +252,7 @@ impl Runner {
         }
     }
 
-    async fn finish(&self, c: Container) {
+    pub(crate) async fn finish(&self, c: Container) {
         match &self.pool {
             Some(pool) => pool.destroy_later(c),
             None => c.destroy().await,
@@ -297,7 +293,7 @@ impl Runner {
 
     /// A run step of `profile` in a fresh container; warmbox's own failure inside it is
     /// the step's `internal_error`.
-    async fn run_step(
+    pub(crate) async fn run_step(
         &self,
         profile: &Profile,
         files: &[&BoxFile],
@@ -346,7 +342,7 @@ impl Runner {
 
     /// The files a request's run starts with: its own, or what its compile left in `/box`
     /// (from the compile cache when the same inputs compiled before).
-    async fn build(&self, req: &ValidatedRequest) -> Result<Build, SandboxError> {
+    pub(crate) async fn build(&self, req: &ValidatedRequest) -> Result<Build, SandboxError> {
         let profile = &req.profile.profile;
         let files: Vec<BoxFile> = req
             .files
@@ -456,7 +452,7 @@ impl Runner {
 type StepAndFiles = (StepOutcome, Option<Vec<BoxFile>>);
 
 /// What a request's run starts from.
-enum Build {
+pub(crate) enum Build {
     /// The compile step (if the profile compiles) and the files of `/box`.
     Ready {
         compile: Option<StepResult>,
@@ -466,7 +462,7 @@ enum Build {
     Failed(StepResult),
 }
 
-fn encode(step: StepOutcome, enc: Encoding) -> StepResult {
+pub(crate) fn encode(step: StepOutcome, enc: Encoding) -> StepResult {
     StepResult {
         status: step.status,
         exit_code: step.exit_code,

@@ -1,19 +1,14 @@
-//! The judging part of a run request (API.md, "Tests, checkers, interactors"): tests with
-//! expected output, the checker that compares, the interactor of an interactive problem;
-//! their validation, and the verdicts and summary of the answer.
-//!
-//! Validation happens with the rest of the request, before any container is touched: a
-//! request that cannot be judged is a 400 naming the field.
+//! Validation of the judging fields, with the rest of the request, before any container is
+//! touched: a request that cannot be judged is a 400 naming the field.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 
-use crate::job::checker::Comparison;
+use super::checker::{Comparison, CHECKER_FILES};
+use super::spec::{CheckerSpec, Judge, JudgeProgram, Judging, JudgingRequest, ValidatedTest};
 use crate::profile::{Limits, ProfileSet};
 use crate::request::{
-    validate, Encoding, FileSpec, LimitsRequest, RequestError, RunRequest, StepResult, StepStatus,
-    ValidatedRequest,
+    validate, Encoding, FileSpec, LimitsRequest, RequestError, RunRequest, ValidatedRequest,
 };
 
 /// Most tests one request may carry.
@@ -25,151 +20,6 @@ pub const MAX_TESTS_OUTPUT_BYTES: u64 = 256 << 20;
 
 /// Longest test name, bytes.
 pub const MAX_TEST_NAME_BYTES: usize = 128;
-
-/// One test of a request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TestSpec {
-    /// Name reported back; by default the test's 1-based position.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Text stdin.
-    #[serde(default)]
-    pub stdin: Option<String>,
-    /// Binary stdin, base64; exclusive with `stdin`.
-    #[serde(default)]
-    pub stdin_base64: Option<String>,
-    /// Expected stdout, text.
-    #[serde(default)]
-    pub expected_stdout: Option<String>,
-    /// Expected stdout, base64; exclusive with `expected_stdout`.
-    #[serde(default)]
-    pub expected_stdout_base64: Option<String>,
-    /// This test's limits over the request's own.
-    #[serde(default)]
-    pub limits: LimitsRequest,
-}
-
-/// A program of the judge (checker or interactor): a profile, its files, arguments and
-/// limits. It runs in its own sandbox, like the submission.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProgramSpec {
-    /// Profile name or alias.
-    pub profile: String,
-    /// The program's files (its source, for a compiled profile).
-    #[serde(default)]
-    pub files: Vec<FileSpec>,
-    /// Appended to the profile's run command, before the file arguments warmbox adds.
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// The program's limits; missing ones take the profile's defaults.
-    #[serde(default)]
-    pub limits: LimitsRequest,
-}
-
-/// `"checker"` of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum CheckerSpec {
-    /// Byte for byte.
-    Exact,
-    /// Line by line, trailing whitespace and trailing blank lines ignored (the default).
-    Lines,
-    /// Whitespace-separated tokens.
-    Tokens,
-    /// No comparison: a test whose run ends well is accepted (runs repeated to measure,
-    /// or output checked elsewhere).
-    None,
-    /// Tokens; numbers equal within `abs` or `rel`.
-    Float {
-        /// Absolute tolerance.
-        #[serde(default = "default_tolerance")]
-        abs: f64,
-        /// Relative tolerance.
-        #[serde(default = "default_tolerance")]
-        rel: f64,
-    },
-    /// A checker program, testlib-style: `checker input.txt output.txt answer.txt`, exit 0
-    /// accepted, 1 wrong answer, 2 presentation error, anything else its own failure.
-    Program {
-        /// Profile name or alias.
-        profile: String,
-        /// The checker's files.
-        #[serde(default)]
-        files: Vec<FileSpec>,
-        /// Appended to the profile's run command, before the three file names.
-        #[serde(default)]
-        args: Vec<String>,
-        /// The checker's limits.
-        #[serde(default)]
-        limits: LimitsRequest,
-    },
-}
-
-fn default_tolerance() -> f64 {
-    1e-6
-}
-
-/// A checked program of the judge, ready to compile and run.
-#[derive(Debug, Clone)]
-pub struct JudgeProgram {
-    /// Its request, validated like a submission (profile, files, limits, run command).
-    pub request: ValidatedRequest,
-}
-
-/// How a test's output is judged.
-#[derive(Debug, Clone)]
-pub enum Judge {
-    /// A built-in comparison.
-    Compare(Comparison),
-    /// Every run that ends well is accepted.
-    Accept,
-    /// A checker program.
-    Program(Box<JudgeProgram>),
-}
-
-/// One checked test.
-#[derive(Debug, Clone)]
-pub struct ValidatedTest {
-    /// Its name.
-    pub name: String,
-    /// Its stdin.
-    pub stdin: Vec<u8>,
-    /// The expected stdout, when given.
-    pub expected: Option<Vec<u8>>,
-    /// The run limits of this test.
-    pub limits: Limits,
-}
-
-/// The judging part of a checked request.
-#[derive(Debug, Clone)]
-pub struct Judging {
-    /// The tests, in the request's order.
-    pub tests: Vec<ValidatedTest>,
-    /// Skip the tests not yet started once one fails.
-    pub stop_on_first_failure: bool,
-    /// How outputs are judged (ignored for interactive problems: the interactor judges).
-    pub judge: Judge,
-    /// The interactor of an interactive problem.
-    pub interactor: Option<Box<JudgeProgram>>,
-}
-
-/// The judging fields of a request, as given.
-#[derive(Debug, Clone, Copy)]
-pub struct JudgingRequest<'a> {
-    /// `tests`.
-    pub tests: &'a [TestSpec],
-    /// `stop_on_first_failure`.
-    pub stop_on_first_failure: bool,
-    /// `checker`.
-    pub checker: Option<&'a CheckerSpec>,
-    /// `interactor`.
-    pub interactor: Option<&'a ProgramSpec>,
-    /// Whether the request has its own `stdin`/`stdin_base64`.
-    pub has_stdin: bool,
-}
-
 /// Checks the judging fields of a request whose run limits are `run_limits`, and its
 /// profile's maximums through `submission`. `None` when the request has no tests.
 pub fn validate_judging(
@@ -226,7 +76,7 @@ pub fn validate_judging(
         Some(CheckerSpec::None) => Judge::Accept,
         Some(&CheckerSpec::Float { abs, rel }) => {
             let how = Comparison::Float { abs, rel };
-            crate::job::checker::validate(&how).map_err(RequestError::invalid)?;
+            super::checker::validate(&how).map_err(RequestError::invalid)?;
             Judge::Compare(how)
         }
         Some(CheckerSpec::Program {
@@ -398,7 +248,7 @@ fn program(
     if let Some((i, f)) = files
         .iter()
         .enumerate()
-        .find(|(_, f)| crate::job::CHECKER_FILES.contains(&f.name.as_str()))
+        .find(|(_, f)| CHECKER_FILES.contains(&f.name.as_str()))
     {
         return Err(RequestError::invalid(format!(
             "{field}.files[{i}].name: {:?} is where warmbox puts the test's files \
@@ -419,85 +269,4 @@ fn program(
         message: format!("{field}.{}", e.message),
     })?;
     Ok(Box::new(JudgeProgram { request }))
-}
-
-/// The verdict of one test, or of a whole submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The output is right.
-    Accepted,
-    /// The output is wrong.
-    WrongAnswer,
-    /// The checker or interactor said the output's form is wrong (exit code 2).
-    PresentationError,
-    /// Not run: an earlier test failed and the request asked to stop.
-    Skipped,
-    /// The run failed: its step status (`time_limit`, `memory_limit`, `runtime_error`, …),
-    /// or `internal_error` when warmbox or the checker failed.
-    #[serde(untagged)]
-    Step(StepStatus),
-}
-
-/// The result of one test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TestResult {
-    /// The test's name.
-    pub name: String,
-    /// Its verdict.
-    pub verdict: Verdict,
-    /// Why, where the verdict alone does not say (the first difference of a wrong answer,
-    /// the checker's complaint).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The submission's run; absent when skipped.
-    pub run: Option<StepResult>,
-    /// The checker program's run, when a program checked this test.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checker: Option<StepResult>,
-    /// The interactor's run, for an interactive problem.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interactor: Option<StepResult>,
-}
-
-/// Totals over a submission's tests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// The first verdict other than accepted and skipped, in the request's order, else
-    /// accepted.
-    pub verdict: Verdict,
-    /// Tests in the request.
-    pub total: usize,
-    /// Tests accepted.
-    pub accepted: usize,
-    /// Tests that ran and were not accepted.
-    pub failed: usize,
-    /// Tests skipped.
-    pub skipped: usize,
-    /// Largest CPU time of a run, ms.
-    pub max_cpu_ms: f64,
-    /// Largest wall time of a run, ms.
-    pub max_wall_ms: f64,
-    /// Largest memory peak of a run, bytes.
-    pub max_memory_bytes: u64,
-}
-
-/// Sums up `tests`.
-pub fn summarize(tests: &[TestResult]) -> Summary {
-    let count = |f: &dyn Fn(Verdict) -> bool| tests.iter().filter(|t| f(t.verdict)).count();
-    let runs = || tests.iter().filter_map(|t| t.run.as_ref());
-    Summary {
-        verdict: tests
-            .iter()
-            .map(|t| t.verdict)
-            .find(|v| !matches!(v, Verdict::Accepted | Verdict::Skipped))
-            .unwrap_or(Verdict::Accepted),
-        total: tests.len(),
-        accepted: count(&|v| v == Verdict::Accepted),
-        failed: count(&|v| !matches!(v, Verdict::Accepted | Verdict::Skipped)),
-        skipped: count(&|v| v == Verdict::Skipped),
-        max_cpu_ms: runs().map(|r| r.usage.cpu_ms).fold(0.0, f64::max),
-        max_wall_ms: runs().map(|r| r.usage.wall_ms).fold(0.0, f64::max),
-        max_memory_bytes: runs().map(|r| r.usage.memory_peak_bytes).max().unwrap_or(0),
-    }
 }

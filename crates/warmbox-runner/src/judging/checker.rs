@@ -1,5 +1,7 @@
-//! The built-in answer checkers of a judge: a program's stdout against the expected output,
-//! byte for byte, by lines, by tokens, or by tokens with numbers compared within a tolerance.
+//! Checkers. The built-in comparisons of a program's stdout against the expected output,
+//! byte for byte, by lines, by tokens, or by tokens with numbers compared within a tolerance;
+//! and the protocol of a checker program (and of an interactor), testlib's: the files it
+//! finds, its arguments, what its exit code means.
 //!
 //! Outputs can be tens of MiB and need not be UTF-8: every mode works on bytes in one pass
 //! over both sides with slice iterators, and only a rejection's message allocates.
@@ -7,6 +9,11 @@
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
+
+use super::verdict::Verdict;
+use crate::job::env_list;
+use crate::request::{wire_name, StepStatus, ValidatedRequest};
+use warmbox_sandbox::{BoxFile, OutputMode, StepOutcome, StepSpec};
 
 /// How a test's output is compared with the expected output.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -375,6 +382,80 @@ fn plural(n: usize, noun: &str) -> String {
 
 fn wrong(message: String) -> Compared {
     Compared::WrongAnswer(message)
+}
+
+/// The files a checker finds in its `/box`, and the arguments it is given, testlib's order.
+pub const CHECKER_FILES: [&str; 3] = ["input.txt", "output.txt", "answer.txt"];
+
+/// Most of a checker's or interactor's stderr quoted in a test's message, bytes.
+const MESSAGE_BYTES: usize = 1024;
+
+/// The files a checker or interactor finds in its `/box`: the test's input, the
+/// submission's output, the expected output ([`CHECKER_FILES`]).
+pub(super) fn judge_files(contents: [&[u8]; 3]) -> Vec<BoxFile> {
+    CHECKER_FILES
+        .iter()
+        .zip(contents)
+        .map(|(name, content)| BoxFile {
+            path: name.to_string(),
+            content: content.to_vec(),
+            executable: false,
+        })
+        .collect()
+}
+
+/// A checker's or interactor's step: its run command with the three file names, its own
+/// env and limits, its output kept apart.
+pub(super) fn judge_spec(jreq: &ValidatedRequest) -> StepSpec {
+    let mut argv = jreq.run_cmd.clone();
+    argv.extend(CHECKER_FILES.iter().map(|s| s.to_string()));
+    StepSpec {
+        argv,
+        env: env_list(&jreq.env),
+        limits: jreq.limits,
+        cpu_cores: jreq.profile.profile.cpu_cores,
+        stdin: Vec::new(),
+        output: OutputMode::Separate,
+    }
+}
+
+/// A checker's or interactor's verdict from its exit code, testlib's convention: 0
+/// accepted, 1 wrong answer, 2 presentation error; anything else (another code, a signal,
+/// a limit) is its own failure, not the submission's.
+pub(super) fn judged_by_exit(role: &str, step: &StepOutcome) -> (Verdict, Option<String>) {
+    let said = clip(&step.stderr);
+    let said = (!said.is_empty()).then_some(said);
+    let r = step;
+    match (r.status, r.exit_code) {
+        (StepStatus::Ok, _) => (Verdict::Accepted, said),
+        (StepStatus::RuntimeError, Some(1)) => (Verdict::WrongAnswer, said),
+        (StepStatus::RuntimeError, Some(2)) => (Verdict::PresentationError, said),
+        (status, code) => {
+            let how = match code {
+                Some(c) => format!("exited with {c}"),
+                None => wire_name(&status),
+            };
+            let detail = match (&r.message, said) {
+                (Some(m), _) => format!(": {m}"),
+                (None, Some(s)) => format!(": {s}"),
+                (None, None) => String::new(),
+            };
+            (
+                Verdict::Step(StepStatus::InternalError),
+                Some(format!("the {role} failed ({how}){detail}")),
+            )
+        }
+    }
+}
+
+/// At most [`MESSAGE_BYTES`] of `bytes`, as text, trimmed.
+pub(super) fn clip(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MESSAGE_BYTES)];
+    let mut s = String::from_utf8_lossy(cut).trim().to_string();
+    if bytes.len() > MESSAGE_BYTES {
+        s.push('…');
+    }
+    s
 }
 
 #[cfg(test)]
