@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use warmbox_runner::job::Runner;
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, Encoding, FileSpec, LimitsRequest, RunRequest};
+use warmbox_runner::Runner;
 use warmbox_sandbox::config::EngineConfig;
 use warmbox_sandbox::Sandbox;
 
@@ -635,7 +635,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let compile_cache_mb = args
         .compile_cache_mb
         .or(file.compile_cache_mb)
-        .unwrap_or(warmbox_runner::job::DEFAULT_COMPILE_CACHE_BYTES >> 20);
+        .unwrap_or(warmbox_runner::runner::DEFAULT_COMPILE_CACHE_BYTES >> 20);
     let jobs_config = warmbox::queue::JobsConfig {
         retention: std::time::Duration::from_secs(
             args.job_retention_secs
@@ -707,7 +707,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     // A misspelt `[warm]` key would leave its layout at the default without a word.
-    let layouts = warmbox_runner::job::layout_names(&profiles);
+    let layouts = warmbox_runner::runner::layout_names(&profiles);
     for key in file.warm.keys() {
         if key != "default" && !layouts.contains(key) {
             bail!(
@@ -758,11 +758,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         let target = |layout: &str| warm.unwrap_or_else(|| file.warm_for(layout, 2));
         let pool = Pool::new(
             sandbox,
-            warmbox_runner::job::warm_specs(&profiles, &target),
+            warmbox_runner::runner::warm_specs(&profiles, &target),
             2,
         );
         let admission = Arc::new(Admission::new(max_running, max_queue));
-        let runner = warmbox_runner::job::Runner::with_pool(pool.clone())
+        let runner = warmbox_runner::Runner::with_pool(pool.clone())
             .with_admission(admission.clone())
             .with_compile_cache(compile_cache_bytes);
         let profiles = Arc::new(profiles);

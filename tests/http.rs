@@ -44,13 +44,12 @@ async fn start(parent: &str, opts: Options) -> Option<Service> {
     let h = common::private_harness(parent)?;
     let pool = Pool::new(
         h.sandbox.clone(),
-        warmbox_runner::job::warm_specs(&h.profiles, &|_| 1),
+        warmbox_runner::runner::warm_specs(&h.profiles, &|_| 1),
         2,
     );
     let admission = Arc::new(Admission::new(opts.max_running, opts.max_queue));
     let state = Arc::new(AppState {
-        runner: warmbox_runner::job::Runner::with_pool(pool.clone())
-            .with_admission(admission.clone()),
+        runner: warmbox_runner::Runner::with_pool(pool.clone()).with_admission(admission.clone()),
         pool: pool.clone(),
         profiles: Arc::new(h.profiles.clone()),
         admission,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use warmbox_runner::job::{default_limits, layout, StepKind};
+use warmbox_runner::runner::{default_limits, layout, StepKind};
 use warmbox_sandbox::forkserver::{JOB_NICE, RUN_NICE};
 use warmbox_sandbox::{step::cgroup_limits, Container, StepSpec};
 

@@ -149,7 +149,7 @@ impl Metrics {
     }
 
     /// Brings the compile cache's figures in (called at each scrape).
-    pub fn observe_cache(&self, stats: warmbox_runner::job::cache::CacheStats) {
+    pub fn observe_cache(&self, stats: warmbox_runner::runner::cache::CacheStats) {
         self.compile_cache
             .with_label_values(&["entries"])
             .set(stats.entries as i64);

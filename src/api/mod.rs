@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use crate::queue::{self, JobError, Jobs, Submission};
 use warmbox_runner::admission::Admission;
-use warmbox_runner::job::Runner;
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, RequestError, RunRequest};
+use warmbox_runner::Runner;
 use warmbox_sandbox::pool::Pool;
 
 /// Settings of the service.

@@ -15,11 +15,11 @@ use serde_json::{json, Map, Value};
 
 use super::version_number;
 use crate::api::{execute, ApiError, AppState};
-use warmbox_runner::job::DEFAULT_COMPILE_LIMITS;
 use warmbox_runner::profile::{LoadedProfile, ProfileSet};
 use warmbox_runner::request::{
     self, Encoding, FileSpec, LimitsRequest, RunRequest, RunResponse, StepResult, StepStatus,
 };
+use warmbox_runner::runner::DEFAULT_COMPILE_LIMITS;
 use warmbox_sandbox::OutputMode;
 
 /// The Piston routes.

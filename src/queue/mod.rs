@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use store::{now_ms, CallbackState, JobRecord, JobStatus, Store, StoreError};
 use warmbox_runner::admission::{Admission, Ticket};
-use warmbox_runner::job::Runner;
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, RequestError, RunRequest};
+use warmbox_runner::Runner;
 
 /// Settings of the async jobs.
 #[derive(Debug, Clone)]

@@ -12,9 +12,9 @@ pub mod server;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use warmbox_runner::job::Runner;
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, RunRequest, RunResponse, StepResult};
+use warmbox_runner::Runner;
 use warmbox_sandbox::config::EngineConfig;
 use warmbox_sandbox::Sandbox;
 
@@ -23,7 +23,7 @@ pub const CGROUP_PARENT: &str = "warmbox-test";
 
 /// The warm spec of the step `name` (`bash/run`) of `h`'s profiles, kept `target` warm.
 pub fn warm_spec(h: &Harness, name: &str, target: usize) -> warmbox_sandbox::pool::WarmSpec {
-    warmbox_runner::job::warm_specs(&h.profiles, &|_| target)
+    warmbox_runner::runner::warm_specs(&h.profiles, &|_| target)
         .into_iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no warm spec {name}"))

@@ -3,7 +3,9 @@
 //! interactors, verdicts) and admission. No HTTP: the service crate serves it.
 
 pub mod admission;
-pub mod job;
 pub mod judging;
 pub mod profile;
 pub mod request;
+pub mod runner;
+
+pub use runner::Runner;

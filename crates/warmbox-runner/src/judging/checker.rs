@@ -11,8 +11,8 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::verdict::Verdict;
-use crate::job::env_list;
 use crate::request::{wire_name, StepStatus, ValidatedRequest};
+use crate::runner::env_list;
 use warmbox_sandbox::{BoxFile, OutputMode, StepOutcome, StepSpec};
 
 /// How a test's output is compared with the expected output.

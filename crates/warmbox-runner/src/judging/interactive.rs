@@ -7,7 +7,7 @@ use super::checker::{judge_files, judge_spec, judged_by_exit};
 use super::run::{Plan, Ready};
 use super::spec::ValidatedTest;
 use super::verdict::{interactive_verdict, Closed, TestResult, Verdict};
-use crate::job::{encode, files_do_not_fit, internal_error, submission_spec, Runner, StepKind};
+use crate::runner::{encode, files_do_not_fit, internal_error, submission_spec, Runner, StepKind};
 use warmbox_sandbox::{BoxFile, OutputMode, Piped, SandboxError};
 
 impl Runner {

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::checker::{clip, compare, judge_files, judge_spec, judged_by_exit, Compared};
 use super::spec::{Judge, JudgeProgram, Judging, ValidatedTest};
 use super::verdict::{summarize, TestResult, Verdict};
-use crate::job::{encode, submission_spec, Build, Runner};
 use crate::request::{wire_name, RunResponse, RunStatus, StepResult, StepStatus, ValidatedRequest};
+use crate::runner::{encode, submission_spec, Build, Runner};
 use warmbox_sandbox::{BoxFile, SandboxError};
 
 /// A judge program compiled and ready: its request and its files.
