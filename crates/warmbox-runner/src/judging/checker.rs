@@ -82,16 +82,23 @@ pub fn compare(how: Comparison, expected: &[u8], actual: &[u8]) -> Compared {
     }
 }
 
-/// Checks a comparison's parameters: `abs` and `rel` finite and >= 0 (error message names the
+/// A tolerance of a float comparison that is not a finite number >= 0.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("checker.{field}: must be a finite number >= 0, got {}", number_text(*.value))]
+pub struct BadTolerance {
+    /// `abs` or `rel`.
+    pub field: &'static str,
+    /// The value given.
+    pub value: f64,
+}
+
+/// Checks a comparison's parameters: `abs` and `rel` finite and >= 0 (the error names the
 /// field, e.g. "checker.abs: must be a finite number >= 0, got -1").
-pub fn validate(how: &Comparison) -> Result<(), String> {
+pub fn validate(how: &Comparison) -> Result<(), BadTolerance> {
     if let Comparison::Float { abs, rel } = *how {
         for (field, value) in [("abs", abs), ("rel", rel)] {
             if !(value.is_finite() && value >= 0.0) {
-                return Err(format!(
-                    "checker.{field}: must be a finite number >= 0, got {}",
-                    number_text(value)
-                ));
+                return Err(BadTolerance { field, value });
             }
         }
     }
@@ -1037,23 +1044,23 @@ mod tests {
     #[test]
     fn validate_names_the_bad_field() {
         assert_eq!(
-            validate(&float(-1.0, 0.0)),
+            validate(&float(-1.0, 0.0)).map_err(|e| e.to_string()),
             Err("checker.abs: must be a finite number >= 0, got -1".to_string())
         );
         assert_eq!(
-            validate(&float(0.0, f64::NAN)),
+            validate(&float(0.0, f64::NAN)).map_err(|e| e.to_string()),
             Err("checker.rel: must be a finite number >= 0, got NaN".to_string())
         );
         assert_eq!(
-            validate(&float(f64::INFINITY, 0.0)),
+            validate(&float(f64::INFINITY, 0.0)).map_err(|e| e.to_string()),
             Err("checker.abs: must be a finite number >= 0, got inf".to_string())
         );
         assert_eq!(
-            validate(&float(0.0, -1e-9)),
+            validate(&float(0.0, -1e-9)).map_err(|e| e.to_string()),
             Err("checker.rel: must be a finite number >= 0, got -1e-9".to_string())
         );
         assert_eq!(
-            validate(&float(-0.5, -2.0)),
+            validate(&float(-0.5, -2.0)).map_err(|e| e.to_string()),
             Err("checker.abs: must be a finite number >= 0, got -0.5".to_string()),
             "the first bad field"
         );

@@ -76,7 +76,7 @@ pub fn validate_judging(
         Some(CheckerSpec::None) => Judge::Accept,
         Some(&CheckerSpec::Float { abs, rel }) => {
             let how = Comparison::Float { abs, rel };
-            super::checker::validate(&how).map_err(RequestError::invalid)?;
+            super::checker::validate(&how).map_err(|e| RequestError::invalid(e.to_string()))?;
             Judge::Compare(how)
         }
         Some(CheckerSpec::Program {

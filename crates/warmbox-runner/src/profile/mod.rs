@@ -48,6 +48,19 @@ pub enum ProfileError {
     /// A profile file is invalid.
     #[error("profile {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The settings name a profile that is not loaded.
+    #[error("profiles.{profile}: no such profile")]
+    NoSuchProfile { profile: String },
+    /// The settings lower a maximum below the profile's default.
+    #[error(
+        "profiles.{profile}.maximums.{field}: {value} is below the profile's default {default}"
+    )]
+    MaximumBelowDefault {
+        profile: String,
+        field: &'static str,
+        value: u64,
+        default: u64,
+    },
 }
 
 pub use warmbox_sandbox::Limits;
@@ -246,9 +259,11 @@ impl ProfileSet {
         &mut self,
         name: &str,
         maximums: &crate::request::LimitsRequest,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProfileError> {
         let Some(slot) = self.profiles.iter_mut().find(|p| p.profile.name == name) else {
-            return Err(format!("profiles.{name}: no such profile"));
+            return Err(ProfileError::NoSuchProfile {
+                profile: name.to_string(),
+            });
         };
         let mut loaded = (**slot).clone();
         let limits = &mut loaded.profile.limits;
@@ -299,9 +314,12 @@ impl ProfileSet {
         for (field, asked, max, default) in fields {
             if let Some(v) = asked {
                 if v < default {
-                    return Err(format!(
-                        "profiles.{name}.maximums.{field}: {v} is below the profile's default {default}"
-                    ));
+                    return Err(ProfileError::MaximumBelowDefault {
+                        profile: name.to_string(),
+                        field,
+                        value: v,
+                        default,
+                    });
                 }
                 *max = v;
             }
@@ -358,7 +376,7 @@ impl Profile {
 
     /// Parses a profile from TOML text (not checked: see [`Profile::check`]). The error says
     /// where: `line 3, column 7: unknown field ...`.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
+    fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|err: toml::de::Error| {
             let message = err.message().trim_end();
             match err.span() {
@@ -396,7 +414,7 @@ impl Profile {
     }
 
     /// Checks the fields of one profile; the message names the field and what to fix.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         check_profile_name("name", &self.name)?;
         if !self.compiler_options.is_empty() && self.compile.is_none() {
             return Err("compiler_options: the profile does not compile".into());
@@ -1050,11 +1068,11 @@ mod tighten_tests {
         assert_eq!(p.profile.limits.maximums.memory_mb, 300);
         assert_eq!(p.profile.limits.maximums.cpu_ms, 20000, "others unchanged");
         assert_eq!(
-            set.tighten("python3", &ask(100)).unwrap_err(),
+            set.tighten("python3", &ask(100)).unwrap_err().to_string(),
             "profiles.python3.maximums.memory_mb: 100 is below the profile's default 256"
         );
         assert_eq!(
-            set.tighten("cobol", &ask(300)).unwrap_err(),
+            set.tighten("cobol", &ask(300)).unwrap_err().to_string(),
             "profiles.cobol: no such profile"
         );
     }

@@ -311,8 +311,9 @@ impl Runner {
     }
 
     /// Runs `req` to its response. `Err` only when no container could be created at all
-    /// (the host cannot sandbox); a failure inside a step is that step's `internal_error`.
-    pub async fn run(&self, req: &ValidatedRequest) -> Result<RunResponse, SandboxError> {
+    /// (the host cannot sandbox: [`crate::Error::Sandbox`]); a failure inside a step is
+    /// that step's `internal_error`.
+    pub async fn run(&self, req: &ValidatedRequest) -> Result<RunResponse, crate::Error> {
         let profile = &req.profile.profile;
         let (compile, files) = match self.build(req).await? {
             Build::Ready { compile, files } => (compile, files),
@@ -325,7 +326,7 @@ impl Runner {
             }
         };
         if let Some(judging) = &req.judging {
-            return self.judge(req, judging, compile, &files).await;
+            return Ok(self.judge(req, judging, compile, &files).await?);
         }
         let spec = submission_spec(
             req,
