@@ -507,8 +507,8 @@ fn base64_error(err: &base64::DecodeError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::fixtures::{invalid, ok, profiles, py, refused, DEFAULTS};
-    use crate::request::FileSpec;
+    use crate::request::fixtures::{self, invalid, ok, profiles, py, refused, DEFAULTS, MAXIMUMS};
+    use crate::request::{page_bytes, FileSpec};
 
     #[track_caller]
     fn bad_name(name: &str, message: &str) {
@@ -925,6 +925,169 @@ mod tests {
             &req,
             "files[2].content: invalid base64: 5 symbols do not make whole bytes; the text is \
              truncated or has a stray character",
+        );
+    }
+
+    #[test]
+    fn bad_base64_names_what_it_found() {
+        let mut req = py(&[("main.py", "")]);
+        req.files[0].encoding = Encoding::Base64;
+        for (content, found) in [
+            (
+                "aGVs\rbG8=",
+                "at offset 4: a carriage return (send base64 without line breaks)",
+            ),
+            (
+                "aGVs bG8=",
+                "at offset 4: whitespace (send base64 without spaces)",
+            ),
+            (
+                "aGVs\tbG8=",
+                "at offset 4: whitespace (send base64 without spaces)",
+            ),
+            (
+                "aG=sbG8=",
+                "at offset 2: \"=\" (padding may only end the text)",
+            ),
+            (
+                "aGVs_G8=",
+                "at offset 4: '_' (URL-safe base64; use the standard alphabet with + and /)",
+            ),
+            ("aGVs\u{1}bG8=", "at offset 4: byte 0x01"),
+            ("aGVséG8=", "at offset 4: byte 0xc3"),
+        ] {
+            req.files[0].content = content.to_string();
+            invalid(&req, &format!("files[0].content: invalid base64 {found}"));
+        }
+    }
+
+    #[test]
+    fn every_limit_is_refused_at_zero_and_above_its_maximum() {
+        let fields = DEFAULTS.entries().into_iter().zip(MAXIMUMS.entries());
+        for ((field, default), (_, maximum)) in fields {
+            let with = |value: u64| {
+                let mut req = py(&[]);
+                req.limits = serde_json::from_value(serde_json::json!({ field: value }))
+                    .unwrap_or_else(|e| panic!("limits.{field}: {e}"));
+                req
+            };
+            invalid(
+                &with(0),
+                &format!(
+                    "limits.{field}: 0 is not allowed; give a positive value or leave it out for \
+                     the default {default}"
+                ),
+            );
+            refused(
+                &with(maximum + 1),
+                RequestError::LIMIT_TOO_HIGH,
+                &format!(
+                    "limits.{field}: {} is above the maximum {maximum} of profile python3",
+                    maximum + 1
+                ),
+            );
+            assert_eq!(ok(&with(maximum)).limits.entries(), {
+                let mut e = DEFAULTS.entries();
+                e.iter_mut()
+                    .find(|(f, _)| *f == field)
+                    .expect("the field")
+                    .1 = maximum;
+                e
+            });
+        }
+    }
+
+    #[test]
+    fn files_in_whole_pages_must_fit_in_the_disk_limit() {
+        // One byte each, a page each in the tmpfs: one file more than 1 MiB of pages.
+        let n = (1 << 20) / page_bytes() + 1;
+        let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+        let mut files = vec![("main.py", "")];
+        files.extend(names.iter().map(|n| (n.as_str(), "x")));
+        invalid(
+            &py(&files),
+            &format!(
+                "files: {n} bytes in all do not fit in limits.disk_mb 1 (1048576 bytes): in \
+                 whole {}-byte pages they take {} bytes; send less or raise limits.disk_mb \
+                 (maximum 2)",
+                page_bytes(),
+                n * page_bytes()
+            ),
+        );
+    }
+
+    #[test]
+    fn files_with_their_inodes_must_fit_in_the_memory_limit() {
+        // 200 files of a page each: 800 KiB fit in the 1 MiB that memory_mb 5 leaves, but not
+        // with 2 KiB of the kernel's for each of them and main.py.
+        let page = page_bytes();
+        let content = "x".repeat(usize::try_from(page).expect("a page fits in memory"));
+        let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+        let mut files = vec![("main.py", "")];
+        files.extend(names.iter().map(|n| (n.as_str(), content.as_str())));
+        let mut req = py(&files);
+        req.limits.memory_mb = Some(5);
+        req.limits.disk_mb = Some(2);
+        invalid(
+            &req,
+            &format!(
+                "files: {} bytes in all do not fit in limits.memory_mb 5 (files count toward it, \
+                 and 4 MiB stay free for the processes): in whole pages, and with 2048 bytes of \
+                 the kernel's for each of their 201 files and directories, they take {} bytes; \
+                 send less or raise limits.memory_mb (maximum 1024)",
+                200 * page,
+                200 * page + 201 * 2048
+            ),
+        );
+    }
+
+    #[test]
+    fn compiler_options_rules() {
+        let mut req = py(&[("main.py", "")]);
+        req.compiler_options = vec!["-O2".to_string()];
+        invalid(
+            &req,
+            "compiler_options: profile python3 does not compile; leave them out",
+        );
+        let mut java = RunRequest {
+            profile: "java".to_string(),
+            compiler_options: vec!["-O2".to_string()],
+            ..RunRequest::default()
+        };
+        invalid(
+            &java,
+            "compiler_options[0]: \"-O2\" is not allowed for profile java; none are",
+        );
+        let mut profile = fixtures::profile("java", &[], "Main.java", &["/usr/bin/java", "Main"]);
+        profile.compile = Some(vec!["/usr/bin/javac".into(), "Main.java".into()]);
+        profile.compiler_options = vec!["-O[0-3]".to_string(), "-g".to_string()];
+        let set = ProfileSet::from_profiles(vec![fixtures::loaded(profile, None)]);
+        let check = |req: &RunRequest| validate(req, &set);
+        java.compiler_options = vec!["-g".to_string(), "-O0".to_string()];
+        assert_eq!(
+            check(&java).map(|v| v.compiler_options),
+            Ok(vec!["-g".to_string(), "-O0".to_string()])
+        );
+        java.compiler_options = vec!["-O2".to_string(), "-O9".to_string()];
+        assert_eq!(
+            check(&java).map(|_| ()),
+            Err(RequestError::invalid(
+                "compiler_options[1]: \"-O9\" is not allowed for profile java; those matching \
+                 -O[0-3], -g are"
+            ))
+        );
+        // A pattern matches a whole option.
+        java.compiler_options = vec!["-O2 -fplugin=x".to_string()];
+        assert_eq!(
+            check(&java).map(|_| ()).map_err(|e| e.field().to_string()),
+            Err("compiler_options[0]".to_string())
+        );
+        java.compiler_options = vec!["-g".to_string(); MAX_COMPILER_OPTIONS + 1];
+        assert_eq!(
+            check(&java).map(|_| ()),
+            Err(RequestError::invalid(
+                "compiler_options: 33 given; at most 32"
+            ))
         );
     }
 
