@@ -226,6 +226,7 @@ pub fn wire_name<T: Serialize + std::fmt::Debug>(v: &T) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// The compile step failed.
     CompileError,
     /// With tests: every test accepted.
     Accepted,
@@ -233,6 +234,7 @@ pub enum RunStatus {
     WrongAnswer,
     /// With tests: the first failed test's output had the wrong form.
     PresentationError,
+    /// The run step's status; with tests, the first failed test's.
     #[serde(untagged)]
     Step(StepStatus),
 }
@@ -240,14 +242,23 @@ pub enum RunStatus {
 /// Result of one step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
+    /// How the step ended.
     pub status: StepStatus,
+    /// The program's exit code, when it exited.
     pub exit_code: Option<i32>,
+    /// The signal that killed it, when one did.
     pub signal: Option<i32>,
+    /// That signal's name, e.g. `SIGKILL`.
     pub signal_name: Option<String>,
+    /// stdout, in the request's `output_encoding`.
     pub stdout: String,
+    /// stderr, in the request's `output_encoding`.
     pub stderr: String,
+    /// stdout was cut at `limits.output_bytes`.
     pub stdout_truncated: bool,
+    /// stderr was cut at `limits.output_bytes`.
     pub stderr_truncated: bool,
+    /// CPU time, wall time and memory the step used.
     pub usage: Usage,
     /// stdout and stderr together in the order they arrived, where asked for (Piston's
     /// `output`).
@@ -285,9 +296,13 @@ impl StepResult {
 /// `POST /v1/run` response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResponse {
+    /// The run's id.
     pub id: uuid::Uuid,
+    /// The run's status as a whole.
     pub status: RunStatus,
+    /// The compile step, when the profile compiles.
     pub compile: Option<StepResult>,
+    /// The run step; absent when the compile failed, and with tests.
     pub run: Option<StepResult>,
     /// With tests: each test's result, in the request's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -112,8 +112,8 @@ fn layout_name(profile: &Profile, step: StepKind) -> String {
     format!("{}/{step}", profile.name)
 }
 
-/// The names of every profile's steps (see [`layout_name`]), available here or not: what
-/// a warm target may name.
+/// The names of every profile's steps (`<profile>/run`, `<profile>/compile`), available
+/// here or not: what a warm target may name.
 pub fn layout_names(profiles: &crate::profile::ProfileSet) -> Vec<String> {
     profiles
         .all()
