@@ -641,6 +641,7 @@ async fn serve_http(
         profiles.clone(),
         admission.clone(),
         settings.jobs.clone(),
+        warmbox::compat::callback,
     )?;
     let state = Arc::new(AppState {
         runner,

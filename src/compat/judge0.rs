@@ -18,9 +18,9 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::version_number;
-use crate::api::{execute, ApiError, AppState};
-use crate::queue::store::{now_ms, CallbackState, JobRecord, JobStatus};
-use crate::queue::{JobError, Submission};
+use crate::queue::store::{now_ms, JobRecord, JobStatus};
+use crate::queue::{JobError, Jobs, Submission};
+use crate::service::{body_bytes, execute, AppState, ServiceError};
 use warmbox_runner::judge::Verdict;
 use warmbox_runner::profile::{LoadedProfile, ProfileSet};
 use warmbox_runner::request::{RunResponse, RunStatus, StepResult, StepStatus};
@@ -126,8 +126,8 @@ impl Judge0Error {
     }
 }
 
-impl From<ApiError> for Judge0Error {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for Judge0Error {
+    fn from(e: ServiceError) -> Self {
         Judge0Error {
             status: e.status(),
             body: json!({"error": e.message()}),
@@ -140,7 +140,7 @@ impl From<JobError> for Judge0Error {
     fn from(e: JobError) -> Self {
         match e {
             JobError::NotFound(_) => Judge0Error::not_found(),
-            other => ApiError::from(other).into(),
+            other => ServiceError::from(other).into(),
         }
     }
 }
@@ -389,13 +389,9 @@ pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, String> 
     Ok(out)
 }
 
-/// A submission checked and turned into a warmbox job: (the job's submission, the
-/// Judge0 fields kept beside it).
-fn translate(
-    body: &Value,
-    base64: bool,
-    profiles: &ProfileSet,
-) -> Result<(Submission, Value), Judge0Error> {
+/// A submission checked and turned into a warmbox job, the Judge0 fields kept beside its
+/// request (in [`Submission::meta`]).
+fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submission, Judge0Error> {
     let Some(obj) = body.as_object() else {
         return Err(Judge0Error::field("submission", "must be a JSON object"));
     };
@@ -617,14 +613,11 @@ fn translate(
         "callback_url": callback_url,
         "base64_encoded": base64,
     }});
-    Ok((
-        Submission {
-            request,
-            callback_url,
-            meta: Some(meta.clone()),
-        },
-        meta,
-    ))
+    Ok(Submission {
+        request,
+        callback_url,
+        meta: Some(meta),
+    })
 }
 
 /// A job in Judge0's terms.
@@ -985,7 +978,7 @@ pub fn callback(record: &JobRecord, profiles: &ProfileSet) -> Option<Value> {
     Some(select(full_view(record, base64, profiles), None))
 }
 
-fn jobs(state: &AppState) -> Result<&Arc<crate::queue::Jobs>, Judge0Error> {
+fn jobs(state: &AppState) -> Result<&Arc<Jobs>, Judge0Error> {
     state
         .jobs
         .as_ref()
@@ -1006,7 +999,7 @@ fn parse_body_as(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     form: bool,
 ) -> Result<Value, Judge0Error> {
-    let body = crate::api::body_bytes(state, body)?;
+    let body = body_bytes(state, body)?;
     // `curl -d '{…}'` labels JSON as a form: a body that is a JSON object is JSON.
     if form && body.trim_ascii_start().first() != Some(&b'{') {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
@@ -1045,7 +1038,7 @@ async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let v = parse_body_as(&state, body, form)?;
-    let (sub, meta) = translate(&v, base64, &state.profiles)?;
+    let sub = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
     if !flag(&q.wait) {
         let records = jobs.submit(vec![sub], false).await.map_err(request_error)?;
@@ -1061,27 +1054,14 @@ async fn create(
         .map_err(|e| Judge0Error::other(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let valid = warmbox_runner::request::validate(&req, &state.profiles)
         .map_err(|e| request_error(JobError::Request(e)))?;
-    let created = now_ms();
+    let started = now_ms();
     let resp = execute(&state, &valid).await?;
-    let record = JobRecord {
-        id: Uuid::new_v4(),
-        status: JobStatus::Done,
-        request: sub.request,
-        created_ms: created,
-        started_ms: Some(created),
-        finished_ms: Some(now_ms()),
-        result: serde_json::to_value(&resp).ok(),
-        callback: sub.callback_url.map(|url| CallbackState {
-            url,
-            ..CallbackState::default()
-        }),
-        meta: Some(meta),
-    };
+    let result = serde_json::to_value(&resp).ok();
+    let record = jobs.insert_finished(sub, started, result).await?;
     let view = select(
         full_view(&record, base64, &state.profiles),
         q.fields.as_deref(),
     );
-    jobs.insert_finished(record).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -1153,7 +1133,7 @@ async fn create_batch(
     let mut good = Vec::new();
     for s in list {
         match translate(s, base64, &state.profiles) {
-            Ok((sub, _)) => match jobs.check(&sub) {
+            Ok(sub) => match jobs.check(&sub) {
                 Ok(()) => {
                     good.push(sub);
                     out.push(None);

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::version_number;
-use crate::api::{execute, ApiError, AppState};
+use crate::service::{body_bytes, execute, AppState, ServiceError};
 use warmbox_runner::job::DEFAULT_COMPILE_LIMITS;
 use warmbox_runner::profile::{LoadedProfile, ProfileSet};
 use warmbox_runner::request::{
@@ -47,8 +47,8 @@ impl PistonError {
     }
 }
 
-impl From<ApiError> for PistonError {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for PistonError {
+    fn from(e: ServiceError) -> Self {
         PistonError {
             status: e.status(),
             message: e.message().to_string(),
@@ -160,7 +160,7 @@ async fn execute_route(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, PistonError> {
-    let body = crate::api::body_bytes(&state, body)?;
+    let body = body_bytes(&state, body)?;
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| PistonError::bad(format!("request body is not JSON: {e}")))?;
     let Some(obj) = v.as_object() else {
