@@ -312,10 +312,10 @@ fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunReq
 }
 
 /// `NAME=VALUE` of `--env` (the request's checks of names and values apply after).
-fn env_pair(s: &str) -> Result<(String, String), String> {
+fn env_pair(s: &str) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.into(), value.into())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+        _ => bail!("expected NAME=VALUE, got {s:?}"),
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Deserialize as _;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::version_number;
+use super::{version_number, whole};
 use crate::queue::store::{now_ms, JobRecord, JobStatus};
 use crate::queue::{JobError, Jobs, Submission};
 use crate::service::{body_bytes, execute, AppState, ServiceError};
@@ -340,50 +340,78 @@ pub const MAX_EXTRACT_BYTES: u64 = 10 << 20;
 /// Most entries of an `additional_files` zip.
 pub const MAX_ZIP_ENTRIES: usize = 1000;
 
+/// Why an `additional_files` zip was refused; the message follows the field's name.
+#[derive(Debug, thiserror::Error)]
+pub enum UnzipError {
+    /// Not a zip archive.
+    #[error("is not a zip archive: {0}")]
+    NotZip(zip::result::ZipError),
+    /// More than [`MAX_ZIP_ENTRIES`] entries.
+    #[error("has {0} entries; at most {MAX_ZIP_ENTRIES}")]
+    TooManyEntries(usize),
+    /// An entry's header cannot be read.
+    #[error("entry {index} cannot be read: {error}")]
+    Unreadable {
+        /// The entry's index.
+        index: usize,
+        /// Why.
+        error: zip::result::ZipError,
+    },
+    /// An entry is a symbolic link.
+    #[error("entry {0:?} is a link; only regular files are taken")]
+    Link(String),
+    /// An entry's path is absolute or has `.` or `..` in it.
+    #[error("entry {0:?} must be a relative path inside the archive's top")]
+    Outside(String),
+    /// An entry's content cannot be extracted.
+    #[error("entry {name:?} cannot be extracted: {error}")]
+    Unextractable {
+        /// The entry's path.
+        name: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The entries extract to more than the budget.
+    #[error("extracts to more than {0} bytes (max_extract_size)")]
+    TooLarge(u64),
+}
+
 /// The regular files of a zip: (path, content), at most `budget` bytes in all once
 /// extracted (read with that bound, so a zip bomb stops at it), at most
 /// [`MAX_ZIP_ENTRIES`]; directories are implied, links and absolute or `..` paths refused.
-pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, String> {
+pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, UnzipError> {
     use std::io::Read;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
-        .map_err(|e| format!("is not a zip archive: {e}"))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(UnzipError::NotZip)?;
     if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(format!(
-            "has {} entries; at most {MAX_ZIP_ENTRIES}",
-            archive.len()
-        ));
+        return Err(UnzipError::TooManyEntries(archive.len()));
     }
     let mut out = Vec::new();
     let mut left = budget;
-    for i in 0..archive.len() {
+    for index in 0..archive.len() {
         let mut f = archive
-            .by_index(i)
-            .map_err(|e| format!("entry {i} cannot be read: {e}"))?;
+            .by_index(index)
+            .map_err(|error| UnzipError::Unreadable { index, error })?;
         let name = f.name().to_string();
         if f.is_dir() {
             continue;
         }
         if f.is_symlink() {
-            return Err(format!(
-                "entry {name:?} is a link; only regular files are taken"
-            ));
+            return Err(UnzipError::Link(name));
         }
         if name.starts_with('/') || name.split('/').any(|c| c == ".." || c == ".") {
-            return Err(format!(
-                "entry {name:?} must be a relative path inside the archive's top"
-            ));
+            return Err(UnzipError::Outside(name));
         }
         let mut content = Vec::new();
-        let read = (&mut f)
-            .take(left + 1)
-            .read_to_end(&mut content)
-            .map_err(|e| format!("entry {name:?} cannot be extracted: {e}"))?;
-        if read as u64 > left {
-            return Err(format!(
-                "extracts to more than {budget} bytes (max_extract_size)"
-            ));
+        if let Err(error) = (&mut f).take(left + 1).read_to_end(&mut content) {
+            return Err(UnzipError::Unextractable { name, error });
         }
-        left -= read as u64;
+        // Read with a bound of `left + 1` bytes: `content` is at most that long.
+        let read = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        if read > left {
+            return Err(UnzipError::TooLarge(budget));
+        }
+        left -= read;
         out.push((name, content));
     }
     Ok(out)
@@ -432,7 +460,8 @@ fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submis
                 Judge0Error::field("additional_files", format!("is not valid base64: {e}"))
             })?;
             let budget = MAX_EXTRACT_BYTES.min(profile.limits.defaults.disk_mb << 20);
-            unzip(&zip, budget).map_err(|m| Judge0Error::field("additional_files", m))?
+            unzip(&zip, budget)
+                .map_err(|e| Judge0Error::field("additional_files", e.to_string()))?
         }
         Some(_) => return Err(Judge0Error::field("additional_files", "must be a string")),
     };
@@ -506,9 +535,7 @@ fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submis
     let stack_kb = number("stack_limit", (max.memory_mb * 1024) as f64)?;
     let pids = number("max_processes_and_or_threads", max.pids as f64)?;
     let file_kb = number("max_file_size", (max.file_size_bytes / 1024) as f64)?;
-    let runs = number("number_of_runs", MAX_RUNS as f64)?
-        .map(|n| n.max(1.0) as u64)
-        .unwrap_or(1);
+    let runs = number("number_of_runs", MAX_RUNS as f64)?.map_or(1, |n| whole(n).max(1));
     let redirect = obj.get("redirect_stderr_to_stdout").is_some_and(truthy);
     let args = match obj.get("command_line_arguments") {
         None | Some(Value::Null) => Vec::new(),
@@ -529,7 +556,7 @@ fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submis
         Some(_) => return Err(Judge0Error::field("callback_url", "must be a string")),
     };
 
-    let ms = |s: f64| (s * 1000.0).ceil().max(1.0) as u64;
+    let ms = |s: f64| whole((s * 1000.0).ceil()).max(1);
     // The kill comes at the limit plus the extra time; over the limit is still a TLE.
     let cpu_kill = cpu.map(|c| ms(c + extra.unwrap_or(0.0)).min(max.cpu_ms));
     let mut limits = json!({});
@@ -540,24 +567,22 @@ fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submis
         limits["wall_ms"] = json!(ms(w));
     }
     if let Some(m) = memory_kb {
-        limits["memory_mb"] = json!(((m as u64).div_ceil(1024)).max(1));
+        limits["memory_mb"] = json!(whole(m).div_ceil(1024).max(1));
     }
     if let Some(p) = pids {
-        limits["pids"] = json!((p as u64).max(1));
+        limits["pids"] = json!(whole(p).max(1));
     }
     if let Some(s) = stack_kb {
-        limits["stack_mb"] = json!(((s as u64).div_ceil(1024)).max(1));
+        limits["stack_mb"] = json!(whole(s).div_ceil(1024).max(1));
     }
     if let Some(f) = file_kb {
-        limits["file_size_bytes"] = json!(((f as u64) * 1024).max(1));
+        limits["file_size_bytes"] = json!((whole(f) * 1024).max(1));
     }
     // Judge0 writes stdout and stderr to files under max_file_size: that is their bound
     // too (a program that prints a megabyte is accepted there), up to the profile's
     // output maximum.
     let output_bytes = file_kb
-        .map_or(profile.limits.defaults.file_size_bytes, |f| {
-            (f as u64) * 1024
-        })
+        .map_or(profile.limits.defaults.file_size_bytes, |f| whole(f) * 1024)
         .clamp(1, max.output_bytes);
     limits["output_bytes"] = json!(output_bytes);
     let b64 = |b: &[u8]| BASE64.encode(b);
@@ -585,7 +610,7 @@ fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submis
         if let Some(e) = &expected {
             test["expected_stdout_base64"] = json!(b64(e));
         }
-        request["tests"] = Value::Array(vec![test; runs as usize]);
+        request["tests"] = (0..runs).map(|_| test.clone()).collect();
         if expected.is_none() {
             request["checker"] = json!({"type": "none"});
         }
@@ -696,12 +721,12 @@ fn outcome(record: &JobRecord) -> Option<Outcome> {
             );
             numbers.insert(
                 "memory".into(),
-                json!(
+                json!(whole(
                     (runs.iter().map(|r| r.usage.memory_peak_bytes).sum::<u64>() as f64
                         / n
                         / 1024.0)
-                        .round() as u64
-                ),
+                        .round()
+                )),
             );
             let first_bad = tests
                 .iter()
@@ -768,7 +793,8 @@ fn truthy_text(s: &str) -> bool {
 }
 
 fn timestamp(ms: Option<u64>) -> Value {
-    ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+    ms.and_then(|ms| i64::try_from(ms).ok())
+        .and_then(chrono::DateTime::from_timestamp_millis)
         .map_or(Value::Null, |t| {
             json!(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         })
@@ -820,9 +846,10 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
     }
     m.insert("enable_network".into(), json!(false));
     m.insert("additional_files".into(), j["additional_files"].clone());
-    let language = j["language_id"].as_u64().and_then(|id| {
-        find_language(profiles, id as u32).map(|(n, _)| json!({"id": id, "name": n}))
-    });
+    let language = j["language_id"]
+        .as_u64()
+        .and_then(|id| u32::try_from(id).ok())
+        .and_then(|id| find_language(profiles, id).map(|(n, _)| json!({"id": id, "name": n})));
     m.insert("language".into(), language.unwrap_or(Value::Null));
     m.insert("created_at".into(), timestamp(Some(record.created_ms)));
     m.insert("finished_at".into(), timestamp(record.finished_ms));
@@ -875,7 +902,7 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
             );
             m.insert(
                 "memory".into(),
-                json!((s.usage.memory_peak_bytes as f64 / 1024.0).round() as u64),
+                json!(whole((s.usage.memory_peak_bytes as f64 / 1024.0).round())),
             );
         }
         None => {
@@ -1246,3 +1273,4 @@ async fn get_batch(
     }
     Ok(Json(json!({"submissions": out})))
 }
+

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use store::{now_ms, CallbackState, JobRecord, JobStatus, Store, StoreError};
+use store::{now_ms, CallbackState, JobRecord, JobStatus, Refusal, Store, StoreError};
 use warmbox_runner::admission::{Admission, Ticket};
 use warmbox_runner::job::Runner;
 use warmbox_runner::profile::ProfileSet;
@@ -395,10 +395,10 @@ impl Jobs {
                         r.finished_ms = Some(now_ms());
                         Ok(())
                     }
-                    st => Err(format!(
+                    st => Err(Refusal(format!(
                         "job {id} is already {}; only a queued or running job can be cancelled",
                         warmbox_runner::request::wire_name(&st)
-                    )),
+                    ))),
                 });
                 (r, was)
             })
@@ -568,10 +568,10 @@ impl Jobs {
         self.blocking(move |s| {
             s.update(id, |r| {
                 if r.status != from {
-                    return Err(format!(
+                    return Err(Refusal(format!(
                         "job {id} is no longer {}",
                         warmbox_runner::request::wire_name(&from)
-                    ));
+                    )));
                 }
                 f(r);
                 Ok(())
@@ -682,7 +682,9 @@ impl Jobs {
         let every =
             (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
-            let cutoff = now_ms().saturating_sub(self.config.retention.as_millis() as u64);
+            // A retention past u64::MAX ms (585 million years) keeps everything.
+            let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
+            let cutoff = now_ms().saturating_sub(retention);
             let attempts = self.config.callback_attempts;
             match self
                 .blocking(move |s| s.remove_finished_before(cutoff, attempts))
