@@ -3,15 +3,21 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use warmbox::api::{self, metrics::Metrics, AppState, ServiceConfig};
+use warmbox::queue::{store::Store, Jobs};
+use warmbox::settings::{Layer, Settings};
+use warmbox_runner::admission::Admission;
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, Encoding, FileSpec, LimitsRequest, RunRequest};
 use warmbox_runner::Runner;
-use warmbox_sandbox::config::EngineConfig;
-use warmbox_sandbox::Sandbox;
+use warmbox_sandbox::{config::EngineConfig, pool::Pool, Sandbox};
 
 #[derive(Parser)]
 #[command(
@@ -31,21 +37,7 @@ enum Command {
     /// Serve the HTTP API (API.md) over a pool of warm containers.
     Serve(Box<ServeArgs>),
     /// Report what this host supports; exits non-zero where sandboxing is impossible.
-    Check {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// The settings file of the server to check for (its cgroup parent and uid
-        /// block); the flags below win over it.
-        #[arg(long, env = "WARMBOX_CONFIG")]
-        config: Option<PathBuf>,
-        /// The cgroup parent a server would use [default: warmbox].
-        #[arg(long, env = "WARMBOX_CGROUP_PARENT")]
-        cgroup_parent: Option<String>,
-        /// The first uid of the container uid block a server would use [default: 600000].
-        #[arg(long, env = "WARMBOX_UID_BASE")]
-        uid_base: Option<u32>,
-    },
+    Check(CheckArgs),
     /// List the language profiles and whether each is available here.
     Profiles {
         /// Directory of the profiles.
@@ -60,65 +52,25 @@ struct ServeArgs {
     /// over it.
     #[arg(long, env = "WARMBOX_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "WARMBOX_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
-    /// Directory of the profiles [default: profiles].
-    #[arg(long, env = "WARMBOX_PROFILES")]
-    profiles_dir: Option<PathBuf>,
-    /// State directory [default: /run/warmbox].
-    #[arg(long, env = "WARMBOX_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// Warm containers kept per layout (each profile's run step, and compile step)
-    /// [default: 2].
-    #[arg(long, env = "WARMBOX_WARM")]
-    warm: Option<usize>,
-    /// Requests running at once [default: the number of CPUs, so wall times stay honest].
-    #[arg(long, env = "WARMBOX_MAX_RUNNING")]
-    max_running: Option<usize>,
-    /// Requests waiting beyond those; more get 503 with Retry-After [default: 64].
-    #[arg(long, env = "WARMBOX_MAX_QUEUE")]
-    max_queue: Option<usize>,
-    /// Largest request body, bytes [default: 32 MiB].
-    #[arg(long, env = "WARMBOX_MAX_BODY_BYTES")]
-    max_body_bytes: Option<usize>,
-    /// Bearer tokens accepted (comma-separated in the environment); none: no auth.
-    #[arg(long = "token", env = "WARMBOX_TOKENS", value_delimiter = ',')]
-    tokens: Vec<String>,
-    /// warmbox's parent cgroup, one per instance on a host [default: warmbox].
+    #[command(flatten)]
+    settings: Layer,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The settings file of the server to check for (its cgroup parent and uid
+    /// block); the flags below win over it.
+    #[arg(long, env = "WARMBOX_CONFIG")]
+    config: Option<PathBuf>,
+    /// The cgroup parent a server would use [default: warmbox].
     #[arg(long, env = "WARMBOX_CGROUP_PARENT")]
     cgroup_parent: Option<String>,
-    /// First host uid of the container uid block (2 per slot, 512 slots) [default: 600000].
+    /// The first uid of the container uid block a server would use [default: 600000].
     #[arg(long, env = "WARMBOX_UID_BASE")]
     uid_base: Option<u32>,
-    /// After SIGTERM/SIGINT, how long running requests may finish before they are killed
-    /// [default: 30].
-    #[arg(long, env = "WARMBOX_SHUTDOWN_GRACE_SECS")]
-    shutdown_grace_secs: Option<u64>,
-    /// The durable store of async jobs [default: /var/lib/warmbox/jobs.redb].
-    #[arg(long, env = "WARMBOX_JOBS_DB")]
-    jobs_db: Option<PathBuf>,
-    /// Size of the compile cache, MiB; 0 turns it off [default: 256].
-    #[arg(long, env = "WARMBOX_COMPILE_CACHE_MB")]
-    compile_cache_mb: Option<u64>,
-    /// Seconds a finished async job and its result are kept [default: 86400].
-    #[arg(long, env = "WARMBOX_JOB_RETENTION_SECS")]
-    job_retention_secs: Option<u64>,
-    /// Async jobs queued at most; more get 503 with Retry-After [default: 10000].
-    #[arg(long, env = "WARMBOX_MAX_JOBS_QUEUED")]
-    max_jobs_queued: Option<usize>,
-    /// Let callbacks go to loopback, private and link-local addresses (internal tools on
-    /// the same network); by default only public addresses are called.
-    #[arg(long, env = "WARMBOX_CALLBACK_ALLOW_PRIVATE", num_args = 0..=1,
-          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
-    callback_allow_private: Option<bool>,
-    /// Deliveries of a job's callback tried at most [default: 5].
-    #[arg(long, env = "WARMBOX_CALLBACK_ATTEMPTS")]
-    callback_attempts: Option<u32>,
-    /// Wait before a callback's second delivery, ms, doubled before each further one
-    /// [default: 1000].
-    #[arg(long, env = "WARMBOX_CALLBACK_BACKOFF_MS")]
-    callback_backoff_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -222,12 +174,7 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => exit_on_error(run(*args)),
         Command::Serve(args) => exit_on_error(serve(*args)),
-        Command::Check {
-            json,
-            config,
-            cgroup_parent,
-            uid_base,
-        } => exit_on_error(check(json, config, cgroup_parent, uid_base)),
+        Command::Check(args) => exit_on_error(check(args)),
         Command::Profiles { profiles_dir } => exit_on_error(profiles(&profiles_dir)),
     };
     std::process::exit(code);
@@ -243,32 +190,27 @@ fn exit_on_error(r: anyhow::Result<i32>) -> i32 {
     }
 }
 
-fn check(
-    json: bool,
-    file: Option<PathBuf>,
-    cgroup_parent: Option<String>,
-    uid_base: Option<u32>,
-) -> anyhow::Result<i32> {
-    // As `serve` takes them: the flag or environment variable, else the file, else the
-    // default.
-    let file = match &file {
-        Some(path) => warmbox::settings::ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,
-        None => warmbox::settings::ServiceFile::default(),
+fn check(args: CheckArgs) -> anyhow::Result<i32> {
+    // The instance `serve` would make of the same flags and file.
+    let flags = Layer {
+        cgroup_parent: args.cgroup_parent,
+        uid_base: args.uid_base,
+        ..Layer::default()
     };
-    let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
-    if let Some(p) = cgroup_parent.or(file.cgroup_parent) {
-        config.cgroup_parent = p;
-    }
-    if let Some(u) = uid_base.or(file.uid_base) {
-        config.uid_base = u;
-    }
+    let settings = Settings::resolve(flags, args.config.as_deref())?;
+    let config = settings.engine_config(engine_defaults()?);
     let report = warmbox_sandbox::check::run_leaving_nothing(&config);
-    if json {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.text());
     }
     Ok(if report.can_sandbox() { 0 } else { 1 })
+}
+
+/// The engine's defaults for this host (the running binary as every container's init).
+fn engine_defaults() -> anyhow::Result<EngineConfig> {
+    EngineConfig::with_defaults().context("locate the warmbox binary")
 }
 
 fn profiles(dir: &Path) -> anyhow::Result<i32> {
@@ -370,10 +312,10 @@ fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunReq
 }
 
 /// `NAME=VALUE` of `--env` (the request's checks of names and values apply after).
-fn env_pair(s: &str) -> Result<(String, String), String> {
+fn env_pair(s: &str) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.into(), value.into())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+        _ => bail!("expected NAME=VALUE, got {s:?}"),
     }
 }
 
@@ -408,10 +350,15 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(why) = warmbox_sandbox::cgroup::parent_name_problem(&args.cgroup_parent) {
         bail!("--cgroup-parent: {why}");
     }
-    let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
-    config.profiles_dir = args.profiles_dir.clone();
-    config.state_dir = args.state_dir.clone();
-    config.cgroup_parent = args.cgroup_parent.clone();
+    // A run's own flags (no settings file): its cgroup parent and uid block are apart from
+    // a server's.
+    let flags = Layer {
+        profiles_dir: Some(args.profiles_dir.clone()),
+        state_dir: Some(args.state_dir.clone()),
+        cgroup_parent: Some(args.cgroup_parent.clone()),
+        ..Layer::default()
+    };
+    let mut config = Settings::resolve(flags, None)?.engine_config(engine_defaults()?);
     // Runs at the same time (and a server) never share a container uid.
     let (block, _held) = run_id_block()?;
     config.slots = RUN_SLOTS;
@@ -590,142 +537,58 @@ fn raise_open_files_limit() {
     }
 }
 
+/// `warmbox serve`: the settings, the profiles, the engine, then the HTTP service until a
+/// signal; then the cgroup parent is removed.
 fn serve(args: ServeArgs) -> anyhow::Result<i32> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use warmbox::api::{self, AppState, ServiceConfig};
-    use warmbox::settings::ServiceFile;
-    use {warmbox_runner::admission::Admission, warmbox_sandbox::pool::Pool};
-
     raise_open_files_limit();
-    // Each setting: the flag or environment variable, else the file, else the default.
-    let file = match &args.config {
-        Some(path) => ServiceFile::load(path).map_err(|e| anyhow::anyhow!(e))?,
-        None => ServiceFile::default(),
-    };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or(([127, 0, 0, 1], 8080).into());
-    let profiles_dir = args
-        .profiles_dir
-        .or(file.profiles_dir.clone())
-        .unwrap_or("profiles".into());
-    let state_dir = args
-        .state_dir
-        .or(file.state_dir.clone())
-        .unwrap_or("/run/warmbox".into());
-    let warm = args.warm;
-    let max_running = args.max_running.or(file.max_running).unwrap_or(cpus);
-    let max_queue = args.max_queue.or(file.max_queue).unwrap_or(64);
-    let max_body_bytes = args
-        .max_body_bytes
-        .or(file.max_body_bytes)
-        .unwrap_or(32 << 20);
-    let grace = std::time::Duration::from_secs(
-        args.shutdown_grace_secs
-            .or(file.shutdown_grace_secs)
-            .unwrap_or(30),
-    );
-    let jobs_db = args
-        .jobs_db
-        .or(file.jobs_db.clone())
-        .unwrap_or("/var/lib/warmbox/jobs.redb".into());
-    let compile_cache_mb = args
-        .compile_cache_mb
-        .or(file.compile_cache_mb)
-        .unwrap_or(warmbox_runner::runner::DEFAULT_COMPILE_CACHE_BYTES >> 20);
-    let jobs_config = warmbox::queue::JobsConfig {
-        retention: std::time::Duration::from_secs(
-            args.job_retention_secs
-                .or(file.job_retention_secs)
-                .unwrap_or(24 * 3600),
-        ),
-        max_queued: args
-            .max_jobs_queued
-            .or(file.max_jobs_queued)
-            .unwrap_or(10_000),
-        callback_attempts: args
-            .callback_attempts
-            .or(file.callback_attempts)
-            .unwrap_or(5),
-        callback_backoff: std::time::Duration::from_millis(
-            args.callback_backoff_ms
-                .or(file.callback_backoff_ms)
-                .unwrap_or(1000),
-        ),
-        allow_private_callbacks: args
-            .callback_allow_private
-            .or(file.callback_allow_private)
-            .unwrap_or(false),
-        ..Default::default()
-    };
-    let tokens = if args.tokens.is_empty() {
-        file.tokens.clone().unwrap_or_default()
-    } else {
-        args.tokens
-    };
-    // An empty token (`WARMBOX_TOKENS=` from a template, `tokens = [""]`) would turn the
-    // authentication off without a word: refused.
-    if tokens.iter().any(|t| t.trim().is_empty()) {
-        bail!(
-            "an empty bearer token was given (--token, WARMBOX_TOKENS or `tokens` in the \
-             settings file); leave tokens out entirely to serve without authentication"
-        );
-    }
-    // Settings that would leave the service unable to serve, or overflow.
-    for (name, value, least) in [
-        ("max_running", max_running as u64, 1),
-        ("max_body_bytes", max_body_bytes as u64, 1024),
-        ("max_jobs_queued", jobs_config.max_queued as u64, 1),
-        (
-            "callback_attempts",
-            u64::from(jobs_config.callback_attempts),
-            1,
-        ),
-    ] {
-        if value < least {
-            bail!("{name} is {value}; it must be at least {least}");
-        }
-    }
-    let compile_cache_bytes = compile_cache_mb
-        .checked_mul(1 << 20)
-        .filter(|b| *b <= 1 << 40)
-        .with_context(|| {
-            format!("compile_cache_mb is {compile_cache_mb}; it must be at most 1048576 (1 TiB)")
-        })?;
-    if tokens.is_empty() {
+    let settings = Settings::resolve(args.settings, args.config.as_deref())?;
+    settings.check()?;
+    if settings.tokens.is_empty() {
         tracing::warn!("no bearer tokens: every client may run code (see --token)");
     }
+    let profiles = load_profiles(&settings)?;
+    let sandbox = start_engine(&settings)?;
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus.max(2))
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let store = open_job_store(&settings.jobs_db)?;
+    let engine = sandbox.clone();
+    let code = rt.block_on(serve_http(settings, profiles, sandbox, store));
+    // Dropping the runtime drops the connections still open past the grace period, whose
+    // containers are removed as they go (and waits for the blocking pool): only then is
+    // the parent empty. Its last level goes when it is (another instance may share it);
+    // limits meant for all of warmbox belong on a level above it.
+    drop(rt);
+    if let Err(e) = engine.cgroups().remove_parent() {
+        tracing::info!(error = %e, "cgroup parent left in place");
+    }
+    code
+}
 
-    let mut profiles = ProfileSet::load_dir(&profiles_dir)
-        .with_context(|| format!("load profiles from {}", profiles_dir.display()))?;
-    for (name, o) in &file.profiles {
+/// The profiles, with the settings file's tighter maximums, and its `[warm]` keys checked
+/// against their layouts.
+fn load_profiles(settings: &Settings) -> anyhow::Result<ProfileSet> {
+    let dir = &settings.profiles_dir;
+    let mut profiles = ProfileSet::load_dir(dir)
+        .with_context(|| format!("load profiles from {}", dir.display()))?;
+    for (name, o) in &settings.profiles {
         profiles
             .tighten(name, &o.maximums)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
-    // A misspelt `[warm]` key would leave its layout at the default without a word.
-    let layouts = warmbox_runner::runner::layout_names(&profiles);
-    for key in file.warm.keys() {
-        if key != "default" && !layouts.contains(key) {
-            bail!(
-                "[warm] {key:?}: no such layout; the layouts are default, {}",
-                layouts.join(", ")
-            );
-        }
-    }
-    let mut config = EngineConfig::with_defaults().context("locate the warmbox binary")?;
-    config.profiles_dir = profiles_dir;
-    config.state_dir = state_dir;
-    if let Some(p) = args.cgroup_parent.or(file.cgroup_parent.clone()) {
-        config.cgroup_parent = p;
-    }
-    if let Some(u) = args.uid_base.or(file.uid_base) {
-        config.uid_base = u;
-    }
-    // Before the host probe, which makes the cgroup parent: a refused start leaves nothing.
+    settings.check_warm(&warmbox_runner::runner::layout_names(&profiles))?;
+    Ok(profiles)
+}
+
+/// The sandbox engine, once its uid block and the host are checked (before the host
+/// probe makes the cgroup parent, so that a refused start leaves nothing), with what an
+/// earlier instance left removed.
+fn start_engine(settings: &Settings) -> anyhow::Result<Arc<Sandbox>> {
+    let config = settings.engine_config(engine_defaults()?);
     Sandbox::check_ids(&config).context("start the sandbox engine")?;
     let report = warmbox_sandbox::check::run_for(&config);
     if !report.can_sandbox() {
@@ -742,111 +605,112 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         ),
         Err(e) => tracing::error!(error = %e, "could not remove all an earlier instance left"),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cpus.max(2))
-        .max_blocking_threads(16)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    if let Some(dir) = jobs_db.parent().filter(|d| !d.as_os_str().is_empty()) {
+    Ok(sandbox)
+}
+
+/// The durable store of async jobs at `path`, its directory made if need be.
+fn open_job_store(path: &Path) -> anyhow::Result<Arc<Store>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("create the job store's directory {}", dir.display()))?;
     }
-    let store = Arc::new(warmbox::queue::store::Store::open(&jobs_db)?);
-    let engine = sandbox.clone();
-    let code = rt.block_on(async move {
-        let target = |layout: &str| warm.unwrap_or_else(|| file.warm_for(layout, 2));
-        let pool = Pool::new(
-            sandbox,
-            warmbox_runner::runner::warm_specs(&profiles, &target),
-            2,
-        );
-        let admission = Arc::new(Admission::new(max_running, max_queue));
-        let runner = warmbox_runner::Runner::with_pool(pool.clone())
-            .with_admission(admission.clone())
-            .with_compile_cache(compile_cache_bytes);
-        let profiles = Arc::new(profiles);
-        let jobs = warmbox::queue::Jobs::start(
-            store,
-            runner.clone(),
-            profiles.clone(),
-            admission.clone(),
-            jobs_config,
-        )?;
-        let state = Arc::new(AppState {
-            runner,
-            pool: pool.clone(),
-            profiles,
-            admission,
-            jobs: Some(jobs.clone()),
-            metrics: api::metrics::Metrics::new().context("register metrics")?,
-            config: ServiceConfig {
-                tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect(),
-                max_body_bytes,
-            },
-            ready: AtomicBool::new(false),
-        });
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listen on {listen}"))?;
-        eprintln!("warmbox: serving on http://{}", listener.local_addr()?);
-        let warming = state.clone();
-        tokio::spawn(async move {
-            // A failure (a fork server that died, a transient clone error) is tried again,
-            // less and less often: the service turns ready once every layout is warm.
-            let mut pause = std::time::Duration::from_millis(500);
-            loop {
-                match warming.pool.warm_up().await {
-                    Ok(()) => {
-                        warming.ready.store(true, Ordering::Release);
-                        tracing::info!("pool warm: ready");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, retry_in = ?pause, "warming the pool failed")
-                    }
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+    Ok(Arc::new(Store::open(path)?))
+}
+
+/// Serves the API over a pool of `sandbox`'s containers until SIGTERM or SIGINT, then
+/// lets running requests and jobs finish for the grace period.
+async fn serve_http(
+    settings: Settings,
+    profiles: ProfileSet,
+    sandbox: Arc<Sandbox>,
+    store: Arc<Store>,
+) -> anyhow::Result<i32> {
+    let pool = Pool::new(
+        sandbox,
+        warmbox_runner::runner::warm_specs(&profiles, &|layout: &str| settings.warm_for(layout)),
+        2,
+    );
+    let admission = Arc::new(Admission::new(settings.max_running, settings.max_queue));
+    let runner = Runner::with_pool(pool.clone())
+        .with_admission(admission.clone())
+        .with_compile_cache(settings.compile_cache_bytes());
+    let profiles = Arc::new(profiles);
+    let jobs = Jobs::start(
+        store,
+        runner.clone(),
+        profiles.clone(),
+        admission.clone(),
+        settings.jobs.clone(),
+        warmbox::compat::callback,
+    )?;
+    let state = Arc::new(AppState {
+        runner,
+        pool: pool.clone(),
+        profiles,
+        admission,
+        jobs: Some(jobs.clone()),
+        metrics: Metrics::new().context("register metrics")?,
+        config: ServiceConfig {
+            tokens: settings.tokens,
+            max_body_bytes: settings.max_body_bytes,
+        },
+        ready: AtomicBool::new(false),
+    });
+    let listen = settings.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    eprintln!("warmbox: serving on http://{}", listener.local_addr()?);
+    tokio::spawn(warm_until_ready(state.clone()));
+
+    // At the signal: stop accepting and let running requests finish; past the grace
+    // period, drop them (which kills and removes their containers).
+    let grace = settings.shutdown_grace;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown({
+        let stopping = stopping.clone();
+        async move { stopping.notified().await }
+    });
+    let signalled = std::sync::OnceLock::new();
+    let deadline = async {
+        shutdown_signal().await;
+        let _ = signalled.set(std::time::Instant::now());
+        stopping.notify_one();
+        jobs.close();
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = serve => r.context("serve")?,
+        () = deadline => {
+            tracing::warn!(?grace, "grace period over: killing the requests still running");
+        }
+    }
+    let left = signalled
+        .get()
+        .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+    jobs.shutdown(left).await;
+    pool.shutdown().await;
+    Ok(0)
+}
+
+/// Warms the pool and then marks the service ready. A failure (a fork server that died, a
+/// transient clone error) is tried again, less and less often.
+async fn warm_until_ready(state: Arc<AppState>) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match state.pool.warm_up().await {
+            Ok(()) => {
+                state.ready.store(true, Ordering::Release);
+                tracing::info!("pool warm: ready");
+                return;
             }
-        });
-        // At the signal: stop accepting and let running requests finish; past the grace
-        // period, drop them (which kills and removes their containers).
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown({
-            let stopping = stopping.clone();
-            async move { stopping.notified().await }
-        });
-        let signalled = std::sync::OnceLock::new();
-        let deadline = async {
-            shutdown_signal().await;
-            let _ = signalled.set(std::time::Instant::now());
-            stopping.notify_one();
-            jobs.close();
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            r = serve => r.context("serve")?,
-            _ = deadline => {
-                tracing::warn!(?grace, "grace period over: killing the requests still running");
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?pause, "warming the pool failed");
             }
         }
-        let left = signalled
-            .get()
-            .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
-        jobs.shutdown(left).await;
-        pool.shutdown().await;
-        anyhow::Ok(0)
-    });
-    // Dropping the runtime drops the connections still open past the grace period, whose
-    // containers are removed as they go (and waits for the blocking pool): only then is
-    // the parent empty. Its last level goes when it is (another instance may share it);
-    // limits meant for all of warmbox belong on a level above it.
-    drop(rt);
-    if let Err(e) = engine.cgroups().remove_parent() {
-        tracing::info!(error = %e, "cgroup parent left in place");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
     }
-    code
 }
 
 /// Resolves at SIGTERM or SIGINT.

@@ -1,11 +1,8 @@
 //! The HTTP service (API.md): `POST /v1/run`, `GET /v1/profiles`, `/healthz`, `/readyz`,
 //! `/metrics`. Errors are `{"error": {"code", "message"}}` with the fitting status.
 
-pub mod metrics;
-
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,93 +15,19 @@ use axum::{Json, Router};
 use serde_json::json;
 use serde_json::Value;
 
-use crate::queue::{self, JobError, Jobs, Submission};
-use warmbox_runner::admission::Admission;
-use warmbox_runner::profile::ProfileSet;
-use warmbox_runner::request::{self, RequestError, RunRequest};
-use warmbox_runner::Runner;
-use warmbox_sandbox::pool::Pool;
+use crate::queue::{self, Jobs, Submission};
+use crate::service::{body_bytes, execute, ServiceError};
+use warmbox_runner::request::{self, RunRequest};
 
-/// Settings of the service.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// Accepted bearer tokens; empty: no authentication.
-    pub tokens: Vec<String>,
-    /// Largest request body, bytes.
-    pub max_body_bytes: usize,
-}
+/// The state [`router`] serves, and what it is made of.
+pub use crate::service::{metrics, AppState, ServiceConfig};
 
-/// What every handler shares.
-#[derive(Debug)]
-pub struct AppState {
-    /// The runner (on the pool).
-    pub runner: Runner,
-    /// The pool.
-    pub pool: Arc<Pool>,
-    /// The profiles.
-    pub profiles: Arc<ProfileSet>,
-    /// Admission control (shared with the runner, whose tests take free places).
-    pub admission: Arc<Admission>,
-    /// Async jobs; `None`: the `/v1/jobs` routes answer 404.
-    pub jobs: Option<Arc<Jobs>>,
-    /// Metrics.
-    pub metrics: metrics::Metrics,
-    /// Settings.
-    pub config: ServiceConfig,
-    /// Set once the pool is warm and the host checks passed.
-    pub ready: AtomicBool,
-}
-
-/// An error answer.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u32>,
-}
-
-impl ApiError {
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Seconds for `Retry-After`, when overloaded.
-    pub fn retry_after(&self) -> Option<u32> {
-        self.retry_after
-    }
-
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl From<RequestError> for ApiError {
-    fn from(e: RequestError) -> Self {
-        let status = match e.code {
-            RequestError::UNKNOWN_PROFILE => StatusCode::NOT_FOUND,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.code, e.message)
-    }
-}
-
-impl IntoResponse for ApiError {
+/// warmbox's own shape of an error: `{"error": {"code", "message"}}`.
+impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
-        let mut resp = (self.status, body).into_response();
-        if let Some(secs) = self.retry_after {
+        let body = Json(json!({"error": {"code": self.code(), "message": self.message()}}));
+        let mut resp = (self.status(), body).into_response();
+        if let Some(secs) = self.retry_after() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -127,14 +50,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .fallback(|| async {
-            ApiError::new(
+            ServiceError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such route; see /v1/run, /v1/jobs, /v1/profiles",
             )
         })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
+            ServiceError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not take that method; the Allow header lists those it takes",
@@ -153,7 +76,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .map_or("unmatched".to_string(), |m| m.as_str().to_string());
     let open = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
     let resp = if !open && !authorized(&state.config.tokens, req.headers()) {
-        ApiError::new(
+        ServiceError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token: send Authorization: Bearer <token>",
@@ -194,31 +117,11 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The body, or the answer when it could not be read (too large: 413).
-pub(crate) fn body_bytes(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "invalid_request"
-        };
-        ApiError::new(
-            status,
-            code,
-            format!("{e} (the limit is {} bytes)", state.config.max_body_bytes),
-        )
-    })
-}
-
 /// Decodes a request body that must be one JSON object: serde's derived decoding would
 /// also take an array of the fields in order, which is no form of the API.
-fn object_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+fn object_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ApiError::new(
+        return Err(ServiceError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "request body: expected a JSON object {…}",
@@ -227,8 +130,8 @@ fn object_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiErro
     serde_json::from_slice(body).map_err(invalid_json)
 }
 
-fn invalid_json(e: serde_json::Error) -> ApiError {
-    ApiError::new(
+fn invalid_json(e: serde_json::Error) -> ServiceError {
+    ServiceError::new(
         StatusCode::BAD_REQUEST,
         "invalid_json",
         format!("request body: {e}"),
@@ -238,101 +141,16 @@ fn invalid_json(e: serde_json::Error) -> ApiError {
 async fn run(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let body = body_bytes(&state, body)?;
     let req: RunRequest = object_body(&body)?;
     let valid = request::validate(&req, &state.profiles)?;
     Ok(Json(execute(&state, &valid).await?).into_response())
 }
 
-/// Runs a checked request under admission (503 when the queue is full) and records its
-/// metrics: `/v1/run` and the compat APIs' synchronous runs.
-pub async fn execute(
-    state: &AppState,
-    valid: &request::ValidatedRequest,
-) -> Result<request::RunResponse, ApiError> {
-    let profile = valid.profile.profile.name.clone();
-    state
-        .metrics
-        .queue_depth
-        .set(state.admission.waiting() as i64 + 1);
-    let ticket = state.admission.enter().await.map_err(|o| {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!("{o}; retry shortly"),
-        );
-        e.retry_after = Some(1);
-        e
-    })?;
-    state
-        .metrics
-        .queue_depth
-        .set(state.admission.waiting() as i64);
-    state.metrics.running.set(state.admission.running() as i64);
-    let started = Instant::now();
-    let result = state.runner.run(valid).await;
-    drop(ticket);
-    state.metrics.running.set(state.admission.running() as i64);
-    let resp = result.map_err(|e| {
-        state.metrics.container_failures.inc();
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "sandbox_failure",
-            format!("could not create a container: {e}"),
-        )
-    })?;
-    let status = request::wire_name(&resp.status);
-    state
-        .metrics
-        .runs
-        .with_label_values(&[&profile, &status])
-        .inc();
-    state
-        .metrics
-        .request_seconds
-        .with_label_values(&[&profile])
-        .observe(started.elapsed().as_secs_f64());
-    for (step, r) in [("compile", &resp.compile), ("run", &resp.run)] {
-        if let Some(r) = r {
-            state
-                .metrics
-                .step_seconds
-                .with_label_values(&[&profile, step])
-                .observe(r.usage.wall_ms / 1e3);
-        }
-    }
-    Ok(resp)
-}
-
-impl From<JobError> for ApiError {
-    fn from(e: JobError) -> Self {
-        match e {
-            JobError::Request(r) => r.into(),
-            JobError::NotFound(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_job",
-                format!("no job {id}: it never existed, or its result expired"),
-            ),
-            JobError::Finished(m) => ApiError::new(StatusCode::CONFLICT, "job_finished", m),
-            e @ JobError::Full { .. } => {
-                let mut a =
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string());
-                a.retry_after = Some(1);
-                a
-            }
-            JobError::Store(e) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "job_store",
-                e.to_string(),
-            ),
-        }
-    }
-}
-
-fn jobs(state: &AppState) -> Result<&Arc<Jobs>, ApiError> {
+fn jobs(state: &AppState) -> Result<&Arc<Jobs>, ServiceError> {
     state.jobs.as_ref().ok_or_else(|| {
-        ApiError::new(
+        ServiceError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "async jobs are not enabled on this server",
@@ -342,10 +160,10 @@ fn jobs(state: &AppState) -> Result<&Arc<Jobs>, ApiError> {
 
 /// One job body: a run request plus an optional `callback_url`. `at` prefixes field
 /// names (`jobs[2].` in a batch).
-fn submission(mut body: Value, at: &str) -> Result<Submission, ApiError> {
+fn submission(mut body: Value, at: &str) -> Result<Submission, ServiceError> {
     let Some(obj) = body.as_object_mut() else {
         let what = at.strip_suffix('.').unwrap_or("request body");
-        return Err(ApiError::new(
+        return Err(ServiceError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("{what}: must be a JSON object (a run request)"),
@@ -355,7 +173,7 @@ fn submission(mut body: Value, at: &str) -> Result<Submission, ApiError> {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            return Err(ApiError::new(
+            return Err(ServiceError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 format!("{at}callback_url: must be a string URL, got {other}"),
@@ -379,7 +197,7 @@ fn accepted(records: &[queue::store::JobRecord]) -> Vec<Value> {
 async fn submit_job(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let jobs = jobs(&state)?;
     let body = body_bytes(&state, body)?;
     let value: Value = serde_json::from_slice(&body).map_err(invalid_json)?;
@@ -391,7 +209,7 @@ async fn submit_job(
 async fn submit_batch(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let jobs = jobs(&state)?;
     let body = body_bytes(&state, body)?;
     #[derive(serde::Deserialize)]
@@ -401,7 +219,7 @@ async fn submit_batch(
     }
     let batch: Batch = object_body(&body)?;
     if batch.jobs.is_empty() {
-        return Err(ApiError::new(
+        return Err(ServiceError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "jobs: empty; give {\"jobs\": [<run request>, …]}",
@@ -421,9 +239,9 @@ async fn submit_batch(
         .into_response())
 }
 
-fn job_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+fn job_id(id: &str) -> Result<uuid::Uuid, ServiceError> {
     uuid::Uuid::parse_str(id).map_err(|_| {
-        ApiError::new(
+        ServiceError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             format!("job id {id:?} is not a job id (a UUID, as POST /v1/jobs returned it)"),
@@ -434,7 +252,7 @@ fn job_id(id: &str) -> Result<uuid::Uuid, ApiError> {
 async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ServiceError> {
     let record = jobs(&state)?.get(job_id(&id)?).await?;
     Ok(Json(queue::view(&record)))
 }
@@ -442,7 +260,7 @@ async fn get_job(
 async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ServiceError> {
     let record = jobs(&state)?.cancel(job_id(&id)?).await?;
     Ok(Json(queue::view(&record)))
 }
@@ -471,7 +289,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        ApiError::new(
+        ServiceError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "the container pool is still warming up",
@@ -501,28 +319,6 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_errors_are_4xx_by_code() {
-        let status = |code| {
-            ApiError::from(RequestError {
-                code,
-                message: "m".into(),
-            })
-            .status
-        };
-        assert_eq!(status(RequestError::UNKNOWN_PROFILE), StatusCode::NOT_FOUND);
-        // A profile this host cannot run is the client's to change (GET /v1/profiles says
-        // which are available): not a 503, which clients retry.
-        assert_eq!(
-            status(RequestError::PROFILE_UNAVAILABLE),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status(RequestError::INVALID_REQUEST),
-            StatusCode::BAD_REQUEST
-        );
-    }
 
     #[test]
     fn bearer_tokens_are_matched_whole_with_any_scheme_case() {

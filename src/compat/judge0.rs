@@ -17,10 +17,10 @@ use serde::Deserialize as _;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::version_number;
-use crate::api::{execute, ApiError, AppState};
-use crate::queue::store::{now_ms, CallbackState, JobRecord, JobStatus};
-use crate::queue::{JobError, Submission};
+use super::{version_number, whole};
+use crate::queue::store::{now_ms, JobRecord, JobStatus};
+use crate::queue::{JobError, Jobs, Submission};
+use crate::service::{body_bytes, execute, AppState, ServiceError};
 use warmbox_runner::judging::Verdict;
 use warmbox_runner::profile::{LoadedProfile, ProfileSet};
 use warmbox_runner::request::{RunResponse, RunStatus, StepResult, StepStatus};
@@ -126,8 +126,8 @@ impl Judge0Error {
     }
 }
 
-impl From<ApiError> for Judge0Error {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for Judge0Error {
+    fn from(e: ServiceError) -> Self {
         Judge0Error {
             status: e.status(),
             body: json!({"error": e.message()}),
@@ -140,7 +140,7 @@ impl From<JobError> for Judge0Error {
     fn from(e: JobError) -> Self {
         match e {
             JobError::NotFound(_) => Judge0Error::not_found(),
-            other => ApiError::from(other).into(),
+            other => ServiceError::from(other).into(),
         }
     }
 }
@@ -340,62 +340,86 @@ pub const MAX_EXTRACT_BYTES: u64 = 10 << 20;
 /// Most entries of an `additional_files` zip.
 pub const MAX_ZIP_ENTRIES: usize = 1000;
 
+/// Why an `additional_files` zip was refused; the message follows the field's name.
+#[derive(Debug, thiserror::Error)]
+pub enum UnzipError {
+    /// Not a zip archive.
+    #[error("is not a zip archive: {0}")]
+    NotZip(zip::result::ZipError),
+    /// More than [`MAX_ZIP_ENTRIES`] entries.
+    #[error("has {0} entries; at most {MAX_ZIP_ENTRIES}")]
+    TooManyEntries(usize),
+    /// An entry's header cannot be read.
+    #[error("entry {index} cannot be read: {error}")]
+    Unreadable {
+        /// The entry's index.
+        index: usize,
+        /// Why.
+        error: zip::result::ZipError,
+    },
+    /// An entry is a symbolic link.
+    #[error("entry {0:?} is a link; only regular files are taken")]
+    Link(String),
+    /// An entry's path is absolute or has `.` or `..` in it.
+    #[error("entry {0:?} must be a relative path inside the archive's top")]
+    Outside(String),
+    /// An entry's content cannot be extracted.
+    #[error("entry {name:?} cannot be extracted: {error}")]
+    Unextractable {
+        /// The entry's path.
+        name: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The entries extract to more than the budget.
+    #[error("extracts to more than {0} bytes (max_extract_size)")]
+    TooLarge(u64),
+}
+
 /// The regular files of a zip: (path, content), at most `budget` bytes in all once
 /// extracted (read with that bound, so a zip bomb stops at it), at most
 /// [`MAX_ZIP_ENTRIES`]; directories are implied, links and absolute or `..` paths refused.
-pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, String> {
+pub fn unzip(zip: &[u8], budget: u64) -> Result<Vec<(String, Vec<u8>)>, UnzipError> {
     use std::io::Read;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
-        .map_err(|e| format!("is not a zip archive: {e}"))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(UnzipError::NotZip)?;
     if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(format!(
-            "has {} entries; at most {MAX_ZIP_ENTRIES}",
-            archive.len()
-        ));
+        return Err(UnzipError::TooManyEntries(archive.len()));
     }
     let mut out = Vec::new();
     let mut left = budget;
-    for i in 0..archive.len() {
+    for index in 0..archive.len() {
         let mut f = archive
-            .by_index(i)
-            .map_err(|e| format!("entry {i} cannot be read: {e}"))?;
+            .by_index(index)
+            .map_err(|error| UnzipError::Unreadable { index, error })?;
         let name = f.name().to_string();
         if f.is_dir() {
             continue;
         }
         if f.is_symlink() {
-            return Err(format!(
-                "entry {name:?} is a link; only regular files are taken"
-            ));
+            return Err(UnzipError::Link(name));
         }
         if name.starts_with('/') || name.split('/').any(|c| c == ".." || c == ".") {
-            return Err(format!(
-                "entry {name:?} must be a relative path inside the archive's top"
-            ));
+            return Err(UnzipError::Outside(name));
         }
         let mut content = Vec::new();
-        let read = (&mut f)
-            .take(left + 1)
-            .read_to_end(&mut content)
-            .map_err(|e| format!("entry {name:?} cannot be extracted: {e}"))?;
-        if read as u64 > left {
-            return Err(format!(
-                "extracts to more than {budget} bytes (max_extract_size)"
-            ));
+        if let Err(error) = (&mut f).take(left + 1).read_to_end(&mut content) {
+            return Err(UnzipError::Unextractable { name, error });
         }
-        left -= read as u64;
+        // Read with a bound of `left + 1` bytes: `content` is at most that long.
+        let read = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        if read > left {
+            return Err(UnzipError::TooLarge(budget));
+        }
+        left -= read;
         out.push((name, content));
     }
     Ok(out)
 }
 
-/// A submission checked and turned into a warmbox job: (the job's submission, the
-/// Judge0 fields kept beside it).
-fn translate(
-    body: &Value,
-    base64: bool,
-    profiles: &ProfileSet,
-) -> Result<(Submission, Value), Judge0Error> {
+/// A submission checked and turned into a warmbox job, the Judge0 fields kept beside its
+/// request (in [`Submission::meta`]).
+fn translate(body: &Value, base64: bool, profiles: &ProfileSet) -> Result<Submission, Judge0Error> {
     let Some(obj) = body.as_object() else {
         return Err(Judge0Error::field("submission", "must be a JSON object"));
     };
@@ -436,7 +460,8 @@ fn translate(
                 Judge0Error::field("additional_files", format!("is not valid base64: {e}"))
             })?;
             let budget = MAX_EXTRACT_BYTES.min(profile.limits.defaults.disk_mb << 20);
-            unzip(&zip, budget).map_err(|m| Judge0Error::field("additional_files", m))?
+            unzip(&zip, budget)
+                .map_err(|e| Judge0Error::field("additional_files", e.to_string()))?
         }
         Some(_) => return Err(Judge0Error::field("additional_files", "must be a string")),
     };
@@ -510,9 +535,7 @@ fn translate(
     let stack_kb = number("stack_limit", (max.memory_mb * 1024) as f64)?;
     let pids = number("max_processes_and_or_threads", max.pids as f64)?;
     let file_kb = number("max_file_size", (max.file_size_bytes / 1024) as f64)?;
-    let runs = number("number_of_runs", MAX_RUNS as f64)?
-        .map(|n| n.max(1.0) as u64)
-        .unwrap_or(1);
+    let runs = number("number_of_runs", MAX_RUNS as f64)?.map_or(1, |n| whole(n).max(1));
     let redirect = obj.get("redirect_stderr_to_stdout").is_some_and(truthy);
     let args = match obj.get("command_line_arguments") {
         None | Some(Value::Null) => Vec::new(),
@@ -533,7 +556,7 @@ fn translate(
         Some(_) => return Err(Judge0Error::field("callback_url", "must be a string")),
     };
 
-    let ms = |s: f64| (s * 1000.0).ceil().max(1.0) as u64;
+    let ms = |s: f64| whole((s * 1000.0).ceil()).max(1);
     // The kill comes at the limit plus the extra time; over the limit is still a TLE.
     let cpu_kill = cpu.map(|c| ms(c + extra.unwrap_or(0.0)).min(max.cpu_ms));
     let mut limits = json!({});
@@ -544,24 +567,22 @@ fn translate(
         limits["wall_ms"] = json!(ms(w));
     }
     if let Some(m) = memory_kb {
-        limits["memory_mb"] = json!(((m as u64).div_ceil(1024)).max(1));
+        limits["memory_mb"] = json!(whole(m).div_ceil(1024).max(1));
     }
     if let Some(p) = pids {
-        limits["pids"] = json!((p as u64).max(1));
+        limits["pids"] = json!(whole(p).max(1));
     }
     if let Some(s) = stack_kb {
-        limits["stack_mb"] = json!(((s as u64).div_ceil(1024)).max(1));
+        limits["stack_mb"] = json!(whole(s).div_ceil(1024).max(1));
     }
     if let Some(f) = file_kb {
-        limits["file_size_bytes"] = json!(((f as u64) * 1024).max(1));
+        limits["file_size_bytes"] = json!((whole(f) * 1024).max(1));
     }
     // Judge0 writes stdout and stderr to files under max_file_size: that is their bound
     // too (a program that prints a megabyte is accepted there), up to the profile's
     // output maximum.
     let output_bytes = file_kb
-        .map_or(profile.limits.defaults.file_size_bytes, |f| {
-            (f as u64) * 1024
-        })
+        .map_or(profile.limits.defaults.file_size_bytes, |f| whole(f) * 1024)
         .clamp(1, max.output_bytes);
     limits["output_bytes"] = json!(output_bytes);
     let b64 = |b: &[u8]| BASE64.encode(b);
@@ -589,7 +610,7 @@ fn translate(
         if let Some(e) = &expected {
             test["expected_stdout_base64"] = json!(b64(e));
         }
-        request["tests"] = Value::Array(vec![test; runs as usize]);
+        request["tests"] = (0..runs).map(|_| test.clone()).collect();
         if expected.is_none() {
             request["checker"] = json!({"type": "none"});
         }
@@ -617,14 +638,11 @@ fn translate(
         "callback_url": callback_url,
         "base64_encoded": base64,
     }});
-    Ok((
-        Submission {
-            request,
-            callback_url,
-            meta: Some(meta.clone()),
-        },
-        meta,
-    ))
+    Ok(Submission {
+        request,
+        callback_url,
+        meta: Some(meta),
+    })
 }
 
 /// A job in Judge0's terms.
@@ -703,12 +721,12 @@ fn outcome(record: &JobRecord) -> Option<Outcome> {
             );
             numbers.insert(
                 "memory".into(),
-                json!(
+                json!(whole(
                     (runs.iter().map(|r| r.usage.memory_peak_bytes).sum::<u64>() as f64
                         / n
                         / 1024.0)
-                        .round() as u64
-                ),
+                        .round()
+                )),
             );
             let first_bad = tests
                 .iter()
@@ -775,7 +793,8 @@ fn truthy_text(s: &str) -> bool {
 }
 
 fn timestamp(ms: Option<u64>) -> Value {
-    ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+    ms.and_then(|ms| i64::try_from(ms).ok())
+        .and_then(chrono::DateTime::from_timestamp_millis)
         .map_or(Value::Null, |t| {
             json!(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         })
@@ -827,9 +846,10 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
     }
     m.insert("enable_network".into(), json!(false));
     m.insert("additional_files".into(), j["additional_files"].clone());
-    let language = j["language_id"].as_u64().and_then(|id| {
-        find_language(profiles, id as u32).map(|(n, _)| json!({"id": id, "name": n}))
-    });
+    let language = j["language_id"]
+        .as_u64()
+        .and_then(|id| u32::try_from(id).ok())
+        .and_then(|id| find_language(profiles, id).map(|(n, _)| json!({"id": id, "name": n})));
     m.insert("language".into(), language.unwrap_or(Value::Null));
     m.insert("created_at".into(), timestamp(Some(record.created_ms)));
     m.insert("finished_at".into(), timestamp(record.finished_ms));
@@ -882,7 +902,7 @@ fn full_view(record: &JobRecord, base64: bool, profiles: &ProfileSet) -> Map<Str
             );
             m.insert(
                 "memory".into(),
-                json!((s.usage.memory_peak_bytes as f64 / 1024.0).round() as u64),
+                json!(whole((s.usage.memory_peak_bytes as f64 / 1024.0).round())),
             );
         }
         None => {
@@ -985,7 +1005,7 @@ pub fn callback(record: &JobRecord, profiles: &ProfileSet) -> Option<Value> {
     Some(select(full_view(record, base64, profiles), None))
 }
 
-fn jobs(state: &AppState) -> Result<&Arc<crate::queue::Jobs>, Judge0Error> {
+fn jobs(state: &AppState) -> Result<&Arc<Jobs>, Judge0Error> {
     state
         .jobs
         .as_ref()
@@ -1006,7 +1026,7 @@ fn parse_body_as(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     form: bool,
 ) -> Result<Value, Judge0Error> {
-    let body = crate::api::body_bytes(state, body)?;
+    let body = body_bytes(state, body)?;
     // `curl -d '{…}'` labels JSON as a form: a body that is a JSON object is JSON.
     if form && body.trim_ascii_start().first() != Some(&b'{') {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
@@ -1045,7 +1065,7 @@ async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let v = parse_body_as(&state, body, form)?;
-    let (sub, meta) = translate(&v, base64, &state.profiles)?;
+    let sub = translate(&v, base64, &state.profiles)?;
     let jobs = jobs(&state)?;
     if !flag(&q.wait) {
         let records = jobs.submit(vec![sub], false).await.map_err(request_error)?;
@@ -1061,27 +1081,14 @@ async fn create(
         .map_err(|e| Judge0Error::other(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let valid = warmbox_runner::request::validate(&req, &state.profiles)
         .map_err(|e| request_error(JobError::Request(e)))?;
-    let created = now_ms();
+    let started = now_ms();
     let resp = execute(&state, &valid).await?;
-    let record = JobRecord {
-        id: Uuid::new_v4(),
-        status: JobStatus::Done,
-        request: sub.request,
-        created_ms: created,
-        started_ms: Some(created),
-        finished_ms: Some(now_ms()),
-        result: serde_json::to_value(&resp).ok(),
-        callback: sub.callback_url.map(|url| CallbackState {
-            url,
-            ..CallbackState::default()
-        }),
-        meta: Some(meta),
-    };
+    let result = serde_json::to_value(&resp).ok();
+    let record = jobs.insert_finished(sub, started, result).await?;
     let view = select(
         full_view(&record, base64, &state.profiles),
         q.fields.as_deref(),
     );
-    jobs.insert_finished(record).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -1153,7 +1160,7 @@ async fn create_batch(
     let mut good = Vec::new();
     for s in list {
         match translate(s, base64, &state.profiles) {
-            Ok((sub, _)) => match jobs.check(&sub) {
+            Ok(sub) => match jobs.check(&sub) {
                 Ok(()) => {
                     good.push(sub);
                     out.push(None);
@@ -1265,4 +1272,672 @@ async fn get_batch(
         }));
     }
     Ok(Json(json!({"submissions": out})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warmbox_runner::profile::{Availability, Profile};
+    use warmbox_runner::request::RequestError;
+
+    /// Python (Judge0 id 71), available as Python 3.11.2, with the limits of the shipped
+    /// profile; made in code, so that nothing on the host is probed.
+    fn profiles() -> ProfileSet {
+        let profile = toml::from_str::<Profile>(
+            r#"
+            name = "python3"
+            source_file = "main.py"
+            run = ["/usr/bin/python3", "main.py"]
+            binds = ["/usr"]
+            requires = ["/usr/bin/python3"]
+            seccomp = "default"
+            judge0_id = [71]
+            judge0_name = "Python ({version})"
+            [limits.defaults]
+            cpu_ms = 2000
+            wall_ms = 5000
+            memory_mb = 256
+            pids = 64
+            output_bytes = 65536
+            file_size_bytes = 1048576
+            disk_mb = 64
+            [limits.maximums]
+            cpu_ms = 20000
+            wall_ms = 60000
+            memory_mb = 1024
+            pids = 256
+            output_bytes = 16777216
+            file_size_bytes = 67108864
+            disk_mb = 512
+            "#,
+        )
+        .unwrap();
+        ProfileSet::from_profiles(vec![LoadedProfile {
+            profile,
+            availability: Availability {
+                available: true,
+                reason: None,
+                version: Some("Python 3.11.2".into()),
+            },
+        }])
+    }
+
+    fn b64(s: &str) -> String {
+        BASE64.encode(s)
+    }
+
+    /// The 422 body of a submission `translate` refuses.
+    fn refused(body: Value, base64: bool) -> Value {
+        match translate(&body, base64, &profiles()) {
+            Ok(s) => panic!("accepted: {:?}", s.request),
+            Err(e) => {
+                assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", e.body);
+                e.body
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_are_judge0s_ids_and_descriptions() {
+        let ids: Vec<u32> = STATUSES.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (1..=14).collect::<Vec<_>>());
+        assert_eq!(status(3), json!({"id": 3, "description": "Accepted"}));
+        assert_eq!(
+            status(7),
+            json!({"id": 7, "description": "Runtime Error (SIGSEGV)"})
+        );
+        assert_eq!(
+            status(14),
+            json!({"id": 14, "description": "Exec Format Error"})
+        );
+        // An id Judge0 does not have is described as its internal error.
+        assert_eq!(
+            status(99),
+            json!({"id": 99, "description": "Internal Error"})
+        );
+    }
+
+    #[test]
+    fn booleans_are_read_as_rails_reads_them() {
+        for v in [
+            json!(true),
+            json!(1),
+            json!(0.5),
+            json!("t"),
+            json!("YES"),
+            json!(" on "),
+        ] {
+            assert!(truthy(&v), "{v}");
+        }
+        for v in [
+            json!(false),
+            json!(0),
+            json!("false"),
+            json!("2"),
+            json!(""),
+            Value::Null,
+        ] {
+            assert!(!truthy(&v), "{v}");
+        }
+        assert!(flag(&Some("true".into())));
+        assert!(!flag(&Some("false".into())));
+        assert!(!flag(&None));
+    }
+
+    #[test]
+    fn base64_is_taken_without_padding_and_across_lines() {
+        assert_eq!(LENIENT.decode("aGk").unwrap(), b"hi");
+        assert_eq!(LENIENT.decode("aGk=").unwrap(), b"hi");
+        assert_eq!(strip_whitespace("aGVs\nbG8=\r\n \t"), "aGVsbG8=");
+        assert_eq!(
+            LENIENT.decode(strip_whitespace("aGVs\nbG8=\r\n")).unwrap(),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn a_text_submission_becomes_a_run_request_in_warmbox_units() {
+        let sub = translate(
+            &json!({
+                "language_id": "71",
+                "source_code": "print(input())",
+                "stdin": "x\n",
+                "cpu_time_limit": 1.5,
+                "cpu_extra_time": "0.5",
+                "wall_time_limit": 3,
+                "memory_limit": 131_072,
+                "stack_limit": 65_000,
+                "max_processes_and_or_threads": 10,
+                "max_file_size": 2048,
+                "command_line_arguments": "a 'b c'",
+                "compiler_options": "",
+                "redirect_stderr_to_stdout": "true",
+                "callback_url": "https://judge.example/cb",
+            }),
+            false,
+            &profiles(),
+        )
+        .unwrap();
+        assert_eq!(
+            sub.request,
+            json!({
+                "profile": "python3",
+                "files": [{"name": "main.py", "content": b64("print(input())"), "encoding": "base64"}],
+                "args": ["a", "b c"],
+                // The kill at the limit plus the extra time; KB up to whole MiB.
+                "limits": {
+                    "cpu_ms": 2000,
+                    "wall_ms": 3000,
+                    "memory_mb": 128,
+                    "stack_mb": 64,
+                    "pids": 10,
+                    "file_size_bytes": 2_097_152,
+                    "output_bytes": 2_097_152,
+                },
+                "output_encoding": "base64",
+                "stderr_to_stdout": true,
+                "compiler_options": [],
+                "stdin_base64": b64("x\n"),
+            })
+        );
+        assert_eq!(
+            sub.callback_url.as_deref(),
+            Some("https://judge.example/cb")
+        );
+        assert_eq!(
+            sub.meta,
+            Some(json!({"judge0": {
+                "language_id": 71,
+                "source_code": b64("print(input())"),
+                "stdin": b64("x\n"),
+                "expected_output": null,
+                "cpu_time_limit": 1.5,
+                "cpu_extra_time": 0.5,
+                "wall_time_limit": 3.0,
+                "memory_limit": 131_072.0,
+                "stack_limit": 65_000.0,
+                "max_processes_and_or_threads": 10.0,
+                "max_file_size": 2048.0,
+                "number_of_runs": 1,
+                "redirect_stderr_to_stdout": true,
+                "command_line_arguments": "a 'b c'",
+                "compiler_options": "",
+                "additional_files": null,
+                "callback_url": "https://judge.example/cb",
+                "base64_encoded": false,
+            }}))
+        );
+    }
+
+    #[test]
+    fn expected_output_and_several_runs_become_tests() {
+        let sub = translate(
+            &json!({
+                "language_id": 71,
+                "source_code": b64("print(1)"),
+                "stdin": "eA",
+                "expected_output": b64("1\n"),
+                "number_of_runs": 3,
+            }),
+            true,
+            &profiles(),
+        )
+        .unwrap();
+        let test = json!({"stdin_base64": b64("x"), "expected_stdout_base64": b64("1\n")});
+        assert_eq!(sub.request["tests"], json!([test, test, test]));
+        assert_eq!(sub.request.get("checker"), None);
+        assert_eq!(sub.request.get("stdin_base64"), None);
+        // The output bound is the profile's file size default when none is given.
+        assert_eq!(sub.request["limits"], json!({"output_bytes": 1_048_576}));
+        // Several runs without an expected output are runs, not judged.
+        let sub = translate(
+            &json!({"language_id": 71, "source_code": "1", "number_of_runs": 2}),
+            false,
+            &profiles(),
+        )
+        .unwrap();
+        assert_eq!(
+            sub.request["tests"],
+            json!([{"stdin_base64": ""}, {"stdin_base64": ""}])
+        );
+        assert_eq!(sub.request["checker"], json!({"type": "none"}));
+    }
+
+    #[test]
+    fn bad_submissions_are_422_on_the_field() {
+        assert_eq!(
+            refused(json!([1]), false),
+            json!({"submission": ["must be a JSON object"]})
+        );
+        assert_eq!(
+            refused(json!({"source_code": "x"}), false),
+            json!({"language_id": ["can't be blank"]})
+        );
+        assert_eq!(
+            refused(json!({"language_id": "py", "source_code": "x"}), false),
+            json!({"language_id": ["is not a number"]})
+        );
+        assert_eq!(
+            refused(json!({"language_id": 999, "source_code": "x"}), false),
+            json!({"language_id": ["language with id 999 doesn't exist"]})
+        );
+        assert_eq!(
+            refused(json!({"language_id": 71}), false),
+            json!({"source_code": ["can't be blank"]})
+        );
+        assert_eq!(
+            refused(json!({"language_id": 71, "source_code": "!!"}), true),
+            json!({"source_code": ["is not valid base64: Invalid symbol 33, offset 0."]})
+        );
+        assert_eq!(
+            refused(json!({"language_id": 71, "source_code": 5}), false),
+            json!({"source_code": ["must be a string"]})
+        );
+        assert_eq!(
+            refused(
+                json!({"language_id": 71, "source_code": "x", "cpu_time_limit": 21}),
+                false
+            ),
+            json!({"cpu_time_limit": ["must be less than or equal to 20"]})
+        );
+        assert_eq!(
+            refused(
+                json!({"language_id": 71, "source_code": "x", "memory_limit": 1000}),
+                false
+            ),
+            json!({"memory_limit": ["must be greater than or equal to 2048"]})
+        );
+        assert_eq!(
+            refused(
+                json!({"language_id": 71, "source_code": "x", "wall_time_limit": "soon"}),
+                false
+            ),
+            json!({"wall_time_limit": ["is not a number"]})
+        );
+        assert_eq!(
+            refused(
+                json!({"language_id": 71, "source_code": "x", "enable_network": true}),
+                false
+            ),
+            json!({"enable_network": ["enabling network is not allowed"]})
+        );
+        assert_eq!(
+            refused(
+                json!({"language_id": 71, "source_code": "x", "command_line_arguments": "'a"}),
+                false
+            ),
+            json!({"command_line_arguments": ["cannot be split: missing closing quote"]})
+        );
+    }
+
+    #[test]
+    fn warmbox_request_errors_are_named_by_the_judge0_field() {
+        let field =
+            |message: &str| request_error(JobError::Request(RequestError::invalid(message))).body;
+        assert_eq!(
+            field("limits.cpu_ms: 30000 is above the maximum 20000"),
+            json!({"cpu_time_limit": ["limits.cpu_ms: 30000 is above the maximum 20000"]})
+        );
+        assert_eq!(field("stdin: too long"), json!({"stdin": ["too long"]}));
+        assert_eq!(
+            field("files: 300 MiB do not fit limits.memory_mb"),
+            json!({"memory_limit": [
+                "is too small for the submission's files, which are kept in memory with 4 MiB \
+                 left for the program (files: 300 MiB do not fit limits.memory_mb)"
+            ]})
+        );
+        assert_eq!(
+            field("files[0].content: not UTF-8"),
+            json!({"source_code": ["files[0].content: not UTF-8"]})
+        );
+        assert_eq!(
+            field("no field here"),
+            json!({"submission": ["no field here"]})
+        );
+    }
+
+    #[test]
+    fn fields_are_checked_and_selected() {
+        check_fields(None).unwrap();
+        check_fields(Some(" * ")).unwrap();
+        check_fields(Some("token, stdout,status_id")).unwrap();
+        let e = check_fields(Some("token,nope, bad")).unwrap_err();
+        assert_eq!(
+            (e.status, e.body),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid fields: [nope, bad]"})
+            )
+        );
+        let full: Map<String, Value> = FIELDS.iter().map(|f| (f.to_string(), json!(f))).collect();
+        assert_eq!(
+            select(full.clone(), Some("stdout, token")),
+            json!({"stdout": "stdout", "token": "token"})
+        );
+        assert_eq!(select(full.clone(), Some("*")), Value::Object(full.clone()));
+        let default = select(full, None);
+        let keys: Vec<&str> = default
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        // serde_json's maps are sorted by key.
+        assert_eq!(
+            keys,
+            [
+                "compile_output",
+                "memory",
+                "message",
+                "status",
+                "stderr",
+                "stdout",
+                "time",
+                "token"
+            ]
+        );
+    }
+
+    /// A step of a run response as stored (output base64).
+    fn step(status: &str, signal_name: Option<&str>, cpu_ms: f64, stdout: &str) -> Value {
+        json!({
+            "status": status,
+            "exit_code": if signal_name.is_some() { Value::Null } else { json!(0) },
+            "signal": signal_name.map(|_| 11),
+            "signal_name": signal_name,
+            "stdout": b64(stdout),
+            "stderr": "",
+            "stdout_truncated": false,
+            "stderr_truncated": false,
+            "usage": {
+                "cpu_ms": cpu_ms, "user_ms": cpu_ms, "sys_ms": 0.0, "wall_ms": cpu_ms + 10.0,
+                "memory_peak_bytes": 10_700_000, "oom_killed": false, "pids_peak": 1,
+                "stdout_bytes": stdout.len(), "stderr_bytes": 0,
+            },
+        })
+    }
+
+    /// A finished Judge0 job with `result`, its cpu_time_limit 1 s.
+    fn done(result: Value) -> JobRecord {
+        JobRecord {
+            id: Uuid::nil(),
+            status: JobStatus::Done,
+            request: json!({}),
+            created_ms: 1_500,
+            started_ms: Some(1_600),
+            finished_ms: Some(86_400_000 + 2_250),
+            result: Some(result),
+            callback: None,
+            meta: Some(json!({"judge0": {
+                "language_id": 71,
+                "source_code": b64("print(1)"),
+                "cpu_time_limit": 1.0,
+                "number_of_runs": 1,
+                "base64_encoded": false,
+            }})),
+        }
+    }
+
+    fn run_result(status: &str, run: Value) -> Value {
+        json!({"id": Uuid::nil(), "status": status, "compile": null, "run": run})
+    }
+
+    /// `(status_id, message)` of a record.
+    fn judged(record: &JobRecord) -> (u32, Option<String>) {
+        let o = outcome(record).expect("a Judge0 job");
+        (o.id, o.message)
+    }
+
+    #[test]
+    fn run_outcomes_map_to_judge0_statuses() {
+        let cases = [
+            ("ok", step("ok", None, 20.0, "1\n"), 3, None),
+            (
+                "signaled",
+                step("signaled", Some("SIGSEGV"), 20.0, ""),
+                7,
+                None,
+            ),
+            (
+                "signaled",
+                step("signaled", Some("SIGFPE"), 20.0, ""),
+                9,
+                None,
+            ),
+            (
+                "signaled",
+                step("signaled", Some("SIGABRT"), 20.0, ""),
+                10,
+                None,
+            ),
+            ("time_limit", step("time_limit", None, 1500.0, ""), 5, None),
+            (
+                "wall_time_limit",
+                step("wall_time_limit", None, 20.0, ""),
+                5,
+                None,
+            ),
+            // Ended well but past cpu_time_limit, within the extra time: a TLE.
+            ("ok", step("ok", None, 1000.5, ""), 5, None),
+            (
+                "memory_limit",
+                step("memory_limit", None, 20.0, ""),
+                12,
+                Some("Memory limit exceeded"),
+            ),
+            (
+                "output_limit",
+                step("output_limit", None, 20.0, ""),
+                8,
+                Some("Output limit exceeded"),
+            ),
+            (
+                "file_size_limit",
+                step("file_size_limit", None, 20.0, ""),
+                8,
+                Some("File size limit exceeded"),
+            ),
+        ];
+        for (status, run, id, message) in cases {
+            let record = done(run_result(status, run.clone()));
+            assert_eq!(
+                judged(&record),
+                (id, message.map(String::from)),
+                "{status} {run}"
+            );
+        }
+        let mut exec = step("runtime_error", None, 0.0, "");
+        exec["exit_code"] = json!(126);
+        exec["message"] = json!("exec ./main: Exec format error");
+        assert_eq!(
+            judged(&done(run_result("runtime_error", exec))),
+            (14, Some("exec ./main: Exec format error".into()))
+        );
+        let mut nzec = step("runtime_error", None, 0.0, "");
+        nzec["exit_code"] = json!(1);
+        assert_eq!(judged(&done(run_result("runtime_error", nzec))), (11, None));
+        let compile_error = json!({"id": Uuid::nil(), "status": "compile_error",
+            "compile": step("runtime_error", None, 5.0, ""), "run": null});
+        assert_eq!(judged(&done(compile_error)), (6, None));
+        let failed = json!({"error": {"code": "sandbox_failure", "message": "no container"}});
+        assert_eq!(judged(&done(failed)), (13, Some("no container".into())));
+    }
+
+    #[test]
+    fn unfinished_and_cancelled_jobs_have_their_statuses() {
+        let mut record = done(Value::Null);
+        record.result = None;
+        record.status = JobStatus::Queued;
+        assert_eq!(judged(&record), (1, None));
+        record.status = JobStatus::Running;
+        assert_eq!(judged(&record), (2, None));
+        record.status = JobStatus::Cancelled;
+        assert_eq!(
+            judged(&record),
+            (13, Some("the submission was cancelled".into()))
+        );
+        // Not a Judge0 job: no outcome.
+        record.meta = None;
+        assert!(outcome(&record).is_none());
+    }
+
+    #[test]
+    fn several_runs_answer_the_first_failed_one_and_the_averages() {
+        let test = |verdict: &str, cpu_ms: f64| json!({"name": "t", "verdict": verdict, "run": step("ok", None, cpu_ms, "1\n")});
+        let result = json!({
+            "id": Uuid::nil(), "status": "wrong_answer", "compile": null, "run": null,
+            "tests": [test("accepted", 100.0), test("wrong_answer", 300.0)],
+        });
+        let record = done(result);
+        let o = outcome(&record).unwrap();
+        assert_eq!((o.id, o.message), (4, None));
+        assert_eq!(o.step.map(|s| s.usage.cpu_ms), Some(300.0));
+        assert_eq!(
+            Value::Object(o.averages),
+            json!({"time": "0.200", "wall_time": "0.210", "memory": 10_449})
+        );
+    }
+
+    #[test]
+    fn the_submission_is_answered_in_judge0s_units_as_text_or_base64() {
+        let mut record = done(run_result("ok", step("ok", None, 123.4, "héllo\n")));
+        let mut compile = step("ok", None, 5.0, "warn ");
+        compile["stderr"] = json!(b64("ing"));
+        record.result.as_mut().unwrap()["compile"] = compile;
+        let view = full_view(&record, false, &profiles());
+        let pick = |v: &Map<String, Value>, keys: &[&str]| -> Value {
+            keys.iter()
+                .map(|k| (k.to_string(), v[*k].clone()))
+                .collect::<Map<_, _>>()
+                .into()
+        };
+        let keys = [
+            "token",
+            "status_id",
+            "status",
+            "stdout",
+            "stderr",
+            "compile_output",
+            "time",
+            "wall_time",
+            "memory",
+            "exit_code",
+            "source_code",
+            "language",
+            "created_at",
+            "finished_at",
+            "enable_network",
+        ];
+        assert_eq!(
+            pick(&view, &keys),
+            json!({
+                "token": "00000000-0000-0000-0000-000000000000",
+                "status_id": 3,
+                "status": {"id": 3, "description": "Accepted"},
+                "stdout": "héllo\n",
+                "stderr": null,
+                "compile_output": "warn ing",
+                "time": "0.123",
+                "wall_time": "0.133",
+                "memory": 10_449,
+                "exit_code": 0,
+                "source_code": "print(1)",
+                "language": {"id": 71, "name": "Python (3.11.2)"},
+                "created_at": "1970-01-01T00:00:01.500Z",
+                "finished_at": "1970-01-02T00:00:02.250Z",
+                "enable_network": false,
+            })
+        );
+        let view = full_view(&record, true, &profiles());
+        assert_eq!(
+            pick(
+                &view,
+                &["stdout", "compile_output", "source_code", "message"]
+            ),
+            json!({
+                "stdout": b64("héllo\n"),
+                "compile_output": b64("warn ing"),
+                "source_code": b64("print(1)"),
+                "message": null,
+            })
+        );
+        // Judge0's callback: the default fields, as the submission was made (text here).
+        assert_eq!(
+            callback(&record, &profiles()),
+            Some(json!({
+                "token": "00000000-0000-0000-0000-000000000000",
+                "status": {"id": 3, "description": "Accepted"},
+                "stdout": "héllo\n",
+                "stderr": null,
+                "compile_output": "warn ing",
+                "message": null,
+                "time": "0.123",
+                "memory": 10_449,
+            }))
+        );
+    }
+
+    /// A zip of `(name, content)` entries; a name ending in `/` is a directory.
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, content) in entries {
+            if name.ends_with('/') {
+                w.add_directory(*name, options).unwrap();
+            } else {
+                w.start_file(*name, options).unwrap();
+                w.write_all(content).unwrap();
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn additional_files_are_unzipped_within_bounds() {
+        let zip = zip_of(&[
+            ("run", b"python3 lib/a.py"),
+            ("lib/", b""),
+            ("lib/a.py", b"print(2)"),
+        ]);
+        assert_eq!(
+            unzip(&zip, 24).unwrap(),
+            vec![
+                ("run".to_string(), b"python3 lib/a.py".to_vec()),
+                ("lib/a.py".to_string(), b"print(2)".to_vec()),
+            ]
+        );
+        assert_eq!(
+            unzip(&zip, 23).unwrap_err().to_string(),
+            "extracts to more than 23 bytes (max_extract_size)"
+        );
+        assert_eq!(
+            unzip(&zip_of(&[("../x", b"")]), 10)
+                .unwrap_err()
+                .to_string(),
+            "entry \"../x\" must be a relative path inside the archive's top"
+        );
+        assert_eq!(
+            unzip(&zip_of(&[("/etc/x", b"")]), 10)
+                .unwrap_err()
+                .to_string(),
+            "entry \"/etc/x\" must be a relative path inside the archive's top"
+        );
+        assert_eq!(
+            unzip(b"not a zip", 10).unwrap_err().to_string(),
+            "is not a zip archive: invalid Zip archive: Could not find EOCD"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_milliseconds() {
+        assert_eq!(timestamp(Some(0)), json!("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            timestamp(Some(1_700_000_000_123)),
+            json!("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(timestamp(None), Value::Null);
+        // Past what a date can be: no date rather than a wrong one.
+        assert_eq!(timestamp(Some(u64::MAX)), Value::Null);
+    }
 }

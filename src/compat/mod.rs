@@ -17,6 +17,17 @@ pub fn callback(
     judge0::callback(record, profiles).map(|v| (reqwest::Method::PUT, v))
 }
 
+/// The whole part of `f`, a number the API's units and limits keep within `0..2^53`
+/// (seconds or kilobytes of a checked limit, a rounded time or memory figure): exact there.
+/// Outside, it saturates as `as` does on floats (negative and NaN: 0), and nothing wraps.
+pub(crate) fn whole(f: f64) -> u64 {
+    // A float-to-integer `as` saturates (Rust reference, "numeric cast"): the only
+    // conversion std has, and here the documented one.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = f as u64;
+    n
+}
+
 /// The version number in a runtime's version line: the first run of digits and dots with
 /// at least one dot (`Python 3.11.2` → `3.11.2`, `gcc (Debian 12.2.0-14) 12.2.0` →
 /// `12.2.0`, `v20.20.2` → `20.20.2`).

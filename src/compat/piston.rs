@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::version_number;
-use crate::api::{execute, ApiError, AppState};
+use super::{version_number, whole};
+use crate::service::{body_bytes, execute, AppState, ServiceError};
 use warmbox_runner::profile::{LoadedProfile, ProfileSet};
 use warmbox_runner::request::{
     self, Encoding, FileSpec, LimitsRequest, RunRequest, RunResponse, StepResult, StepStatus,
@@ -47,8 +47,8 @@ impl PistonError {
     }
 }
 
-impl From<ApiError> for PistonError {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for PistonError {
+    fn from(e: ServiceError) -> Self {
         PistonError {
             status: e.status(),
             message: e.message().to_string(),
@@ -160,7 +160,7 @@ async fn execute_route(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, PistonError> {
-    let body = crate::api::body_bytes(&state, body)?;
+    let body = body_bytes(&state, body)?;
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| PistonError::bad(format!("request body is not JSON: {e}")))?;
     let Some(obj) = v.as_object() else {
@@ -278,15 +278,19 @@ fn to_request(
             // Any JSON number that is a whole one (a client computing `3 * 1000.0` sends
             // 3000.0); 0 and -1 mean the default, as `run_timeout || default` does there.
             Some(v) => match v.as_i64().or_else(|| {
-                v.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                    .map(|f| f as i64)
+                let f = v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15)?;
+                // Whole and under 2^53 in magnitude: exactly an i64.
+                #[allow(clippy::cast_possible_truncation)]
+                let n = f as i64;
+                Some(n)
             }) {
                 Some(-1 | 0) => Ok(None),
-                Some(n) if n > 0 && (n as u64) <= max => Ok(Some(n as u64)),
-                Some(n) if n > 0 => Err(PistonError::bad(format!(
-                    "{key} cannot exceed the configured limit of {max}"
-                ))),
+                Some(n) if n > 0 => match u64::try_from(n).ok().filter(|n| *n <= max) {
+                    Some(n) => Ok(Some(n)),
+                    None => Err(PistonError::bad(format!(
+                        "{key} cannot exceed the configured limit of {max}"
+                    ))),
+                },
                 _ => Err(PistonError::bad(format!(
                     "{key} must be a positive whole number (or 0 or -1 for the default)"
                 ))),
@@ -329,22 +333,41 @@ fn to_request(
     Ok((lang.clone(), version.clone(), valid))
 }
 
-fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+/// Why a `hex` file's content was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    /// An odd number of digits.
+    #[error("hex has an odd number of digits")]
+    Odd,
+    /// Two characters that are no hex byte, and where.
+    #[error("{pair:?} at {at} is not a hex byte")]
+    NotHex {
+        /// The two characters.
+        pair: String,
+        /// Their offset.
+        at: usize,
+    },
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, HexError> {
     let s = s.trim();
     if s.len() % 2 != 0 {
-        return Err("hex has an odd number of digits".into());
+        return Err(HexError::Odd);
     }
-    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let digit = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     s.as_bytes()
         .chunks(2)
         .enumerate()
         .map(|(i, pair)| match (digit(pair[0]), digit(pair[1])) {
             (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
-            _ => Err(format!(
-                "{:?} at {} is not a hex byte",
-                String::from_utf8_lossy(pair),
-                2 * i
-            )),
+            _ => Err(HexError::NotHex {
+                pair: String::from_utf8_lossy(pair).into_owned(),
+                at: 2 * i,
+            }),
         })
         .collect()
 }
@@ -405,8 +428,8 @@ fn stage(s: &StepResult) -> Value {
         "signal": signal,
         "message": message,
         "status": status,
-        "cpu_time": s.usage.cpu_ms.round() as u64,
-        "wall_time": s.usage.wall_ms.round() as u64,
+        "cpu_time": whole(s.usage.cpu_ms.round()),
+        "wall_time": whole(s.usage.wall_ms.round()),
         "memory": s.usage.memory_peak_bytes,
     })
 }
@@ -458,20 +481,20 @@ mod tests {
     fn hex_decodes_or_says_where_it_fails() {
         assert_eq!(decode_hex("00ff41").unwrap(), vec![0, 255, b'A']);
         assert_eq!(
-            decode_hex("abc").unwrap_err(),
+            decode_hex("abc").unwrap_err().to_string(),
             "hex has an odd number of digits"
         );
         assert_eq!(
-            decode_hex("00zz").unwrap_err(),
+            decode_hex("00zz").unwrap_err().to_string(),
             "\"zz\" at 2 is not a hex byte"
         );
         assert_eq!(
-            decode_hex("+1").unwrap_err(),
+            decode_hex("+1").unwrap_err().to_string(),
             "\"+1\" at 0 is not a hex byte"
         );
         // A multi-byte character is not hex, and does not panic.
         assert_eq!(
-            decode_hex("a\u{e9}a").unwrap_err(),
+            decode_hex("a\u{e9}a").unwrap_err().to_string(),
             "\"a\u{fffd}\" at 0 is not a hex byte"
         );
     }

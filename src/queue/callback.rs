@@ -141,8 +141,8 @@ mod tests {
 
     #[test]
     fn callback_urls_are_checked() {
-        assert!(check_url("https://judge.example/cb?a=1", false).is_ok());
-        assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
+        check_url("https://judge.example/cb?a=1", false).unwrap();
+        check_url("http://127.0.0.1:9/x", true).unwrap();
         assert_eq!(
             check_url("ftp://x/y", false).unwrap_err().message,
             "callback_url: \"ftp://x/y\" has scheme \"ftp\"; give an absolute http:// or \

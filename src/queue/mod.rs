@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use store::{now_ms, CallbackState, JobRecord, JobStatus, Store, StoreError};
+use store::{now_ms, CallbackState, JobRecord, JobStatus, Refusal, Store, StoreError};
 use warmbox_runner::admission::{Admission, Ticket};
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, RequestError, RunRequest};
@@ -77,6 +77,11 @@ pub enum JobError {
     Store(#[from] StoreError),
 }
 
+/// Renders the callback of a finished job that an API layer submitted (see
+/// [`JobRecord::meta`]): its method and body, or `None` for warmbox's own, a POST of the
+/// job's [`view`]. Given at start, so that the queue knows no API layer.
+pub type RenderCallback = fn(&JobRecord, &ProfileSet) -> Option<(reqwest::Method, Value)>;
+
 /// One job as submitted: its request body (JSON, without `callback_url`) and callback.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -110,6 +115,8 @@ pub struct Jobs {
     client: std::sync::OnceLock<reqwest::Client>,
     /// Callback deliveries in flight, at most [`DELIVERIES`].
     deliveries: Semaphore,
+    /// The callbacks of the API layers' jobs.
+    render_callback: RenderCallback,
 }
 
 /// Callbacks delivered at once, at most.
@@ -156,13 +163,15 @@ async fn to_the_end<T: Send + 'static>(
 
 impl Jobs {
     /// Opens the jobs of `store`: jobs that were queued or running when the last server
-    /// stopped are queued again, oldest first, and start running on `runner`.
+    /// stopped are queued again, oldest first, and start running on `runner`. Callbacks
+    /// are rendered by `render_callback`.
     pub fn start(
         store: Arc<Store>,
         runner: Runner,
         profiles: Arc<ProfileSet>,
         admission: Arc<Admission>,
         config: JobsConfig,
+        render_callback: RenderCallback,
     ) -> Result<Arc<Jobs>, JobError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let jobs = Arc::new(Jobs {
@@ -179,6 +188,7 @@ impl Jobs {
             stopping: CancellationToken::new(),
             client: std::sync::OnceLock::new(),
             deliveries: Semaphore::new(DELIVERIES),
+            render_callback,
         });
         // A job that was running when the server stopped starts over.
         jobs.store.requeue_running()?;
@@ -291,23 +301,7 @@ impl Jobs {
             });
         }
         let now = now_ms();
-        let records: Vec<JobRecord> = subs
-            .into_iter()
-            .map(|s| JobRecord {
-                id: Uuid::new_v4(),
-                status: JobStatus::Queued,
-                request: s.request,
-                created_ms: now,
-                started_ms: None,
-                finished_ms: None,
-                result: None,
-                callback: s.callback_url.map(|url| CallbackState {
-                    url,
-                    ..CallbackState::default()
-                }),
-                meta: s.meta,
-            })
-            .collect();
+        let records: Vec<JobRecord> = subs.into_iter().map(|s| record(s, now)).collect();
         let stored = self
             .blocking(move |s| s.insert(&records).map(|()| records))
             .await;
@@ -324,18 +318,30 @@ impl Jobs {
         Ok(records)
     }
 
-    /// Stores a job that already ran (a synchronous submission of a compat API that is
-    /// kept for later reads) and delivers its callback.
-    pub async fn insert_finished(self: &Arc<Self>, record: JobRecord) -> Result<(), JobError> {
+    /// Stores a job that already ran, from `started_ms` to now, with its `result` (a
+    /// synchronous submission of a compat API that is kept for later reads), delivers its
+    /// callback, and returns its record.
+    pub async fn insert_finished(
+        self: &Arc<Self>,
+        sub: Submission,
+        started_ms: u64,
+        result: Option<Value>,
+    ) -> Result<JobRecord, JobError> {
+        let record = JobRecord {
+            status: JobStatus::Done,
+            started_ms: Some(started_ms),
+            finished_ms: Some(now_ms()),
+            result,
+            ..record(sub, started_ms)
+        };
         let me = self.clone();
         to_the_end(async move {
-            let id = record.id;
-            let has_callback = record.callback.is_some();
-            me.blocking(move |s| s.insert(&[record])).await?;
-            if has_callback {
-                me.deliver_later(id);
+            let stored = record.clone();
+            me.blocking(move |s| s.insert(&[stored])).await?;
+            if record.callback.is_some() {
+                me.deliver_later(record.id);
             }
-            Ok(())
+            Ok(record)
         })
         .await
     }
@@ -389,10 +395,10 @@ impl Jobs {
                         r.finished_ms = Some(now_ms());
                         Ok(())
                     }
-                    st => Err(format!(
+                    st => Err(Refusal(format!(
                         "job {id} is already {}; only a queued or running job can be cancelled",
                         warmbox_runner::request::wire_name(&st)
-                    )),
+                    ))),
                 });
                 (r, was)
             })
@@ -562,10 +568,10 @@ impl Jobs {
         self.blocking(move |s| {
             s.update(id, |r| {
                 if r.status != from {
-                    return Err(format!(
+                    return Err(Refusal(format!(
                         "job {id} is no longer {}",
                         warmbox_runner::request::wire_name(&from)
-                    ));
+                    )));
                 }
                 f(r);
                 Ok(())
@@ -613,7 +619,7 @@ impl Jobs {
             {
                 return;
             }
-            let (method, body) = crate::compat::callback(&record, &self.profiles)
+            let (method, body) = (self.render_callback)(&record, &self.profiles)
                 .unwrap_or_else(|| (reqwest::Method::POST, view(&record)));
             // A bounded number of deliveries at once: a backlog (after a restart, or for a
             // slow host) must not open a connection for each.
@@ -676,7 +682,9 @@ impl Jobs {
         let every =
             (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
-            let cutoff = now_ms().saturating_sub(self.config.retention.as_millis() as u64);
+            // A retention past u64::MAX ms (585 million years) keeps everything.
+            let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
+            let cutoff = now_ms().saturating_sub(retention);
             let attempts = self.config.callback_attempts;
             match self
                 .blocking(move |s| s.remove_finished_before(cutoff, attempts))
@@ -705,6 +713,24 @@ pub fn view(r: &JobRecord) -> Value {
         "result": r.result,
         "callback": r.callback,
     })
+}
+
+/// The queued record of a new job, made at `created_ms`.
+fn record(sub: Submission, created_ms: u64) -> JobRecord {
+    JobRecord {
+        id: Uuid::new_v4(),
+        status: JobStatus::Queued,
+        request: sub.request,
+        created_ms,
+        started_ms: None,
+        finished_ms: None,
+        result: None,
+        callback: sub.callback_url.map(|url| CallbackState {
+            url,
+            ..CallbackState::default()
+        }),
+        meta: sub.meta,
+    }
 }
 
 /// The request of a job body, checked.

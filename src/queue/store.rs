@@ -87,6 +87,11 @@ pub enum StoreError {
     },
 }
 
+/// Why a [`Store::update`] closure refused its change; said to the client verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,13 +264,13 @@ impl Store {
     }
 
     /// Applies `f` to the record in one write transaction and stores the result; returns the
-    /// updated record, or None if no such id. `f` may refuse by returning `Err(String)` (then
+    /// updated record, or None if no such id. `f` may refuse by returning a [`Refusal`] (then
     /// nothing changes and [`StoreError::Refused`] is returned). `f` runs while the store's
     /// single writer is held: it must be quick and do no I/O.
     pub fn update(
         &self,
         id: Uuid,
-        f: impl FnOnce(&mut JobRecord) -> Result<(), String>,
+        f: impl FnOnce(&mut JobRecord) -> Result<(), Refusal>,
     ) -> Result<Option<JobRecord>, StoreError> {
         let action = || format!("update job {id}");
         self.write(&action(), |txn| {
@@ -282,7 +287,7 @@ impl Store {
                 self.decode(id, guard.value())?
             };
             let mut new = old.clone();
-            f(&mut new).map_err(StoreError::Refused)?;
+            f(&mut new).map_err(|Refusal(m)| StoreError::Refused(m))?;
             if new.id != id {
                 return Err(StoreError::IdChanged {
                     id,
@@ -779,7 +784,7 @@ mod tests {
             .update(record.id, |r| {
                 r.status = JobStatus::Cancelled;
                 r.finished_ms = Some(200);
-                Err("job 1 is already running".to_string())
+                Err(Refusal("job 1 is already running".to_string()))
             })
             .unwrap_err();
         assert!(

@@ -132,10 +132,20 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Requests waiting for admission now.
+    pub fn set_waiting(&self, n: usize) {
+        self.queue_depth.set(gauge(n));
+    }
+
+    /// Requests running now.
+    pub fn set_running(&self, n: usize) {
+        self.running.set(gauge(n));
+    }
+
     /// Brings the pool's figures in (called at each scrape).
     pub fn observe_pool(&self, pool: &Pool) {
         for (layout, n) in pool.warm_counts() {
-            self.warm.with_label_values(&[&layout]).set(n as i64);
+            self.warm.with_label_values(&[&layout]).set(gauge(n));
         }
         for t in pool.take_create_times() {
             self.create_seconds.observe(t);
@@ -152,10 +162,10 @@ impl Metrics {
     pub fn observe_cache(&self, stats: warmbox_runner::runner::cache::CacheStats) {
         self.compile_cache
             .with_label_values(&["entries"])
-            .set(stats.entries as i64);
+            .set(gauge(stats.entries));
         self.compile_cache
             .with_label_values(&["bytes"])
-            .set(stats.bytes as i64);
+            .set(gauge(stats.bytes));
         for (result, total) in [("hit", stats.hits), ("miss", stats.misses)] {
             let c = self.compile_cache_lookups.with_label_values(&[result]);
             if total > c.get() {
@@ -167,7 +177,7 @@ impl Metrics {
     /// Brings the job store's counts in (called at each scrape).
     pub fn observe_jobs(&self, counts: &std::collections::BTreeMap<String, usize>) {
         for (status, n) in counts {
-            self.jobs.with_label_values(&[status]).set(*n as i64);
+            self.jobs.with_label_values(&[status]).set(gauge(*n));
         }
     }
 
@@ -179,4 +189,10 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// A count as a Prometheus gauge's value; past `i64::MAX` (no count here comes near) it
+/// stays at the largest.
+fn gauge(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
