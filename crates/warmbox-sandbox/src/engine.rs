@@ -20,6 +20,7 @@ use warmbox_inside::protocol::{FromInit, InitConfig, ToInit};
 /// How long a new container may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a container's filesystem and policy look like; containers of one layout are
 /// interchangeable (the pool keeps them per layout).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Layout {
