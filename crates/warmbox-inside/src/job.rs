@@ -312,11 +312,21 @@ fn drop_privileges() -> Result<(), Failure> {
     Ok(())
 }
 
+/// Errors sealing the capabilities (in the init).
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The bounding set could not be emptied.
+    #[error("drop bounding capabilities: {0}")]
+    Bounding(caps::errors::CapsError),
+    /// The securebits could not be set and locked.
+    #[error("prctl(PR_SET_SECUREBITS): {0}")]
+    Securebits(std::io::Error),
+}
+
 /// In the init at setup: empties the bounding set and locks the securebits so that the job
 /// process (forked later) can never regain a capability, by exec or otherwise.
-pub fn seal_capabilities() -> Result<(), String> {
-    caps::clear(None, caps::CapSet::Bounding)
-        .map_err(|e| format!("drop bounding capabilities: {e}"))?;
+pub fn seal_capabilities() -> Result<(), SealError> {
+    caps::clear(None, caps::CapSet::Bounding).map_err(SealError::Bounding)?;
     let bits = libc::SECBIT_NOROOT
         | libc::SECBIT_NOROOT_LOCKED
         | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
@@ -325,10 +335,7 @@ pub fn seal_capabilities() -> Result<(), String> {
         | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } < 0 {
-        return Err(format!(
-            "prctl(PR_SET_SECUREBITS): {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(SealError::Securebits(std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! Kept apart from the server's code and small: it is the security boundary. It depends on
 //! no other warmbox crate.
 
+pub mod error;
 pub mod init;
 pub mod job;
 pub mod landlock;
@@ -13,3 +14,5 @@ pub mod mount;
 pub mod net;
 pub mod protocol;
 pub mod seccomp;
+
+pub use error::Error;

@@ -6,7 +6,7 @@
 //! one of them (`flock` needs only a read-only fd) would block, and be seen by, the host and
 //! every other container: interference and a covert channel between tenants. So the
 //! policy sends `flock` and the lock commands of `fcntl` to the init's seccomp listener
-//! (`mediate_locks`, see `sandbox::seccomp`) and the init answers them here:
+//! (`mediate_locks`, see `warmbox_sandbox::seccomp`) and the init answers them here:
 //!
 //! - a **shared** file's lock never reaches the kernel's lock table. Setting or releasing
 //!   a lock succeeds (it is granted and excludes nothing: a read-only shared file has
@@ -183,6 +183,19 @@ pub enum Owner {
     Shared,
 }
 
+/// Errors setting up the mediator.
+#[derive(Debug, thiserror::Error)]
+pub enum LocksError {
+    /// One of the container's own directories could not be looked at.
+    #[error("stat {dir}: {errno}")]
+    Stat {
+        /// The directory.
+        dir: &'static str,
+        /// The kernel's answer.
+        errno: nix::errno::Errno,
+    },
+}
+
 /// The container's own filesystems, by device number.
 #[derive(Debug, Clone)]
 pub struct OwnFiles {
@@ -191,13 +204,13 @@ pub struct OwnFiles {
 
 impl OwnFiles {
     /// Records the devices of `dirs` (the container's writable tmpfs, once mounted).
-    pub fn record(dirs: &[&str]) -> Result<Self, String> {
+    pub fn record(dirs: &[&'static str]) -> Result<Self, LocksError> {
         let devs = dirs
             .iter()
-            .map(|d| {
-                nix::sys::stat::stat(*d)
+            .map(|dir| {
+                nix::sys::stat::stat(*dir)
                     .map(|st| st.st_dev)
-                    .map_err(|e| format!("stat {d}: {e}"))
+                    .map_err(|errno| LocksError::Stat { dir, errno })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { devs })

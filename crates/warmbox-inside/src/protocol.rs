@@ -3,7 +3,7 @@
 //! A frame is `[u32 LE header length][u32 LE payload length][JSON header][payload]` on a
 //! unix stream socket. File descriptors ride as SCM_RIGHTS on the first byte of a frame.
 //! The init side uses the blocking functions here; the server side has its async twin in
-//! `sandbox::channel`. Both sides are trusted code: the job process never holds the socket.
+//! `warmbox_sandbox::channel`. Both sides are trusted code: the job process never holds the socket.
 
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
