@@ -275,7 +275,8 @@ impl Init {
                 exit = reap_until(pid);
             }
         }
-        let wall_ns = start.elapsed().as_nanos() as u64;
+        // Saturates after 584 years.
+        let wall_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // A process of the container may be parked in a forbidden call right now (the
         // job's end raced its report): take what the listener holds before the kill.
         // (Bounded: the processes still running may keep making lock calls.)
@@ -455,7 +456,7 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
         revents: 0,
     };
     let mut fds = [pfd(sig), pfd(listener), pfd(sock)];
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // Round up so that we never spin just short of the deadline.
     let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
     loop {
@@ -606,11 +607,11 @@ fn write_files(files: &[FileMeta], payload: &[u8]) -> Result<(), String> {
     let root = open_box()?;
     let mut off = 0usize;
     for f in files {
-        let len = f.len as usize;
-        let content = payload
-            .get(off..off + len)
+        let content = usize::try_from(f.len)
+            .ok()
+            .and_then(|len| payload.get(off..off.checked_add(len)?))
             .ok_or_else(|| format!("payload too short for {}", short(&f.path)))?;
-        off += len;
+        off += content.len();
         let parts = box_path(&f.path)?;
         let Some((name, dirs)) = parts.split_last() else {
             return Err(format!("bad file path {:?}", short(&f.path)));

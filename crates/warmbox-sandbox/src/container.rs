@@ -64,14 +64,12 @@ impl Container {
     /// process at the server's own, by its host uid, which is this container's alone.
     /// Both are blocked until the run, so this takes no CPU from anyone.
     pub(crate) fn leave_warm_up_priority(&self) {
+        // A pid is positive: `unsigned_abs` keeps its value.
+        let pid = self.pid.unsigned_abs();
         // SAFETY: setpriority with integer arguments, on our own child and on the
         // processes of this container's job uid.
         unsafe {
-            libc::setpriority(
-                libc::PRIO_PROCESS,
-                self.pid as libc::id_t,
-                forkserver::RUN_NICE,
-            );
+            libc::setpriority(libc::PRIO_PROCESS, pid, forkserver::RUN_NICE);
             libc::setpriority(
                 libc::PRIO_USER,
                 self.job_uid as libc::id_t,
@@ -249,10 +247,9 @@ impl Container {
         let mut out = Vec::with_capacity(metas.len());
         let mut off = 0usize;
         for m in metas {
-            let end = off + m.len as usize;
-            let content = frame
-                .payload
-                .get(off..end)
+            let content = usize::try_from(m.len)
+                .ok()
+                .and_then(|len| frame.payload.get(off..off.checked_add(len)?))
                 .ok_or_else(|| SandboxError::Init {
                     id: self.id.clone(),
                     message: format!("file list overruns the payload at {}", m.path),
@@ -262,7 +259,7 @@ impl Container {
                 content: content.to_vec(),
                 executable: m.executable,
             });
-            off = end;
+            off += content.len();
         }
         Ok((out, truncated))
     }
@@ -364,7 +361,7 @@ impl Drop for Remains {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            let ms = self.reap_wait.as_millis().min(i32::MAX as u128) as i32;
+            let ms = i32::try_from(self.reap_wait.as_millis()).unwrap_or(i32::MAX);
             // SAFETY: poll on one valid pollfd; a timeout or an error other than EINTR
             // leaves the reap below to find nothing.
             while unsafe { libc::poll(&mut pfd, 1, ms) } < 0

@@ -251,11 +251,14 @@ pub(crate) fn background_priority() {
     }
     DONE.with(|done| {
         if !done.replace(true) {
-            // SAFETY: setpriority with integer arguments, on this thread only (a tid).
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            // SAFETY: setpriority with integer arguments, on this thread only (a tid, which
+            // is positive: `unsigned_abs` keeps its value).
             unsafe {
                 libc::setpriority(
                     libc::PRIO_PROCESS,
-                    libc::gettid() as libc::id_t,
+                    tid.unsigned_abs(),
                     forkserver::SETUP_NICE,
                 )
             };

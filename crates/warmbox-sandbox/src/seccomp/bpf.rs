@@ -20,15 +20,21 @@ use super::{invalid, SeccompError};
 /// here: in `clone()` that bit belongs to the exit-signal byte (`CSIGNAL`), so the kernel
 /// never reads it as a namespace flag there; time namespaces are only reachable through
 /// `unshare` (killed) and `clone3` (ENOSYS).
-const CLONE_NAMESPACE_FLAGS: [(&str, u64); 7] = [
-    ("CLONE_NEWNS", libc::CLONE_NEWNS as u64),
-    ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP as u64),
-    ("CLONE_NEWUTS", libc::CLONE_NEWUTS as u64),
-    ("CLONE_NEWIPC", libc::CLONE_NEWIPC as u64),
-    ("CLONE_NEWUSER", libc::CLONE_NEWUSER as u64),
-    ("CLONE_NEWPID", libc::CLONE_NEWPID as u64),
-    ("CLONE_NEWNET", libc::CLONE_NEWNET as u64),
+const CLONE_NAMESPACE_FLAGS: [(&str, u32); 7] = [
+    ("CLONE_NEWNS", clone_flag(libc::CLONE_NEWNS)),
+    ("CLONE_NEWCGROUP", clone_flag(libc::CLONE_NEWCGROUP)),
+    ("CLONE_NEWUTS", clone_flag(libc::CLONE_NEWUTS)),
+    ("CLONE_NEWIPC", clone_flag(libc::CLONE_NEWIPC)),
+    ("CLONE_NEWUSER", clone_flag(libc::CLONE_NEWUSER)),
+    ("CLONE_NEWPID", clone_flag(libc::CLONE_NEWPID)),
+    ("CLONE_NEWNET", clone_flag(libc::CLONE_NEWNET)),
 ];
+
+/// A namespace flag (a positive `c_int` in libc) as the 32 bits the filter compares.
+#[allow(clippy::cast_sign_loss)] // each CLONE_NEW* flag is one bit below bit 31
+const fn clone_flag(flag: libc::c_int) -> u32 {
+    flag as u32
+}
 
 /// `AUDIT_ARCH_X86_64`: `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
 const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
@@ -246,7 +252,7 @@ pub(super) fn compile(
             SeccompAction::Allow,
             arch,
         )?;
-        Some(gate(&names, program))
+        Some(gate(top, &names, program)?)
     };
     let default = match default_action {
         SeccompAction::Errno(e) => Verdict::Errno(e),
@@ -311,9 +317,7 @@ impl Verdict {
     fn leaf(self) -> Vec<libc::sock_filter> {
         match self {
             Verdict::CloneFlags(_) => {
-                let mask = CLONE_NAMESPACE_FLAGS
-                    .iter()
-                    .fold(0u32, |m, (_, b)| m | *b as u32);
+                let mask = CLONE_NAMESPACE_FLAGS.iter().fold(0u32, |m, (_, b)| m | *b);
                 vec![
                     // The kernel reads clone's flags as 32 bits: the low word of arg 0.
                     insn(BPF_LD_W_ABS, DATA_ARGS_OFFSET, 0, 0),
@@ -323,13 +327,13 @@ impl Verdict {
                 ]
             }
             Verdict::FcntlLocks => {
-                let n = FCNTL_LOCK_COMMANDS.len();
                 // The kernel reads fcntl's command as an unsigned int: the low word of
                 // arg 1, so high bits cannot dodge the compare.
                 let mut out = vec![insn(BPF_LD_W_ABS, DATA_ARGS_OFFSET + 8, 0, 0)];
-                for (i, cmd) in FCNTL_LOCK_COMMANDS.iter().enumerate() {
-                    // On a match, jump over the remaining compares and the allow.
-                    out.push(insn(BPF_JMP_JEQ_K, *cmd, (n - i) as u8, 0));
+                // On a match, jump over the remaining compares and the allow.
+                let skips = (1..=LOCK_COMMANDS).rev();
+                for (skip, cmd) in skips.zip(FCNTL_LOCK_COMMANDS) {
+                    out.push(insn(BPF_JMP_JEQ_K, cmd, skip, 0));
                 }
                 out.push(insn(BPF_RET_K, self.ret_k(), 0, 0));
                 out.push(insn(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF, 0, 0));
@@ -340,6 +344,11 @@ impl Verdict {
     }
 }
 
+/// How many lock commands the fcntl leaf compares, as a jump offset (8 bits).
+#[allow(clippy::cast_possible_truncation)] // six; the assertion below keeps it so
+const LOCK_COMMANDS: u8 = FCNTL_LOCK_COMMANDS.len() as u8;
+const _: () = assert!(FCNTL_LOCK_COMMANDS.len() == LOCK_COMMANDS as usize);
+
 /// Offset of `args[0]` in `struct seccomp_data` (its low word on little-endian x86_64).
 const DATA_ARGS_OFFSET: u32 = 16;
 /// `BPF_JMP | BPF_JSET | BPF_K`.
@@ -349,7 +358,7 @@ const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
 const BPF_JMP_JA: u16 = 0x05;
 
 /// Highest syscall number the tree lists explicitly; above it (to the x32 bit) is default.
-const TREE_MAX_NR: i64 = 1023;
+const TREE_MAX_NR: u32 = 1023;
 
 /// The tree program: arch check, x32 check, then a binary search over ranges of syscall
 /// numbers that share a verdict.
@@ -360,10 +369,10 @@ fn tree_program(verdicts: &BTreeMap<i64, Verdict>, default: Verdict) -> Vec<libc
         let v = if nr > TREE_MAX_NR {
             default
         } else {
-            verdicts.get(&nr).copied().unwrap_or(default)
+            verdicts.get(&i64::from(nr)).copied().unwrap_or(default)
         };
         if ranges.last().map(|(_, last)| *last) != Some(v) {
-            ranges.push((nr as u32, v));
+            ranges.push((nr, v));
         }
     }
     let mut out = vec![
@@ -393,7 +402,10 @@ fn search(ranges: &[(u32, Verdict)]) -> Vec<libc::sock_filter> {
         // Too far for a conditional jump's 8-bit offset: go through an unconditional one.
         Err(_) => {
             out.push(insn(BPF_JMP_JGE_K, ranges[mid].0, 0, 1));
-            out.push(insn(BPF_JMP_JA, left.len() as u32, 0, 0));
+            // A program is at most BPF_MAXINSNS (4096) long; the kernel checks it.
+            #[allow(clippy::cast_possible_truncation)]
+            let skip = left.len() as u32;
+            out.push(insn(BPF_JMP_JA, skip, 0, 0));
         }
     }
     out.extend(left);
@@ -403,16 +415,30 @@ fn search(ranges: &[(u32, Verdict)]) -> Vec<libc::sock_filter> {
 
 /// Prefixes `program` so that calls other than `nrs` are allowed before it runs (a
 /// seccompiler filter applies its mismatch action to unlisted calls too).
-fn gate(nrs: &[i64], program: Vec<libc::sock_filter>) -> Vec<libc::sock_filter> {
+fn gate(
+    top: &Path,
+    nrs: &[i64],
+    program: Vec<libc::sock_filter>,
+) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let n = nrs.len();
     let mut out = vec![insn(BPF_LD_W_ABS, DATA_NR_OFFSET, 0, 0)];
     for (i, nr) in nrs.iter().enumerate() {
-        // Jump over the remaining compares and the allow, into the program.
-        out.push(insn(BPF_JMP_JEQ_K, *nr as u32, (n - i) as u8, 0));
+        // Jump over the remaining compares and the allow, into the program: a conditional
+        // jump skips at most 255 instructions.
+        let skip = u8::try_from(n - i).map_err(|_| {
+            invalid(
+                top,
+                format!("{n} syscalls are allowed conditionally; at most 255 can be"),
+            )
+        })?;
+        // Numbers of the syscall table: 0..=TREE_MAX_NR.
+        let nr = u32::try_from(*nr)
+            .map_err(|_| invalid(top, format!("syscall number {nr} out of range")))?;
+        out.push(insn(BPF_JMP_JEQ_K, nr, skip, 0));
     }
     out.push(insn(BPF_RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
     out.extend(program);
-    out
+    Ok(out)
 }
 
 /// Indexes one section by syscall number, refusing duplicates.
@@ -564,7 +590,7 @@ mod tests {
                 0 => Verdict::Allow,
                 1 => Verdict::Kill,
                 2 => Verdict::Notify,
-                _ => Verdict::Errno(nr as u32 % 50 + 1),
+                _ => Verdict::Errno(u32::try_from(nr).unwrap() % 50 + 1),
             };
             map.insert(nr, v);
         }
@@ -585,14 +611,15 @@ mod tests {
     fn shipped_tree_is_shallow_and_agrees_with_the_policy() {
         let policy = load(&profiles_dir(), "default").expect("load default");
         let tree = tree_of(&policy);
-        let ret = |name: &str| emulate(tree, syscall_nr(name).unwrap() as u32, AUDIT_ARCH_X86_64);
+        let nr = |name: &str| u32::try_from(syscall_nr(name).unwrap()).unwrap();
+        let ret = |name: &str| emulate(tree, nr(name), AUDIT_ARCH_X86_64);
         assert_eq!(ret("read"), libc::SECCOMP_RET_ALLOW);
         assert_eq!(ret("ptrace"), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(ret("unshare"), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(ret("clone3"), libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
         assert_eq!(ret("kcmp"), libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
         // clone: allowed, unless a namespace flag is set.
-        let clone = syscall_nr("clone").unwrap() as u32;
+        let clone = nr("clone");
         let sigchld = libc::SIGCHLD as u32;
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD) as u32 | sigchld;
         assert_eq!(
@@ -600,7 +627,7 @@ mod tests {
             libc::SECCOMP_RET_ALLOW
         );
         for (name, flag) in CLONE_NAMESPACE_FLAGS {
-            let flags = flag as u32 | sigchld;
+            let flags = flag | sigchld;
             let got = emulate_with(tree, clone, AUDIT_ARCH_X86_64, flags);
             assert_eq!(got, libc::SECCOMP_RET_USER_NOTIF, "{name}");
         }
@@ -612,16 +639,10 @@ mod tests {
         let policy = load(&profiles_dir(), "default").expect("load default");
         let tree = tree_of(&policy);
         let notify = libc::SECCOMP_RET_USER_NOTIF;
-        let fcntl = |cmd: i32| {
-            emulate_args(
-                tree,
-                libc::SYS_fcntl as u32,
-                AUDIT_ARCH_X86_64,
-                [3, cmd as u32],
-            )
-        };
+        let fcntl_nr = u32::try_from(libc::SYS_fcntl).unwrap();
+        let fcntl = |cmd: u32| emulate_args(tree, fcntl_nr, AUDIT_ARCH_X86_64, [3, cmd]);
         for cmd in FCNTL_LOCK_COMMANDS {
-            assert_eq!(fcntl(cmd as i32), notify, "fcntl command {cmd}");
+            assert_eq!(fcntl(cmd), notify, "fcntl command {cmd}");
         }
         for cmd in [
             libc::F_GETFL,
@@ -634,9 +655,11 @@ mod tests {
             libc::F_NOTIFY,
             libc::F_SETLEASE,
         ] {
-            assert_eq!(fcntl(cmd), libc::SECCOMP_RET_ALLOW, "fcntl command {cmd}");
+            let got = fcntl(u32::try_from(cmd).unwrap());
+            assert_eq!(got, libc::SECCOMP_RET_ALLOW, "fcntl command {cmd}");
         }
-        let flock = emulate(tree, libc::SYS_flock as u32, AUDIT_ARCH_X86_64);
+        let flock = u32::try_from(libc::SYS_flock).unwrap();
+        let flock = emulate(tree, flock, AUDIT_ARCH_X86_64);
         assert_eq!(flock, notify);
     }
 
