@@ -3,7 +3,7 @@
 //! loopback, the lock mediator, the protocol with the server and the seccomp install.
 //!
 //! Kept apart from the server's code and small: it is the security boundary. It depends on
-//! no other warmbox crate.
+//! no other warmbox crate. What its setup can fail at meets in one [`Error`].
 
 pub mod error;
 pub mod init;

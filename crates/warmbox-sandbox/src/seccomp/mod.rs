@@ -68,8 +68,8 @@
 //!
 //! # Modules
 //!
-//! [`policy`] reads a policy file and what it includes into one merged set of rules;
-//! [`bpf`] compiles that set into the programs above; [`syscalls`] names the syscall
+//! `policy` reads a policy file and what it includes into one merged set of rules;
+//! `bpf` compiles that set into the programs above; `syscalls` names the syscall
 //! numbers and errno values a policy may use.
 
 mod bpf;
