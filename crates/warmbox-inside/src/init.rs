@@ -26,7 +26,7 @@ use crate::protocol::{
     Violation, MAX_PATH_BYTES, MAX_PATH_DEPTH,
 };
 use crate::seccomp::CompiledPolicy;
-use crate::{job, net};
+use crate::{job, net, Error};
 
 /// Entry point of the init, on the channel `fd`. Returns the process exit code.
 pub fn main(fd: RawFd) -> i32 {
@@ -58,7 +58,7 @@ struct Init {
     job: Option<(libc::pid_t, UnixStream)>,
     /// The job's seccomp listener: forbidden calls and lock calls are reported here.
     listener: Option<OwnedFd>,
-    /// Answers the lock calls (`container::locks`); made once our tmpfs are mounted.
+    /// Answers the lock calls (`crate::locks`); made once our tmpfs are mounted.
     locks: Option<Mediator>,
     /// SIGCHLD as a file, made at setup (after the job's fork) so a run does not.
     sigfd: Option<SignalFd>,
@@ -91,6 +91,9 @@ fn reset_inherited_state() {
 }
 
 impl Init {
+    /// Sets the container up, then serves the server's requests until it closes the
+    /// channel. The init's errors end here, as the text of the `FromInit::Error` the
+    /// server gets.
     fn serve(&mut self) -> Result<(), String> {
         let frame: Frame<ToInit> = match protocol::read_frame(&mut self.sock) {
             Ok(f) => f,
@@ -144,39 +147,26 @@ impl Init {
         protocol::write_frame(&mut self.sock, msg, payload).map_err(|e| format!("reply: {e}"))
     }
 
-    fn setup(&mut self, config: &InitConfig, payload: &[u8]) -> Result<(), String> {
-        // We are in our cgroup by now (v2: from the clone; v1: the server moved us before
-        // sending this): the new cgroup namespace is rooted there.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
-        let seccomp = if config.has_seccomp {
-            Some(CompiledPolicy::from_bytes(payload).map_err(|e| format!("seccomp: {e}"))?)
-        } else {
-            None
-        };
+    /// The whole container setup, in order, one kernel concern per call. The order matters:
+    /// the cgroup namespace is entered once we are in our cgroup; landlock's rule paths
+    /// exist once mounted; the bounding set is emptied and SIGCHLD blocked before the job
+    /// process is forked, so that it inherits the one and we lose none of the other; the
+    /// job process sandboxes itself at once and installs seccomp last, and the signalfd
+    /// reads a SIGCHLD sent before it was made.
+    fn setup(&mut self, config: &InitConfig, payload: &[u8]) -> Result<(), Error> {
+        unshare_cgroup_namespace()?;
+        let seccomp = seccomp_policy(config, payload)?;
+        mount_own_filesystems(config.disk_bytes)?;
         self.disk_bytes = config.disk_bytes;
-        // The root is the fork server's template (copied with our mount namespace): what
-        // is ours alone goes on top of it.
-        let ops = mount::container_plan(config.disk_bytes, &mount::proc_kind);
-        mount::apply(&ops).map_err(|e| e.to_string())?;
         self.locks = Some(Mediator::new(OwnFiles::record(&WRITABLE)?));
-        nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
-        net::loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
-        let rules = LandlockRules {
-            read_exec: vec![PathBuf::from("/")],
-            read_write: WRITABLE.iter().map(PathBuf::from).collect(),
-            write_files: mount::DEVICES
-                .iter()
-                .map(|d| PathBuf::from(format!("/dev/{d}")))
-                .collect(),
-        };
-        let ruleset = landlock::prepare(&rules).map_err(|e| e.to_string())?;
+        set_hostname()?;
+        bring_up_loopback()?;
+        let ruleset = landlock::prepare(&landlock_rules())?;
         job::seal_capabilities()?;
         block_sigchld()?;
         let (pid, sock, listener) = spawn_job(ruleset, seccomp.as_ref())?;
         self.job = Some((pid, sock));
         self.listener = listener;
-        // SIGCHLD is blocked, so one sent before this is still pending and reads here.
         self.sigfd = Some(SignalFd::new()?);
         Ok(())
     }
@@ -285,7 +275,8 @@ impl Init {
                 exit = reap_until(pid);
             }
         }
-        let wall_ns = start.elapsed().as_nanos() as u64;
+        // Saturates after 584 years.
+        let wall_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // A process of the container may be parked in a forbidden call right now (the
         // job's end raced its report): take what the listener holds before the kill.
         // (Bounded: the processes still running may keep making lock calls.)
@@ -313,6 +304,51 @@ impl Init {
             wall_timeout,
             violation,
         })
+    }
+}
+
+/// A cgroup namespace of our own. We are in our cgroup by now (v2: from the clone; v1: the
+/// server moved us before sending the setup): the new namespace is rooted there.
+fn unshare_cgroup_namespace() -> Result<(), Error> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(Error::sys("unshare(CLONE_NEWCGROUP)"))
+}
+
+/// The seccomp policy the server sent with the setup, if any.
+fn seccomp_policy(config: &InitConfig, payload: &[u8]) -> Result<Option<CompiledPolicy>, Error> {
+    if !config.has_seccomp {
+        return Ok(None);
+    }
+    Ok(Some(CompiledPolicy::from_bytes(payload)?))
+}
+
+/// What is this container's alone, mounted on the fork server's template (which our mount
+/// namespace copied): the one tmpfs of `disk_bytes` and the container's `/proc`.
+fn mount_own_filesystems(disk_bytes: u64) -> Result<(), Error> {
+    let ops = mount::container_plan(disk_bytes, &mount::proc_kind);
+    Ok(mount::apply(&ops)?)
+}
+
+/// The UTS namespace's hostname.
+fn set_hostname() -> Result<(), Error> {
+    nix::unistd::sethostname(HOSTNAME).map_err(Error::sys("sethostname"))
+}
+
+/// The network namespace's loopback, up.
+fn bring_up_loopback() -> Result<(), Error> {
+    net::loopback_up().map_err(Error::io("bring up lo"))
+}
+
+/// What the job process may reach: read and execute everything, write below the writable
+/// mounts, and write (not create) the device nodes.
+fn landlock_rules() -> LandlockRules {
+    LandlockRules {
+        read_exec: vec![PathBuf::from("/")],
+        read_write: WRITABLE.iter().map(PathBuf::from).collect(),
+        write_files: mount::DEVICES
+            .iter()
+            .map(|d| PathBuf::from(format!("/dev/{d}")))
+            .collect(),
     }
 }
 
@@ -364,17 +400,13 @@ fn read_failure(sock: &mut UnixStream) -> Option<StartFailure> {
 fn spawn_job(
     ruleset: PreparedRuleset,
     seccomp: Option<&CompiledPolicy>,
-) -> Result<(libc::pid_t, UnixStream, Option<OwnedFd>), String> {
+) -> Result<(libc::pid_t, UnixStream, Option<OwnedFd>), Error> {
     use std::io::Read;
-    let (mut ours, theirs) =
-        UnixStream::pair().map_err(|e| format!("socketpair for the job: {e}"))?;
+    let (mut ours, theirs) = UnixStream::pair().map_err(Error::io("socketpair for the job"))?;
     // SAFETY: the init is single-threaded, so the child may run any code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!(
-            "fork the job process: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(Error::last_os_error("fork the job process"));
     }
     if pid == 0 {
         drop(ours);
@@ -384,22 +416,22 @@ fn spawn_job(
     drop(ruleset);
     let mut first = [0u8; 1];
     let (n, mut fds) = protocol::recv_with_fds(ours.as_raw_fd(), &mut first)
-        .map_err(|e| format!("read from the job process: {e}"))?;
+        .map_err(|e| Error::JobProcess(format!("read from the job process: {e}")))?;
     match (n, first[0]) {
         (1, job::READY) if seccomp.is_none() || fds.len() == 1 => Ok((pid, ours, fds.pop())),
-        (1, job::READY) => Err(format!(
+        (1, job::READY) => Err(Error::JobProcess(format!(
             "the job process sent {} seccomp listeners, not 1",
             fds.len()
-        )),
+        ))),
         (1, _) => {
             let mut rest = Vec::new();
             let _ = ours.read_to_end(&mut rest);
-            Err(format!(
+            Err(Error::JobProcess(format!(
                 "job process setup failed: {}",
                 String::from_utf8_lossy(&rest)
-            ))
+            )))
         }
-        _ => Err("job process died during setup".into()),
+        _ => Err(Error::JobProcess("job process died during setup".into())),
     }
 }
 
@@ -424,7 +456,7 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
         revents: 0,
     };
     let mut fds = [pfd(sig), pfd(listener), pfd(sock)];
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // Round up so that we never spin just short of the deadline.
     let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
     loop {
@@ -483,17 +515,15 @@ fn receive(listener: RawFd, locks: &mut Mediator) -> Option<Violation> {
     }
 }
 
-fn block_sigchld() -> Result<(), String> {
+/// SIGCHLD blocked, to be read from a signalfd (see [`SignalFd`]).
+fn block_sigchld() -> Result<(), Error> {
     // SAFETY: a sigset initialised by sigemptyset/sigaddset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);
         if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) < 0 {
-            return Err(format!(
-                "block SIGCHLD: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(Error::last_os_error("block SIGCHLD"));
         }
     }
     Ok(())
@@ -504,7 +534,7 @@ struct SignalFd {
 }
 
 impl SignalFd {
-    fn new() -> Result<Self, String> {
+    fn new() -> Result<Self, Error> {
         // SAFETY: a sigset initialised by sigemptyset/sigaddset; signalfd returns a new fd.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
@@ -512,7 +542,7 @@ impl SignalFd {
             libc::sigaddset(&mut set, libc::SIGCHLD);
             let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
             if fd < 0 {
-                return Err(format!("signalfd: {}", std::io::Error::last_os_error()));
+                return Err(Error::last_os_error("signalfd"));
             }
             Ok(SignalFd {
                 fd: OwnedFd::from_raw_fd(fd),
@@ -577,11 +607,11 @@ fn write_files(files: &[FileMeta], payload: &[u8]) -> Result<(), String> {
     let root = open_box()?;
     let mut off = 0usize;
     for f in files {
-        let len = f.len as usize;
-        let content = payload
-            .get(off..off + len)
+        let content = usize::try_from(f.len)
+            .ok()
+            .and_then(|len| payload.get(off..off.checked_add(len)?))
             .ok_or_else(|| format!("payload too short for {}", short(&f.path)))?;
-        off += len;
+        off += content.len();
         let parts = box_path(&f.path)?;
         let Some((name, dirs)) = parts.split_last() else {
             return Err(format!("bad file path {:?}", short(&f.path)));

@@ -96,8 +96,11 @@ fn sandbox(
     }
     // Every inherited fd closes at exec (the init socket too: its EOF tells the init that
     // exec succeeded); the landlock ruleset stays usable until then.
+    // libc types the flag `c_uint` and the argument `c_int`; the flag is 1 << 2.
+    #[allow(clippy::cast_possible_wrap)]
+    const CLOEXEC: libc::c_int = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
     // SAFETY: close_range only changes fd flags.
-    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } < 0 {
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, CLOEXEC) } < 0 {
         return Err(errno_setup("close_range(3, ~0, CLOEXEC)"));
     }
     std::env::set_current_dir("/box").map_err(|e| setup("chdir /box", e))?;
@@ -156,9 +159,9 @@ fn exec_job(spec: &JobSpec, fds: Vec<OwnedFd>) -> Result<std::convert::Infallibl
         return Err(Failure::Exec("empty command".into()));
     };
     let candidates = exec_candidates(arg0, &spec.env)?;
-    for (target, fd) in fds.iter().enumerate() {
+    for (target, fd) in (0..).zip(&fds) {
         // SAFETY: dup2 on fds we own onto 0..=2; the copies are not CLOEXEC.
-        if unsafe { libc::dup2(fd.as_raw_fd(), target as RawFd) } < 0 {
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
             return Err(errno_setup(&format!("dup2 {} -> {target}", fd.as_raw_fd())));
         }
     }
@@ -312,23 +315,33 @@ fn drop_privileges() -> Result<(), Failure> {
     Ok(())
 }
 
+/// Errors sealing the capabilities (in the init).
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The bounding set could not be emptied.
+    #[error("drop bounding capabilities: {0}")]
+    Bounding(caps::errors::CapsError),
+    /// The securebits could not be set and locked.
+    #[error("prctl(PR_SET_SECUREBITS): {0}")]
+    Securebits(std::io::Error),
+}
+
 /// In the init at setup: empties the bounding set and locks the securebits so that the job
 /// process (forked later) can never regain a capability, by exec or otherwise.
-pub fn seal_capabilities() -> Result<(), String> {
-    caps::clear(None, caps::CapSet::Bounding)
-        .map_err(|e| format!("drop bounding capabilities: {e}"))?;
+pub fn seal_capabilities() -> Result<(), SealError> {
+    caps::clear(None, caps::CapSet::Bounding).map_err(SealError::Bounding)?;
     let bits = libc::SECBIT_NOROOT
         | libc::SECBIT_NOROOT_LOCKED
         | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
         | libc::SECBIT_KEEP_CAPS_LOCKED
         | libc::SECBIT_NO_CAP_AMBIENT_RAISE
         | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    // The SECBIT_ flags are bits 0 to 7 of a c_int: positive.
+    #[allow(clippy::cast_sign_loss)]
+    let bits = bits as libc::c_ulong;
     // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } < 0 {
-        return Err(format!(
-            "prctl(PR_SET_SECUREBITS): {}",
-            std::io::Error::last_os_error()
-        ));
+    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) } < 0 {
+        return Err(SealError::Securebits(std::io::Error::last_os_error()));
     }
     Ok(())
 }

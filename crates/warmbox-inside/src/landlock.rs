@@ -56,7 +56,7 @@ const TARGET_ABI: ABI = ABI::V7;
 
 /// Builds the ruleset (best effort over the kernel's landlock ABI) from `rules`.
 ///
-/// The ruleset handles every filesystem right of [`TARGET_ABI`], TCP bind and connect
+/// The ruleset handles every filesystem right of `TARGET_ABI`, TCP bind and connect
 /// (with no rule, so both are denied), and the abstract-unix-socket and signal scopes. A
 /// path that does not exist is skipped.
 pub fn prepare(rules: &LandlockRules) -> Result<PreparedRuleset, LandlockError> {

@@ -3,8 +3,9 @@
 //! loopback, the lock mediator, the protocol with the server and the seccomp install.
 //!
 //! Kept apart from the server's code and small: it is the security boundary. It depends on
-//! no other warmbox crate.
+//! no other warmbox crate. What its setup can fail at meets in one [`Error`].
 
+pub mod error;
 pub mod init;
 pub mod job;
 pub mod landlock;
@@ -13,3 +14,5 @@ pub mod mount;
 pub mod net;
 pub mod protocol;
 pub mod seccomp;
+
+pub use error::Error;

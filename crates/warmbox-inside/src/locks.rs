@@ -6,7 +6,7 @@
 //! one of them (`flock` needs only a read-only fd) would block, and be seen by, the host and
 //! every other container: interference and a covert channel between tenants. So the
 //! policy sends `flock` and the lock commands of `fcntl` to the init's seccomp listener
-//! (`mediate_locks`, see `sandbox::seccomp`) and the init answers them here:
+//! (`mediate_locks`, see `warmbox_sandbox::seccomp`) and the init answers them here:
 //!
 //! - a **shared** file's lock never reaches the kernel's lock table. Setting or releasing
 //!   a lock succeeds (it is granted and excludes nothing: a read-only shared file has
@@ -152,15 +152,14 @@ impl LockCall {
     /// The lock call a notification is, if it is one. The kernel reads both calls' fd and
     /// command as unsigned int (the low 32 bits), and so does this.
     pub fn from_notification(nr: i32, args: &[u64; 6]) -> Option<Self> {
-        let low = |a: u64| a as u32 as i32;
         match i64::from(nr) {
             libc::SYS_flock => Some(LockCall::Flock {
-                fd: low(args[0]),
-                op: low(args[1]),
+                fd: low_int(args[0]),
+                op: low_int(args[1]),
             }),
             libc::SYS_fcntl => Some(LockCall::Fcntl {
-                fd: low(args[0]),
-                cmd: LockCmd::from_raw(args[1] as u32)?,
+                fd: low_int(args[0]),
+                cmd: LockCmd::from_raw(low_u32(args[1]))?,
                 arg: args[2],
             }),
             _ => None,
@@ -183,6 +182,19 @@ pub enum Owner {
     Shared,
 }
 
+/// Errors setting up the mediator.
+#[derive(Debug, thiserror::Error)]
+pub enum LocksError {
+    /// One of the container's own directories could not be looked at.
+    #[error("stat {dir}: {errno}")]
+    Stat {
+        /// The directory.
+        dir: &'static str,
+        /// The kernel's answer.
+        errno: nix::errno::Errno,
+    },
+}
+
 /// The container's own filesystems, by device number.
 #[derive(Debug, Clone)]
 pub struct OwnFiles {
@@ -191,13 +203,13 @@ pub struct OwnFiles {
 
 impl OwnFiles {
     /// Records the devices of `dirs` (the container's writable tmpfs, once mounted).
-    pub fn record(dirs: &[&str]) -> Result<Self, String> {
+    pub fn record(dirs: &[&'static str]) -> Result<Self, LocksError> {
         let devs = dirs
             .iter()
-            .map(|d| {
-                nix::sys::stat::stat(*d)
+            .map(|dir| {
+                nix::sys::stat::stat(*dir)
                     .map(|st| st.st_dev)
-                    .map_err(|e| format!("stat {d}: {e}"))
+                    .map_err(|errno| LocksError::Stat { dir, errno })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { devs })
@@ -404,7 +416,7 @@ impl Mediator {
     pub fn handle(&mut self, listener: RawFd, notif: &libc::seccomp_notif, call: LockCall) {
         // No call is left unanswered while its caller waits (when it is gone, the answer
         // finds no one: harmless).
-        let Some(pidfd) = pidfd_open(notif.pid as libc::pid_t) else {
+        let Some(pidfd) = pidfd_open(caller(notif)) else {
             send(listener, notif.id, Reply::Errno(libc::ENOLCK));
             return;
         };
@@ -413,11 +425,7 @@ impl Mediator {
             return;
         }
         // A thread makes one call at a time: whatever it let run before has returned.
-        for w in self
-            .watched
-            .iter_mut()
-            .filter(|w| w.tid == notif.pid as i32)
-        {
+        for w in self.watched.iter_mut().filter(|w| w.tid == caller(notif)) {
             w.in_flight = false;
         }
         let file = match pidfd_getfd(&pidfd, call.fd()) {
@@ -471,7 +479,7 @@ impl Mediator {
             send(listener, id, Reply::Continue);
             return;
         }
-        let tid = inc.notif.pid as libc::pid_t;
+        let tid = caller(inc.notif);
         let known = self.watched.iter().position(|w| w.tid == tid && w.fd == fd);
         let tgid = match known {
             Some(_) => None,
@@ -492,8 +500,7 @@ impl Mediator {
             // Interrupted before it ran: a restart is a new notification.
             return;
         }
-        // As `/proc/<tid>/syscall` shows it.
-        let cmd = cmd as i32 as u64;
+        let cmd = as_shown(cmd);
         match (known, tgid) {
             (Some(i), _) => {
                 let w = &mut self.watched[i];
@@ -515,7 +522,7 @@ impl Mediator {
 
     /// The `fcntl` calls the init answers itself: all but POSIX locks on own files.
     fn fcntl(&mut self, listener: RawFd, inc: Incoming) {
-        let (id, pid) = (inc.notif.id, inc.notif.pid as libc::pid_t);
+        let (id, pid) = (inc.notif.id, caller(inc.notif));
         let LockCall::Fcntl { cmd, arg, .. } = inc.call else {
             return;
         };
@@ -534,7 +541,7 @@ impl Mediator {
         if inc.owner == Owner::Shared {
             let mut reply = shared_reply(inc.call, access_mode(&inc.file), Some(&fl));
             if reply == Reply::Value(0) && cmd.is_query() {
-                fl.l_type = libc::F_UNLCK as libc::c_short;
+                fl.l_type = UNLOCKED;
                 if !mem.write_flock(arg, &fl) {
                     reply = Reply::Errno(libc::EFAULT);
                 }
@@ -612,8 +619,9 @@ impl Mediator {
                 Verdict::Forget => false,
                 Verdict::Violation => {
                     found = Some(Violation {
-                        nr: libc::SYS_fcntl as i32,
-                        pid: w.tid as u32,
+                        nr: SYS_FCNTL,
+                        // A tid is positive: `unsigned_abs` keeps its value.
+                        pid: w.tid.unsigned_abs(),
                     });
                     true
                 }
@@ -649,8 +657,8 @@ pub fn past_call(line: &str, fd: RawFd, cmd: u64, arg: u64) -> bool {
         w.and_then(|w| w.strip_prefix("0x"))
             .and_then(|w| u64::from_str_radix(w, 16).ok())
     };
-    let same = hex(words.next()).map(|a| a as u32 as i32) == Some(fd)
-        && hex(words.next()).map(|c| c as u32 as u64) == Some(cmd)
+    let same = hex(words.next()).map(low_int) == Some(fd)
+        && hex(words.next()).map(|c| u64::from(low_u32(c))) == Some(cmd)
         && hex(words.next()) == Some(arg);
     !same
 }
@@ -779,7 +787,7 @@ fn undo(p: &Pending) {
                 && i32::from(fl.l_type) != libc::F_UNLCK =>
         {
             let mut un = fl;
-            un.l_type = libc::F_UNLCK as libc::c_short;
+            un.l_type = UNLOCKED;
             // SAFETY: a valid struct flock the kernel reads; `fd` is ours.
             unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &un as *const libc::flock) };
         }
@@ -843,7 +851,7 @@ fn pidfd_open(tid: libc::pid_t) -> Option<OwnedFd> {
         let r = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, flags) };
         if r >= 0 {
             // SAFETY: the kernel returned a new fd that nothing else owns.
-            return Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
+            return Some(unsafe { OwnedFd::from_raw_fd(new_fd(r)) });
         }
         // Before Linux 6.9 only a thread-group leader has a pidfd (EINVAL for a thread).
         if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
@@ -863,7 +871,7 @@ fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd) -> Result<OwnedFd, i32> {
             .unwrap_or(libc::EBADF));
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(new_fd(r)) })
 }
 
 /// Whether notification `id` still waits for its answer (its caller is alive and blocked
@@ -878,7 +886,7 @@ fn send(listener: RawFd, id: u64, reply: Reply) -> bool {
     let (val, error, flags) = match reply {
         Reply::Value(v) => (v, 0, 0),
         Reply::Errno(e) => (0, -e, 0),
-        Reply::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        Reply::Continue => (0, 0, FLAG_CONTINUE),
     };
     let mut resp = libc::seccomp_notif_resp {
         id,
@@ -955,6 +963,53 @@ pub fn encode_flock(fl: &libc::flock) -> [u8; FLOCK_SIZE] {
     b
 }
 
+// The kernel's integers as the notification, libc and `/proc` give them. Each conversion
+// below keeps the bits: it is how the kernel itself reads the value.
+
+/// The low 32 bits of a syscall argument: the kernel reads an `unsigned int` argument (an
+/// fd, a command) so, whatever the high bits hold.
+#[allow(clippy::cast_possible_truncation)] // the truncation is the kernel's own reading
+fn low_u32(arg: u64) -> u32 {
+    arg as u32
+}
+
+/// The same, as the `int` libc gives fds and commands.
+#[allow(clippy::cast_possible_wrap)] // the same 32 bits: the kernel's int is this unsigned int
+fn low_int(arg: u64) -> i32 {
+    low_u32(arg) as i32
+}
+
+/// The calling thread of a notification: `__u32` in the uapi, a `pid_t` to the kernel.
+#[allow(clippy::cast_possible_wrap)] // pids are at most PID_MAX_LIMIT (2^22)
+fn caller(notif: &libc::seccomp_notif) -> libc::pid_t {
+    notif.pid as libc::pid_t
+}
+
+/// An `fcntl` command as `/proc/<tid>/syscall` shows it: the argument register of an
+/// `int`, sign-extended.
+#[allow(clippy::cast_sign_loss)] // the same bits, sign-extended
+fn as_shown(cmd: LockCmd) -> u64 {
+    i64::from(cmd as i32) as u64
+}
+
+/// The fd a successful fd-returning syscall returned (`syscall` widens its `int` result).
+#[allow(clippy::cast_possible_truncation)] // the kernel's fds are ints
+fn new_fd(r: libc::c_long) -> RawFd {
+    r as RawFd
+}
+
+/// `fcntl`'s number, as a notification carries it (x86_64 numbers are below 1024).
+#[allow(clippy::cast_possible_truncation)]
+const SYS_FCNTL: i32 = libc::SYS_fcntl as i32;
+
+/// `F_UNLCK` (2) as `struct flock`'s `l_type`, a short.
+#[allow(clippy::cast_possible_truncation)]
+const UNLOCKED: libc::c_short = libc::F_UNLCK as libc::c_short;
+
+/// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` (1) as `seccomp_notif_resp`'s `flags`, a `__u32`.
+#[allow(clippy::cast_possible_truncation)]
+const FLAG_CONTINUE: u32 = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -962,8 +1017,8 @@ mod tests {
     #[test]
     fn lock_calls_are_told_from_other_calls_by_number_and_command() {
         let args = |a: u64, b: u64, c: u64| [a, b, c, 0, 0, 0];
-        let flock = libc::SYS_flock as i32;
-        let fcntl = libc::SYS_fcntl as i32;
+        let flock = i32::try_from(libc::SYS_flock).unwrap();
+        let fcntl = i32::try_from(libc::SYS_fcntl).unwrap();
         assert_eq!(
             LockCall::from_notification(flock, &args(3, libc::LOCK_EX as u64, 0)),
             Some(LockCall::Flock {
@@ -982,7 +1037,11 @@ mod tests {
             // The kernel reads fd and command as 32 bits: high bits are ignored.
             let got = LockCall::from_notification(
                 fcntl,
-                &args(0xffff_0000_0000_0004, (1 << 40) | raw as u64, 0x7000),
+                &args(
+                    0xffff_0000_0000_0004,
+                    (1 << 40) | u64::try_from(raw).unwrap(),
+                    0x7000,
+                ),
             );
             assert_eq!(
                 got,
@@ -999,7 +1058,7 @@ mod tests {
             None
         );
         assert_eq!(
-            LockCall::from_notification(libc::SYS_ptrace as i32, &args(0, 0, 0)),
+            LockCall::from_notification(i32::try_from(libc::SYS_ptrace).unwrap(), &args(0, 0, 0)),
             None
         );
         assert_eq!(FCNTL_LOCK_COMMANDS, [5, 6, 7, 36, 37, 38]);
@@ -1026,7 +1085,7 @@ mod tests {
     fn fl(l_type: i32, l_pid: i32) -> libc::flock {
         // SAFETY: plain old data.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = l_type as libc::c_short;
+        fl.l_type = libc::c_short::try_from(l_type).unwrap();
         fl.l_pid = l_pid;
         fl
     }
@@ -1154,13 +1213,19 @@ mod tests {
     #[test]
     fn struct_flock_bytes_round_trip_at_the_kernels_offsets() {
         let mut f = fl(libc::F_WRLCK, 1234);
-        f.l_whence = libc::SEEK_END as libc::c_short;
+        f.l_whence = libc::c_short::try_from(libc::SEEK_END).unwrap();
         f.l_start = -5;
         f.l_len = 1 << 40;
         let b = encode_flock(&f);
         assert_eq!(b.len(), 32);
-        assert_eq!(&b[0..2], &(libc::F_WRLCK as i16).to_ne_bytes());
-        assert_eq!(&b[2..4], &(libc::SEEK_END as i16).to_ne_bytes());
+        assert_eq!(
+            &b[0..2],
+            &i16::try_from(libc::F_WRLCK).unwrap().to_ne_bytes()
+        );
+        assert_eq!(
+            &b[2..4],
+            &i16::try_from(libc::SEEK_END).unwrap().to_ne_bytes()
+        );
         assert_eq!(&b[4..8], &[0; 4], "padding");
         assert_eq!(&b[8..16], &(-5i64).to_ne_bytes());
         assert_eq!(&b[16..24], &(1i64 << 40).to_ne_bytes());

@@ -564,7 +564,10 @@ fn mount_setattr(target: &Path, attrs: u64, recursive: bool) -> nix::Result<()> 
         propagation: 0,
         userns_fd: 0,
     };
-    let flags = if recursive { libc::AT_RECURSIVE } else { 0 } as libc::c_uint;
+    // libc types the flag `c_int`, mount_setattr's argument `c_uint`; the flag is 0x8000.
+    #[allow(clippy::cast_sign_loss)]
+    const AT_RECURSIVE: libc::c_uint = libc::AT_RECURSIVE as libc::c_uint;
+    let flags = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `path` is a valid NUL-terminated string and `attr` a valid mount_attr that
     // outlive the call; the kernel only reads them.
     let rc = unsafe {

@@ -3,6 +3,10 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+/// `IFF_UP | IFF_RUNNING` (bits 0 and 6 of a c_int) as `ifr_flags`, a short.
+#[allow(clippy::cast_possible_truncation)]
+const UP: libc::c_short = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+
 /// Sets `lo` up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket).
 pub fn loopback_up() -> std::io::Result<()> {
     // SAFETY: socket() returns a new fd or -1.
@@ -15,7 +19,7 @@ pub fn loopback_up() -> std::io::Result<()> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+        *dst = libc::c_char::from_ne_bytes([*src]);
     }
     // SAFETY: `req` is a valid ifreq for these ioctls; the union field read is the one
     // the kernel wrote.
@@ -23,7 +27,7 @@ pub fn loopback_up() -> std::io::Result<()> {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        req.ifr_ifru.ifru_flags |= UP;
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
             return Err(std::io::Error::last_os_error());
         }

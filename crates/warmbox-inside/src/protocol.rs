@@ -3,7 +3,7 @@
 //! A frame is `[u32 LE header length][u32 LE payload length][JSON header][payload]` on a
 //! unix stream socket. File descriptors ride as SCM_RIGHTS on the first byte of a frame.
 //! The init side uses the blocking functions here; the server side has its async twin in
-//! `sandbox::channel`. Both sides are trusted code: the job process never holds the socket.
+//! `warmbox_sandbox::channel`. Both sides are trusted code: the job process never holds the socket.
 
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -190,16 +190,22 @@ pub struct Frame<T> {
 /// Encodes the 8-byte prefix and header of a frame.
 pub fn encode_head<T: Serialize>(msg: &T, payload_len: usize) -> Result<Vec<u8>, ProtocolError> {
     let header = serde_json::to_vec(msg).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
-    if header.len() > MAX_HEADER || payload_len > MAX_PAYLOAD {
-        return Err(ProtocolError::Malformed(format!(
+    let too_large = || {
+        ProtocolError::Malformed(format!(
             "frame too large: header {} payload {}",
             header.len(),
             payload_len
-        )));
+        ))
+    };
+    if header.len() > MAX_HEADER || payload_len > MAX_PAYLOAD {
+        return Err(too_large());
     }
+    // Within the bounds, both lengths fit their u32 fields.
+    let header_len = u32::try_from(header.len()).map_err(|_| too_large())?;
+    let payload_len = u32::try_from(payload_len).map_err(|_| too_large())?;
     let mut out = Vec::with_capacity(8 + header.len());
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&header_len.to_le_bytes());
+    out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&header);
     Ok(out)
 }
@@ -350,10 +356,11 @@ mod tests {
 
     #[test]
     fn bad_lengths_are_rejected() {
-        assert!(decode_prefix([0; 8]).is_err());
+        let malformed = |p| matches!(decode_prefix(p), Err(ProtocolError::Malformed(_)));
+        assert!(malformed([0; 8]));
         let mut p = [0u8; 8];
-        p[..4].copy_from_slice(&((MAX_HEADER as u32) + 1).to_le_bytes());
-        assert!(decode_prefix(p).is_err());
+        p[..4].copy_from_slice(&(u32::try_from(MAX_HEADER).unwrap() + 1).to_le_bytes());
+        assert!(malformed(p));
         p[..4].copy_from_slice(&10u32.to_le_bytes());
         assert_eq!(decode_prefix(p).unwrap(), (10, 0));
     }

@@ -172,8 +172,11 @@ impl CompiledPolicy {
                 return Err(FilterError::Install(io::Error::last_os_error()));
             }
             if notifies {
+                // `syscall` widens the kernel's int result: an fd fits a RawFd.
+                #[allow(clippy::cast_possible_truncation)]
+                let fd = rc as RawFd;
                 // SAFETY: with NEW_LISTENER the kernel returned a new fd (CLOEXEC) for us.
-                listener = Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+                listener = Some(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
         Ok(listener)

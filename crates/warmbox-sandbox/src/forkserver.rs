@@ -10,7 +10,7 @@
 //!
 //! There is one fork server per set of binds (the part of a layout that shapes the root):
 //! it builds that root once, as a template in its own mount namespace, and pivots into
-//! it; each init's mount namespace is a copy of the template (see `container::mount`).
+//! it; each init's mount namespace is a copy of the template (see `warmbox_inside::mount`).
 //! Its command line is only its name, `warmbox-init` (with [`ENV`] set): every init is a
 //! clone of it and shares its argument memory, so whatever stood there would be the
 //! container's `/proc/1/cmdline`, readable by the job; the host path of the binary and the
@@ -55,7 +55,10 @@ const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sets how long a receive on `sock` waits before it fails with EAGAIN.
 fn receive_timeout(sock: &OwnedFd, t: std::time::Duration) -> Result<(), SpawnError> {
-    let tv = nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _);
+    let tv = nix::sys::time::TimeVal::new(
+        libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        libc::suseconds_t::from(t.subsec_micros()),
+    );
     nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
         .map_err(|e| io("set the fork server channel's receive timeout", e.into()))
 }
@@ -308,7 +311,8 @@ fn clone_one(flags: u64, fds: &[OwnedFd]) -> Result<(libc::pid_t, OwnedFd), Stri
     };
     if let Some(cg) = fds.get(1) {
         args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = cg.as_raw_fd() as u64;
+        // An open fd is not negative: `unsigned_abs` keeps its value.
+        args.cgroup = u64::from(cg.as_raw_fd().unsigned_abs());
     }
     // SAFETY: `args` is a valid clone_args of the size passed. We are single-threaded, so
     // the child may run any code (it is a fork).
@@ -329,8 +333,11 @@ fn clone_one(flags: u64, fds: &[OwnedFd]) -> Result<(libc::pid_t, OwnedFd), Stri
     if pid == 0 {
         std::process::exit(init_child(init_sock.as_raw_fd()));
     }
+    // `syscall` widens the kernel's pid_t result.
+    #[allow(clippy::cast_possible_truncation)]
+    let pid = pid as libc::pid_t;
     // SAFETY: clone3 stored a fresh pidfd (CLOEXEC) for us in `pidfd`.
-    Ok((pid as libc::pid_t, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
 }
 
 /// The clone child: keep only the init's channel, wait for the server's "id maps written",
@@ -391,7 +398,13 @@ mod tests {
             decode_root(b"/r\0").unwrap(),
             (PathBuf::from("/r"), Vec::new())
         );
-        assert!(decode_root(b"/r").is_err());
-        assert!(decode_root(b"").is_err());
+        assert_eq!(
+            decode_root(b"/r").unwrap_err(),
+            "the root packet does not end with a NUL"
+        );
+        assert_eq!(
+            decode_root(b"").unwrap_err(),
+            "the root packet does not end with a NUL"
+        );
     }
 }

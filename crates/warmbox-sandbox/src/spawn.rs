@@ -71,8 +71,9 @@ impl Placement {
 pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Result<(), i32>, SpawnError> {
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        // A signal number and an open fd are not negative: `unsigned_abs` keeps them.
+        exit_signal: u64::from(libc::SIGCHLD.unsigned_abs()),
+        cgroup: u64::from(cgroup.as_raw_fd().unsigned_abs()),
         ..Default::default()
     };
     // SAFETY: `args` is a valid clone_args of the size passed; no CLONE_VM, so the child
@@ -99,6 +100,8 @@ pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Result<(), i32>, Spaw
             }),
         };
     }
+    // `syscall` widens the kernel's pid_t result.
+    #[allow(clippy::cast_possible_truncation)]
     let pid = pid as libc::pid_t;
     loop {
         let mut status = 0;
@@ -193,16 +196,11 @@ pub fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> std::io::Result<bool> {
     // SAFETY: siginfo_t is plain old data.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+    // An open fd is not negative: `unsigned_abs` keeps its value.
+    let id = pidfd.as_raw_fd().unsigned_abs();
     loop {
         // SAFETY: a valid pidfd and an out-pointer to a siginfo_t.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                pidfd.as_raw_fd() as libc::id_t,
-                &mut info,
-                flags,
-            )
-        };
+        let r = unsafe { libc::waitid(libc::P_PIDFD, id, &mut info, flags) };
         if r == 0 {
             // SAFETY: waitid filled `info`; si_pid is 0 when WNOHANG found nothing.
             return Ok(unsafe { info.si_pid() } != 0);

@@ -260,7 +260,8 @@ pub fn split_user(cpu_ns: u64, user_ns: u64, sys_ns: u64) -> u64 {
     if sampled == 0 {
         return cpu_ns;
     }
-    (cpu_ns as u128 * user_ns as u128 / sampled) as u64
+    // user <= sampled: the share is at most cpu_ns, which fits.
+    u64::try_from(u128::from(cpu_ns) * u128::from(user_ns) / sampled).unwrap_or(cpu_ns)
 }
 
 /// CPU time `pid` (a whole process) has used, ns, by its CPU-time clock: the kernel's
@@ -274,7 +275,14 @@ pub fn process_cpu_ns(pid: libc::pid_t) -> Option<u64> {
     };
     // SAFETY: `ts` is a valid out-pointer; an invalid clock id is an error, not UB.
     let r = unsafe { libc::clock_gettime(clock, &mut ts) };
-    (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    if r != 0 {
+        return None;
+    }
+    let (secs, nanos) = (
+        u64::try_from(ts.tv_sec).ok()?,
+        u64::try_from(ts.tv_nsec).ok()?,
+    );
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// The conventional name of a signal, e.g. `SIGKILL`.
@@ -379,7 +387,8 @@ impl Capture {
     fn take(&mut self, chunk: &[u8]) -> bool {
         let was_over = self.total > self.limit;
         self.total += chunk.len() as u64;
-        let room = self.limit.saturating_sub(self.kept.len() as u64) as usize;
+        let room = usize::try_from(self.limit.saturating_sub(self.kept.len() as u64))
+            .unwrap_or(usize::MAX);
         self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         !was_over && self.total > self.limit
     }
@@ -605,14 +614,18 @@ impl Container {
                         exited = Some(FromInit::Exited {
                             exit: Some(ExitKind::Signal(libc::SIGKILL)),
                             failure: None,
-                            wall_ns: start.elapsed().as_nanos() as u64,
+                            wall_ns: u64::try_from(start.elapsed().as_nanos())
+                                .unwrap_or(u64::MAX),
                             wall_timeout: false,
                             violation: None,
                         });
                         drain_deadline = Some(now + DRAIN_GRACE);
                     }
                     // CPU time grows at most `cores` times as fast as the clock.
-                    let left = Duration::from_nanos((cpu_limit_ns.saturating_sub(used) as f64 / cores) as u64);
+                    // `as` from f64 saturates; `cores` is positive.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let left = (cpu_limit_ns.saturating_sub(used) as f64 / cores) as u64;
+                    let left = Duration::from_nanos(left);
                     next_poll = (now + left.clamp(POLL_MIN, POLL_MAX))
                         .min(wall_deadline.max(now + POLL_MIN))
                         .min(kill_deadline.unwrap_or(wall_deadline).max(now + POLL_MIN));
@@ -719,7 +732,7 @@ mod tests {
             .args(["-c", "while :; do :; done"])
             .spawn()
             .expect("spawn sh");
-        let pid = child.id() as libc::pid_t;
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
         let first = process_cpu_ns(pid).expect("a live child's clock");
         let until = Instant::now() + Duration::from_secs(5);
         while process_cpu_ns(pid).expect("clock") < first + 20_000_000 {
@@ -729,7 +742,8 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("wait");
         assert_eq!(process_cpu_ns(pid), None);
-        assert!(process_cpu_ns(std::process::id() as libc::pid_t).is_some_and(|n| n > 0));
+        let me = libc::pid_t::try_from(std::process::id()).unwrap();
+        assert!(process_cpu_ns(me).is_some_and(|n| n > 0));
     }
 
     fn ev(exit: ExitKind) -> Evidence {

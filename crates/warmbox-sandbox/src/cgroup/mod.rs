@@ -478,8 +478,12 @@ fn cpu_quota_us(cores: f64, period_us: u64, path: &Path) -> Result<u64, CgroupEr
             ),
         ));
     }
+    // `as` from f64 saturates, and `cores` is positive and finite: a huge quota becomes
+    // u64::MAX, never a wrapped one.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let quota = (cores * period_us as f64).round() as u64;
     // The kernel refuses quotas below 1 ms.
-    Ok(((cores * period_us as f64).round() as u64).max(1000))
+    Ok(quota.max(1000))
 }
 
 /// Names of the cgroups (subdirectories) in `dir`; none when `dir` does not exist.
@@ -643,6 +647,7 @@ fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // The kernel returns an int-sized descriptor; `syscall` widens it to a long.
+    #[allow(clippy::cast_possible_truncation)]
     let fd = fd as libc::c_int;
     // SAFETY: `fd` is a new descriptor the kernel just returned and nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -805,7 +810,10 @@ mod tests {
             err.to_string(),
             format!("parse memory.events: unexpected content {events:?}")
         );
-        assert!(parse_u64(path, "12x").is_err());
+        assert_eq!(
+            parse_u64(path, "12x").unwrap_err().to_string(),
+            "parse memory.events: unexpected content \"12x\""
+        );
         assert_eq!(parse_u64(path, "12\n").unwrap(), 12);
     }
 
