@@ -11,13 +11,11 @@
 //! Needs root and a release build: `cargo build --release && cargo bench --bench service`
 //! (`WARMBOX_BENCH_RUNS` sets the count of the memory run, default 10000).
 
-mod common;
-
-use common::{clone_ns_exec_wait, fork_exec_wait};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use warmbox_testkit::bench::{self, clone_ns_exec_wait, fork_exec_wait};
 
 fn p50(mut v: Vec<Duration>) -> f64 {
     v.sort();
@@ -77,15 +75,11 @@ fn fork_servers(pid: u32) -> Vec<u32> {
 }
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("service bench: SKIPPED, needs root");
+    if !bench::root_or_skip("service") {
         return;
     }
-    let runs: usize = std::env::var("WARMBOX_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
-    let (mut child, base) = common::start_server("service", 930_000);
+    let runs: usize = bench::count_from_env("WARMBOX_BENCH_RUNS", 10_000);
+    let (mut child, base) = bench::start_server("service", 930_000);
     let a = agent();
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();

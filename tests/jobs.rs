@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::server::*;
 use serde_json::{json, Value};
 
-// uid blocks outside the range `common::uid_base()` hashes test binaries into.
+// uid blocks outside the range `warmbox_testkit::uid_base()` hashes test binaries into.
 const UID_LIFECYCLE: u32 = 5_000_000;
 const UID_CANCEL: u32 = 5_002_048;
 const UID_RESTART: u32 = 5_004_096;

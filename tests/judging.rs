@@ -453,7 +453,11 @@ fn closes_its_input(code: i32) -> Value {
 
 /// One interactive test (stdin "1") of the c programs `submission` and `interactor`
 /// (their `files`).
-async fn interact(h: &common::Harness, submission: Value, interactor: Value) -> RunResponse {
+async fn interact(
+    h: &warmbox_testkit::harness::Harness,
+    submission: Value,
+    interactor: Value,
+) -> RunResponse {
     h.run(json!({"profile": "c", "files": submission,
                  "interactor": {"profile": "c", "files": interactor},
                  "tests": [{"stdin": "1"}]}))

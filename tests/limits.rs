@@ -144,8 +144,8 @@ fn a_limit_above_the_maximum_is_refused_naming_field_and_maximum() {
     let Some(h) = common::harness() else { return };
     // (field, maximum) of profiles/python3.toml (times scaled on a slow host).
     let maximums = [
-        ("cpu_ms", common::emulation::budget_ms(20000)),
-        ("wall_ms", common::emulation::budget_ms(60000)),
+        ("cpu_ms", warmbox_testkit::emulation::budget_ms(20000)),
+        ("wall_ms", warmbox_testkit::emulation::budget_ms(60000)),
         ("memory_mb", 1024),
         ("pids", 256),
         ("output_bytes", 16777216),
@@ -191,7 +191,10 @@ fn a_limit_above_the_maximum_is_refused_naming_field_and_maximum() {
     let valid =
         request::validate(&request(py("", json!({"cpu_ms": 700}))), &h.profiles).expect("valid");
     assert_eq!(valid.limits.cpu_ms, 700);
-    assert_eq!(valid.limits.wall_ms, common::emulation::budget_ms(5000));
+    assert_eq!(
+        valid.limits.wall_ms,
+        warmbox_testkit::emulation::budget_ms(5000)
+    );
     assert_eq!(valid.limits.memory_mb, 256);
 }
 

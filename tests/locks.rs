@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use warmbox_runner::request::StepStatus;
 
-use common::expect_ok;
+use warmbox_testkit::harness::expect_ok;
 
 /// The tests of this binary run one at a time: several are about timing (a race won by
 /// scheduling, a kill seen within 50 ms), which other tests' containers on the same two

@@ -22,7 +22,7 @@ async fn echo_in_a_container() {
 }
 
 /// A new ready container of the `bash` profile's run step, and a `/bin/true` step for it.
-async fn bash_container(h: &common::Harness) -> (Container, StepSpec) {
+async fn bash_container(h: &warmbox_testkit::harness::Harness) -> (Container, StepSpec) {
     let profile = h.profiles.get("bash").expect("bash profile");
     let profile = &profile.profile;
     let limits = default_limits(profile, StepKind::Run);
@@ -85,7 +85,7 @@ async fn a_ready_container_waits_at_its_run_priorities() {
         .collect();
     assert_eq!(jobs.len(), 1, "one job process: {children:?}");
     let nice = |pid: i32| -> i32 {
-        common::stat_fields(pid).expect("stat")[16]
+        warmbox_testkit::stat_fields(pid).expect("stat")[16]
             .parse()
             .expect("nice")
     };

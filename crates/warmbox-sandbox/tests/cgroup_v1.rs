@@ -1,16 +1,15 @@
 //! The cgroup v1 backend for real: needs root and the v1 memory, pids, cpu and cpuacct
-//! hierarchies under /sys/fs/cgroup. Each test works under its own parent
+//! hierarchies under /sys/fs/cgroup (a v2 host skips them, as a v1 host does the cgroup_v2
+//! tests). Each test works under its own parent
 //! `warmbox-test-<pid>-<tag>` and removes it afterwards; nothing else is touched.
 
-mod common;
-
 use std::fs;
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{gated, open_gate, wait_until};
+use warmbox_testkit::kernel::cgroup_backend_available;
+use warmbox_testkit::{gated, open_gate, wait_until};
 
 use warmbox_sandbox::cgroup::v1::V1Backend;
 use warmbox_sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
@@ -20,39 +19,8 @@ const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
 const MIB: u64 = 1 << 20;
 const PYTHON: &str = "/usr/bin/python3";
 
-/// Whether the host can run these tests; if not, says why and skips, or fails when
-/// WARMBOX_REQUIRE_SANDBOX=1.
 fn sandbox_available(test: &str) -> bool {
-    if Path::new(ROOT).join("cgroup.controllers").exists() {
-        // Not a missing capability: the host is v2, whose tests are tests/cgroup_v2.rs
-        // (CI runs them in its v2 guest).
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test}: {ROOT} is a unified (v2) hierarchy; tests/cgroup_v2.rs covers it"
-        );
-        return false;
-    }
-    let why = if !nix::unistd::geteuid().is_root() {
-        "needs root"
-    } else if CONTROLLERS
-        .iter()
-        .any(|c| !Path::new(ROOT).join(c).join("cgroup.procs").exists())
-    {
-        "needs the cgroup v1 memory, pids, cpu and cpuacct hierarchies under /sys/fs/cgroup"
-    } else if !Path::new(PYTHON).exists() {
-        "needs /usr/bin/python3"
-    } else {
-        return true;
-    };
-    if std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and WARMBOX_REQUIRE_SANDBOX=1 requires it");
-    }
-    // Straight to stderr: the harness captures eprintln! of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP {test}: {why} (set WARMBOX_REQUIRE_SANDBOX=1 to make this a failure)"
-    );
-    false
+    cgroup_backend_available(CgroupVersion::V1, test)
 }
 
 /// warmbox's parent for one test; removed with everything in it when dropped.

@@ -15,19 +15,14 @@ use std::path::{Path, PathBuf};
 
 use warmbox_inside::landlock::{abi_version, prepare, Enforcement, LandlockRules};
 
-#[path = "common/kernel.rs"]
-mod kernel;
-use kernel::require_sandbox;
+use warmbox_testkit::kernel::landlock_available;
 
 /// The kernel's landlock ABI, or `None` (after saying why) when the test must skip.
 fn landlock_abi() -> Option<u32> {
-    let abi = abi_version();
-    if abi.is_none() {
-        let why = "landlock is not available on this kernel";
-        assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
-        eprintln!("skip: {why}");
+    if !landlock_available() {
+        return None;
     }
-    abi
+    abi_version()
 }
 
 fn errno() -> i32 {

@@ -8,13 +8,9 @@
 //! the host if the filter failed are given arguments that make them fail harmlessly.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 
-#[path = "common/kernel.rs"]
-mod kernel;
-
-use kernel::{default_policy, require_sandbox, seccomp_available};
 use warmbox_sandbox::seccomp::CompiledPolicy;
+use warmbox_testkit::kernel::{default_policy, require_sandbox, seccomp_available};
 
 /// How a child ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -557,7 +553,7 @@ fn errno_entries_hold_under_a_kill_default() {
         "default_action": "kill_process"
     }"#;
     std::fs::write(dir.path().join("strict.json"), policy).expect("write policy");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp/base.json");
+    let base = warmbox_testkit::repo().join("profiles/seccomp/base.json");
     std::fs::copy(base, dir.path().join("base.json")).expect("copy base.json");
     let strict =
         warmbox_sandbox::seccomp::load(dir.path(), "strict").unwrap_or_else(|e| panic!("{e}"));
