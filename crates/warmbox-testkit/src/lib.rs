@@ -40,6 +40,14 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The profiles the tests run under ([`emulation::profiles_dir`]), loaded as the engine
+/// loads them; a profile that does not load fails the test.
+pub fn profiles() -> warmbox_runner::profile::ProfileSet {
+    let dir = emulation::profiles_dir();
+    warmbox_runner::profile::ProfileSet::load_dir(&dir)
+        .unwrap_or_else(|e| panic!("load the profiles of {}: {e}", dir.display()))
+}
+
 /// uids per test binary: 2 per container slot, 256 slots.
 pub const UID_BLOCK: u32 = 1024;
 
