@@ -123,7 +123,7 @@ fn main() {
         separate.push(t.elapsed().as_secs_f64() * 1e3);
     }
     // SAFETY: kill with integer arguments, on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(warmbox_testkit::pid_of(&child), libc::SIGTERM) };
     let _ = child.wait();
 
     let (total, compile, cached, separate) = (

@@ -20,16 +20,17 @@ use warmbox_sandbox::{BoxFile, Layout, Sandbox, StepSpec};
 
 fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
     v.sort();
-    let pct = |p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    // The p-th percentile (p in whole percent), nearest rank below.
+    let pct = |p: usize| v[(v.len() - 1) * p / 100].as_secs_f64() * 1e3;
     let mean = v.iter().map(|d| d.as_secs_f64()).sum::<f64>() / v.len() as f64 * 1e3;
     println!(
         "{name:<44} p50 {:>7.3} ms   p90 {:>7.3} ms   mean {:>7.3} ms   (n={})",
-        pct(0.5),
-        pct(0.9),
+        pct(50),
+        pct(90),
         mean,
         v.len()
     );
-    pct(0.5)
+    pct(50)
 }
 
 fn static_true(dir: &Path) -> PathBuf {

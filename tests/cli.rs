@@ -892,7 +892,8 @@ async fn runs_remove_the_cgroup_parent_they_made_and_nothing_else() {
     // as the last run it takes the parent away.
     let state = State::new();
     let run = sleeping_run(&state).await;
-    let pid = nix::unistd::Pid::from_raw(run.id().expect("pid") as i32);
+    let pid = i32::try_from(run.id().expect("pid")).expect("a pid fits in pid_t");
+    let pid = nix::unistd::Pid::from_raw(pid);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
     let out = run.wait_with_output().await.expect("wait");
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));

@@ -290,7 +290,8 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
     let killed_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_millis() as u64;
+        .as_millis();
+    let killed_ms = u64::try_from(killed_ms).expect("milliseconds since 1970 fit in u64");
 
     let b = start(
         parent,

@@ -1638,7 +1638,8 @@ fn noise(len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            // Bits 24-31 of the state.
+            x.to_le_bytes()[3]
         })
         .collect()
 }

@@ -58,7 +58,9 @@ async fn a_container_tells_whether_it_was_handed_a_job() {
         assert!(std::time::Instant::now() < deadline, "init exits");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(dead.run(&spec).await.is_err());
+    dead.run(&spec)
+        .await
+        .expect_err("a container whose init died takes no job");
     assert!(!dead.job_sent());
     dead.destroy().await;
 

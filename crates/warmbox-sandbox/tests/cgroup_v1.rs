@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use warmbox_testkit::kernel::cgroup_backend_available;
-use warmbox_testkit::{gated, open_gate, wait_until};
+use warmbox_testkit::{gated, open_gate, pid_of, wait_until};
 
 use warmbox_sandbox::cgroup::v1::V1Backend;
 use warmbox_sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
@@ -124,7 +124,7 @@ fn a_cgroup_limits_accounts_kills_and_goes_away() {
     assert_eq!(parent.read("pids", "run", "pids.max"), "8");
 
     let (mut child, gate) = gated(&[PYTHON, "-c", "x = b'\\x01' * (32 << 20)\nwhile True: pass"]);
-    let pid = child.id() as i32;
+    let pid = pid_of(&child);
     cg.add_process(pid).unwrap();
     let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for c in CONTROLLERS {
@@ -179,7 +179,7 @@ fn memory_over_the_limit_is_an_oom_kill() {
         .create("run", &limits(32 * MIB, 16, None))
         .unwrap();
     let (mut child, gate) = gated(&[PYTHON, "-c", "x = bytearray(200 << 20)"]);
-    cg.add_process(child.id() as i32).unwrap();
+    cg.add_process(pid_of(&child)).unwrap();
     cg.reset_peaks().unwrap();
     open_gate(gate);
     let status = child.wait().unwrap();
@@ -205,7 +205,7 @@ fn kill_all_gets_every_process_of_a_tree() {
         .unwrap();
     let script = "for i in 1 2 3 4 5; do sleep 100 & done; wait";
     let (mut child, gate) = gated(&["/bin/sh", "-c", script]);
-    cg.add_process(child.id() as i32).unwrap();
+    cg.add_process(pid_of(&child)).unwrap();
     open_gate(gate);
     wait_until("six processes", || procs(&parent, "run").len() == 6);
     if parent.dir("pids", "run").join("pids.peak").exists() {
@@ -236,7 +236,7 @@ fn remove_stale_kills_and_removes_leftovers() {
         .create("idle", &limits(64 * MIB, 16, None))
         .unwrap();
     let mut child = Command::new("sleep").arg("100").spawn().unwrap();
-    busy.add_process(child.id() as i32).unwrap();
+    busy.add_process(pid_of(&child)).unwrap();
     // A crashed instance's handles are gone; only the directories remain.
     drop(busy);
     assert_eq!(parent.backend.list().unwrap(), ["busy", "idle"]);

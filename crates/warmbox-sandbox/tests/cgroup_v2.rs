@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use warmbox_testkit::kernel::cgroup_backend_available;
-use warmbox_testkit::{gated, open_gate, wait_until};
+use warmbox_testkit::{gated, open_gate, pid_of, wait_until};
 
 use warmbox_sandbox::cgroup::v2::V2Backend;
 use warmbox_sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
@@ -101,7 +101,7 @@ fn a_cgroup_limits_accounts_kills_and_goes_away() {
     cg.set_limits(&limits(128 * MIB, 8, Some(1.0))).unwrap();
 
     let (mut child, gate) = gated(&[PYTHON, "-c", "x = b'\\x01' * (32 << 20)\nwhile True: pass"]);
-    let pid = child.id() as i32;
+    let pid = pid_of(&child);
     cg.add_process(pid).unwrap();
     assert_eq!(
         fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap(),
@@ -153,7 +153,7 @@ fn memory_over_the_limit_is_an_oom_kill() {
         .unwrap();
     assert_eq!(parent.read("run", "cpu.max"), "max 100000");
     let (mut child, gate) = gated(&[PYTHON, "-c", "x = bytearray(200 << 20)"]);
-    cg.add_process(child.id() as i32).unwrap();
+    cg.add_process(pid_of(&child)).unwrap();
     cg.reset_peaks().unwrap();
     open_gate(gate);
     let status = child.wait().unwrap();
@@ -177,7 +177,7 @@ fn kill_all_gets_every_process_of_a_tree() {
         .unwrap();
     let script = "for i in 1 2 3 4 5; do sleep 100 & done; wait";
     let (mut child, gate) = gated(&["/bin/sh", "-c", script]);
-    cg.add_process(child.id() as i32).unwrap();
+    cg.add_process(pid_of(&child)).unwrap();
     open_gate(gate);
     wait_until("six processes", || procs(&parent.dir("run")).len() == 6);
     if parent.dir("run").join("pids.peak").exists() {
@@ -209,7 +209,7 @@ fn remove_stale_kills_and_removes_leftovers() {
         .create("idle", &limits(64 * MIB, 16, None))
         .unwrap();
     let mut child = Command::new("sleep").arg("100").spawn().unwrap();
-    busy.add_process(child.id() as i32).unwrap();
+    busy.add_process(pid_of(&child)).unwrap();
     drop(busy);
     assert_eq!(parent.backend.list().unwrap(), ["busy", "idle"]);
     assert_eq!(parent.backend.remove_stale().unwrap(), 2);
