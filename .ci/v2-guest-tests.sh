@@ -9,7 +9,7 @@ scripts=$(dirname "$0")
 cd "$out/../.."
 export WARMBOX_REQUIRE_SANDBOX=1
 # Budgets that only give a job enough time are multiplied by this under emulation
-# (tests/common/emulation.rs says which); the limits a test is about never are.
+# (crates/warmbox-testkit/src/emulation.rs says which); the limits a test is about never are.
 export WARMBOX_TEST_TIME_SCALE=${WARMBOX_TEST_TIME_SCALE:-10}
 export RUST_BACKTRACE=0
 failed=0
@@ -59,7 +59,9 @@ run_tests() {
     fi
 }
 
+# The v2 backend (crates/warmbox-sandbox), then `warmbox` in delegated subtrees.
 run_tests cgroup_v2
+run_tests cgroup_delegation
 t0=$(date +%s)
 if "$scripts/v2-guest-unit.sh" "$out" > "$out/unit-steps.log" 2>&1; then
     note "ok   systemd unit, delegation emulated ($(( $(date +%s) - t0 )) s)"

@@ -6,12 +6,10 @@
 //! Needs root and a release build: `cargo build --release && cargo bench --bench judging`
 //! (`WARMBOX_BENCH_ROUNDS` sets the rounds, default 5; each figure is the median).
 
-mod common;
-
-use common::fork_exec_wait_stdin;
 use std::ffi::CString;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use warmbox_testkit::bench::{self, fork_exec_wait_stdin};
 
 use serde_json::{json, Value};
 
@@ -37,14 +35,10 @@ fn source(tag: &str) -> String {
 }
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("judging bench: SKIPPED, needs root");
+    if !bench::root_or_skip("judging") {
         return;
     }
-    let rounds: usize = std::env::var("WARMBOX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let rounds: usize = bench::count_from_env("WARMBOX_BENCH_ROUNDS", 5);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // Baseline: the same program compiled on the host, fork + exec + wait with its input.
@@ -72,7 +66,7 @@ fn main() {
             .collect(),
     );
 
-    let (mut child, base) = common::start_server("judging", 5_100_000);
+    let (mut child, base) = bench::start_server("judging", 5_100_000);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(300)))
@@ -129,7 +123,7 @@ fn main() {
         separate.push(t.elapsed().as_secs_f64() * 1e3);
     }
     // SAFETY: kill with integer arguments, on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(warmbox_testkit::pid_of(&child), libc::SIGTERM) };
     let _ = child.wait();
 
     let (total, compile, cached, separate) = (

@@ -8,12 +8,11 @@
 //!
 //! Needs root. `cargo bench --bench sandbox` (WARMBOX_BENCH_ITERS to change the count).
 
-mod common;
-
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use warmbox_testkit::bench;
 
 use warmbox_runner::profile::Limits;
 use warmbox_sandbox::config::EngineConfig;
@@ -21,16 +20,17 @@ use warmbox_sandbox::{BoxFile, Layout, Sandbox, StepSpec};
 
 fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
     v.sort();
-    let pct = |p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    // The p-th percentile (p in whole percent), nearest rank below.
+    let pct = |p: usize| v[(v.len() - 1) * p / 100].as_secs_f64() * 1e3;
     let mean = v.iter().map(|d| d.as_secs_f64()).sum::<f64>() / v.len() as f64 * 1e3;
     println!(
         "{name:<44} p50 {:>7.3} ms   p90 {:>7.3} ms   mean {:>7.3} ms   (n={})",
-        pct(0.5),
-        pct(0.9),
+        pct(50),
+        pct(90),
         mean,
         v.len()
     );
-    pct(0.5)
+    pct(50)
 }
 
 fn static_true(dir: &Path) -> PathBuf {
@@ -48,14 +48,10 @@ fn static_true(dir: &Path) -> PathBuf {
 }
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("sandbox bench: SKIPPED, needs root");
+    if !bench::root_or_skip("sandbox") {
         return;
     }
-    let iters: usize = std::env::var("WARMBOX_BENCH_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let iters: usize = bench::count_from_env("WARMBOX_BENCH_ITERS", 300);
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = static_true(dir.path());
     let cbin = CString::new(bin.to_str().expect("utf-8 path")).expect("no NUL");
@@ -124,8 +120,8 @@ fn main() {
             c.destroy().await;
         }
         for _ in 0..iters {
-            a.push(common::fork_exec_wait(&cbin, &[]));
-            b.push(common::clone_ns_exec_wait(&cbin));
+            a.push(bench::fork_exec_wait(&cbin, &[]));
+            b.push(bench::clone_ns_exec_wait(&cbin));
 
             let t = Instant::now();
             let mut c = sandbox.create(&layout, &cg).await.expect("create");
@@ -156,7 +152,7 @@ fn main() {
         }
     });
     let bin_true_base: Vec<Duration> = (0..iters)
-        .map(|_| common::fork_exec_wait(&bin_true, &[]))
+        .map(|_| bench::fork_exec_wait(&bin_true, &[]))
         .collect();
 
     let a50 = stats("baseline A: fork+exec+wait static true", a);

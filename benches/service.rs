@@ -11,13 +11,11 @@
 //! Needs root and a release build: `cargo build --release && cargo bench --bench service`
 //! (`WARMBOX_BENCH_RUNS` sets the count of the memory run, default 10000).
 
-mod common;
-
-use common::{clone_ns_exec_wait, fork_exec_wait};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use warmbox_testkit::bench::{self, clone_ns_exec_wait, fork_exec_wait};
 
 fn p50(mut v: Vec<Duration>) -> f64 {
     v.sort();
@@ -77,15 +75,11 @@ fn fork_servers(pid: u32) -> Vec<u32> {
 }
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("service bench: SKIPPED, needs root");
+    if !bench::root_or_skip("service") {
         return;
     }
-    let runs: usize = std::env::var("WARMBOX_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
-    let (mut child, base) = common::start_server("service", 930_000);
+    let runs: usize = bench::count_from_env("WARMBOX_BENCH_RUNS", 10_000);
+    let (mut child, base) = bench::start_server("service", 930_000);
     let a = agent();
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();
@@ -218,13 +212,13 @@ fn main() {
 
     // Server memory across many runs.
     let before = rss_kb(pid);
-    let next = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..8)
         .map(|_| {
             let (next, url) = (next.clone(), url.clone());
             std::thread::spawn(move || {
                 let a = agent();
-                while (next.fetch_add(1, Ordering::Relaxed) as usize) < runs {
+                while next.fetch_add(1, Ordering::Relaxed) < runs {
                     let (code, body) = post(&a, &url, trivial);
                     assert_eq!(code, 200, "{body}");
                 }
@@ -243,7 +237,7 @@ fn main() {
     );
 
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    unsafe { libc::kill(warmbox_testkit::pid_of(&child), libc::SIGTERM) };
     let _ = child.wait();
     for c in ["memory", "pids", "cpu", "cpuacct"] {
         let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}/warmbox-bench-service"));

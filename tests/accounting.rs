@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::emulation::budget_ms;
 use serde_json::json;
 use warmbox_runner::request::StepStatus;
+use warmbox_testkit::emulation::budget_ms;
 
 const MIB: u64 = 1 << 20;
 

@@ -45,7 +45,7 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
     };
     // A crashed earlier run of this test may have left cgroups: start clean.
     h.sandbox.remove_stale().expect("remove stale cgroups");
-    assert_eq!(common::live_cgroups(&h), Vec::<String>::new());
+    assert_eq!(h.live_cgroups(), Vec::<String>::new());
 
     // The checks below can see a live container: its processes and its cgroup.
     let (resp, (procs, cgroups)) = tokio::join!(h.run(bash("sleep 3", json!({}))), async {
@@ -53,7 +53,7 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
         // while on a loaded host), well before the sleep ends.
         let deadline = Instant::now() + Duration::from_millis(2500);
         loop {
-            let seen = (common::processes_in_uid_block(), common::live_cgroups(&h));
+            let seen = (warmbox_testkit::processes_in_uid_block(), h.live_cgroups());
             if (!seen.0.is_empty() && seen.1.len() == 1) || Instant::now() > deadline {
                 return seen;
             }
@@ -196,12 +196,12 @@ async fn twenty_mixed_runs_leave_nothing_behind() {
     assert!(resp.run.is_some());
 
     assert_eq!(
-        common::live_cgroups(&h),
+        h.live_cgroups(),
         Vec::<String>::new(),
         "cgroups left under the private parent"
     );
     assert_eq!(
-        common::processes_in_uid_block(),
+        warmbox_testkit::processes_in_uid_block(),
         Vec::<(i32, u32)>::new(),
         "host processes left with a container uid"
     );
@@ -220,7 +220,7 @@ async fn private_parent_is_removed_with_its_engine() {
     };
     let run = h.sh("echo hi").await;
     assert_eq!(run.stdout, "hi\n");
-    let dirs = common::cgroupfs::parent_dirs(parent);
+    let dirs = warmbox_testkit::cgroupfs::parent_dirs(parent);
     assert!(
         dirs.iter().all(|d| d.is_dir()),
         "the parent exists while in use"

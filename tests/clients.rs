@@ -16,7 +16,7 @@ use common::server::*;
 const UID_CLIENTS: u32 = 5_010_240;
 
 fn clients_dir() -> PathBuf {
-    common::repo().join("target/clients")
+    warmbox_testkit::repo().join("target/clients")
 }
 
 /// The installed clients, or `None` after saying why not (a failure in CI).
@@ -65,7 +65,7 @@ fn judge0_and_piston_clients_work_unchanged() {
     let s = start_fresh(parent, UID_CLIENTS, &[]);
 
     let said = run(
-        Command::new(&python).arg(common::repo().join("tests/clients/judge0_sdk.py")),
+        Command::new(&python).arg(warmbox_testkit::repo().join("tests/clients/judge0_sdk.py")),
         &s.base,
     );
     let lines: Vec<&str> = said.lines().collect();
@@ -87,7 +87,7 @@ fn judge0_and_piston_clients_work_unchanged() {
     // An ES module finds its packages next to itself: run a copy beside node_modules.
     let script = dir.join("piston_client.mjs");
     std::fs::copy(
-        common::repo().join("tests/clients/piston_client.mjs"),
+        warmbox_testkit::repo().join("tests/clients/piston_client.mjs"),
         &script,
     )
     .expect("copy the Piston script");

@@ -104,5 +104,5 @@ async fn sixteen_mixed_runs_at_once() {
         done += 1;
     }
     assert_eq!(done, 16);
-    assert_eq!(common::live_cgroups(&h), Vec::<String>::new());
+    assert_eq!(h.live_cgroups(), Vec::<String>::new());
 }

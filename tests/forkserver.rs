@@ -36,7 +36,11 @@ fn fork_servers() -> Vec<i32> {
 }
 
 /// Creates a container of `spec` (failing the test with `what` if it cannot) and removes it.
-async fn one_container(h: &common::Harness, spec: &warmbox_sandbox::pool::WarmSpec, what: &str) {
+async fn one_container(
+    h: &warmbox_testkit::harness::Harness,
+    spec: &warmbox_sandbox::pool::WarmSpec,
+    what: &str,
+) {
     h.sandbox
         .create(&spec.layout, &spec.limits)
         .await
@@ -50,7 +54,7 @@ async fn a_fork_server_that_dies_or_hangs_is_replaced() {
     let Some(h) = common::private_harness("warmbox-test-forkserver") else {
         return;
     };
-    let spec = common::warm_spec(&h, "bash/run", 1);
+    let spec = h.warm_spec("bash/run", 1);
     one_container(&h, &spec, "first container").await;
     let first = fork_servers();
     assert_eq!(first.len(), 1, "{first:?}");

@@ -178,8 +178,11 @@ fn output_kept_in_flight_does_not_hold_the_answer_on_the_command_line() {
             .args(["run", "--state-dir"])
             .arg(state.path().join("state"))
             .args(["--request", "-"])
-            .current_dir(common::repo())
-            .env("WARMBOX_PROFILES", common::emulation::profiles_dir())
+            .current_dir(warmbox_testkit::repo())
+            .env(
+                "WARMBOX_PROFILES",
+                warmbox_testkit::emulation::profiles_dir(),
+            )
             .env_remove("WARMBOX_LOG")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -17,7 +17,7 @@ struct Service {
     state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    harness: common::Harness,
+    harness: warmbox_testkit::harness::Harness,
 }
 
 struct Options {
@@ -510,9 +510,12 @@ async fn a_client_that_hangs_up_cancels_its_run() {
     );
     conn.write_all(req.as_bytes()).await.expect("send");
     let sleeping = || {
-        common::processes_in_uid_block().iter().any(|(pid, _)| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "tail")
-        })
+        warmbox_testkit::processes_in_uid_block()
+            .iter()
+            .any(|(pid, _)| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "tail")
+            })
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sleeping() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::server::*;
 use serde_json::{json, Value};
 
-// uid blocks outside the range `common::uid_base()` hashes test binaries into.
+// uid blocks outside the range `warmbox_testkit::uid_base()` hashes test binaries into.
 const UID_LIFECYCLE: u32 = 5_000_000;
 const UID_CANCEL: u32 = 5_002_048;
 const UID_RESTART: u32 = 5_004_096;
@@ -290,7 +290,8 @@ fn jobs_queued_before_a_crash_run_after_the_restart() {
     let killed_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_millis() as u64;
+        .as_millis();
+    let killed_ms = u64::try_from(killed_ms).expect("milliseconds since 1970 fit in u64");
 
     let b = start(
         parent,

@@ -1,12 +1,13 @@
 //! Judging end to end: tests per submission with each verdict, every checker (a checker
 //! program that crashes included), interactive problems, the order and parallelism of
-//! tests, `stop_on_first_failure`, the compile cache, and the requests that are refused.
+//! tests, `stop_on_first_failure` and the compile cache. (The requests that are refused need
+//! no engine: crates/warmbox-runner/tests/validation.rs.)
 
 mod common;
 
 use serde_json::{json, Value};
 use warmbox_runner::judging::{TestResult, Verdict};
-use warmbox_runner::request::{self, RunRequest, RunResponse, RunStatus, StepStatus};
+use warmbox_runner::request::{RunResponse, RunStatus, StepStatus};
 
 fn py(code: &str) -> Value {
     json!([{"name": "main.py", "content": code}])
@@ -24,19 +25,6 @@ fn verdicts(r: &RunResponse) -> Vec<(String, Verdict, Option<String>)> {
 
 fn v(name: &str, verdict: Verdict, message: Option<&str>) -> (String, Verdict, Option<String>) {
     (name.to_string(), verdict, message.map(str::to_string))
-}
-
-/// The error `req` is refused with, or a panic when it is accepted.
-fn refused(req: Value) -> String {
-    let h = common::harness().expect("harness");
-    let req: RunRequest = match serde_json::from_value(req) {
-        Ok(r) => r,
-        Err(e) => return format!("json: {e}"),
-    };
-    match request::validate(&req, &h.profiles) {
-        Ok(_) => panic!("accepted: {req:#?}"),
-        Err(e) => e.message,
-    }
 }
 
 #[tokio::test]
@@ -453,7 +441,11 @@ fn closes_its_input(code: i32) -> Value {
 
 /// One interactive test (stdin "1") of the c programs `submission` and `interactor`
 /// (their `files`).
-async fn interact(h: &common::Harness, submission: Value, interactor: Value) -> RunResponse {
+async fn interact(
+    h: &warmbox_testkit::harness::Harness,
+    submission: Value,
+    interactor: Value,
+) -> RunResponse {
     h.run(json!({"profile": "c", "files": submission,
                  "interactor": {"profile": "c", "files": interactor},
                  "tests": [{"stdin": "1"}]}))
@@ -779,116 +771,5 @@ async fn compiled_files_that_do_not_fit_a_steps_limits_are_its_verdict() {
             format!("the step's files in /box, {size} bytes in all, do not fit in its disk_mb 4")
                 .as_str()
         )
-    );
-}
-
-#[test]
-fn requests_that_cannot_be_judged_are_refused() {
-    if common::harness().is_none() {
-        return;
-    }
-    let base = |extra: Value| {
-        let mut r = json!({"profile": "python3", "files": py("print(1)")});
-        for (k, v) in extra.as_object().expect("object") {
-            r[k] = v.clone();
-        }
-        r
-    };
-    assert!(refused(base(json!({"tests": [{"expected_stdout": "1"}],
-                                  "checker": {"type": "fuzzy"}})))
-    .starts_with("json: unknown variant `fuzzy`, expected one of `exact`, `lines`, `tokens`, `none`, `float`, `program`"));
-    assert_eq!(
-        refused(base(json!({"tests": [{"stdin": "1"}]}))),
-        "tests[0].expected_stdout: missing; the default checker (lines) compares the output \
-         with it (give expected_stdout or expected_stdout_base64, or use a program checker)"
-    );
-    assert_eq!(
-        refused(base(
-            json!({"tests": [{"expected_stdout": "1"}, {"stdin": "2"}],
-                             "checker": {"type": "tokens"}})
-        )),
-        "tests[1].expected_stdout: missing; checker \"tokens\" compares the output with it \
-         (give expected_stdout or expected_stdout_base64, or use a program checker)"
-    );
-    assert_eq!(
-        refused(base(json!({"checker": {"type": "exact"}}))),
-        "checker: applies to tests, and the request has none; give \"tests\": [{\"stdin\": …, \
-         \"expected_stdout\": …}]"
-    );
-    assert_eq!(
-        refused(base(
-            json!({"stdin": "1", "tests": [{"expected_stdout": "1"}]})
-        )),
-        "stdin: a request with tests takes each test's stdin; move it into the tests"
-    );
-    assert_eq!(
-        refused(base(
-            json!({"tests": [{"name": "a", "expected_stdout": "1"},
-                                       {"name": "a", "expected_stdout": "1"}]})
-        )),
-        "tests[1].name: \"a\" is already the name of tests[0]; test names must be unique"
-    );
-    assert_eq!(
-        refused(base(
-            json!({"tests": [{"expected_stdout": "1", "limits": {"cpu_ms": 999999999}}]})
-        )),
-        "tests[0].limits.cpu_ms: 999999999 is above the maximum 20000 of profile python3"
-    );
-    assert_eq!(
-        refused(base(json!({"tests": [{"expected_stdout": "1"}],
-                             "checker": {"type": "float", "abs": -1}}))),
-        "checker.abs: must be a finite number >= 0, got -1"
-    );
-    assert_eq!(
-        refused(base(json!({"tests": [{"expected_stdout": "1"}],
-                             "checker": {"type": "program", "profile": "cobol", "files": py("x")}}))),
-        "checker.profile: unknown profile \"cobol\"; available profiles: bash, c, cpp, java, \
-         javascript, multi, python3"
-    );
-    assert_eq!(
-        refused(base(json!({"tests": [{"expected_stdout": "1"}],
-                             "interactor": {"profile": "python3", "files": []}}))),
-        "interactor.files: empty; give the interactor's source"
-    );
-    assert_eq!(
-        refused(base(json!({"tests": [{"expected_stdout": "1"}],
-                             "checker": {"type": "exact"},
-                             "interactor": {"profile": "python3", "files": py("x")}}))),
-        "checker: an interactive problem is judged by its interactor's exit code; leave \
-         checker out"
-    );
-    let many: Vec<Value> = (0..20).map(|_| json!({"expected_stdout": "1"})).collect();
-    assert_eq!(
-        refused(base(
-            json!({"tests": many, "limits": {"output_bytes": 16 << 20}})
-        )),
-        "tests: 20 tests may keep 671088640 bytes of output (stdout and stderr up to \
-         limits.output_bytes each, and the checker's or interactor's up to its own), above \
-         the 268435456 a request may keep; lower \
-         limits.output_bytes or send fewer tests"
-    );
-    // A checker's output counts too (its stdout and stderr, for each test).
-    let ten: Vec<Value> = (0..10).map(|_| json!({"expected_stdout": "1"})).collect();
-    assert_eq!(
-        refused(base(json!({"tests": ten, "limits": {"output_bytes": 1000},
-                             "checker": {"type": "program", "profile": "bash",
-                                         "files": [{"name": "main.sh", "content": "exit 0"}],
-                                         "limits": {"output_bytes": 16 << 20}}}))),
-        "tests: 10 tests may keep 335564320 bytes of output (stdout and stderr up to \
-         limits.output_bytes each, and the checker's or interactor's up to its own), above \
-         the 268435456 a request may keep; lower limits.output_bytes or send fewer tests"
-    );
-    assert_eq!(
-        refused(base(json!({"tests": [{"expected_stdout": "1"}],
-                             "checker": {"type": "program", "profile": "python3",
-                                         "files": [{"name": "main.py", "content": "x"},
-                                                   {"name": "answer.txt", "content": "x"}]}}))),
-        "checker.files[1].name: \"answer.txt\" is where warmbox puts the test's files \
-         (input.txt, output.txt, answer.txt); rename it"
-    );
-    assert_eq!(
-        refused(base(json!({"tests": [{"expected_stdout_base64": "%%%"}]}))),
-        "tests[0].expected_stdout_base64: invalid base64 (Invalid symbol 37, offset 0.); use \
-         standard base64 with padding"
     );
 }

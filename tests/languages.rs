@@ -37,13 +37,13 @@ fn assert_ok_run(run: &StepResult, stdout: &str) {
     assert_eq!(u.stderr_bytes, 0);
     assert!(u.cpu_ms > 0.0, "cpu_ms {}", u.cpu_ms);
     assert!(
-        u.cpu_ms < common::emulation::budget_ms(2000) as f64,
+        u.cpu_ms < warmbox_testkit::emulation::budget_ms(2000) as f64,
         "cpu_ms {} over the default limit",
         u.cpu_ms
     );
     assert!((u.user_ms + u.sys_ms - u.cpu_ms).abs() < 0.01, "{u:?}");
     assert!(
-        u.wall_ms > 0.0 && u.wall_ms < common::emulation::budget_ms(5000) as f64,
+        u.wall_ms > 0.0 && u.wall_ms < warmbox_testkit::emulation::budget_ms(5000) as f64,
         "wall_ms {}",
         u.wall_ms
     );
@@ -478,7 +478,7 @@ async fn node_uncaught_exception() {
 }
 
 /// Compiles and runs a C program that must die of `signal`.
-async fn c_dies_of(h: &common::Harness, body: &str, signal: (i32, &str)) {
+async fn c_dies_of(h: &warmbox_testkit::harness::Harness, body: &str, signal: (i32, &str)) {
     let code = format!("#include <stdio.h>\n#include <stdlib.h>\nint main(void) {{ {body} }}\n");
     let resp = h
         .run(json!({"profile": "c", "files": [file("main.c", &code)]}))

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use warmbox_runner::request::StepStatus;
 
-use common::expect_ok;
+use warmbox_testkit::harness::expect_ok;
 
 /// The tests of this binary run one at a time: several are about timing (a race won by
 /// scheduling, a kill seen within 50 ms), which other tests' containers on the same two
@@ -33,7 +33,7 @@ const SECOND_AFTER: Duration = Duration::from_millis(1500);
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
+        .map(|d| i64::try_from(d.as_nanos()).expect("nanoseconds since 1970 fit in i64 until 2262"))
         .unwrap_or_default()
 }
 
@@ -153,8 +153,8 @@ fn errno_of(r: libc::c_int) -> i32 {
 fn host_try(kind: &str, path: &str) -> i32 {
     // SAFETY: struct flock is plain old data; all zeroes is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_type = libc::c_short::try_from(libc::F_WRLCK).expect("F_WRLCK fits l_type");
+    fl.l_whence = libc::c_short::try_from(libc::SEEK_SET).expect("SEEK_SET fits l_whence");
     match kind {
         "flock" => {
             let fd = host_open(path, libc::O_RDONLY);
@@ -485,7 +485,7 @@ async fn proc_locks_shows_no_lock_of_the_host() {
     let fd = host_open(path.to_str().expect("utf-8"), libc::O_RDWR);
     // SAFETY: struct flock is plain old data; all zeroes is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_type = libc::c_short::try_from(libc::F_WRLCK).expect("F_WRLCK fits l_type");
     // SAFETY: a valid struct flock on our fd.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     assert_eq!(r, 0, "host OFD lock");

@@ -12,7 +12,7 @@ async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
     let Some(h) = common::private_harness("warmbox-test-pool") else {
         return;
     };
-    let specs = vec![common::warm_spec(&h, "bash/run", 2)];
+    let specs = vec![h.warm_spec("bash/run", 2)];
     let (layout, limits) = (specs[0].layout.clone(), specs[0].limits.clone());
     // Up to 4 creations at once: four refills can all be under way together.
     let pool = Pool::new(h.sandbox.clone(), specs, 4);
@@ -52,7 +52,7 @@ async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed()
     let Some(h) = common::private_harness("warmbox-test-pool-stopped") else {
         return;
     };
-    let spec = common::warm_spec(&h, "bash/run", 1);
+    let spec = h.warm_spec("bash/run", 1);
     let mut c = h
         .sandbox
         .create(&spec.layout, &spec.limits)
@@ -95,7 +95,7 @@ async fn a_layout_that_cannot_be_warmed_does_not_keep_the_others_cold() {
     let Some(h) = common::private_harness("warmbox-test-pool-broken") else {
         return;
     };
-    let good = common::warm_spec(&h, "bash/run", 2);
+    let good = h.warm_spec("bash/run", 2);
     let mut broken = good.clone();
     broken.name = "broken/run".into();
     broken.layout.seccomp = "no-such-policy".into();

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use warmbox_runner::request::{self, RunRequest, RunStatus, StepResult, StepStatus};
 
-use common::emulation::{budget, budget_ms};
-use common::{expect, expect_ok, Harness};
+use warmbox_testkit::emulation::{budget, budget_ms};
+use warmbox_testkit::harness::{expect, expect_ok, Harness};
 
 const MIB: u64 = 1 << 20;
 const SIGKILL: i32 = 9;
@@ -72,7 +72,7 @@ async fn py(h: &Harness, code: &str, limits: Value) -> StepResult {
 
 /// Nothing runs under this binary's container uids (hold `exclusive()`).
 fn assert_no_leftovers() {
-    let left = common::processes_in_uid_block();
+    let left = warmbox_testkit::processes_in_uid_block();
     assert!(
         left.is_empty(),
         "processes left in the uid block after the run: {left:?}"
@@ -1638,7 +1638,8 @@ fn noise(len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            // Bits 24-31 of the state.
+            x.to_le_bytes()[3]
         })
         .collect()
 }

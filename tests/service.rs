@@ -159,7 +159,7 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
         init = block_processes(uid_base)
             .iter()
             .find(|(_, _, n)| n == "sleep")
-            .and_then(|(pid, _, _)| common::stat_fields(*pid)?.get(1)?.parse().ok());
+            .and_then(|(pid, _, _)| warmbox_testkit::stat_fields(*pid)?.get(1)?.parse().ok());
         init.is_some()
     });
     let init = init.expect("the job's init");
@@ -360,7 +360,7 @@ fn bad_settings_stop_the_start_with_a_message_and_leave_nothing() {
     std::fs::write(&tokens, "tokens = [\"sekret\"]\n").expect("write");
     let serve = |args: &[&str], env: &[(&str, &str)]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_warmbox"))
-            .current_dir(common::repo())
+            .current_dir(warmbox_testkit::repo())
             .args([
                 "serve",
                 "--listen",
@@ -427,6 +427,6 @@ fn bad_settings_stop_the_start_with_a_message_and_leave_nothing() {
         let said = serve(args, env);
         assert!(said.contains(message), "{args:?}: {said}");
         // Refused before anything was made.
-        assert!(!common::cgroupfs::exists(parent), "{args:?}");
+        assert!(!warmbox_testkit::cgroupfs::exists(parent), "{args:?}");
     }
 }

@@ -22,7 +22,7 @@ async fn echo_in_a_container() {
 }
 
 /// A new ready container of the `bash` profile's run step, and a `/bin/true` step for it.
-async fn bash_container(h: &common::Harness) -> (Container, StepSpec) {
+async fn bash_container(h: &warmbox_testkit::harness::Harness) -> (Container, StepSpec) {
     let profile = h.profiles.get("bash").expect("bash profile");
     let profile = &profile.profile;
     let limits = default_limits(profile, StepKind::Run);
@@ -58,7 +58,9 @@ async fn a_container_tells_whether_it_was_handed_a_job() {
         assert!(std::time::Instant::now() < deadline, "init exits");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(dead.run(&spec).await.is_err());
+    dead.run(&spec)
+        .await
+        .expect_err("a container whose init died takes no job");
     assert!(!dead.job_sent());
     dead.destroy().await;
 
@@ -85,7 +87,7 @@ async fn a_ready_container_waits_at_its_run_priorities() {
         .collect();
     assert_eq!(jobs.len(), 1, "one job process: {children:?}");
     let nice = |pid: i32| -> i32 {
-        common::stat_fields(pid).expect("stat")[16]
+        warmbox_testkit::stat_fields(pid).expect("stat")[16]
             .parse()
             .expect("nice")
     };

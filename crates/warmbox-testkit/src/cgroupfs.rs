@@ -47,7 +47,7 @@ impl CgroupFs {
         let mut names: Vec<String> = self
             .parent_dirs(parent)
             .iter()
-            .flat_map(|d| super::subdirs(d))
+            .flat_map(|d| crate::subdirs(d))
             .collect();
         names.sort();
         names.dedup();

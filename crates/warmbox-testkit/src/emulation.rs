@@ -40,11 +40,11 @@ pub fn budget(d: std::time::Duration) -> std::time::Duration {
 pub fn profiles_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let source = super::repo().join("profiles");
+        let source = crate::repo().join("profiles");
         if scale() == 1 {
             return source;
         }
-        let dir = super::repo()
+        let dir = crate::repo()
             .join("target")
             .join(format!("emulated-profiles-x{}", scale()));
         if dir.is_dir() {
@@ -91,7 +91,7 @@ fn scale_profile(text: &str) -> String {
     for table in tables {
         for key in ["cpu_ms", "wall_ms"] {
             if let Some(toml::Value::Integer(n)) = table.get_mut(key) {
-                *n *= scale() as i64;
+                *n *= i64::try_from(scale()).expect("a small scale");
             }
         }
     }

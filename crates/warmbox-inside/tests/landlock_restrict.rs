@@ -15,19 +15,14 @@ use std::path::{Path, PathBuf};
 
 use warmbox_inside::landlock::{abi_version, prepare, Enforcement, LandlockRules};
 
-#[path = "common/kernel.rs"]
-mod kernel;
-use kernel::require_sandbox;
+use warmbox_testkit::kernel::landlock_available;
 
 /// The kernel's landlock ABI, or `None` (after saying why) when the test must skip.
 fn landlock_abi() -> Option<u32> {
-    let abi = abi_version();
-    if abi.is_none() {
-        let why = "landlock is not available on this kernel";
-        assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
-        eprintln!("skip: {why}");
+    if !landlock_available() {
+        return None;
     }
-    abi
+    abi_version()
 }
 
 fn errno() -> i32 {
@@ -90,12 +85,18 @@ fn restrict_self_confines_writes_tcp_and_signals() {
     let sibling = c_path(&other.path().join("sibling"));
     // SAFETY: sockaddr_un is plain old data; all zeroes is a valid (empty) address.
     let mut abstract_addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    abstract_addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    abstract_addr.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).expect("AF_UNIX fits");
     for (i, b) in abstract_name.bytes().enumerate() {
-        abstract_addr.sun_path[i + 1] = b as libc::c_char;
+        abstract_addr.sun_path[i + 1] = libc::c_char::from_ne_bytes([b]);
     }
-    let abstract_len =
-        (std::mem::size_of::<libc::sa_family_t>() + 1 + abstract_name.len()) as libc::socklen_t;
+    let abstract_len = libc::socklen_t::try_from(
+        std::mem::size_of::<libc::sa_family_t>() + 1 + abstract_name.len(),
+    )
+    .expect("an abstract address fits socklen_t");
+    // Made before fork: the child only makes raw syscalls.
+    let inet = libc::sa_family_t::try_from(libc::AF_INET).expect("AF_INET fits");
+    let inet_len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>())
+        .expect("sockaddr_in fits socklen_t");
     // SAFETY: getpid has no arguments.
     let parent = unsafe { libc::getpid() };
 
@@ -139,7 +140,7 @@ fn restrict_self_confines_writes_tcp_and_signals() {
                 report[4] = open(&sibling, create);
                 let tcp = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
                 let addr = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_family: inet,
                     sin_port: port.to_be(),
                     sin_addr: libc::in_addr {
                         s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
@@ -149,7 +150,7 @@ fn restrict_self_confines_writes_tcp_and_signals() {
                 report[5] = if libc::connect(
                     tcp,
                     (&addr as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    inet_len,
                 ) == 0
                 {
                     0

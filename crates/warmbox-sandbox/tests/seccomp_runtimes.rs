@@ -5,29 +5,13 @@
 //! installs the policy. The test asserts the exact exit status and output. A runtime
 //! missing from the host is skipped with a message.
 
-#[path = "common/kernel.rs"]
-mod kernel;
-#[path = "common/listener.rs"]
-mod listener;
-
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use kernel::{default_policy, require_sandbox, seccomp_available};
-
-/// Whether `program` exists; says so when it does not.
-fn present(program: &str) -> bool {
-    if Path::new(program).exists() {
-        return true;
-    }
-    let why = format!("{program} is not installed on this host");
-    assert!(!require_sandbox(), "{why} and WARMBOX_REQUIRE_SANDBOX=1");
-    eprintln!("skip: {why}");
-    false
-}
+use warmbox_testkit::kernel::{default_policy, installed, seccomp_available};
 
 /// Runs `program args` in `dir` with the default policy installed right before exec.
 /// A thread of this process stands in for the container's init on the seccomp listener:
@@ -56,10 +40,10 @@ fn run_filtered(dir: &Path, program: &str, args: &[&str]) -> Output {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            listener::install_and_hand_over(&policy, theirs_fd)
+            warmbox_testkit::listener::install_and_hand_over(&policy, theirs_fd)
         });
     }
-    listener::run_supervised(&mut command, ours, theirs, program)
+    warmbox_testkit::listener::run_supervised(&mut command, ours, theirs, program)
 }
 
 /// Asserts a clean exit with exactly `stdout`.
@@ -76,7 +60,7 @@ fn assert_ok(output: &Output, what: &str, stdout: &str) {
 
 #[test]
 fn python3_runs() {
-    if !seccomp_available() || !present("/usr/bin/python3") {
+    if !seccomp_available() || !installed("/usr/bin/python3") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -101,7 +85,7 @@ fn python3_runs() {
 
 #[test]
 fn node_runs() {
-    if !seccomp_available() || !present("/usr/bin/node") {
+    if !seccomp_available() || !installed("/usr/bin/node") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -120,7 +104,7 @@ fn node_runs() {
 
 #[test]
 fn java_and_javac_run() {
-    if !seccomp_available() || !present("/usr/bin/java") || !present("/usr/bin/javac") {
+    if !seccomp_available() || !installed("/usr/bin/java") || !installed("/usr/bin/javac") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -147,7 +131,7 @@ fn java_and_javac_run() {
 
 #[test]
 fn bash_runs() {
-    if !seccomp_available() || !present("/usr/bin/bash") {
+    if !seccomp_available() || !installed("/usr/bin/bash") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -165,7 +149,7 @@ fn bash_runs() {
 
 #[test]
 fn gcc_compiles_and_its_output_runs() {
-    if !seccomp_available() || !present("/usr/bin/gcc") {
+    if !seccomp_available() || !installed("/usr/bin/gcc") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -179,7 +163,7 @@ fn gcc_compiles_and_its_output_runs() {
 
 #[test]
 fn gxx_compiles_and_its_threaded_output_runs() {
-    if !seccomp_available() || !present("/usr/bin/g++") {
+    if !seccomp_available() || !installed("/usr/bin/g++") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

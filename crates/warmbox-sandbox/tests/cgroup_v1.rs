@@ -1,16 +1,15 @@
 //! The cgroup v1 backend for real: needs root and the v1 memory, pids, cpu and cpuacct
-//! hierarchies under /sys/fs/cgroup. Each test works under its own parent
+//! hierarchies under /sys/fs/cgroup (a v2 host skips them, as a v1 host does the cgroup_v2
+//! tests). Each test works under its own parent
 //! `warmbox-test-<pid>-<tag>` and removes it afterwards; nothing else is touched.
 
-mod common;
-
 use std::fs;
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{gated, open_gate, wait_until};
+use warmbox_testkit::kernel::cgroup_backend_available;
+use warmbox_testkit::{gated, open_gate, pid_of, wait_until};
 
 use warmbox_sandbox::cgroup::v1::V1Backend;
 use warmbox_sandbox::cgroup::{probe, CgroupBackend, CgroupLimits, CgroupVersion};
@@ -20,39 +19,8 @@ const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
 const MIB: u64 = 1 << 20;
 const PYTHON: &str = "/usr/bin/python3";
 
-/// Whether the host can run these tests; if not, says why and skips, or fails when
-/// WARMBOX_REQUIRE_SANDBOX=1.
 fn sandbox_available(test: &str) -> bool {
-    if Path::new(ROOT).join("cgroup.controllers").exists() {
-        // Not a missing capability: the host is v2, whose tests are tests/cgroup_v2.rs
-        // (CI runs them in its v2 guest).
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test}: {ROOT} is a unified (v2) hierarchy; tests/cgroup_v2.rs covers it"
-        );
-        return false;
-    }
-    let why = if !nix::unistd::geteuid().is_root() {
-        "needs root"
-    } else if CONTROLLERS
-        .iter()
-        .any(|c| !Path::new(ROOT).join(c).join("cgroup.procs").exists())
-    {
-        "needs the cgroup v1 memory, pids, cpu and cpuacct hierarchies under /sys/fs/cgroup"
-    } else if !Path::new(PYTHON).exists() {
-        "needs /usr/bin/python3"
-    } else {
-        return true;
-    };
-    if std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and WARMBOX_REQUIRE_SANDBOX=1 requires it");
-    }
-    // Straight to stderr: the harness captures eprintln! of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP {test}: {why} (set WARMBOX_REQUIRE_SANDBOX=1 to make this a failure)"
-    );
-    false
+    cgroup_backend_available(CgroupVersion::V1, test)
 }
 
 /// warmbox's parent for one test; removed with everything in it when dropped.
@@ -156,7 +124,7 @@ fn a_cgroup_limits_accounts_kills_and_goes_away() {
     assert_eq!(parent.read("pids", "run", "pids.max"), "8");
 
     let (mut child, gate) = gated(&[PYTHON, "-c", "x = b'\\x01' * (32 << 20)\nwhile True: pass"]);
-    let pid = child.id() as i32;
+    let pid = pid_of(&child);
     cg.add_process(pid).unwrap();
     let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for c in CONTROLLERS {
@@ -211,7 +179,7 @@ fn memory_over_the_limit_is_an_oom_kill() {
         .create("run", &limits(32 * MIB, 16, None))
         .unwrap();
     let (mut child, gate) = gated(&[PYTHON, "-c", "x = bytearray(200 << 20)"]);
-    cg.add_process(child.id() as i32).unwrap();
+    cg.add_process(pid_of(&child)).unwrap();
     cg.reset_peaks().unwrap();
     open_gate(gate);
     let status = child.wait().unwrap();
@@ -237,7 +205,7 @@ fn kill_all_gets_every_process_of_a_tree() {
         .unwrap();
     let script = "for i in 1 2 3 4 5; do sleep 100 & done; wait";
     let (mut child, gate) = gated(&["/bin/sh", "-c", script]);
-    cg.add_process(child.id() as i32).unwrap();
+    cg.add_process(pid_of(&child)).unwrap();
     open_gate(gate);
     wait_until("six processes", || procs(&parent, "run").len() == 6);
     if parent.dir("pids", "run").join("pids.peak").exists() {
@@ -268,7 +236,7 @@ fn remove_stale_kills_and_removes_leftovers() {
         .create("idle", &limits(64 * MIB, 16, None))
         .unwrap();
     let mut child = Command::new("sleep").arg("100").spawn().unwrap();
-    busy.add_process(child.id() as i32).unwrap();
+    busy.add_process(pid_of(&child)).unwrap();
     // A crashed instance's handles are gone; only the directories remain.
     drop(busy);
     assert_eq!(parent.backend.list().unwrap(), ["busy", "idle"]);

@@ -8,13 +8,9 @@
 //! the host if the filter failed are given arguments that make them fail harmlessly.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 
-#[path = "common/kernel.rs"]
-mod kernel;
-
-use kernel::{default_policy, require_sandbox, seccomp_available};
 use warmbox_sandbox::seccomp::CompiledPolicy;
+use warmbox_testkit::kernel::{default_policy, require_sandbox, seccomp_available};
 
 /// How a child ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +32,13 @@ const INSTALL_FAILED: i32 = 125;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+}
+
+/// The system call `nr` with six arguments, the ones it does not take ignored by the kernel.
+fn raw_syscall(nr: libc::c_long, a: [libc::c_long; 6]) -> libc::c_long {
+    // SAFETY: callers pass only integers, null pointers and pointers to NUL-terminated
+    // paths that outlive the call; the calls tested read no memory of ours beyond those.
+    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
 }
 
 /// 0 when `rc` says success, else the errno.
@@ -155,8 +158,8 @@ fn ptrace_traceme_kills() {
     if !seccomp_available() {
         return;
     }
-    // SAFETY: PTRACE_TRACEME takes no pointers.
     let outcome = under_policy(|| {
+        // SAFETY: PTRACE_TRACEME takes no pointers.
         report(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) })
     });
     assert_eq!(outcome, FORBIDDEN);
@@ -185,7 +188,7 @@ fn raw_clone(flags: u64) -> i32 {
         // SAFETY: ends the grandchild.
         unsafe { libc::_exit(7) }
     }
-    match wait(pid as libc::pid_t) {
+    match wait(libc::pid_t::try_from(pid).expect("clone returns a pid_t")) {
         Outcome::Exited(code) => code,
         Outcome::Signaled(_) => SUCCEEDED_UNEXPECTEDLY + 1,
     }
@@ -215,7 +218,7 @@ fn clone_with_any_namespace_flag_kills() {
         libc::CLONE_NEWCGROUP,
     ];
     for flag in flags {
-        let flags = flag as u64 | libc::SIGCHLD as u64;
+        let flags = u64::try_from(flag | libc::SIGCHLD).expect("clone flags are positive");
         assert_eq!(
             under_policy(|| raw_clone(flags)),
             FORBIDDEN,
@@ -252,7 +255,7 @@ fn raw_clone3(flags: u64) -> i32 {
     if pid < 0 {
         return errno();
     }
-    wait(pid as libc::pid_t);
+    wait(libc::pid_t::try_from(pid).expect("clone returns a pid_t"));
     SUCCEEDED_UNEXPECTEDLY
 }
 
@@ -295,62 +298,59 @@ fn other_dangerous_calls_kill() {
     }
     // Each with arguments that fail harmlessly should the filter not stop it.
     const MISSING: &std::ffi::CStr = c"/warmbox-no-such-path";
-    type Call = fn() -> libc::c_long;
-    let cases: &[(&str, Call)] = &[
-        // SAFETY: every case is a raw syscall with null pointers, invalid fds or paths that
-        // do not exist; none touches memory of ours.
-        ("bpf", || unsafe { libc::syscall(libc::SYS_bpf, -1, 0, 0) }),
-        ("perf_event_open", || unsafe {
-            libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0)
-        }),
-        ("io_uring_setup", || unsafe {
-            libc::syscall(libc::SYS_io_uring_setup, 0, 0)
-        }),
-        ("userfaultfd", || unsafe {
-            libc::syscall(libc::SYS_userfaultfd, 0)
-        }),
-        ("keyctl", || unsafe {
-            libc::syscall(libc::SYS_keyctl, -1, 0, 0, 0, 0)
-        }),
-        ("setns", || unsafe { libc::syscall(libc::SYS_setns, -1, 0) }),
-        ("process_vm_readv", || unsafe {
-            libc::syscall(libc::SYS_process_vm_readv, 0, 0, 0, 0, 0, 0)
-        }),
-        ("open_by_handle_at", || unsafe {
-            libc::syscall(libc::SYS_open_by_handle_at, -1, 0, 0)
-        }),
-        ("chroot", || unsafe {
-            libc::syscall(libc::SYS_chroot, MISSING.as_ptr())
-        }),
-        ("umount2", || unsafe {
-            libc::syscall(libc::SYS_umount2, MISSING.as_ptr(), 0)
-        }),
-        ("pivot_root", || unsafe {
-            libc::syscall(libc::SYS_pivot_root, MISSING.as_ptr(), MISSING.as_ptr())
-        }),
-        ("fsopen", || unsafe {
-            libc::syscall(libc::SYS_fsopen, 0, 0)
-        }),
-        ("swapoff", || unsafe {
-            libc::syscall(libc::SYS_swapoff, MISSING.as_ptr())
-        }),
-        ("clock_settime", || unsafe {
-            libc::syscall(libc::SYS_clock_settime, libc::CLOCK_REALTIME, 0)
-        }),
-        ("reboot", || unsafe {
-            libc::syscall(libc::SYS_reboot, 0, 0, 0, 0)
-        }),
-        ("init_module", || unsafe {
-            libc::syscall(libc::SYS_init_module, 0, 0, 0)
-        }),
-        ("ioctl TIOCSTI", || unsafe {
-            libc::syscall(libc::SYS_ioctl, -1, libc::TIOCSTI, 0)
-        }),
-        ("ioctl TIOCSTI with high bits set", || unsafe {
-            libc::syscall(libc::SYS_ioctl, -1, (1u64 << 32) | libc::TIOCSTI, 0)
-        }),
+    let missing = MISSING.as_ptr() as libc::c_long;
+    let tiocsti = libc::c_long::try_from(libc::TIOCSTI).expect("TIOCSTI fits a long");
+    let cases: &[(&str, libc::c_long, [libc::c_long; 6])] = &[
+        // Null pointers, invalid fds or paths that do not exist: harmless if the filter
+        // let one through.
+        ("bpf", libc::SYS_bpf, [-1, 0, 0, 0, 0, 0]),
+        (
+            "perf_event_open",
+            libc::SYS_perf_event_open,
+            [0, 0, -1, -1, 0, 0],
+        ),
+        (
+            "io_uring_setup",
+            libc::SYS_io_uring_setup,
+            [0, 0, 0, 0, 0, 0],
+        ),
+        ("userfaultfd", libc::SYS_userfaultfd, [0, 0, 0, 0, 0, 0]),
+        ("keyctl", libc::SYS_keyctl, [-1, 0, 0, 0, 0, 0]),
+        ("setns", libc::SYS_setns, [-1, 0, 0, 0, 0, 0]),
+        (
+            "process_vm_readv",
+            libc::SYS_process_vm_readv,
+            [0, 0, 0, 0, 0, 0],
+        ),
+        (
+            "open_by_handle_at",
+            libc::SYS_open_by_handle_at,
+            [-1, 0, 0, 0, 0, 0],
+        ),
+        ("chroot", libc::SYS_chroot, [missing, 0, 0, 0, 0, 0]),
+        ("umount2", libc::SYS_umount2, [missing, 0, 0, 0, 0, 0]),
+        (
+            "pivot_root",
+            libc::SYS_pivot_root,
+            [missing, missing, 0, 0, 0, 0],
+        ),
+        ("fsopen", libc::SYS_fsopen, [0, 0, 0, 0, 0, 0]),
+        ("swapoff", libc::SYS_swapoff, [missing, 0, 0, 0, 0, 0]),
+        (
+            "clock_settime",
+            libc::SYS_clock_settime,
+            [libc::CLOCK_REALTIME.into(), 0, 0, 0, 0, 0],
+        ),
+        ("reboot", libc::SYS_reboot, [0, 0, 0, 0, 0, 0]),
+        ("init_module", libc::SYS_init_module, [0, 0, 0, 0, 0, 0]),
+        ("ioctl TIOCSTI", libc::SYS_ioctl, [-1, tiocsti, 0, 0, 0, 0]),
+        (
+            "ioctl TIOCSTI with high bits set",
+            libc::SYS_ioctl,
+            [-1, (1 << 32) | tiocsti, 0, 0, 0, 0],
+        ),
     ];
-    for (name, call) in cases {
+    for &(name, nr, args) in cases {
         // TIOCSTI is a conditional rule (seccompiler's kill program): a plain kill. The
         // others are reported to the listener, which kills the caller.
         let want = if name.starts_with("ioctl") {
@@ -358,7 +358,11 @@ fn other_dangerous_calls_kill() {
         } else {
             FORBIDDEN
         };
-        assert_eq!(under_policy(|| report(call())), want, "{name}");
+        assert_eq!(
+            under_policy(|| report(raw_syscall(nr, args))),
+            want,
+            "{name}"
+        );
     }
 }
 
@@ -369,8 +373,9 @@ fn unlisted_harmless_call_gets_default_errno() {
     }
     // kcmp is not in the policy; unfiltered, comparing our own VM with itself returns 0.
     let outcome = under_policy(|| {
-        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
+        // SAFETY: getpid has no arguments.
         let pid = unsafe { libc::getpid() };
+        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
         report(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 1, 0, 0) })
     });
     assert_eq!(outcome, Outcome::Exited(libc::EPERM));
@@ -557,7 +562,7 @@ fn errno_entries_hold_under_a_kill_default() {
         "default_action": "kill_process"
     }"#;
     std::fs::write(dir.path().join("strict.json"), policy).expect("write policy");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp/base.json");
+    let base = warmbox_testkit::repo().join("profiles/seccomp/base.json");
     std::fs::copy(base, dir.path().join("base.json")).expect("copy base.json");
     let strict =
         warmbox_sandbox::seccomp::load(dir.path(), "strict").unwrap_or_else(|e| panic!("{e}"));
@@ -576,8 +581,9 @@ fn errno_entries_hold_under_a_kill_default() {
     assert_eq!(in_child(Some(&strict), getpid), Outcome::Exited(0));
     // kcmp is unlisted: killed under this default.
     let kcmp = || {
-        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
+        // SAFETY: getpid has no arguments.
         let pid = unsafe { libc::getpid() };
+        // SAFETY: KCMP_VM (1) on our own pid takes no pointers.
         report(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, 1, 0, 0) })
     };
     assert_eq!(in_child(Some(&strict), kcmp), KILLED);
@@ -590,7 +596,7 @@ fn host_wide_flushes_and_evictions_succeed_without_running() {
     }
     // On fd -1 each of these fails with EBADF (or on an unmapped address with ENOMEM)
     // when it runs: a 0 proves the filter answered without running it.
-    let unmapped = 0x1000_0000usize as libc::c_long;
+    let unmapped: libc::c_long = 0x1000_0000;
     let dontneed = libc::POSIX_FADV_DONTNEED as libc::c_long;
     let willneed = libc::POSIX_FADV_WILLNEED as libc::c_long;
     let calls: [(&str, libc::c_long, [libc::c_long; 4], i32); 6] = [
@@ -711,8 +717,11 @@ fn a_job_cannot_add_seccomp_filters_of_its_own() {
     };
     assert_eq!(under_policy(query), Outcome::Exited(0));
     // PR_GET_SECCOMP says the job is filtered (mode 2).
-    // SAFETY: PR_GET_SECCOMP takes no pointer.
-    let mode = || unsafe { libc::syscall(libc::SYS_prctl, libc::PR_GET_SECCOMP) } as i32;
+    let mode = || {
+        // SAFETY: PR_GET_SECCOMP takes no pointer.
+        let mode = unsafe { libc::syscall(libc::SYS_prctl, libc::PR_GET_SECCOMP) };
+        i32::try_from(mode).expect("a seccomp mode or -1")
+    };
     assert_eq!(under_policy(mode), Outcome::Exited(2));
 }
 

@@ -1,16 +1,23 @@
 //! A real `warmbox serve` process for the tests that need one (crash, restart, shutdown,
-//! async jobs), and the host-side checks around it.
+//! async jobs), and the host-side checks around it. `warmbox` is the binary to start:
+//! `CARGO_BIN_EXE_warmbox` of the root package's tests, or a release build for the benches.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A running `warmbox serve`.
 pub struct Server {
+    /// The server process.
     pub child: Child,
+    /// Its base URL, `http://127.0.0.1:<port>`.
     pub base: String,
+    /// Its cgroup parent.
     pub parent: String,
+    /// The first uid of its containers' uid block.
     pub uid_base: u32,
 }
 
@@ -23,21 +30,31 @@ impl Drop for Server {
     }
 }
 
+/// Whether this process is root; if not, [`skip`](crate::skip)s (a failure in CI).
 pub fn root_or_skip() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    super::skip("the service tests need root");
+    crate::skip("the service tests need root");
     false
 }
 
-pub fn start(parent: &str, uid_base: u32, extra: &[&str]) -> Server {
-    start_with(parent, uid_base, extra, None)
+/// `warmbox serve` on a loopback port with one warm container per layout, its cgroup
+/// parent `parent`, uid block from `uid_base` and its own job store ([`jobs_db`]), and
+/// `extra` flags; returned once `/readyz` says ready.
+pub fn start(warmbox: &Path, parent: &str, uid_base: u32, extra: &[&str]) -> Server {
+    start_with(warmbox, parent, uid_base, extra, None)
 }
 
 /// [`start`], with the server's soft limit of open files lowered to `soft_nofile`.
-pub fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Option<u64>) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warmbox"));
+pub fn start_with(
+    warmbox: &Path,
+    parent: &str,
+    uid_base: u32,
+    extra: &[&str],
+    soft_nofile: Option<u64>,
+) -> Server {
+    let mut cmd = Command::new(warmbox);
     if let Some(soft) = soft_nofile {
         use std::os::unix::process::CommandExt;
         // SAFETY: only getrlimit/setrlimit between fork and exec (async-signal-safe).
@@ -56,9 +73,8 @@ pub fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Opti
             });
         }
     }
-    let mut child = cmd
-        .current_dir(super::repo())
-        .env("WARMBOX_PROFILES", super::emulation::profiles_dir())
+    cmd.current_dir(crate::repo())
+        .env("WARMBOX_PROFILES", crate::emulation::profiles_dir())
         .args(["serve", "--listen", "127.0.0.1:0", "--warm", "1"])
         .args([
             "--cgroup-parent",
@@ -72,7 +88,20 @@ pub fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Opti
         } else {
             vec!["--jobs-db".to_string(), jobs_db(parent)]
         })
-        .args(extra)
+        .args(extra);
+    let (child, base) = serve(&mut cmd);
+    Server {
+        child,
+        base,
+        parent: parent.to_string(),
+        uid_base,
+    }
+}
+
+/// Spawns `cmd` (a `warmbox serve` command line) and waits until it listens and `/readyz`
+/// answers 200 (60 s at the most); the process and its base URL.
+pub fn serve(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -91,18 +120,17 @@ pub fn start_with(parent: &str, uid_base: u32, extra: &[&str], soft_nofile: Opti
     };
     // Keep draining stderr so that the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
-    let s = Server {
-        child,
-        base,
-        parent: parent.to_string(),
-        uid_base,
-    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&s, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready within 60 s");
+    while status_of(&base, "/readyz").0 != 200 {
+        if Instant::now() >= deadline {
+            // Not left running (and holding its uid block) past the failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("not ready within 60 s");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    s
+    (child, base)
 }
 
 /// A server's own job store, named after its cgroup parent (kept across its restarts;
@@ -112,9 +140,9 @@ pub fn jobs_db(parent: &str) -> String {
 }
 
 /// [`start`] with a job store of none yet ([`fresh_jobs_db`] first).
-pub fn start_fresh(parent: &str, uid_base: u32, extra: &[&str]) -> Server {
+pub fn start_fresh(warmbox: &Path, parent: &str, uid_base: u32, extra: &[&str]) -> Server {
     fresh_jobs_db(parent);
-    start(parent, uid_base, extra)
+    start(warmbox, parent, uid_base, extra)
 }
 
 /// Removes the job store of `parent`'s server, for a test that starts from none.
@@ -122,6 +150,7 @@ pub fn fresh_jobs_db(parent: &str) {
     let _ = std::fs::remove_file(jobs_db(parent));
 }
 
+/// An HTTP client that returns error statuses as answers, with a 60 s budget a request.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -130,8 +159,13 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// (status, body) of `GET path` on `s`; (0, "") when it does not answer.
 pub fn get(s: &Server, path: &str) -> (u16, String) {
-    match agent().get(format!("{}{path}", s.base)).call() {
+    status_of(&s.base, path)
+}
+
+fn status_of(base: &str, path: &str) -> (u16, String) {
+    match agent().get(format!("{base}{path}")).call() {
         Ok(mut r) => (
             r.status().as_u16(),
             r.body_mut().read_to_string().unwrap_or_default(),
@@ -140,6 +174,7 @@ pub fn get(s: &Server, path: &str) -> (u16, String) {
     }
 }
 
+/// (status, JSON body) of `POST /v1/run` with `body`; the transport's error as text.
 pub fn run(base: &str, body: Value) -> Result<(u16, Value), String> {
     let mut r = agent()
         .post(format!("{base}/v1/run"))
@@ -152,19 +187,20 @@ pub fn run(base: &str, body: Value) -> Result<(u16, Value), String> {
 
 /// (pid, uid, name) of host processes whose uid is in the server's container uid block.
 pub fn block_processes(uid_base: u32) -> Vec<(i32, u32, String)> {
-    super::processes_in(uid_base, 1024)
+    crate::processes_in(uid_base, crate::UID_BLOCK)
 }
 
 /// Whether `pid` has ended: gone, or a zombie that its parent has not reaped yet.
 pub fn exited(pid: i32) -> bool {
-    super::stat_fields(pid).is_none_or(|f| f.first().is_some_and(|s| s == "Z" || s == "X"))
+    crate::stat_fields(pid).is_none_or(|f| f.first().is_some_and(|s| s == "Z" || s == "X"))
 }
 
 /// The cgroups under the server's parent `parent` (in any controller on v1).
 pub fn cgroups(parent: &str) -> Vec<String> {
-    super::cgroupfs::children(parent)
+    crate::cgroupfs::children(parent)
 }
 
+/// Polls `ok` every 20 ms for up to `secs` seconds.
 pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
@@ -173,9 +209,11 @@ pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Stops `s` with SIGTERM and asserts it left nothing: a clean exit, no process in its uid
+/// block, no cgroup under its parent.
 pub fn stop(mut s: Server) {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::unistd::Pid::from_raw(crate::pid_of(&s.child)),
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("SIGTERM");
@@ -183,7 +221,7 @@ pub fn stop(mut s: Server) {
     assert!(status.success(), "{status:?}");
     assert_eq!(block_processes(s.uid_base), Vec::new());
     // Its containers and then its parent cgroup are gone, in every controller.
-    for dir in super::cgroupfs::parent_dirs(&s.parent) {
+    for dir in crate::cgroupfs::parent_dirs(&s.parent) {
         assert!(!dir.exists(), "{} left after a clean stop", dir.display());
     }
 }

@@ -4,46 +4,23 @@
 //! before exec, in that order, as the job process does. Exact exit status and output are
 //! asserted; a missing runtime or kernel feature is skipped with a message.
 
-#[path = "common/listener.rs"]
-mod listener;
-
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use warmbox_inside::landlock::{abi_version, prepare, LandlockRules};
+use warmbox_inside::landlock::{prepare, LandlockRules};
+use warmbox_testkit::kernel::{default_policy, installed, landlock_available};
 
+/// Whether landlock and `program` are there (else skipped, or a failure in CI).
 fn available(program: &str) -> bool {
-    if abi_version().is_none() {
-        let why = "landlock is not available on this kernel";
-        assert!(
-            std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() != Ok("1"),
-            "{why} and WARMBOX_REQUIRE_SANDBOX=1"
-        );
-        eprintln!("skip: {why}");
-        return false;
-    }
-    if !Path::new(program).exists() {
-        let why = format!("{program} is not installed on this host");
-        assert!(
-            std::env::var("WARMBOX_REQUIRE_SANDBOX").as_deref() != Ok("1"),
-            "{why} and WARMBOX_REQUIRE_SANDBOX=1"
-        );
-        eprintln!("skip: {why}");
-        return false;
-    }
-    true
+    landlock_available() && installed(program)
 }
 
 /// Runs `program args` in `dir`, confined as a job process whose `/box` is `dir`.
 fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
-    let seccomp = warmbox_sandbox::seccomp::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp"),
-        "default",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let seccomp = default_policy();
     let rules = LandlockRules {
         read_exec: vec![PathBuf::from("/")],
         read_write: vec![dir.to_owned(), PathBuf::from("/tmp")],
@@ -77,10 +54,10 @@ fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
             ruleset
                 .restrict_self()
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
-            listener::install_and_hand_over(&seccomp, theirs_fd)
+            warmbox_testkit::listener::install_and_hand_over(&seccomp, theirs_fd)
         });
     }
-    listener::run_supervised(&mut command, ours, theirs, program)
+    warmbox_testkit::listener::run_supervised(&mut command, ours, theirs, program)
 }
 
 fn assert_ok(output: &Output, what: &str, stdout: &str) {

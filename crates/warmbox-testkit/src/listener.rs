@@ -86,6 +86,9 @@ pub fn answer_lock_calls(sock: &UnixStream) {
         Ok((1, mut fds)) if fds.len() == 1 => fds.remove(0),
         _ => return,
     };
+    // libc declares the flag u64; the response's field is the kernel's u32.
+    let continue_flag = u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+        .expect("SECCOMP_USER_NOTIF_FLAG_CONTINUE is 1");
     loop {
         let mut pfd = libc::pollfd {
             fd: listener.as_raw_fd(),
@@ -117,11 +120,7 @@ pub fn answer_lock_calls(sock: &UnixStream) {
             id: notif.id,
             val: 0,
             error: if lock { 0 } else { -libc::ENOSYS },
-            flags: if lock {
-                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
-            } else {
-                0
-            },
+            flags: if lock { continue_flag } else { 0 },
         };
         // SAFETY: a valid listener and a filled response.
         unsafe {

@@ -1,6 +1,5 @@
-//! Baselines shared by the benches: bare process creation, no warmbox involved.
-
-#![allow(dead_code)]
+//! What the benches share: baselines of bare process creation (no warmbox involved), a
+//! release `warmbox serve`, and their settings.
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -47,9 +46,7 @@ fn fork_exec_wait_io(path: &CString, args: &[&CString], input: Option<&CString>)
 /// A release `warmbox serve` for a bench, on a loopback port, with its own cgroup parent,
 /// uid block and state; returns it once `/readyz` says ready, with its base URL.
 pub fn start_server(name: &str, uid_base: u32) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = crate::repo();
     let exe = repo.join("target/release/warmbox");
     assert!(
         exe.exists(),
@@ -57,39 +54,32 @@ pub fn start_server(name: &str, uid_base: u32) -> (std::process::Child, String) 
         exe.display()
     );
     let state = format!("/run/warmbox-bench-{name}");
-    let mut child = Command::new(&exe)
-        .current_dir(&repo)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1024"])
-        .args(["--cgroup-parent", &format!("warmbox-bench-{name}")])
-        .args(["--uid-base", &uid_base.to_string()])
-        .args(["--state-dir", &state])
-        .args(["--jobs-db", &format!("{state}/jobs.redb")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warmbox serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines.next().expect("server ended").expect("stderr");
-        if let Some(a) = line.strip_prefix("warmbox: serving on ") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    while agent
-        .get(format!("{base}/readyz"))
-        .call()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        std::thread::sleep(Duration::from_millis(50));
+    crate::server::serve(
+        std::process::Command::new(&exe)
+            .current_dir(&repo)
+            .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1024"])
+            .args(["--cgroup-parent", &format!("warmbox-bench-{name}")])
+            .args(["--uid-base", &uid_base.to_string()])
+            .args(["--state-dir", &state])
+            .args(["--jobs-db", &format!("{state}/jobs.redb")]),
+    )
+}
+
+/// The whole number in the environment variable `var`, or `default`.
+pub fn count_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether this process is root; if not, prints that the bench `name` is skipped.
+pub fn root_or_skip(name: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
     }
-    (child, base)
+    println!("{name} bench: SKIPPED, needs root");
+    false
 }
 
 /// clone3 of all seven namespaces + exec + wait of `path`; the elapsed time.
@@ -117,7 +107,8 @@ pub fn clone_ns_exec_wait(path: &CString) -> Duration {
             libc::_exit(127);
         }
         let mut st = 0;
-        libc::waitpid(pid as i32, &mut st, 0);
+        let pid = libc::pid_t::try_from(pid).expect("clone3 returns a pid_t");
+        libc::waitpid(pid, &mut st, 0);
         assert_eq!(st, 0, "namespace baseline child failed");
     }
     t.elapsed()
