@@ -2,6 +2,8 @@
 //!
 //! - baseline A: bare fork + exec + wait of a static `true`;
 //! - baseline B: bare clone of all seven namespaces + exec + wait of the same binary;
+//! - baseline C: bare clone of a pid and an IPC namespace + exec + wait of the same binary
+//!   (the least a run in a recycled container pays: issue 15);
 //! - create: a ready container (clone3, id maps, cgroup, mounts, init ready), vs B;
 //! - run: the static `true` (and `/bin/true`) in an already-ready container, vs A;
 //! - end to end: create + run + destroy.
@@ -109,10 +111,10 @@ fn main() {
         .build()
         .expect("runtime");
 
-    println!("warmbox sandbox bench: {iters} iterations each, 2 baselines from this same run\n");
+    println!("warmbox sandbox bench: {iters} iterations each, 3 baselines from this same run\n");
     // Interleave so that drift on a shared machine hits every series alike.
-    let (mut a, mut b, mut create, mut run_static, mut run_bin, mut e2e) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut a, mut b, mut pid_ipc, mut create, mut run_static, mut run_bin, mut e2e) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut init_wall = vec![];
     rt.block_on(async {
         for _ in 0..5 {
@@ -122,6 +124,7 @@ fn main() {
         for _ in 0..iters {
             a.push(bench::fork_exec_wait(&cbin, &[]));
             b.push(bench::clone_ns_exec_wait(&cbin));
+            pid_ipc.push(bench::clone_pid_ipc_exec_wait(&cbin));
 
             let t = Instant::now();
             let mut c = sandbox.create(&layout, &cg).await.expect("create");
@@ -158,6 +161,7 @@ fn main() {
     let a50 = stats("baseline A: fork+exec+wait static true", a);
     let at50 = stats("baseline A': fork+exec+wait /bin/true", bin_true_base);
     let b50 = stats("baseline B: clone 7 namespaces+exec+wait", b);
+    let p50 = stats("baseline C: clone pid+ipc ns+exec+wait", pid_ipc);
     let c50 = stats("create a ready container", create);
     let r50 = stats("run static true in a ready container", run_static);
     let rb50 = stats("run /bin/true in a ready container", run_bin);
@@ -173,4 +177,8 @@ fn main() {
         r50 / a50
     );
     println!("run /bin/true / A'          = {:.2}x", rb50 / at50);
+    println!(
+        "C / A                       = {:.2}x  (a recycled container's floor: issue 15)",
+        p50 / a50
+    );
 }

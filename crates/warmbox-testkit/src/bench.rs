@@ -84,17 +84,32 @@ pub fn root_or_skip(name: &str) -> bool {
 
 /// clone3 of all seven namespaces + exec + wait of `path`; the elapsed time.
 pub fn clone_ns_exec_wait(path: &CString) -> Duration {
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    let args = CloneArgs {
-        flags: (libc::CLONE_NEWUSER
+    clone_exec_wait(
+        path,
+        libc::CLONE_NEWUSER
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWNS
             | libc::CLONE_NEWNET
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP) as u64,
-        exit_signal: libc::SIGCHLD as u64,
+            | libc::CLONE_NEWCGROUP,
+    )
+}
+
+/// clone3 of a pid and an IPC namespace + exec + wait of `path`: what a run in a recycled
+/// container must pay at least (its job process is PID 1 of a fresh pid namespace with
+/// fresh IPC); the elapsed time.
+pub fn clone_pid_ipc_exec_wait(path: &CString) -> Duration {
+    clone_exec_wait(path, libc::CLONE_NEWPID | libc::CLONE_NEWIPC)
+}
+
+/// clone3 with `flags` (namespace flags) + exec + wait of `path`; the elapsed time.
+fn clone_exec_wait(path: &CString, flags: libc::c_int) -> Duration {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let args = CloneArgs {
+        flags: u64::try_from(flags).expect("namespace flags are positive"),
+        exit_signal: u64::try_from(libc::SIGCHLD).expect("SIGCHLD is positive"),
         ..Default::default()
     };
     let t = Instant::now();
