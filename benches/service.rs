@@ -6,7 +6,10 @@
 //!   + wait" on all cores;
 //! - python3 hello world p50 vs bare `python3 -c 'print(1)'`;
 //! - idle server memory, memory per warm container, and the server's memory across
-//!   10,000 runs.
+//!   10,000 runs;
+//! - the server's own cost per run at concurrency 1 and 16: the CPU time and context
+//!   switches of the `warmbox serve` process's threads (its children, the fork servers and
+//!   the containers, are other processes: the fork servers' CPU is printed beside it).
 //!
 //! Needs root and a release build: `cargo build --release && cargo bench --bench service`
 //! (`WARMBOX_BENCH_RUNS` sets the count of the memory run, default 10000).
@@ -15,7 +18,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warmbox_testkit::bench::{self, clone_ns_exec_wait, fork_exec_wait};
+use warmbox_testkit::bench::{self, clone_ns_exec_wait, fork_exec_wait, ThreadsCost};
 
 fn p50(mut v: Vec<Duration>) -> f64 {
     v.sort();
@@ -74,6 +77,32 @@ fn fork_servers(pid: u32) -> Vec<u32> {
     out
 }
 
+/// What the server `pid` has spent so far: its own threads' cost, and its fork servers' CPU
+/// time (ns, each by its own clock).
+fn server_spent(pid: u32) -> (ThreadsCost, u64) {
+    let forks = fork_servers(pid)
+        .into_iter()
+        .map(|p| ThreadsCost::of(p).cpu_ns)
+        .sum();
+    (ThreadsCost::of(pid), forks)
+}
+
+/// Prints what the server spent per run over `runs` runs between two [`server_spent`].
+fn print_server_cost(
+    what: &str,
+    before: &(ThreadsCost, u64),
+    after: &(ThreadsCost, u64),
+    runs: u64,
+) {
+    println!(
+        "server's own cost, {what}: {} over {runs} runs   (the `warmbox serve` process's threads only, \
+         pool refill and container removal included; not its children: its fork servers spent \
+         {:.3} ms CPU per run, the containers are accounted in their cgroups)",
+        after.0.since(&before.0).per_run(runs),
+        after.1.saturating_sub(before.1) as f64 / 1e6 / runs.max(1) as f64
+    );
+}
+
 fn main() {
     if !bench::root_or_skip("service") {
         return;
@@ -124,6 +153,7 @@ fn main() {
 
     // Trivial run at concurrency 1, interleaved with its baseline.
     let (mut http, mut bare) = (Vec::new(), Vec::new());
+    let spent_before = server_spent(pid);
     for _ in 0..500 {
         bare.push(fork_exec_wait(&bin_true, &[]));
         let t = Instant::now();
@@ -136,6 +166,8 @@ fn main() {
         "trivial run, concurrency 1: p50 {h:.3} ms vs bare fork+exec+wait /bin/true {b:.3} ms = {:.2}x   (target <= 2x)",
         h / b
     );
+    let spent = server_spent(pid);
+    print_server_cost("trivial run, concurrency 1", &spent_before, &spent, 500);
 
     // python3 hello world.
     let (mut http, mut bare) = (Vec::new(), Vec::new());
@@ -160,6 +192,7 @@ fn main() {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let spent_before = server_spent(pid);
     let clients: Vec<_> = (0..16)
         .map(|_| {
             let (done, errors, stop, url) =
@@ -183,6 +216,9 @@ fn main() {
         c.join().expect("client");
     }
     let http_rate = done.load(Ordering::Relaxed) as f64 / window.as_secs_f64();
+    let http_done = done.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed);
+    // Read as the clients stop, printed after the baseline's line.
+    let spent = server_spent(pid);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bare_done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -208,6 +244,12 @@ fn main() {
         "throughput, concurrency 16: {http_rate:.0} runs/s ({} errors) vs bare clone 7 namespaces+exec+wait on {cores} cores {bare_rate:.0}/s = {:.0}%   (target >= 60%, zero errors)",
         errors.load(Ordering::Relaxed),
         100.0 * http_rate / bare_rate
+    );
+    print_server_cost(
+        "trivial runs, concurrency 16",
+        &spent_before,
+        &spent,
+        http_done,
     );
 
     // Server memory across many runs.

@@ -128,3 +128,102 @@ fn clone_exec_wait(path: &CString, flags: libc::c_int) -> Duration {
     }
     t.elapsed()
 }
+
+/// What the threads of one process have spent so far. Its children (for `warmbox serve`:
+/// the fork servers and every container's processes) are processes of their own and are
+/// not in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadsCost {
+    /// CPU time of all its threads, the ended ones included, ns (the process's CPU-time
+    /// clock, exact).
+    pub cpu_ns: u64,
+    /// User time, ns (`utime` of `/proc/PID/stat`: whole clock ticks).
+    pub user_ns: u64,
+    /// System time, ns (`stime` of `/proc/PID/stat`: whole clock ticks).
+    pub sys_ns: u64,
+    /// Voluntary context switches (blocking waits: each is a sleep and a later wake-up),
+    /// summed over its live threads: those of a thread that has ended are lost.
+    pub voluntary: u64,
+    /// Involuntary context switches (preemptions), summed the same way.
+    pub involuntary: u64,
+    /// Live threads.
+    pub threads: u64,
+}
+
+impl ThreadsCost {
+    /// What the process `pid` has spent so far; zeroes for what cannot be read (the
+    /// process is gone).
+    pub fn of(pid: u32) -> ThreadsCost {
+        let cpu_ns = libc::pid_t::try_from(pid)
+            .ok()
+            .and_then(warmbox_sandbox::step::process_cpu_ns)
+            .unwrap_or(0);
+        // utime and stime are fields 14 and 15; the name (field 2) may hold spaces and
+        // parentheses, so fields are counted after its last ')', where field 3 starts.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace())
+            .into_iter()
+            .flatten()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // SAFETY: sysconf with a valid name has no other precondition.
+        let tick_hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+            .unwrap_or(100)
+            .max(1);
+        let ticks_ns = |i: usize| fields.get(i).copied().unwrap_or(0) * 1_000_000_000 / tick_hz;
+        let mut cost = ThreadsCost {
+            cpu_ns,
+            user_ns: ticks_ns(11),
+            sys_ns: ticks_ns(12),
+            ..ThreadsCost::default()
+        };
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        for task in tasks.into_iter().flatten().flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let count = |key: &str| -> u64 {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            cost.voluntary += count("voluntary_ctxt_switches:");
+            cost.involuntary += count("nonvoluntary_ctxt_switches:");
+            cost.threads += 1;
+        }
+        cost
+    }
+
+    /// What was spent between `earlier` and this reading; the live threads are this
+    /// reading's. A count that went down (threads ended in between) gives 0.
+    pub fn since(&self, earlier: &ThreadsCost) -> ThreadsCost {
+        ThreadsCost {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            user_ns: self.user_ns.saturating_sub(earlier.user_ns),
+            sys_ns: self.sys_ns.saturating_sub(earlier.sys_ns),
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+            threads: self.threads,
+        }
+    }
+
+    /// This cost (a [`ThreadsCost::since`]) spread over `runs`, in words: CPU ms per run
+    /// with its user/system split, context switches per run, and the live threads.
+    pub fn per_run(&self, runs: u64) -> String {
+        let runs = runs.max(1) as f64;
+        let ms = |ns: u64| ns as f64 / 1e6 / runs;
+        format!(
+            "{:.3} ms CPU per run (user {:.3} + sys {:.3} by tick-grained utime/stime), \
+             {:.1} context switches per run ({:.1} voluntary, {:.1} involuntary; {} live threads)",
+            ms(self.cpu_ns),
+            ms(self.user_ns),
+            ms(self.sys_ns),
+            (self.voluntary + self.involuntary) as f64 / runs,
+            self.voluntary as f64 / runs,
+            self.involuntary as f64 / runs,
+            self.threads
+        )
+    }
+}
