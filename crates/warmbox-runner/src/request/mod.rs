@@ -273,26 +273,6 @@ pub struct StepResult {
     pub message: Option<String>,
 }
 
-impl StepResult {
-    /// A step with `status` and nothing else: no exit, no output, no usage.
-    pub fn blank(status: StepStatus) -> Self {
-        StepResult {
-            status,
-            exit_code: None,
-            signal: None,
-            signal_name: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            usage: Usage::default(),
-            output: None,
-            cached: None,
-            message: None,
-        }
-    }
-}
-
 /// `POST /v1/run` response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResponse {

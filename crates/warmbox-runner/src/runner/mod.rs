@@ -184,18 +184,12 @@ pub(crate) fn files_do_not_fit(files: &[&BoxFile], limits: &Limits) -> Option<St
             ),
         ),
     };
-    Some(StepOutcome {
-        message: Some(message),
-        ..StepOutcome::blank(status)
-    })
+    Some(StepOutcome::failed(status, message))
 }
 
 /// A step result for warmbox's own failure: the run reports it instead of vanishing.
 pub(crate) fn internal_error(e: &SandboxError) -> StepOutcome {
-    StepOutcome {
-        message: Some(e.to_string()),
-        ..StepOutcome::blank(StepStatus::InternalError)
-    }
+    StepOutcome::failed(StepStatus::InternalError, e.to_string())
 }
 
 impl Runner {
