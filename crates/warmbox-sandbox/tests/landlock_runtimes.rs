@@ -4,14 +4,12 @@
 //! before exec, in that order, as the job process does. Exact exit status and output are
 //! asserted; a missing runtime or kernel feature is skipped with a message.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use warmbox_inside::landlock::{prepare, LandlockRules};
 use warmbox_testkit::kernel::{default_policy, installed, landlock_available};
+use warmbox_testkit::listener::assert_clean_exit as assert_ok;
 
 /// Whether landlock and `program` are there (else skipped, or a failure in CI).
 fn available(program: &str) -> bool {
@@ -20,55 +18,13 @@ fn available(program: &str) -> bool {
 
 /// Runs `program args` in `dir`, confined as a job process whose `/box` is `dir`.
 fn run_confined(dir: &Path, program: &str, args: &[&str]) -> Output {
-    let seccomp = default_policy();
     let rules = LandlockRules {
         read_exec: vec![PathBuf::from("/")],
         read_write: vec![dir.to_owned(), PathBuf::from("/tmp")],
         write_files: vec![PathBuf::from("/dev/null")],
     };
-    let mut landlock = Some(prepare(&rules).unwrap_or_else(|e| panic!("{e}")));
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let theirs_fd = theirs.as_raw_fd();
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the hook runs in the forked child of this multi-threaded process: it makes
-    // raw syscalls (setrlimit, prctl, landlock_restrict_self, seccomp, sendmsg) and
-    // allocates only on error paths, which glibc keeps usable after fork.
-    unsafe {
-        command.pre_exec(move || {
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let ruleset = landlock
-                .take()
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::Other))?;
-            ruleset
-                .restrict_self()
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
-            warmbox_testkit::listener::install_and_hand_over(&seccomp, theirs_fd)
-        });
-    }
-    warmbox_testkit::listener::run_supervised(&mut command, ours, theirs, program)
-}
-
-fn assert_ok(output: &Output, what: &str, stdout: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.signal(),
-        None,
-        "{what} killed; stderr: {stderr}"
-    );
-    assert_eq!(output.status.code(), Some(0), "{what}: stderr: {stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout, "{what}");
+    let landlock = prepare(&rules).unwrap_or_else(|e| panic!("{e}"));
+    warmbox_testkit::listener::run_confined(dir, program, args, default_policy(), Some(landlock))
 }
 
 #[test]

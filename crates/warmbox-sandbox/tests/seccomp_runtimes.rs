@@ -5,57 +5,17 @@
 //! installs the policy. The test asserts the exact exit status and output. A runtime
 //! missing from the host is skipped with a message.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use warmbox_testkit::kernel::{default_policy, installed, seccomp_available};
+use warmbox_testkit::listener::assert_clean_exit as assert_ok;
 
-/// Runs `program args` in `dir` with the default policy installed right before exec.
-/// A thread of this process stands in for the container's init on the seccomp listener:
-/// lock calls (which the policy hands to the init, see `container::locks`) run as made;
-/// anything else fails with ENOSYS (these runtimes make no forbidden call).
+/// Runs `program args` in `dir` with the default policy installed right before exec;
+/// lock calls (handed to the init, see `warmbox_inside::locks`) run as made, anything else
+/// fails with ENOSYS (these runtimes make no forbidden call).
 fn run_filtered(dir: &Path, program: &str, args: &[&str]) -> Output {
-    let policy = default_policy();
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let theirs_fd = theirs.as_raw_fd();
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the hook runs in the forked child of this multi-threaded process, so it
-    // must be async-signal-safe: setrlimit, prctl, sendmsg and close are raw syscalls, and
-    // install() neither allocates nor takes locks (its errors carry an OS error code only).
-    unsafe {
-        command.pre_exec(move || {
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            warmbox_testkit::listener::install_and_hand_over(&policy, theirs_fd)
-        });
-    }
-    warmbox_testkit::listener::run_supervised(&mut command, ours, theirs, program)
-}
-
-/// Asserts a clean exit with exactly `stdout`.
-fn assert_ok(output: &Output, what: &str, stdout: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.signal(),
-        None,
-        "{what} was killed by a signal (SIGSYS = 31 means a killed syscall); stderr: {stderr}"
-    );
-    assert_eq!(output.status.code(), Some(0), "{what}: stderr: {stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout, "{what}");
+    warmbox_testkit::listener::run_confined(dir, program, args, default_policy(), None)
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Standing in for the container's init on the seccomp listener, for tests that run
 //! programs under a policy outside a container: lock calls (which the policy hands to the
-//! init, see `container::locks`) run as made; anything else fails with ENOSYS.
+//! init, see `warmbox_inside::locks`) run as made; anything else fails with ENOSYS.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -58,14 +58,49 @@ pub fn install_and_hand_over(
     Ok(())
 }
 
-/// Spawns `command` (whose pre-exec hook calls [`install_and_hand_over`] on `theirs`),
-/// stands in for the init on its listener from a thread, and waits for its output.
-pub fn run_supervised(
-    command: &mut std::process::Command,
-    ours: UnixStream,
-    theirs: UnixStream,
+/// Runs `program args` in `dir` confined as a job process is, right before exec:
+/// RLIMIT_CORE 0, no_new_privs, then `landlock` (when given), then `policy`, in that
+/// order. A thread of this process stands in for the init on the seccomp listener
+/// ([`answer_lock_calls`]). Returns the program's output.
+pub fn run_confined(
+    dir: &std::path::Path,
     program: &str,
+    args: &[&str],
+    policy: warmbox_sandbox::seccomp::CompiledPolicy,
+    landlock: Option<warmbox_inside::landlock::PreparedRuleset>,
 ) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let theirs_fd = theirs.as_raw_fd();
+    let mut landlock = landlock;
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: the hook runs in the forked child of this multi-threaded process: it makes
+    // raw syscalls (setrlimit, prctl, landlock_restrict_self, seccomp, sendmsg) and
+    // allocates only on error paths, which glibc keeps usable after fork; install()
+    // neither allocates nor takes locks.
+    unsafe {
+        command.pre_exec(move || {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(ruleset) = landlock.take() {
+                ruleset
+                    .restrict_self()
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
+            }
+            install_and_hand_over(&policy, theirs_fd)
+        });
+    }
     let child = command
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
@@ -76,6 +111,19 @@ pub fn run_supervised(
         .unwrap_or_else(|e| panic!("wait for {program}: {e}"));
     supervisor.join().expect("supervisor thread");
     output
+}
+
+/// Asserts that `output` is a clean exit (no signal, code 0) with exactly `stdout`.
+pub fn assert_clean_exit(output: &std::process::Output, what: &str, stdout: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        None,
+        "{what} was killed by a signal (SIGSYS = 31 means a killed syscall); stderr: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{what}: stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout, "{what}");
 }
 
 /// Receives the listener (none: the child failed before sending it) and answers its
