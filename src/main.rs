@@ -629,6 +629,7 @@ async fn serve_http(
         sandbox,
         warmbox_runner::runner::warm_specs(&profiles, &|layout: &str| settings.warm_for(layout)),
         2,
+        settings.recycle,
     );
     let admission = Arc::new(Admission::new(settings.max_running, settings.max_queue));
     let runner = Runner::with_pool(pool.clone())

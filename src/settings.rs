@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use warmbox_runner::request::LimitsRequest;
 use warmbox_sandbox::config::EngineConfig;
+use warmbox_sandbox::pool::Recycle;
 
 use crate::queue::JobsConfig;
 
@@ -139,6 +140,14 @@ pub struct Layer {
     /// Async jobs queued at most; more get 503 with Retry-After [default: 10000].
     #[arg(long, env = "WARMBOX_MAX_JOBS_QUEUED")]
     pub max_jobs_queued: Option<usize>,
+    /// Steps one container serves before it is destroyed; each step gets fresh pid, IPC
+    /// and mount namespaces and a fresh /box, /tmp and /dev/shm. 1: a new container for
+    /// every step [default: 100].
+    #[arg(long, env = "WARMBOX_RECYCLE_RUNS")]
+    pub recycle_runs: Option<u32>,
+    /// Seconds a container lives at most, however few steps it served [default: 600].
+    #[arg(long, env = "WARMBOX_RECYCLE_MAX_AGE_SECS")]
+    pub recycle_max_age_secs: Option<u64>,
     /// Warm containers: `default`, and per layout (`"python3/run" = 4`). File only.
     #[arg(skip)]
     #[serde(default)]
@@ -194,6 +203,8 @@ impl Layer {
             callback_attempts: self.callback_attempts.or(under.callback_attempts),
             callback_backoff_ms: self.callback_backoff_ms.or(under.callback_backoff_ms),
             compile_cache_mb: self.compile_cache_mb.or(under.compile_cache_mb),
+            recycle_runs: self.recycle_runs.or(under.recycle_runs),
+            recycle_max_age_secs: self.recycle_max_age_secs.or(under.recycle_max_age_secs),
             job_retention_secs: self.job_retention_secs.or(under.job_retention_secs),
             max_jobs_queued: self.max_jobs_queued.or(under.max_jobs_queued),
             warm: table(self.warm, under.warm),
@@ -242,6 +253,8 @@ pub struct Settings {
     pub jobs_db: PathBuf,
     /// Size of the compile cache, MiB (0: none).
     pub compile_cache_mb: u64,
+    /// How long a container serves.
+    pub recycle: Recycle,
     /// The async jobs' settings.
     pub jobs: JobsConfig,
     /// Per profile: maximums lower than the profile file's.
@@ -279,6 +292,12 @@ impl Settings {
             compile_cache_mb: layer
                 .compile_cache_mb
                 .unwrap_or(warmbox_runner::runner::DEFAULT_COMPILE_CACHE_BYTES >> 20),
+            recycle: Recycle {
+                runs: layer.recycle_runs.unwrap_or(Recycle::DEFAULT.runs),
+                max_age: layer
+                    .recycle_max_age_secs
+                    .map_or(Recycle::DEFAULT.max_age, Duration::from_secs),
+            },
             jobs: JobsConfig {
                 retention: layer
                     .job_retention_secs
@@ -307,6 +326,8 @@ impl Settings {
             ("max_running", wide(self.max_running), 1),
             ("max_body_bytes", wide(self.max_body_bytes), 1024),
             ("max_jobs_queued", wide(self.jobs.max_queued), 1),
+            ("recycle_runs", u64::from(self.recycle.runs), 1),
+            ("recycle_max_age_secs", self.recycle.max_age.as_secs(), 1),
             (
                 "callback_attempts",
                 u64::from(self.jobs.callback_attempts),
@@ -414,6 +435,8 @@ mod file_tests {
             tokens = ["file"]
             uid_base = 700000
             callback_allow_private = true
+            recycle_runs = 20
+            recycle_max_age_secs = 60
             [warm]
             "python3/run" = 6
             "#,
@@ -423,9 +446,21 @@ mod file_tests {
             max_queue: Some(9),
             tokens: Some(vec!["flag".into()]),
             warm_all: Some(1),
+            recycle_runs: Some(1),
             ..Layer::default()
         };
         let s = Settings::with_defaults(flags.over(file));
+        assert_eq!(
+            s.recycle,
+            Recycle {
+                runs: 1,
+                max_age: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            Settings::with_defaults(Layer::default()).recycle,
+            Recycle::DEFAULT
+        );
         assert_eq!(s.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(s.max_queue, 9);
         assert_eq!(s.tokens, ["flag"]);
@@ -463,6 +498,14 @@ mod file_tests {
                 "an empty bearer token was given (--token, WARMBOX_TOKENS or `tokens` in the \
                  settings file); leave tokens out entirely to serve without authentication"
             )
+        );
+        assert_eq!(
+            refused(Layer {
+                recycle_runs: Some(0),
+                ..Layer::default()
+            })
+            .as_deref(),
+            Some("recycle_runs is 0; it must be at least 1")
         );
         assert_eq!(
             refused(Layer {

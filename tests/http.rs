@@ -46,6 +46,7 @@ async fn start(parent: &str, opts: Options) -> Option<Service> {
         h.sandbox.clone(),
         warmbox_runner::runner::warm_specs(&h.profiles, &|_| 1),
         2,
+        warmbox_sandbox::pool::Recycle::DEFAULT,
     );
     let admission = Arc::new(Admission::new(opts.max_running, opts.max_queue));
     let state = Arc::new(AppState {
@@ -226,8 +227,14 @@ async fn endpoints_answer_as_the_contract_says() {
     );
     assert_eq!(c["limits"]["defaults"]["cpu_ms"], 2000);
 
-    // The run takes a warm container (and a new one is warmed in its place).
-    let warm_before = s.state.pool.sandbox().cgroups().list().expect("list");
+    // The run takes a warm container, which comes back recycled: no container is made.
+    let cgroups = || {
+        let mut list = s.state.pool.sandbox().cgroups().list().expect("list");
+        list.sort();
+        list
+    };
+    let warm_before = cgroups();
+    let recycled_before = s.state.pool.recycled();
     let a = post(
         &s,
         "/v1/run",
@@ -236,13 +243,13 @@ async fn endpoints_answer_as_the_contract_says() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = s.state.pool.sandbox().cgroups().list().expect("list");
-        if warm_before.iter().any(|c| !now.contains(c)) {
+        if s.state.pool.recycled() > recycled_before {
             break;
         }
-        assert!(Instant::now() < deadline, "no warm container was used");
+        assert!(Instant::now() < deadline, "no warm container came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(cgroups(), warm_before);
     assert_eq!(a.status, 200, "{}", a.body);
     let r = a.json();
     assert_eq!(r["status"], "ok");

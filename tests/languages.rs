@@ -535,10 +535,12 @@ fn multi(compile: &str, run: &str) -> Value {
 async fn a_compile_leaving_a_tree_deeper_than_carried_is_an_output_limit() {
     let Some(h) = common::harness() else { return };
     // 1,100 directories: their path is far past PATH_MAX. The read-back walks by directory
-    // fd and stops at 64 path components, saying so in a few words.
+    // fd and stops at 64 path components, saying so in a few words. (Made by one `mkdir
+    // -p`, which goes one directory at a time: a bash loop of `mkdir` and `cd` spends
+    // seconds per hundred levels in bash's own checks of its long $PWD.)
     let resp = h
         .run(multi(
-            "for i in $(seq 1100); do mkdir aaaa && cd aaaa; done",
+            "mkdir -p $(printf 'aaaa/%.0s' $(seq 1100))",
             "echo ran",
         ))
         .await;

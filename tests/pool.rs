@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use warmbox_sandbox::pool::Pool;
+use warmbox_sandbox::pool::{Pool, Recycle};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
@@ -15,7 +15,7 @@ async fn refills_under_a_run_on_an_empty_pool_stop_at_the_target() {
     let specs = vec![h.warm_spec("bash/run", 2)];
     let (layout, limits) = (specs[0].layout.clone(), specs[0].limits.clone());
     // Up to 4 creations at once: four refills can all be under way together.
-    let pool = Pool::new(h.sandbox.clone(), specs, 4);
+    let pool = Pool::new(h.sandbox.clone(), specs, 4, Recycle::DEFAULT);
     pool.warm_up().await.expect("warm up");
     assert_eq!(pool.warm_counts(), [("bash/run".to_string(), 2)]);
 
@@ -100,7 +100,7 @@ async fn a_layout_that_cannot_be_warmed_does_not_keep_the_others_cold() {
     broken.name = "broken/run".into();
     broken.layout.seccomp = "no-such-policy".into();
     // The broken layout first: before, the warm-up stopped at it.
-    let pool = Pool::new(h.sandbox.clone(), vec![broken, good], 2);
+    let pool = Pool::new(h.sandbox.clone(), vec![broken, good], 2, Recycle::DEFAULT);
     let err = pool
         .warm_up()
         .await

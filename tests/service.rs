@@ -155,11 +155,14 @@ fn a_dying_init_fails_only_its_own_step_and_the_pool_heals() {
         )
     });
     let mut init = None;
+    // The container's init is the parent of the job's: the run's init.
+    let parent =
+        |pid: i32| -> Option<i32> { warmbox_testkit::stat_fields(pid)?.get(1)?.parse().ok() };
     wait_until("the job runs", 20, || {
         init = block_processes(uid_base)
             .iter()
             .find(|(_, _, n)| n == "sleep")
-            .and_then(|(pid, _, _)| warmbox_testkit::stat_fields(*pid)?.get(1)?.parse().ok());
+            .and_then(|(pid, _, _)| parent(parent(*pid)?));
         init.is_some()
     });
     let init = init.expect("the job's init");

@@ -28,6 +28,10 @@ pub struct Metrics {
     /// Containers that could not be created, or died warm.
     pub container_failures: IntCounter,
     pool_failures_seen: IntCounter,
+    /// Containers reset after a step and put back among the warm ones.
+    pub recycled: IntCounter,
+    /// Containers destroyed after serving, by reason (`Pool::destroyed`).
+    pub destroyed: IntCounterVec,
     /// HTTP requests by route and status code.
     pub http_requests: IntCounterVec,
     /// Compile cache: entries and bytes held.
@@ -88,6 +92,20 @@ impl Metrics {
                 "warmbox_pool_failures_seen",
                 "Pool failures already counted (internal)",
             )?,
+            recycled: IntCounter::new(
+                "warmbox_containers_recycled_total",
+                "Containers reset after a step and put back among the warm ones",
+            )?,
+            destroyed: IntCounterVec::new(
+                Opts::new(
+                    "warmbox_containers_destroyed_total",
+                    "Containers destroyed after serving, by reason (runs, age, surplus, \
+                     shutdown, security_violation, internal_error, fallback_kill, error, \
+                     pids_peak, memory_peak, processes, mounts, memory, reset_failed, \
+                     check_failed)",
+                ),
+                &["reason"],
+            )?,
             http_requests: IntCounterVec::new(
                 Opts::new(
                     "warmbox_http_requests_total",
@@ -124,6 +142,8 @@ impl Metrics {
         m.registry.register(Box::new(m.create_seconds.clone()))?;
         m.registry
             .register(Box::new(m.container_failures.clone()))?;
+        m.registry.register(Box::new(m.recycled.clone()))?;
+        m.registry.register(Box::new(m.destroyed.clone()))?;
         m.registry.register(Box::new(m.http_requests.clone()))?;
         m.registry.register(Box::new(m.compile_cache.clone()))?;
         m.registry
@@ -155,6 +175,17 @@ impl Metrics {
         if failures > seen {
             self.container_failures.inc_by(failures - seen);
             self.pool_failures_seen.inc_by(failures - seen);
+        }
+        // Only this brings the counters up: each one's value is what was counted so far.
+        let recycled = pool.recycled();
+        if recycled > self.recycled.get() {
+            self.recycled.inc_by(recycled - self.recycled.get());
+        }
+        for (reason, n) in pool.destroyed() {
+            let c = self.destroyed.with_label_values(&[reason]);
+            if n > c.get() {
+                c.inc_by(n - c.get());
+            }
         }
     }
 

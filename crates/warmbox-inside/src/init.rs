@@ -1,12 +1,14 @@
 //! The container init: PID 1 of the container's pid namespace, single-threaded: the fork
 //! server's clone child runs it at once, with its end of the channel to the server. It sets
-//! the container up, reports ready, then serves one job: write files, run, report, hand
-//! files back.
+//! the container up, reports ready, then serves runs: write files, run, report, hand files
+//! back, and between two runs reset what a job could write (`ToInit::Reset`).
 //!
 //! The init is trusted: it runs as the container's root (an unprivileged host uid) and never
-//! runs user code itself. The job process is its child; orphans are reparented to it and
-//! reaped here. When the server closes the channel the init exits, and the kernel kills
-//! whatever is left in the namespace.
+//! runs user code itself. Each run's job process is born in fresh pid, IPC and mount
+//! namespaces under a run's init (`runinit`), which the init makes while the container
+//! waits; when the run's init ends, the kernel ends everything the job started. When the
+//! server closes the channel the init exits, and the kernel kills whatever is left in the
+//! container.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -25,6 +27,7 @@ use crate::protocol::{
     self, ExitKind, FileMeta, Frame, FromInit, InitConfig, JobSpec, StartFailure, ToInit,
     Violation, MAX_PATH_BYTES, MAX_PATH_DEPTH,
 };
+use crate::runinit::{self, RunInit};
 use crate::seccomp::CompiledPolicy;
 use crate::{job, net, Error};
 
@@ -40,8 +43,8 @@ pub fn main(fd: RawFd) -> i32 {
         listener: None,
         locks: None,
         sigfd: None,
+        seccomp: None,
         disk_bytes: 0,
-        ran: false,
     };
     match init.serve() {
         Ok(()) => 0,
@@ -54,16 +57,17 @@ pub fn main(fd: RawFd) -> i32 {
 
 struct Init {
     sock: UnixStream,
-    /// The job process, sandboxed and waiting: its pid and our end of its socket.
-    job: Option<(libc::pid_t, UnixStream)>,
+    /// The next run's init and job process, sandboxed and waiting.
+    job: Option<RunInit>,
     /// The job's seccomp listener: forbidden calls and lock calls are reported here.
     listener: Option<OwnedFd>,
-    /// Answers the lock calls (`crate::locks`); made once our tmpfs are mounted.
+    /// Answers the lock calls (`crate::locks`); made afresh with each writable tmpfs.
     locks: Option<Mediator>,
-    /// SIGCHLD as a file, made at setup (after the job's fork) so a run does not.
+    /// SIGCHLD as a file, made at setup so a run does not.
     sigfd: Option<SignalFd>,
+    /// The job processes' seccomp policy, kept for every run's job process.
+    seccomp: Option<CompiledPolicy>,
     disk_bytes: u64,
-    ran: bool,
 }
 
 /// What the server's process handed down that the container must not keep: signal
@@ -120,12 +124,12 @@ impl Init {
                     self.reply(&FromInit::FilesWritten, &[])?;
                 }
                 ToInit::Run(spec) => {
-                    if self.ran {
-                        return Err("a container runs one job only".into());
-                    }
-                    self.ran = true;
                     let exited = self.run_job(&spec, frame.fds)?;
                     self.reply(&exited, &[])?;
+                }
+                ToInit::Reset { disk_bytes } => {
+                    self.reset(disk_bytes).map_err(|e| format!("reset: {e}"))?;
+                    self.reply(&FromInit::Ready, &[])?;
                 }
                 ToInit::Kill => {}
                 ToInit::Collect {
@@ -149,26 +153,46 @@ impl Init {
 
     /// The whole container setup, in order, one kernel concern per call. The order matters:
     /// the cgroup namespace is entered once we are in our cgroup; landlock's rule paths
-    /// exist once mounted; the bounding set is emptied and SIGCHLD blocked before the job
-    /// process is forked, so that it inherits the one and we lose none of the other; the
-    /// job process sandboxes itself at once and installs seccomp last, and the signalfd
-    /// reads a SIGCHLD sent before it was made.
+    /// exist once mounted; the bounding set is emptied and SIGCHLD blocked before the first
+    /// run is made, so that its processes inherit the one and we lose none of the other.
     fn setup(&mut self, config: &InitConfig, payload: &[u8]) -> Result<(), Error> {
         unshare_cgroup_namespace()?;
-        let seccomp = seccomp_policy(config, payload)?;
+        self.seccomp = seccomp_policy(config, payload)?;
         mount_own_filesystems(config.disk_bytes)?;
         self.disk_bytes = config.disk_bytes;
         self.locks = Some(Mediator::new(OwnFiles::record(&WRITABLE)?));
         set_hostname()?;
         bring_up_loopback()?;
-        let ruleset = landlock::prepare(&landlock_rules())?;
         job::seal_capabilities()?;
         block_sigchld()?;
-        let (pid, sock, listener) = spawn_job(ruleset, seccomp.as_ref())?;
-        self.job = Some((pid, sock));
-        self.listener = listener;
         self.sigfd = Some(SignalFd::new()?);
+        self.make_run()
+    }
+
+    /// Makes the next run's init and job process: the job process sandboxes itself at once
+    /// (landlock's rules name the writable mounts of now) and installs seccomp last.
+    fn make_run(&mut self) -> Result<(), Error> {
+        let ruleset = landlock::prepare(&landlock_rules())?;
+        let (run, listener) = spawn_job(ruleset, self.seccomp.as_ref())?;
+        self.job = Some(run);
+        self.listener = listener;
         Ok(())
+    }
+
+    /// Between two runs: ends whatever is left of the last (nothing, after a run: its end
+    /// reaped it all), checks that no socket of it is left in the container's network
+    /// namespace, mounts a fresh writable tmpfs of `disk_bytes` in place of the old one,
+    /// and makes the next run.
+    fn reset(&mut self, disk_bytes: u64) -> Result<(), Error> {
+        self.job = None;
+        self.listener = None;
+        self.locks = None;
+        end_all();
+        sockets_left()?;
+        mount::apply(&mount::reset_plan(disk_bytes))?;
+        self.disk_bytes = disk_bytes;
+        self.locks = Some(Mediator::new(OwnFiles::record(&WRITABLE)?));
+        self.make_run()
     }
 
     /// Resizes the one tmpfs of `/box`, `/tmp` and `/dev/shm` (through any of its binds)
@@ -194,7 +218,14 @@ impl Init {
             ));
         }
         self.resize_disk(spec.limits.disk_bytes)?;
-        let (pid, mut job_sock) = self.job.take().ok_or("the job process is gone")?;
+        let RunInit {
+            pid,
+            mut job_sock,
+            status,
+        } = self
+            .job
+            .take()
+            .ok_or("no job process: the container was not reset after its last run")?;
         let sigfd = self
             .sigfd
             .take()
@@ -272,9 +303,17 @@ impl Init {
             }
             if ready.signal {
                 sigfd.drain();
-                exit = reap_until(pid);
+                if reap_until(pid) {
+                    // The run's init wrote the job's status before it exited; none when
+                    // it was killed first (with the job: the kill ends its namespace).
+                    exit = Some(
+                        runinit::read_status(&status)
+                            .map_or(ExitKind::Signal(libc::SIGKILL), exit_kind),
+                    );
+                }
             }
         }
+        self.sigfd = Some(sigfd);
         // Saturates after 584 years.
         let wall_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // A process of the container may be parked in a forbidden call right now (the
@@ -288,15 +327,9 @@ impl Init {
                 violation = receive(l.as_raw_fd(), &mut locks);
             }
         }
-        // The job's end is the container's end: nothing it started may outlive it.
-        loop {
-            kill_all();
-            // SAFETY: waitpid with a null status pointer is always valid.
-            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
-            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-                break;
-            }
-        }
+        // The run's init is gone, and with it its pid namespace; nothing else of the
+        // container may outlive the job either.
+        end_all();
         Ok(FromInit::Exited {
             exit: if failure.is_some() { None } else { exit },
             failure,
@@ -356,23 +389,67 @@ fn landlock_rules() -> LandlockRules {
 /// a forbidden call: more than the container can have parked at once (its pids limit).
 const MAX_NOTIFICATIONS_AT_END: usize = 4096;
 
-/// Reaps every child that has ended; returns the job's end when it is among them.
-fn reap_until(job: libc::pid_t) -> Option<ExitKind> {
-    let mut found = None;
+/// Reaps every child that has ended; returns whether the run's init `run` was among them.
+fn reap_until(run: libc::pid_t) -> bool {
+    let mut found = false;
     loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        // SAFETY: waitpid with a null status pointer is always valid.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
         if r <= 0 {
             return found;
         }
-        if r == job {
-            found = Some(if libc::WIFSIGNALED(status) {
-                ExitKind::Signal(libc::WTERMSIG(status))
-            } else {
-                ExitKind::Code(libc::WEXITSTATUS(status))
-            });
+        found |= r == run;
+    }
+}
+
+/// A wait status as the job's end.
+fn exit_kind(status: libc::c_int) -> ExitKind {
+    if libc::WIFSIGNALED(status) {
+        ExitKind::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitKind::Code(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Kills every other process of the container and reaps them all.
+fn end_all() {
+    loop {
+        kill_all();
+        // SAFETY: waitpid with a null status pointer is always valid.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            break;
         }
+    }
+}
+
+/// The socket tables of the container's network namespace that must be empty between two
+/// runs (their header line aside): a socket that outlived its run's processes (one in
+/// flight in a unix socket, a TCP connection in TIME_WAIT) could be seen by the next run.
+const SOCKET_TABLES: [&str; 5] = ["unix", "tcp", "tcp6", "udp", "udp6"];
+
+/// Refuses a reset while a socket of the last run is left in the network namespace.
+fn sockets_left() -> Result<(), Error> {
+    let mut left = Vec::new();
+    for table in SOCKET_TABLES {
+        let path = format!("/proc/net/{table}");
+        let text = std::fs::read_to_string(&path).map_err(Error::io("read /proc/net"))?;
+        let n = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        if n > 0 {
+            left.push(format!("{n} {table}"));
+        }
+    }
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::JobProcess(format!(
+            "sockets of the last run are left: {}",
+            left.join(", ")
+        )))
     }
 }
 
@@ -395,30 +472,28 @@ fn read_failure(sock: &mut UnixStream) -> Option<StartFailure> {
     })
 }
 
-/// Forks the job process, which sandboxes itself and reports ready with its seccomp
-/// listener (or why not).
+/// Makes a run's init, whose job process sandboxes itself and reports ready with its
+/// seccomp listener (or why not).
 fn spawn_job(
     ruleset: PreparedRuleset,
     seccomp: Option<&CompiledPolicy>,
-) -> Result<(libc::pid_t, UnixStream, Option<OwnedFd>), Error> {
+) -> Result<(RunInit, Option<OwnedFd>), Error> {
     use std::io::Read;
     let (mut ours, theirs) = UnixStream::pair().map_err(Error::io("socketpair for the job"))?;
-    // SAFETY: the init is single-threaded, so the child may run any code.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Error::last_os_error("fork the job process"));
-    }
-    if pid == 0 {
-        drop(ours);
-        job::run(theirs, Some(ruleset), seccomp);
-    }
-    drop(theirs);
-    drop(ruleset);
+    let (pid, status) = runinit::spawn(theirs, ruleset, seccomp)?;
+    let run = |job_sock| RunInit {
+        pid,
+        job_sock,
+        status,
+    };
     let mut first = [0u8; 1];
     let (n, mut fds) = protocol::recv_with_fds(ours.as_raw_fd(), &mut first)
         .map_err(|e| Error::JobProcess(format!("read from the job process: {e}")))?;
     match (n, first[0]) {
-        (1, job::READY) if seccomp.is_none() || fds.len() == 1 => Ok((pid, ours, fds.pop())),
+        (1, job::READY) if seccomp.is_none() || fds.len() == 1 => {
+            let listener = fds.pop();
+            Ok((run(ours), listener))
+        }
         (1, job::READY) => Err(Error::JobProcess(format!(
             "the job process sent {} seccomp listeners, not 1",
             fds.len()

@@ -20,6 +20,11 @@ use crate::mount::{BOX_GID, BOX_UID};
 use crate::protocol::{self, JobSpec};
 use crate::seccomp::CompiledPolicy;
 
+/// The nice value of a job process: the server's own (the init waits above it). A job
+/// process made after the container's first run (by a run's init that inherited the init's
+/// raised priority) takes it itself; raising one's nice value needs no capability.
+pub const JOB_NICE: i32 = 0;
+
 /// Exit code of a job process whose exec failed (as shells do).
 pub const EXEC_FAILED: i32 = 127;
 /// Exit code of a job process whose sandbox setup failed.
@@ -89,6 +94,10 @@ fn sandbox(
     seccomp: Option<&CompiledPolicy>,
 ) -> Result<Option<OwnedFd>, Failure> {
     reset_signals()?;
+    // Down to the job's priority where the init's is above it (lower is refused without
+    // CAP_SYS_NICE, and then the server sets it when the container is ready).
+    // SAFETY: setpriority with integer arguments, on this process.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, JOB_NICE) };
     // SAFETY: setsid has no memory-safety preconditions; a new session detaches the job
     // from any controlling terminal.
     if unsafe { libc::setsid() } < 0 {

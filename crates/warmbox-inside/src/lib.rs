@@ -1,5 +1,6 @@
 //! Everything that runs inside a container: the init (PID 1 of the container, trusted),
-//! the job process it forks (which becomes the user's program), the mounts, landlock,
+//! each run's own init in the run's fresh namespaces (`runinit`), the job process it forks
+//! (which becomes the user's program), the mounts, landlock,
 //! loopback, the lock mediator, the protocol with the server and the seccomp install.
 //!
 //! Kept apart from the server's code and small: it is the security boundary. It depends on
@@ -13,6 +14,7 @@ pub mod locks;
 pub mod mount;
 pub mod net;
 pub mod protocol;
+pub mod runinit;
 pub mod seccomp;
 
 pub use error::Error;

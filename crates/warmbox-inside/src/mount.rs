@@ -123,6 +123,8 @@ pub enum Op {
     WriteFile { path: PathBuf, content: String },
     /// pivot_root into `new_root`, detach the old root, chdir to `/`.
     PivotRoot { new_root: PathBuf },
+    /// Unmount the top mount at `target` (not lazily: a busy mount is an error).
+    Unmount { target: PathBuf },
 }
 
 impl fmt::Display for Op {
@@ -164,6 +166,7 @@ impl fmt::Display for Op {
             Op::Proc { target } => write!(f, "mount proc {}", target.display()),
             Op::WriteFile { path, .. } => write!(f, "write {}", path.display()),
             Op::PivotRoot { new_root } => write!(f, "pivot_root {}", new_root.display()),
+            Op::Unmount { target } => write!(f, "umount {}", target.display()),
         }
     }
 }
@@ -403,6 +406,13 @@ pub fn template_plan(
 /// any more; the binds share its superblock, and any of them resizes it). Unmounting a
 /// staging mount instead would cost an RCU grace period (0.2-0.3 ms measured on 6.18).
 pub fn container_plan(disk_bytes: u64, kind: &dyn Fn(&Path) -> HostKind) -> Vec<Op> {
+    let mut ops = writable_plan(disk_bytes);
+    ops.extend(proc_plan(kind));
+    ops
+}
+
+/// The one writable tmpfs of `disk_bytes` and its three binds (see [`container_plan`]).
+pub fn writable_plan(disk_bytes: u64) -> Vec<Op> {
     let stage = PathBuf::from("/box");
     let mut ops = vec![Op::Tmpfs {
         target: stage.clone(),
@@ -423,9 +433,34 @@ pub fn container_plan(disk_bytes: u64, kind: &dyn Fn(&Path) -> HostKind) -> Vec<
             target: PathBuf::from(dir),
         });
     }
-    ops.push(Op::Proc {
+    ops
+}
+
+/// Between two runs of a container: the writable tmpfs (everything a job could write) is
+/// unmounted — its three binds and, under the bind on `/box`, the tmpfs's own mount — and
+/// a fresh one of `disk_bytes` takes its place. Every process of the last run is gone by
+/// then; a mount still busy fails the reset (and the container is destroyed).
+pub fn reset_plan(disk_bytes: u64) -> Vec<Op> {
+    let unmount = |t: &str| Op::Unmount {
+        target: PathBuf::from(t),
+    };
+    let mut ops = vec![
+        unmount("/box"),
+        unmount("/box"),
+        unmount("/tmp"),
+        unmount("/dev/shm"),
+    ];
+    ops.extend(writable_plan(disk_bytes));
+    ops
+}
+
+/// A fresh `/proc` with the sensitive entries masked (as looked up by `kind`): the
+/// container's, mounted by its init, and each run's, mounted over it by the run's own
+/// init in the run's mount namespace so that it shows the run's pid namespace.
+pub fn proc_plan(kind: &dyn Fn(&Path) -> HostKind) -> Vec<Op> {
+    let mut ops = vec![Op::Proc {
         target: PathBuf::from("/proc"),
-    });
+    }];
     let proc_path = |f: &str| PathBuf::from(format!("/proc/{f}"));
     for f in PROC_MASKED_FILES {
         if kind(&proc_path(f)) == HostKind::File {
@@ -546,6 +581,7 @@ fn apply_one(op: &Op) -> nix::Result<()> {
             umount2(".", MntFlags::MNT_DETACH)?;
             nix::unistd::chdir("/")
         }
+        Op::Unmount { target } => umount2(target, MntFlags::empty()),
     }
 }
 
@@ -708,6 +744,31 @@ mod tests {
             .collect();
         assert_eq!(tmpfs, ["/nr", "/nr/dev"]);
         assert!(ops.iter().any(|o| matches!(o, Op::WriteFile { path, content } if path == Path::new("/nr/etc/passwd") && content.contains("box:x:1000:1000"))));
+    }
+
+    #[test]
+    fn a_reset_unmounts_the_writable_tmpfs_and_mounts_a_fresh_one() {
+        let ops = reset_plan(1 << 20);
+        let unmount = |t: &str| Op::Unmount { target: t.into() };
+        // The bind on /box, then the tmpfs under it, then the other two binds.
+        assert_eq!(
+            ops[..4],
+            [
+                unmount("/box"),
+                unmount("/box"),
+                unmount("/tmp"),
+                unmount("/dev/shm")
+            ]
+        );
+        assert_eq!(ops[4..], writable_plan(1 << 20));
+        assert_eq!(
+            ops[4].to_string(),
+            "mount tmpfs /box (MsFlags(MS_NOSUID | MS_NODEV), size=1048576,nr_inodes=32772,mode=0700)"
+        );
+        // The container's plan is the writable part and then /proc.
+        let mut whole = writable_plan(1 << 20);
+        whole.extend(proc_plan(&fake));
+        assert_eq!(container_plan(1 << 20, &fake), whole);
     }
 
     #[test]

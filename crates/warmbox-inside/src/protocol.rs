@@ -112,6 +112,10 @@ pub enum ToInit {
     Kill,
     /// Send back the regular files of `/box`, at most this many bytes and files.
     Collect { max_bytes: u64, max_files: u64 },
+    /// After a run: end what is left of it, mount a fresh writable tmpfs of `disk_bytes`
+    /// for `/box`, `/tmp` and `/dev/shm`, make the next run's job process, and answer
+    /// `Ready` (or `Error`, and the container is not reused).
+    Reset { disk_bytes: u64 },
 }
 
 /// How the job process ended.
@@ -147,11 +151,12 @@ pub struct Violation {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromInit {
-    /// Setup done: the container is warm.
+    /// Setup (or a reset) done: the container is warm.
     Ready,
     /// Files written.
     FilesWritten,
-    /// The job ended and everything else in the container was killed and reaped.
+    /// The job ended and everything else in the container was killed and reaped (the
+    /// container can be reset for another run).
     Exited {
         /// The job process's end; `None` when it never started.
         exit: Option<ExitKind>,

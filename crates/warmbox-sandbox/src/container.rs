@@ -1,8 +1,9 @@
-//! One container, from warm to destroyed: files in and out of `/box`, and its removal,
-//! which leaves nothing behind (running its step is `step`).
+//! One container, from warm to destroyed: files in and out of `/box`, the reset and
+//! checks between two runs, and its removal, which leaves nothing behind (running a step is
+//! `step`).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::UnixStream;
@@ -39,12 +40,49 @@ pub struct Container {
     pub(crate) limits: CgroupLimits,
     /// Host uid of the container's job user (1000 inside), unique to its slot.
     pub(crate) job_uid: u32,
-    /// Whether a job message reached the init's channel: until then nothing of a request
-    /// has run here, and a failure may be retried in another container.
+    /// Whether a job message reached the init's channel since the container was last
+    /// ready: until then nothing of a request has run here, and a failure may be retried
+    /// in another container.
     pub(crate) job_sent: bool,
+    /// Runs served (jobs handed to the init).
+    pub(crate) runs: u32,
+    /// Its layout (the pool it goes back to keeps containers per layout).
+    pub(crate) layout: crate::Layout,
+    /// When it was made.
+    pub(crate) born: Instant,
+    /// Why the container must not serve another run, once something cast doubt on it (the
+    /// reason is counted in the metrics).
+    pub(crate) doubt: Option<&'static str>,
+    /// OOM kills its cgroup has counted so far: the next run's baseline.
+    pub(crate) oom_seen: u64,
+    /// The cgroup's pids peak after the last run.
+    pub(crate) pids_peak_seen: Option<u64>,
+    /// What it was like when first ready, which a reset must come back to.
+    pub(crate) ready: Option<ReadyState>,
     // Released last: the slot's uids are reused only once every process is gone.
     pub(crate) _slot: Option<Slot>,
 }
+
+/// A container's state when it was first ready, recorded at creation: the check before
+/// another run compares with it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReadyState {
+    /// The cgroup's pids peak (the two inits and the waiting job process): a run that
+    /// passed it would show its own peak in the next run's, since the kernel cannot reset
+    /// it.
+    pub(crate) pids_peak: Option<u64>,
+    /// Memory charged to the cgroup.
+    pub(crate) memory_bytes: u64,
+    /// The init's mounts: mount point and filesystem type of each, in order.
+    pub(crate) mounts: Vec<String>,
+    /// Whether the cgroup's memory peak can be reset between runs (or has none to carry
+    /// over).
+    pub(crate) peak_resettable: bool,
+}
+
+/// Memory a reset container may have charged above its first ready state before the check
+/// asks the kernel to reclaim (and, if still above, destroys it).
+pub(crate) const MEMORY_SLACK_BYTES: u64 = 1 << 20;
 
 impl Container {
     /// Short unique id.
@@ -191,9 +229,139 @@ impl Container {
             }
         };
         let limit = exchange_timeout(bytes);
-        tokio::time::timeout(limit, exchange)
+        let r = tokio::time::timeout(limit, exchange)
             .await
-            .unwrap_or_else(|_| Err(self.overdue("writing the files", limit)))
+            .unwrap_or_else(|_| Err(self.overdue("writing the files", limit)));
+        self.doubt_on(r)
+    }
+
+    /// `r`, marking the container not to be reused when it is an error.
+    pub(crate) fn doubt_on<T>(&mut self, r: Result<T, SandboxError>) -> Result<T, SandboxError> {
+        if r.is_err() {
+            self.doubt.get_or_insert("error");
+        }
+        r
+    }
+
+    /// Runs served so far.
+    pub fn runs(&self) -> u32 {
+        self.runs
+    }
+
+    /// Why the container will not serve another run, if something cast doubt on it.
+    pub fn doubt(&self) -> Option<&'static str> {
+        self.doubt
+    }
+
+    /// How long ago it was made.
+    pub fn age(&self) -> Duration {
+        self.born.elapsed()
+    }
+
+    /// Records what the container is like when first ready (see [`ReadyState`]).
+    pub(crate) fn record_ready(&mut self, peak_resettable: bool) -> Result<(), SandboxError> {
+        let usage = self.cgroup().usage()?;
+        self.oom_seen = usage.oom_kills;
+        self.ready = Some(ReadyState {
+            pids_peak: usage.pids_peak,
+            memory_bytes: self.cgroup().memory_bytes()?,
+            mounts: mounts_of(self.pid).map_err(|source| SandboxError::Host {
+                what: format!("container {}: read the init's mountinfo", self.id),
+                source,
+            })?,
+            peak_resettable,
+        });
+        Ok(())
+    }
+
+    /// Makes the container ready for another run, or says why it must not serve one:
+    /// checks that only its init is left in its cgroup, has the init reset what a job
+    /// could write (a fresh tmpfs of `disk_bytes` for `/box`, `/tmp` and `/dev/shm`) and
+    /// make the next run's job process, then checks that its mounts are those it was made
+    /// with and its memory is back to where it was (asking the kernel to reclaim caches
+    /// first when it is not). The accounting is reset when the next run starts.
+    pub async fn recycle(&mut self, disk_bytes: u64) -> Result<(), &'static str> {
+        if let Some(why) = self.doubt {
+            return Err(why);
+        }
+        let Some(ready) = self.ready.clone() else {
+            return Err("not_recorded");
+        };
+        match self.cgroup().procs() {
+            Ok(procs) if procs == [self.pid] => {}
+            Ok(procs) => {
+                tracing::warn!(container = %self.id, ?procs, "processes other than the init left after a run");
+                return Err("processes");
+            }
+            Err(e) => {
+                tracing::warn!(container = %self.id, error = %e, "cgroup.procs unreadable");
+                return Err("check_failed");
+            }
+        }
+        // The pids peak cannot be reset: one the last run raised gets a new counter (with
+        // the init in it, before the next run's processes are made), or the container
+        // goes.
+        if self.pids_peak_seen > ready.pids_peak {
+            match self.cgroup().fresh_pids_peak(self.pid) {
+                Ok(true) => {}
+                Ok(false) => return Err("pids_peak"),
+                Err(e) => {
+                    tracing::warn!(container = %self.id, error = %e, "no fresh pids peak counter");
+                    return Err("check_failed");
+                }
+            }
+        }
+        let exchange = async {
+            self.send(&ToInit::Reset { disk_bytes }, &[], &[]).await?;
+            self.recv().await
+        };
+        match tokio::time::timeout(RESET_TIMEOUT, exchange).await {
+            Ok(Ok(FromInit::Ready)) => {}
+            Ok(Ok(other)) => {
+                tracing::warn!(container = %self.id, reply = ?other, "unexpected reply to a reset");
+                return Err("reset_failed");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(container = %self.id, error = %e, "reset failed");
+                return Err("reset_failed");
+            }
+            Err(_) => return Err("reset_failed"),
+        }
+        match mounts_of(self.pid) {
+            Ok(mounts) if mounts == ready.mounts => {}
+            Ok(mounts) => {
+                tracing::warn!(container = %self.id, ?mounts, expected = ?ready.mounts, "mounts differ after a reset");
+                return Err("mounts");
+            }
+            Err(_) => return Err("check_failed"),
+        }
+        let bound = ready.memory_bytes.saturating_add(MEMORY_SLACK_BYTES);
+        let memory = self.cgroup().memory_bytes().map_err(|_| "check_failed")?;
+        if memory > bound {
+            // Kernel caches the run filled (dentries of the names it looked up): reclaim,
+            // on the blocking pool (a few ms), and look again.
+            let cg = self.cgroup.take();
+            let (cg, after) = tokio::task::spawn_blocking(move || {
+                let after = cg.as_deref().map(|c| {
+                    let _ = c.release_kernel_caches();
+                    c.memory_bytes()
+                });
+                (cg, after)
+            })
+            .await
+            .map_err(|_| "check_failed")?;
+            self.cgroup = cg;
+            match after {
+                Some(Ok(m)) if m <= bound => {}
+                Some(Ok(m)) => {
+                    tracing::info!(container = %self.id, bytes = m, ready = ready.memory_bytes, "memory not back to its ready state after a reset");
+                    return Err("memory");
+                }
+                _ => return Err("check_failed"),
+            }
+        }
+        self.job_sent = false;
+        Ok(())
     }
 
     /// The error of an init that did not answer within `limit`.
@@ -233,7 +401,8 @@ impl Container {
         let limit = exchange_timeout(max_bytes);
         let frame = tokio::time::timeout(limit, exchange)
             .await
-            .unwrap_or_else(|_| Err(self.overdue("collecting the files", limit)))?;
+            .unwrap_or_else(|_| Err(self.overdue("collecting the files", limit)));
+        let frame = self.doubt_on(frame)?;
         let (metas, truncated) = match frame.msg {
             FromInit::Files { files, truncated } => (files, truncated),
             FromInit::Error { message } => {
@@ -334,6 +503,28 @@ impl Drop for Container {
 /// far faster than the 16 MB/s allowed here) before it counts as broken.
 fn exchange_timeout(bytes: u64) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(bytes / 16_384)
+}
+
+/// How long an init may take to reset between runs.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The mounts of process `pid`'s mount namespace, each as its mount point and filesystem
+/// type, sorted (the ids and the order change when a reset remounts; the set must not).
+fn mounts_of(pid: libc::pid_t) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let mut mounts: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let point = line.split(' ').nth(4).unwrap_or("");
+            let fs = line
+                .split_once(" - ")
+                .and_then(|(_, rest)| rest.split(' ').next())
+                .unwrap_or("");
+            format!("{point} {fs}")
+        })
+        .collect();
+    mounts.sort();
+    Ok(mounts)
 }
 
 /// How long the removal of a container waits for its init to exit after SIGKILL.

@@ -46,6 +46,8 @@ pub struct Sandbox {
     cgroups: Box<dyn CgroupBackend>,
     /// How an init gets into its cgroup, found at start by [`probe_cgroup_features`].
     placement: spawn::Placement,
+    /// The peak counters a container's cgroup has, found at the same time.
+    peaks: cgroup::PeakSupport,
     policies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     free_slots: Mutex<Vec<u32>>,
 }
@@ -94,7 +96,8 @@ impl Sandbox {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
                 .map_err(host(format!("chmod 755 {}", dir.display())))?;
         }
-        let placement = probe_cgroup_features(cgroups.as_ref())?.placement;
+        let features = probe_cgroup_features(cgroups.as_ref())?;
+        let (placement, peaks) = (features.placement, features.peaks);
         if let spawn::Placement::MoveRefused(errno) = placement {
             tracing::warn!(
                 errno = %std::io::Error::from_raw_os_error(errno),
@@ -108,6 +111,7 @@ impl Sandbox {
             forks: Mutex::new(HashMap::new()),
             cgroups,
             placement,
+            peaks,
             policies: Mutex::new(HashMap::new()),
             free_slots: Mutex::new(free_slots),
         }))
@@ -206,9 +210,10 @@ impl Sandbox {
         // it neither holds up nor competes with the runtime's request handling.
         let me = self.clone();
         let limits = limits.clone();
+        let lay = layout.clone();
         let (mut c, ours) = tokio::task::spawn_blocking(move || {
             background_priority();
-            me.start_container(forks.as_ref(), slot, &limits)
+            me.start_container(forks.as_ref(), slot, &limits, lay)
         })
         .await
         .map_err(|e| SandboxError::Init {
@@ -231,6 +236,11 @@ impl Sandbox {
         match tokio::time::timeout(READY_TIMEOUT, c.recv()).await {
             Ok(Ok(FromInit::Ready)) => {
                 c.leave_warm_up_priority();
+                // A memory peak the kernel cannot reset would carry one run's into the
+                // next: such a container serves one run (none: the usage at the end is
+                // the step's figure, nothing carries over).
+                let p = self.peaks;
+                c.record_ready(p.memory_peak_reset || !p.memory_peak)?;
                 Ok(c)
             }
             Ok(Ok(other)) => Err(c.unexpected(other)),
@@ -275,6 +285,7 @@ impl Sandbox {
         forks: &forkserver::ForkServer,
         slot: Slot,
         limits: &CgroupLimits,
+        layout: Layout,
     ) -> Result<(Container, std::os::unix::net::UnixStream), SandboxError> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let cg = self.cgroups.create(&format!("c-{id}"), limits)?;
@@ -306,6 +317,13 @@ impl Sandbox {
             limits: limits.clone(),
             job_uid: base + 1,
             job_sent: false,
+            runs: 0,
+            layout,
+            born: std::time::Instant::now(),
+            doubt: None,
+            oom_seen: 0,
+            pids_peak_seen: None,
+            ready: None,
             _slot: Some(slot),
         };
         spawn::write_id_maps(c.pid, base, base + 1)?;

@@ -46,7 +46,7 @@ pub const RUN_NICE: i32 = -10;
 /// Nice value the server gives the job process (and all it starts) once its container is
 /// ready: the server's own, above the warm-up of other containers, so that background
 /// creation does not stretch a job's wall time.
-pub const JOB_NICE: i32 = 0;
+pub const JOB_NICE: i32 = warmbox_inside::job::JOB_NICE;
 
 /// How long the fork server may take to build its template root and say so.
 const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -1,6 +1,7 @@
 //! The engine: the server's side of containers. The `Sandbox` creates warm containers
-//! (clone3, id maps, cgroup, setup over the init channel); a `Container` then serves one
-//! step and is destroyed, leaving nothing behind; the `Pool` keeps them warm.
+//! (clone3, id maps, cgroup, setup over the init channel); a `Container` then serves
+//! steps, each with fresh state (`Container::recycle` between two), and is destroyed,
+//! leaving nothing behind; the `Pool` keeps them warm and recycles them.
 //!
 //! It knows nothing of HTTP, requests or profiles: its vocabulary is [`Limits`], a
 //! [`StepSpec`], a [`StepOutcome`] and its [`Usage`]. What runs inside a container is

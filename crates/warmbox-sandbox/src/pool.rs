@@ -1,8 +1,11 @@
-//! Pre-warmed containers, per layout. A container serves one step and is destroyed; the
-//! pool only ever hands out containers that ran nothing, and refills in the background
-//! with bounded creation concurrency.
+//! Pre-warmed containers, per layout, recycled between runs. A container serves up to
+//! `recycle.runs` steps and lives at most `recycle.max_age`: after each step it comes back
+//! (`give_back`), is checked and reset in the background (`Container::recycle`), and
+//! rejoins the warm ones; one that cast doubt on itself, failed a check or is old enough
+//! is destroyed instead, and the reason counted. The pool refills in the background with
+//! bounded creation concurrency, counting the containers out on a run as coming back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,12 +28,41 @@ pub struct WarmSpec {
     pub target: usize,
 }
 
+/// How long a container serves before it is destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recycle {
+    /// Steps one container serves (1: a fresh container for every step).
+    pub runs: u32,
+    /// Its longest life.
+    pub max_age: Duration,
+}
+
+impl Recycle {
+    /// One container per step, as before recycling.
+    pub const NEVER: Recycle = Recycle {
+        runs: 1,
+        max_age: Duration::from_secs(600),
+    };
+    /// The default: 100 steps or 10 minutes, whichever comes first.
+    pub const DEFAULT: Recycle = Recycle {
+        runs: 100,
+        max_age: Duration::from_secs(600),
+    };
+}
+
 /// Warm containers of every layout.
 #[derive(Debug)]
 pub struct Pool {
     sandbox: Arc<Sandbox>,
     specs: Vec<WarmSpec>,
+    recycle: Recycle,
     warm: Mutex<HashMap<Layout, Vec<Container>>>,
+    /// Containers out on a step or being reset, per layout: expected back.
+    out: Mutex<HashMap<Layout, usize>>,
+    /// Containers recycled (reset and back among the warm ones).
+    recycled: AtomicU64,
+    /// Containers destroyed after serving, per reason.
+    destroyed: Mutex<BTreeMap<&'static str, u64>>,
     /// Background creations started and not yet ended, per layout: a refill counts them
     /// with the warm ones, so that refills racing each other cannot overshoot the target.
     pending: Mutex<HashMap<Layout, usize>>,
@@ -46,12 +78,21 @@ pub struct Pool {
 
 impl Pool {
     /// A pool keeping each of `specs` at its target, creating at most `concurrency`
-    /// containers at once.
-    pub fn new(sandbox: Arc<Sandbox>, specs: Vec<WarmSpec>, concurrency: usize) -> Arc<Self> {
+    /// containers at once, recycling them by `recycle`.
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        specs: Vec<WarmSpec>,
+        concurrency: usize,
+        recycle: Recycle,
+    ) -> Arc<Self> {
         Arc::new(Pool {
             sandbox,
             specs,
+            recycle,
             warm: Mutex::new(HashMap::new()),
+            out: Mutex::new(HashMap::new()),
+            recycled: AtomicU64::new(0),
+            destroyed: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(HashMap::new()),
             creating: Semaphore::new(concurrency.max(1)),
             create_seconds: Mutex::new(Vec::new()),
@@ -113,6 +154,50 @@ impl Pool {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// Containers reset after a step and put back among the warm ones.
+    pub fn recycled(&self) -> u64 {
+        self.recycled.load(Ordering::Relaxed)
+    }
+
+    /// Containers destroyed after serving, per reason: `runs` and `age` (served their
+    /// time), `surplus` (the layout had its warm target), `shutdown`, what a step did
+    /// (`security_violation`, `internal_error`, `fallback_kill`, `error`), a figure the
+    /// kernel cannot reset (`pids_peak`, `memory_peak`), and a failed check
+    /// (`processes`, `mounts`, `memory`, `reset_failed`, `check_failed`).
+    pub fn destroyed(&self) -> Vec<(&'static str, u64)> {
+        let d = self.destroyed.lock().unwrap_or_else(|p| p.into_inner());
+        d.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// The recycling in force.
+    pub fn recycling(&self) -> Recycle {
+        self.recycle
+    }
+
+    /// Containers taken and not yet back (on a step, being checked and reset, or being
+    /// destroyed after their step).
+    pub fn out_total(&self) -> usize {
+        let out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        out.values().sum()
+    }
+
+    /// Host pids of the warm containers' inits.
+    pub fn warm_pids(&self) -> Vec<libc::pid_t> {
+        let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        warm.values().flatten().map(Container::pid).collect()
+    }
+
+    fn out_count(&self, layout: &Layout) -> usize {
+        let out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        out.get(layout).copied().unwrap_or(0)
+    }
+
+    fn add_out(&self, layout: &Layout, delta: isize) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let n = out.entry(layout.clone()).or_default();
+        *n = n.saturating_add_signed(delta);
+    }
+
     fn count(&self, layout: &Layout) -> usize {
         let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
         warm.get(layout).map_or(0, Vec::len)
@@ -164,11 +249,13 @@ impl Pool {
                 warm.get_mut(layout).and_then(Vec::pop)
             };
             let Some(c) = popped else { break };
-            self.refill(layout);
             if c.is_alive() {
-                tracing::debug!(container = c.id(), "warm container taken");
+                tracing::debug!(container = c.id(), runs = c.runs(), "warm container taken");
+                self.add_out(layout, 1);
+                self.refill(layout);
                 return Ok(c);
             }
+            self.refill(layout);
             // Its init died while waiting: count it and heal.
             self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(container = c.id(), "warm container found dead; discarded");
@@ -176,7 +263,9 @@ impl Pool {
         }
         tracing::debug!(?layout, "no warm container: creating one");
         self.refill(layout);
-        self.create(layout, limits).await
+        let c = self.create(layout, limits).await?;
+        self.add_out(layout, 1);
+        Ok(c)
     }
 
     /// Starts creating one container of `layout` in the background if it is below target,
@@ -191,7 +280,13 @@ impl Pool {
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let under_way = pending.entry(layout.clone()).or_default();
-            if self.count(layout) + *under_way >= spec.target {
+            // Containers out on a step come back when recycled: counted as warm.
+            let back = if self.recycle.runs > 1 {
+                self.out_count(layout)
+            } else {
+                0
+            };
+            if self.count(layout) + *under_way + back >= spec.target {
                 return;
             }
             *under_way += 1;
@@ -221,9 +316,86 @@ impl Pool {
         });
     }
 
-    /// Destroys `c` in the background (its step is over); shutdown waits for it.
-    pub fn destroy_later(&self, c: Container) {
-        self.tasks.spawn(c.destroy());
+    /// Destroys `c`, taken from this pool, in the background instead of giving it back
+    /// (a layout's replacement is then made); shutdown waits for it.
+    pub fn destroy_later(self: &Arc<Self>, c: Container) {
+        let pool = self.clone();
+        self.tasks.spawn(async move {
+            let layout = c.layout.clone();
+            pool.add_out(&layout, -1);
+            c.destroy().await;
+            pool.refill(&layout);
+        });
+    }
+
+    /// Takes back `c`, taken from this pool for a step that is over: it is checked and
+    /// reset in the background and rejoins the warm ones, or is destroyed (and the reason
+    /// counted). Shutdown waits for either.
+    pub fn give_back(self: &Arc<Self>, mut c: Container) {
+        let pool = self.clone();
+        let layout = c.layout.clone();
+        self.tasks.spawn(async move {
+            let disk_bytes = layout.disk_bytes;
+            let why = match pool.keep_reason(&c, &layout) {
+                Some(why) => Err(why),
+                None => c.recycle(disk_bytes).await,
+            };
+            // Back among the warm ones and no longer out at once (under the lock refills
+            // check), so that no refill sees it twice or not at all.
+            let kept = match why {
+                Ok(()) if !pool.closed.load(Ordering::Acquire) => {
+                    let mut warm = pool.warm.lock().unwrap_or_else(|p| p.into_inner());
+                    warm.entry(layout.clone()).or_default().push(c);
+                    pool.add_out(&layout, -1);
+                    pool.recycled.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Ok(()) => Some((c, "shutdown")),
+                Err(why) => Some((c, why)),
+            };
+            if let Some((c, why)) = kept {
+                pool.add_out(&layout, -1);
+                tracing::debug!(
+                    container = c.id(),
+                    runs = c.runs(),
+                    reason = why,
+                    "container destroyed after its step"
+                );
+                *pool
+                    .destroyed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(why)
+                    .or_default() += 1;
+                c.destroy().await;
+                pool.refill(&layout);
+            }
+        });
+    }
+
+    /// Why `c` must not serve another step of `layout`, before any check of its own.
+    fn keep_reason(&self, c: &Container, layout: &Layout) -> Option<&'static str> {
+        if let Some(why) = c.doubt() {
+            return Some(why);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Some("shutdown");
+        }
+        if c.runs() >= self.recycle.runs {
+            return Some("runs");
+        }
+        if c.age() >= self.recycle.max_age {
+            return Some("age");
+        }
+        let target = self
+            .specs
+            .iter()
+            .find(|s| &s.layout == layout)
+            .map_or(0, |s| s.target);
+        if self.count(layout) >= target.max(1) {
+            return Some("surplus");
+        }
+        None
     }
 
     /// Stops refilling, destroys every warm container, and waits for the background

@@ -292,12 +292,16 @@ pub fn signal_name(sig: i32) -> Option<String> {
         .map(|s| s.as_str().to_string())
 }
 
-/// The cgroup limits of a step. The init is in the cgroup too, so `pids` gets one more:
-/// the job's budget is what the request says.
+/// Tasks of a container's cgroup that are not the job's: the container's init and the
+/// run's init (see `warmbox_inside::runinit`).
+pub const OWN_TASKS: u64 = 2;
+
+/// The cgroup limits of a step. The two inits are in the cgroup too, so `pids` gets
+/// [`OWN_TASKS`] more: the job's budget is what the request says.
 pub fn cgroup_limits(l: &Limits, cpu_cores: Option<f64>) -> CgroupLimits {
     CgroupLimits {
         memory_bytes: l.memory_mb << 20,
-        pids: l.pids + 1,
+        pids: l.pids + OWN_TASKS,
         cpu_cores,
     }
 }
@@ -450,6 +454,31 @@ impl Container {
         spec: &StepSpec,
         io: Option<Piped>,
     ) -> Result<StepOutcome, SandboxError> {
+        let r = self.run_watched(spec, io).await;
+        self.doubt_on(r)
+    }
+
+    /// After a run: whether it casts doubt on the container (see [`Container::recycle`]):
+    /// what it did, how it ended, or a figure of it the next run's would show.
+    fn doubt_after(
+        ready: Option<&super::container::ReadyState>,
+        status: StepStatus,
+        hard_killed: bool,
+    ) -> Option<&'static str> {
+        match status {
+            _ if hard_killed => Some("fallback_kill"),
+            StepStatus::SecurityViolation => Some("security_violation"),
+            StepStatus::InternalError => Some("internal_error"),
+            _ if ready.is_some_and(|r| !r.peak_resettable) => Some("memory_peak"),
+            _ => None,
+        }
+    }
+
+    async fn run_watched(
+        &mut self,
+        spec: &StepSpec,
+        io: Option<Piped>,
+    ) -> Result<StepOutcome, SandboxError> {
         let l = spec.limits;
         let host = |what: &str| {
             let what = format!("container {}: {what}", self.id);
@@ -503,6 +532,7 @@ impl Container {
         let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_fd];
         self.send(&job, &[], &fds).await?;
         self.job_sent = true;
+        self.runs += 1;
         let start = Instant::now();
         // Only the job holds the write ends now, so EOF means every writer is gone.
         drop((stdin, out_w, err_w));
@@ -666,9 +696,18 @@ impl Container {
             wall_timeout,
             cpu_ns: job_cpu(init, usage.cpu_ns),
             cpu_limit_ns,
-            oom_kills: usage.oom_kills.saturating_sub(base.oom_kills),
+            // The counter is the cgroup's since creation: what earlier runs met is not
+            // this one's.
+            oom_kills: usage
+                .oom_kills
+                .saturating_sub(base.oom_kills.max(self.oom_seen)),
         };
+        self.oom_seen = self.oom_seen.max(usage.oom_kills);
         let status = verdict(&ev);
+        if let Some(why) = Self::doubt_after(self.ready.as_ref(), status, hard_killed) {
+            self.doubt.get_or_insert(why);
+        }
+        self.pids_peak_seen = usage.pids_peak;
         let user_ns = split_user(
             ev.cpu_ns,
             usage.user_ns.saturating_sub(base.user_ns),
@@ -707,8 +746,8 @@ impl Container {
                 wall_ms: ms(wall_ns),
                 memory_peak_bytes: usage.memory_peak_bytes,
                 oom_killed: ev.oom_kills > 0,
-                // The init is one of the cgroup's tasks; the job's count is the rest.
-                pids_peak: usage.pids_peak.map(|p| p.saturating_sub(1)),
+                // The two inits are among the cgroup's tasks; the job's count is the rest.
+                pids_peak: usage.pids_peak.map(|p| p.saturating_sub(OWN_TASKS)),
                 stdout_bytes: out.kept.len() as u64,
                 stderr_bytes: err.kept.len() as u64,
             },

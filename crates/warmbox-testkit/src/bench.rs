@@ -46,6 +46,15 @@ fn fork_exec_wait_io(path: &CString, args: &[&CString], input: Option<&CString>)
 /// A release `warmbox serve` for a bench, on a loopback port, with its own cgroup parent,
 /// uid block and state; returns it once `/readyz` says ready, with its base URL.
 pub fn start_server(name: &str, uid_base: u32) -> (std::process::Child, String) {
+    start_server_with(name, uid_base, &[])
+}
+
+/// [`start_server`] with more arguments for `warmbox serve` (e.g. `--recycle-runs 1`).
+pub fn start_server_with(
+    name: &str,
+    uid_base: u32,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     let repo = crate::repo();
     let exe = repo.join("target/release/warmbox");
     assert!(
@@ -61,7 +70,8 @@ pub fn start_server(name: &str, uid_base: u32) -> (std::process::Child, String) 
             .args(["--cgroup-parent", &format!("warmbox-bench-{name}")])
             .args(["--uid-base", &uid_base.to_string()])
             .args(["--state-dir", &state])
-            .args(["--jobs-db", &format!("{state}/jobs.redb")]),
+            .args(["--jobs-db", &format!("{state}/jobs.redb")])
+            .args(extra),
     )
 }
 

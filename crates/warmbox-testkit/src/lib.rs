@@ -66,10 +66,13 @@ pub fn uid_base() -> u32 {
     700_000 + UID_BLOCK * (h % 4096)
 }
 
-/// Host processes whose uid lies in this binary's container uid block: (pid, uid).
+/// Host processes whose uid lies in this binary's container uid block, but for the shared
+/// harness's warm containers ([`harness::warm_processes`]): (pid, uid).
 pub fn processes_in_uid_block() -> Vec<(i32, u32)> {
+    let warm = harness::warm_processes();
     processes_in(uid_base(), UID_BLOCK)
         .into_iter()
+        .filter(|(pid, _, _)| !warm.contains(pid))
         .map(|(pid, uid, _)| (pid, uid))
         .collect()
 }

@@ -204,7 +204,8 @@ impl Runner {
         }
     }
 
-    /// A runner that takes its containers from `pool` and destroys them in the background.
+    /// A runner that takes its containers from `pool` and gives them back after each step
+    /// (to be recycled or destroyed in the background).
     pub fn with_pool(pool: Arc<Pool>) -> Self {
         Runner {
             pool: Some(pool.clone()),
@@ -248,12 +249,12 @@ impl Runner {
 
     pub(crate) async fn finish(&self, c: Container) {
         match &self.pool {
-            Some(pool) => pool.destroy_later(c),
+            Some(pool) => pool.give_back(c),
             None => c.destroy().await,
         }
     }
 
-    /// Runs `step` in a fresh container and destroys it. The outer `Err` is "no container
+    /// Runs `step` in a container of the pool (or a fresh one) and gives it back. The outer `Err` is "no container
     /// could be had"; the inner one is the step's own failure. A container that failed
     /// before its init was handed the job (its init died while it waited, or the files
     /// could not be written) ran nothing of the request, so the step is tried once more

@@ -143,6 +143,20 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
     fn usage(&self) -> Result<CgroupUsage, CgroupError>;
     /// SIGKILLs every process in the cgroup (v2 `cgroup.kill`; v1 freeze, kill, thaw or loop).
     fn kill_all(&self) -> Result<(), CgroupError>;
+    /// The processes in the cgroup, host pids (`cgroup.procs`; v1 the pids controller's):
+    /// checked before a container serves another run.
+    fn procs(&self) -> Result<Vec<i32>, CgroupError>;
+    /// Memory charged to the cgroup now, bytes (v1 `memory.usage_in_bytes`, v2
+    /// `memory.current`).
+    fn memory_bytes(&self) -> Result<u64, CgroupError>;
+    /// Between two runs, when the last one made the pids peak rise (the kernel cannot
+    /// reset it): gives the next run a peak counter of its own, with the container's init
+    /// (host pid `init`) the only process. `false` where the backend cannot (the container
+    /// is then not reused).
+    fn fresh_pids_peak(&self, init: i32) -> Result<bool, CgroupError> {
+        let _ = init;
+        Ok(false)
+    }
     /// Removes the cgroup directories, retrying while the kernel still reports them busy.
     fn destroy(&self) -> Result<(), CgroupError>;
     /// Once every process of the container is gone: when the kernel memory still charged

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
     open_read, parent_path, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64,
-    remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage,
-    CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
+    read_pids, read_u64, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError,
+    CgroupLimits, CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -227,6 +227,18 @@ pub struct V1Cgroup {
     /// The accounting files, opened once (at creation, or on first use) and re-read
     /// with pread after that.
     acct: OnceLock<Acct>,
+    /// The child cgroup of the pids hierarchy the container's processes are in, once a
+    /// run made the peak rise (see `fresh_pids_peak`); its `pids.peak` is the one read.
+    leaf: std::sync::Mutex<Option<Leaf>>,
+    /// Leaves made so far (their names).
+    leaves: AtomicU64,
+}
+
+/// A child cgroup of the pids hierarchy, with its peak counter open.
+#[derive(Debug)]
+struct Leaf {
+    dir: PathBuf,
+    peak: File,
 }
 
 /// The files a job's accounting reads and resets.
@@ -277,7 +289,15 @@ impl V1Cgroup {
             memsw,
             memory_limit: AtomicU64::new(u64::MAX),
             acct: OnceLock::new(),
+            leaf: std::sync::Mutex::new(None),
+            leaves: AtomicU64::new(0),
         }
+    }
+
+    fn leaf(&self) -> std::sync::MutexGuard<'_, Option<Leaf>> {
+        self.leaf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes `limits`; on a `fresh` cgroup the writes of kernel defaults are skipped.
@@ -419,8 +439,8 @@ impl Cgroup for V1Cgroup {
 
     /// v1 zeroes its counters: `cpuacct.usage` (and with it the per-CPU user and system
     /// times) through the file `cpu_ns` polls, and the memory peak: two writes instead of
-    /// six reads. The OOM counter needs no baseline: a container runs one job, and a setup
-    /// that met the OOM killer never became ready.
+    /// six reads. The OOM counter cannot be zeroed: the container keeps the count its
+    /// earlier runs reached as the baseline (`Container::oom_seen`).
     fn start_accounting(&self) -> Result<CgroupUsage, CgroupError> {
         let file = &self.acct()?.cpu_usage;
         file.write_at(b"0", 0)
@@ -459,9 +479,10 @@ impl Cgroup for V1Cgroup {
             sys_ns,
             memory_peak_bytes,
             oom_kills,
-            pids_peak: match &acct.pids_peak {
-                Some(f) => Some(pread_u64(f, &self.dirs.pids.join("pids.peak"))?),
-                None => None,
+            pids_peak: match (&*self.leaf(), &acct.pids_peak) {
+                (Some(leaf), _) => Some(pread_u64(&leaf.peak, &leaf.dir.join("pids.peak"))?),
+                (None, Some(f)) => Some(pread_u64(f, &self.dirs.pids.join("pids.peak"))?),
+                (None, None) => None,
             },
         })
     }
@@ -469,7 +490,42 @@ impl Cgroup for V1Cgroup {
     fn kill_all(&self) -> Result<(), CgroupError> {
         // No freezer: a container is a pid namespace, so the kernel already kills all of it
         // when its init dies; this loop is the backstop, and pids.max bounds its work.
+        if let Some(leaf) = &*self.leaf() {
+            kill_listed(&leaf.dir.join("cgroup.procs"))?;
+        }
         kill_listed(&self.dirs.pids.join("cgroup.procs"))
+    }
+
+    fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        let mut procs = read_pids(&self.dirs.pids.join("cgroup.procs"))?.unwrap_or_default();
+        if let Some(leaf) = &*self.leaf() {
+            procs.extend(read_pids(&leaf.dir.join("cgroup.procs"))?.unwrap_or_default());
+        }
+        Ok(procs)
+    }
+
+    /// v1 moves the init into a new child cgroup of the pids hierarchy (the processes it
+    /// makes next are born there): a new cgroup's peak starts at what is in it. The limit
+    /// stays the container cgroup's, which counts its children's tasks.
+    fn fresh_pids_peak(&self, init: i32) -> Result<bool, CgroupError> {
+        if self.acct()?.pids_peak.is_none() {
+            // No peak counter: nothing carries over.
+            return Ok(true);
+        }
+        let n = self.leaves.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dirs.pids.join(format!("run-{n}"));
+        std::fs::create_dir(&dir).map_err(|e| io_error("mkdir", &dir, e))?;
+        write_file(&dir.join("cgroup.procs"), &init.to_string())?;
+        let peak = open_read(&dir.join("pids.peak"))?;
+        let old = self.leaf().replace(Leaf { dir, peak });
+        if let Some(old) = old {
+            remove_cgroup_dir(&old.dir)?;
+        }
+        Ok(true)
+    }
+
+    fn memory_bytes(&self) -> Result<u64, CgroupError> {
+        read_u64(&self.dirs.memory.join("memory.usage_in_bytes"))
     }
 
     fn release_kernel_caches(&self) -> Result<bool, CgroupError> {

@@ -9,9 +9,9 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, io_error, kill_listed, open_read,
-    parent_path, parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_u64,
-    remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits, CgroupUsage,
-    CgroupVersion, PeakSupport, CPU_PERIOD_US, V2_CONTROLLERS,
+    parent_path, parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_pids,
+    read_u64, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits,
+    CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V2_CONTROLLERS,
 };
 
 /// The unified hierarchy under a mount root (normally `/sys/fs/cgroup`), with warmbox's parent.
@@ -589,6 +589,14 @@ impl Cgroup for V2Cgroup {
 
     fn kill_all(&self) -> Result<(), CgroupError> {
         kill_dir(&self.dir)
+    }
+
+    fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        Ok(read_pids(&self.dir.join("cgroup.procs"))?.unwrap_or_default())
+    }
+
+    fn memory_bytes(&self) -> Result<u64, CgroupError> {
+        read_u64(&self.dir.join("memory.current"))
     }
 
     fn release_kernel_caches(&self) -> Result<bool, CgroupError> {
