@@ -80,10 +80,11 @@ async fn a_stopped_init_fails_its_file_exchange_in_bounded_time_and_is_removed()
     );
     assert!(
         err.to_string()
-            .contains("writing the files: no answer within 5s"),
+            .contains("writing the files: no answer within 5.0005s"),
         "{err}"
     );
     assert!(!c.job_sent());
+    // (5 s, and 0.5 ms for each of the path components made.)
     // SIGKILL ends a stopped process too: the removal is complete.
     c.destroy().await;
     let left = h.sandbox.cgroups().list().expect("list cgroups");

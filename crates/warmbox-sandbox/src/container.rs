@@ -58,14 +58,14 @@ pub struct Container {
     /// The cgroup's pids peak after the last run.
     pub(crate) pids_peak_seen: Option<u64>,
     /// What it was like when first ready, which a reset must come back to.
-    pub(crate) ready: Option<ReadyState>,
+    pub(crate) ready: Option<std::sync::Arc<ReadyState>>,
     // Released last: the slot's uids are reused only once every process is gone.
     pub(crate) _slot: Option<Slot>,
 }
 
 /// A container's state when it was first ready, recorded at creation: the check before
 /// another run compares with it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct ReadyState {
     /// The cgroup's pids peak (the two inits and the waiting job process): a run that
     /// passed it would show its own peak in the next run's, since the kernel cannot reset
@@ -73,8 +73,10 @@ pub(crate) struct ReadyState {
     pub(crate) pids_peak: Option<u64>,
     /// Memory charged to the cgroup.
     pub(crate) memory_bytes: u64,
-    /// The init's mounts: mount point and filesystem type of each, in order.
+    /// The init's mounts: mount point and filesystem type of each, sorted.
     pub(crate) mounts: Vec<String>,
+    /// The init's `/proc/<pid>/mountinfo`, open (re-read from its start for each check).
+    pub(crate) mountinfo: std::fs::File,
     /// Whether the cgroup's memory peak can be reset between runs (or has none to carry
     /// over).
     pub(crate) peak_resettable: bool,
@@ -228,7 +230,12 @@ impl Container {
                 other => Err(self.unexpected(other)),
             }
         };
-        let limit = exchange_timeout(bytes);
+        // Every directory and file is made on its own (1,024 files 32 deep are 32,768).
+        let entries: u64 = files
+            .iter()
+            .map(|f| f.path.split('/').filter(|c| !c.is_empty()).count() as u64)
+            .sum();
+        let limit = exchange_timeout(bytes) + Duration::from_micros(500 * entries);
         let r = tokio::time::timeout(limit, exchange)
             .await
             .unwrap_or_else(|_| Err(self.overdue("writing the files", limit)));
@@ -262,15 +269,19 @@ impl Container {
     pub(crate) fn record_ready(&mut self, peak_resettable: bool) -> Result<(), SandboxError> {
         let usage = self.cgroup().usage()?;
         self.oom_seen = usage.oom_kills;
-        self.ready = Some(ReadyState {
+        let err = |source| SandboxError::Host {
+            what: format!("container {}: read the init's mountinfo", self.id),
+            source,
+        };
+        let mountinfo =
+            std::fs::File::open(format!("/proc/{}/mountinfo", self.pid)).map_err(err)?;
+        self.ready = Some(std::sync::Arc::new(ReadyState {
             pids_peak: usage.pids_peak,
             memory_bytes: self.cgroup().memory_bytes()?,
-            mounts: mounts_of(self.pid).map_err(|source| SandboxError::Host {
-                what: format!("container {}: read the init's mountinfo", self.id),
-                source,
-            })?,
+            mounts: mounts_of(&mountinfo).map_err(err)?,
+            mountinfo,
             peak_resettable,
-        });
+        }));
         Ok(())
     }
 
@@ -327,7 +338,7 @@ impl Container {
             }
             Err(_) => return Err("reset_failed"),
         }
-        match mounts_of(self.pid) {
+        match mounts_of(&ready.mountinfo) {
             Ok(mounts) if mounts == ready.mounts => {}
             Ok(mounts) => {
                 tracing::warn!(container = %self.id, ?mounts, expected = ?ready.mounts, "mounts differ after a reset");
@@ -508,10 +519,21 @@ fn exchange_timeout(bytes: u64) -> Duration {
 /// How long an init may take to reset between runs.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The mounts of process `pid`'s mount namespace, each as its mount point and filesystem
-/// type, sorted (the ids and the order change when a reset remounts; the set must not).
-fn mounts_of(pid: libc::pid_t) -> std::io::Result<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+/// The mounts of a mount namespace (its `mountinfo`, read from the start), each as its
+/// mount point and filesystem type, sorted (the ids and the order change when a reset
+/// remounts; the set must not).
+fn mounts_of(mountinfo: &std::fs::File) -> std::io::Result<Vec<String>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = Vec::with_capacity(4096);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = mountinfo.read_at(&mut buf, bytes.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let mut mounts: Vec<String> = text
         .lines()
         .map(|line| {

@@ -181,6 +181,12 @@ impl Pool {
         out.values().sum()
     }
 
+    /// Containers being created in the background.
+    pub fn pending_total(&self) -> usize {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.values().sum()
+    }
+
     /// Host pids of the warm containers' inits.
     pub fn warm_pids(&self) -> Vec<libc::pid_t> {
         let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
@@ -322,8 +328,8 @@ impl Pool {
         let pool = self.clone();
         self.tasks.spawn(async move {
             let layout = c.layout.clone();
-            pool.add_out(&layout, -1);
             c.destroy().await;
+            pool.add_out(&layout, -1);
             pool.refill(&layout);
         });
     }
@@ -354,7 +360,6 @@ impl Pool {
                 Err(why) => Some((c, why)),
             };
             if let Some((c, why)) = kept {
-                pool.add_out(&layout, -1);
                 tracing::debug!(
                     container = c.id(),
                     runs = c.runs(),
@@ -368,6 +373,9 @@ impl Pool {
                     .entry(why)
                     .or_default() += 1;
                 c.destroy().await;
+                // Out until it is gone: a count of zero means every container taken is
+                // back or removed.
+                pool.add_out(&layout, -1);
                 pool.refill(&layout);
             }
         });

@@ -402,14 +402,18 @@ impl Capture {
     }
 }
 
-/// Reads from `rx`; never ready once it is at EOF or when there is no pipe to read.
+/// Reads from `rx` into `buf` (cleared first; up to its capacity, which is not zeroed for
+/// it); never ready once it is at EOF or when there is no pipe to read.
 async fn read_some(
     rx: Option<&mut tokio::net::unix::pipe::Receiver>,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
     eof: bool,
 ) -> std::io::Result<usize> {
     match rx {
-        Some(rx) if !eof => rx.read(buf).await,
+        Some(rx) if !eof => {
+            buf.clear();
+            rx.read_buf(buf).await
+        }
         _ => std::future::pending().await,
     }
 }
@@ -560,8 +564,9 @@ impl Container {
         let mut killed: Option<KillReason> = None;
         let mut exited: Option<FromInit> = None;
         let mut drain_deadline: Option<Instant> = None;
-        let mut obuf = vec![0u8; 64 * 1024];
-        let mut ebuf = vec![0u8; 64 * 1024];
+        // Read into without zeroing: most runs write little or nothing.
+        let mut obuf = Vec::with_capacity(64 * 1024);
+        let mut ebuf = Vec::with_capacity(64 * 1024);
         let mut next_poll = start + POLL_MIN;
         let id = self.id.clone();
 
@@ -704,7 +709,7 @@ impl Container {
         };
         self.oom_seen = self.oom_seen.max(usage.oom_kills);
         let status = verdict(&ev);
-        if let Some(why) = Self::doubt_after(self.ready.as_ref(), status, hard_killed) {
+        if let Some(why) = Self::doubt_after(self.ready.as_deref(), status, hard_killed) {
             self.doubt.get_or_insert(why);
         }
         self.pids_peak_seen = usage.pids_peak;

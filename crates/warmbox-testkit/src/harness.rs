@@ -85,7 +85,7 @@ extern "C" fn shut_the_shared_pool() {
 }
 
 /// The processes of the shared harness's warm containers, once every container it handed
-/// out is back (or destroyed): each init, its run's init and that one's waiting job
+/// out is back (or destroyed) and none is being made: each init, its run's init and that one's waiting job
 /// process. An init whose tree has any other shape counts alone (what else is there shows
 /// as left over).
 pub fn warm_processes() -> Vec<i32> {
@@ -97,7 +97,8 @@ pub fn warm_processes() -> Vec<i32> {
         return Vec::new();
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while pool.out_total() > 0 && std::time::Instant::now() < deadline {
+    while (pool.out_total() > 0 || pool.pending_total() > 0) && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let children = |pid: i32| -> Vec<i32> {

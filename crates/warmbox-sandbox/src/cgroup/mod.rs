@@ -640,17 +640,21 @@ fn read_pids(procs: &Path) -> Result<Option<Vec<i32>>, CgroupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("read", procs, e)),
     };
+    parse_pids(procs, &content).map(Some)
+}
+
+/// The pids of a `cgroup.procs` file's `content` (`procs` names it in errors).
+fn parse_pids(procs: &Path, content: &str) -> Result<Vec<i32>, CgroupError> {
     content
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             l.trim().parse().map_err(|_| CgroupError::Parse {
                 path: procs.to_path_buf(),
-                content: content.clone(),
+                content: content.to_string(),
             })
         })
-        .collect::<Result<Vec<i32>, _>>()
-        .map(Some)
+        .collect()
 }
 
 /// pidfd_open(2): a descriptor that keeps naming process `pid` even after the pid is reused.

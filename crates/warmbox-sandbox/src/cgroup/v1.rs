@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
     open_read, parent_path, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64,
-    read_pids, read_u64, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError,
-    CgroupLimits, CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
+    read_pids, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits,
+    CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -232,6 +232,8 @@ pub struct V1Cgroup {
     leaf: std::sync::Mutex<Option<Leaf>>,
     /// Leaves made so far (their names).
     leaves: AtomicU64,
+    /// `memory.usage_in_bytes`, opened on first use: the checks between two runs read it.
+    memory_usage: OnceLock<File>,
 }
 
 /// A child cgroup of the pids hierarchy, with its peak counter open.
@@ -291,7 +293,16 @@ impl V1Cgroup {
             acct: OnceLock::new(),
             leaf: std::sync::Mutex::new(None),
             leaves: AtomicU64::new(0),
+            memory_usage: OnceLock::new(),
         }
+    }
+
+    fn memory_usage(&self) -> Result<&File, CgroupError> {
+        if let Some(file) = self.memory_usage.get() {
+            return Ok(file);
+        }
+        let file = open_read(&self.dirs.memory.join("memory.usage_in_bytes"))?;
+        Ok(self.memory_usage.get_or_init(|| file))
     }
 
     fn leaf(&self) -> std::sync::MutexGuard<'_, Option<Leaf>> {
@@ -497,6 +508,8 @@ impl Cgroup for V1Cgroup {
     }
 
     fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        // Opened afresh for each read: v1 keeps the list it read for an open file (for a
+        // second after its last use), so an fd kept open would show a stale list.
         let mut procs = read_pids(&self.dirs.pids.join("cgroup.procs"))?.unwrap_or_default();
         if let Some(leaf) = &*self.leaf() {
             procs.extend(read_pids(&leaf.dir.join("cgroup.procs"))?.unwrap_or_default());
@@ -525,7 +538,10 @@ impl Cgroup for V1Cgroup {
     }
 
     fn memory_bytes(&self) -> Result<u64, CgroupError> {
-        read_u64(&self.dirs.memory.join("memory.usage_in_bytes"))
+        pread_u64(
+            self.memory_usage()?,
+            &self.dirs.memory.join("memory.usage_in_bytes"),
+        )
     }
 
     fn release_kernel_caches(&self) -> Result<bool, CgroupError> {

@@ -9,9 +9,9 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, io_error, kill_listed, open_read,
-    parent_path, parse_keyed, pread_text, pread_u64, read_file, read_optional_u64, read_pids,
-    read_u64, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits,
-    CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V2_CONTROLLERS,
+    parent_path, parse_keyed, parse_pids, pread_all, pread_text, pread_u64, read_file,
+    read_optional_u64, read_u64, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError,
+    CgroupLimits, CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V2_CONTROLLERS,
 };
 
 /// The unified hierarchy under a mount root (normally `/sys/fs/cgroup`), with warmbox's parent.
@@ -382,6 +382,9 @@ impl V2Backend {
             swap: self.swap,
             cpu_stat: OnceLock::new(),
             peak: Mutex::new(None),
+            checks: OnceLock::new(),
+            leaf: Mutex::new(None),
+            leaves: std::sync::atomic::AtomicU64::new(0),
         };
         if let Err(e) = cgroup.apply_limits(limits, true) {
             if let Err(cleanup) = cgroup.destroy() {
@@ -466,6 +469,14 @@ pub struct V2Cgroup {
     /// `memory.peak` as written by `reset_peaks`: since Linux 6.12 a write resets the peak
     /// seen through that open file only, so the peak must be read through the same fd.
     peak: Mutex<Option<File>>,
+    /// `cgroup.procs` and `memory.current`, opened on first use: the checks between two
+    /// runs read them.
+    checks: OnceLock<(File, File)>,
+    /// The child cgroup the container's processes are in, once a run made the pids peak
+    /// rise (see `fresh_pids_peak`): its `pids.peak` is the one read.
+    leaf: Mutex<Option<PathBuf>>,
+    /// Leaves made so far (their names).
+    leaves: std::sync::atomic::AtomicU64,
 }
 
 impl V2Cgroup {
@@ -529,6 +540,23 @@ impl V2Cgroup {
     }
 }
 
+impl V2Cgroup {
+    fn leaf(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
+        self.leaf.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn checks(&self) -> Result<&(File, File), CgroupError> {
+        if let Some(files) = self.checks.get() {
+            return Ok(files);
+        }
+        let files = (
+            open_read(&self.dir.join("cgroup.procs"))?,
+            open_read(&self.dir.join("memory.current"))?,
+        );
+        Ok(self.checks.get_or_init(|| files))
+    }
+}
+
 impl Cgroup for V2Cgroup {
     fn name(&self) -> &str {
         &self.name
@@ -583,7 +611,13 @@ impl Cgroup for V2Cgroup {
             sys_ns: system.saturating_mul(1000),
             memory_peak_bytes: self.memory_peak()?,
             oom_kills: parse_keyed(&events, &read_file(&events)?, "oom_kill")?,
-            pids_peak: read_optional_u64(&self.dir.join("pids.peak"))?,
+            pids_peak: read_optional_u64(
+                &self
+                    .leaf()
+                    .as_deref()
+                    .unwrap_or(&self.dir)
+                    .join("pids.peak"),
+            )?,
         })
     }
 
@@ -592,11 +626,42 @@ impl Cgroup for V2Cgroup {
     }
 
     fn procs(&self) -> Result<Vec<i32>, CgroupError> {
-        Ok(read_pids(&self.dir.join("cgroup.procs"))?.unwrap_or_default())
+        let path = self.dir.join("cgroup.procs");
+        let mut procs = parse_pids(&path, &pread_all(&self.checks()?.0, &path)?)?;
+        if let Some(leaf) = &*self.leaf() {
+            let path = leaf.join("cgroup.procs");
+            procs.extend(parse_pids(&path, &read_file(&path)?)?);
+        }
+        Ok(procs)
+    }
+
+    /// v2 enables the pids controller for the container cgroup's children (a threaded
+    /// controller: allowed beside the init) and moves the init into a new child: a new
+    /// cgroup's peak starts at what is in it. `cgroup.kill`, the limits and the other
+    /// counters stay the container cgroup's, which count its child.
+    fn fresh_pids_peak(&self, init: i32) -> Result<bool, CgroupError> {
+        if !self.dir.join("pids.peak").exists() {
+            // No peak counter: nothing carries over.
+            return Ok(true);
+        }
+        let n = self
+            .leaves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n == 0 {
+            write_file(&self.dir.join("cgroup.subtree_control"), "+pids")?;
+        }
+        let dir = self.dir.join(format!("run-{n}"));
+        std::fs::create_dir(&dir).map_err(|e| io_error("mkdir", &dir, e))?;
+        write_file(&dir.join("cgroup.procs"), &init.to_string())?;
+        let old = self.leaf().replace(dir);
+        if let Some(old) = old {
+            remove_cgroup_dir(&old)?;
+        }
+        Ok(true)
     }
 
     fn memory_bytes(&self) -> Result<u64, CgroupError> {
-        read_u64(&self.dir.join("memory.current"))
+        pread_u64(&self.checks()?.1, &self.dir.join("memory.current"))
     }
 
     fn release_kernel_caches(&self) -> Result<bool, CgroupError> {
@@ -1031,6 +1096,40 @@ mod tests {
         // cpu_ns re-reads the file it keeps open.
         fs::write(dir.join("cpu.stat"), "usage_usec 7\nuser_usec 5\n").unwrap();
         assert_eq!(cg.cpu_ns().unwrap(), 7000);
+    }
+
+    #[test]
+    fn a_fresh_pids_peak_is_a_child_cgroup_with_the_init_in_it() {
+        let root = tree(true);
+        let backend = backend_at(root.path(), "warmbox").unwrap();
+        let cg = backend.create("c0", &limits(64 * MIB, 8, None)).unwrap();
+        let dir = root.path().join("warmbox/c0");
+        fs::write(dir.join("pids.peak"), "9\n").unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        fs::write(dir.join("memory.current"), "0\n").unwrap();
+        assert!(cg.fresh_pids_peak(4242).unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
+            "+pids"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("run-0/cgroup.procs")).unwrap(),
+            "4242"
+        );
+        // The leaf's peak is the one read, and its processes are the container's.
+        fs::write(dir.join("run-0/pids.peak"), "3\n").unwrap();
+        minimal_stats(&dir);
+        fs::write(dir.join("memory.peak"), "4096\n").unwrap();
+        assert_eq!(cg.usage().unwrap().pids_peak, Some(3));
+        assert_eq!(cg.procs().unwrap(), [4242]);
+        // The next one replaces it.
+        assert!(cg.fresh_pids_peak(4242).unwrap());
+        assert!(dir.join("run-1").is_dir());
+        assert!(!dir.join("run-0").exists());
+        // Without a pids.peak there is nothing to carry over: no leaf.
+        fs::remove_file(dir.join("pids.peak")).unwrap();
+        assert!(cg.fresh_pids_peak(4242).unwrap());
+        assert!(!dir.join("run-2").exists());
     }
 
     #[test]
