@@ -319,27 +319,9 @@ async fn a_recycled_container_waits_at_its_run_priorities() {
     let mut b = Box1::new(h).await;
     b.run("exit 0").await;
     b.recycle().await;
-    let init = b.c.pid();
-    let children = |pid: i32| -> Vec<i32> {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .expect("children")
-            .split_whitespace()
-            .map(|p| p.parse().expect("pid"))
-            .collect()
-    };
     // The job process sets its priority before it reports ready.
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let runs = children(init);
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    let jobs = children(runs[0]);
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let nice = |pid: i32| -> i32 {
-        warmbox_testkit::stat_fields(pid).expect("stat")[16]
-            .parse()
-            .expect("nice")
-    };
     assert_eq!(
-        (nice(init), nice(jobs[0])),
+        warmbox_testkit::waiting_priorities(b.c.pid()),
         (
             warmbox_sandbox::forkserver::RUN_NICE,
             warmbox_sandbox::forkserver::JOB_NICE

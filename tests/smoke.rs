@@ -78,24 +78,10 @@ async fn a_container_tells_whether_it_was_handed_a_job() {
 async fn a_ready_container_waits_at_its_run_priorities() {
     let Some(h) = common::harness() else { return };
     let (c, _) = bash_container(h).await;
-    let init = c.pid();
-    let children = |pid: i32| -> Vec<i32> {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .expect("children")
-            .split_whitespace()
-            .map(|p| p.parse().expect("pid"))
-            .collect()
-    };
     // The init's one child is the run's init, whose one child is the job process.
-    let runs = children(init);
-    assert_eq!(runs.len(), 1, "one run's init: {runs:?}");
-    let jobs = children(runs[0]);
-    assert_eq!(jobs.len(), 1, "one job process: {jobs:?}");
-    let nice = |pid: i32| -> i32 {
-        warmbox_testkit::stat_fields(pid).expect("stat")[16]
-            .parse()
-            .expect("nice")
-    };
-    assert_eq!((nice(init), nice(jobs[0])), (RUN_NICE, JOB_NICE));
+    assert_eq!(
+        warmbox_testkit::waiting_priorities(c.pid()),
+        (RUN_NICE, JOB_NICE)
+    );
     c.destroy().await;
 }

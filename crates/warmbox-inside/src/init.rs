@@ -423,25 +423,36 @@ fn end_all() {
     }
 }
 
-/// The socket tables of the container's network namespace that must be empty between two
-/// runs (their header line aside): a socket that outlived its run's processes (one in
-/// flight in a unix socket, a TCP connection in TIME_WAIT) could be seen by the next run.
-const SOCKET_TABLES: [&str; 5] = ["unix", "tcp", "tcp6", "udp", "udp6"];
-
-/// Refuses a reset while a socket of the last run is left in the network namespace.
+/// Refuses a reset while a socket of the last run is left in the container's network
+/// namespace: one in flight in a unix socket, a TCP connection in TIME_WAIT, anything the
+/// next run could see. The kernel keeps per-namespace counts: `/proc/net/protocols` has the
+/// sockets in use of every protocol (unix, TCP, UDP, raw, netlink, ...), `/proc/net/sockstat`
+/// the TCP sockets in TIME_WAIT (`tw`). (The socket tables themselves, `/proc/net/tcp` and
+/// the like, walk the host's whole hash tables: milliseconds.)
 fn sockets_left() -> Result<(), Error> {
-    let mut left = Vec::new();
-    for table in SOCKET_TABLES {
-        let path = format!("/proc/net/{table}");
-        let text = std::fs::read_to_string(&path).map_err(Error::io("read /proc/net"))?;
-        let n = text
-            .lines()
-            .skip(1)
-            .filter(|l| !l.trim().is_empty())
-            .count();
-        if n > 0 {
-            left.push(format!("{n} {table}"));
-        }
+    let read = |path: &str| std::fs::read_to_string(path).map_err(Error::io("read /proc/net"));
+    let mut left: Vec<String> = read("/proc/net/protocols")?
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            let sockets: u64 = fields.nth(1)?.parse().ok()?;
+            (sockets > 0).then(|| format!("{sockets} {name}"))
+        })
+        .collect();
+    let tw = read("/proc/net/sockstat")?
+        .lines()
+        .find_map(|l| l.strip_prefix("TCP: "))
+        .and_then(|fields| {
+            let f: Vec<&str> = fields.split_whitespace().collect();
+            f.iter()
+                .position(|k| *k == "tw")
+                .and_then(|i| f.get(i + 1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    if tw > 0 {
+        left.push(format!("{tw} TCP in TIME_WAIT"));
     }
     if left.is_empty() {
         Ok(())

@@ -15,6 +15,9 @@ use tokio::sync::Semaphore;
 use crate::cgroup::CgroupLimits;
 use crate::{Container, Layout, Sandbox, SandboxError};
 
+/// How long a take waits for a container being reset before it makes a new one.
+const RETURN_WAIT: Duration = Duration::from_millis(50);
+
 /// A layout the pool keeps warm, with the limits its containers start with.
 #[derive(Debug, Clone)]
 pub struct WarmSpec {
@@ -59,6 +62,10 @@ pub struct Pool {
     warm: Mutex<HashMap<Layout, Vec<Container>>>,
     /// Containers out on a step or being reset, per layout: expected back.
     out: Mutex<HashMap<Layout, usize>>,
+    /// Containers given back and being checked and reset (or destroyed), per layout.
+    returning: Mutex<HashMap<Layout, usize>>,
+    /// Woken when a given-back container is done: back among the warm ones or destroyed.
+    back: tokio::sync::Notify,
     /// Containers recycled (reset and back among the warm ones).
     recycled: AtomicU64,
     /// Containers destroyed after serving, per reason.
@@ -91,6 +98,8 @@ impl Pool {
             recycle,
             warm: Mutex::new(HashMap::new()),
             out: Mutex::new(HashMap::new()),
+            returning: Mutex::new(HashMap::new()),
+            back: tokio::sync::Notify::new(),
             recycled: AtomicU64::new(0),
             destroyed: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -198,6 +207,17 @@ impl Pool {
         out.get(layout).copied().unwrap_or(0)
     }
 
+    fn returning(&self, layout: &Layout) -> usize {
+        let r = self.returning.lock().unwrap_or_else(|p| p.into_inner());
+        r.get(layout).copied().unwrap_or(0)
+    }
+
+    fn add_returning(&self, layout: &Layout, delta: isize) {
+        let mut r = self.returning.lock().unwrap_or_else(|p| p.into_inner());
+        let n = r.entry(layout.clone()).or_default();
+        *n = n.saturating_add_signed(delta);
+    }
+
     fn add_out(&self, layout: &Layout, delta: isize) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let n = out.entry(layout.clone()).or_default();
@@ -250,11 +270,23 @@ impl Pool {
         limits: &CgroupLimits,
     ) -> Result<Container, SandboxError> {
         loop {
+            // Registered before the look, so that a container put back after it wakes us.
+            let back = self.back.notified();
             let popped = {
                 let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
                 warm.get_mut(layout).and_then(Vec::pop)
             };
-            let Some(c) = popped else { break };
+            let Some(c) = popped else {
+                // None warm, but one being reset after its step is back in a millisecond
+                // or two: a new one would take several (and be surplus when it returns).
+                if self.returning(layout) > 0 {
+                    let _ = tokio::time::timeout(RETURN_WAIT, back).await;
+                    if self.count(layout) > 0 {
+                        continue;
+                    }
+                }
+                break;
+            };
             if c.is_alive() {
                 tracing::debug!(container = c.id(), runs = c.runs(), "warm container taken");
                 self.add_out(layout, 1);
@@ -340,6 +372,7 @@ impl Pool {
     pub fn give_back(self: &Arc<Self>, mut c: Container) {
         let pool = self.clone();
         let layout = c.layout.clone();
+        self.add_returning(&layout, 1);
         self.tasks.spawn(async move {
             let disk_bytes = layout.disk_bytes;
             let why = match pool.keep_reason(&c, &layout) {
@@ -353,13 +386,19 @@ impl Pool {
                     let mut warm = pool.warm.lock().unwrap_or_else(|p| p.into_inner());
                     warm.entry(layout.clone()).or_default().push(c);
                     pool.add_out(&layout, -1);
+                    pool.add_returning(&layout, -1);
                     pool.recycled.fetch_add(1, Ordering::Relaxed);
+                    drop(warm);
+                    pool.back.notify_waiters();
                     None
                 }
                 Ok(()) => Some((c, "shutdown")),
                 Err(why) => Some((c, why)),
             };
             if let Some((c, why)) = kept {
+                // Not coming back: a taker waiting for it makes a new one.
+                pool.add_returning(&layout, -1);
+                pool.back.notify_waiters();
                 tracing::debug!(
                     container = c.id(),
                     runs = c.runs(),

@@ -101,13 +101,7 @@ pub fn warm_processes() -> Vec<i32> {
     {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let children = |pid: i32| -> Vec<i32> {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    };
+    let children = crate::children;
     let mut pids = Vec::new();
     for init in pool.warm_pids() {
         pids.push(init);

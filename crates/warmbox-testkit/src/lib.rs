@@ -128,6 +128,26 @@ pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(after.split_whitespace().map(str::to_string).collect())
 }
 
+/// The children of process `pid` (its main thread's), empty when it is gone.
+pub fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A ready container's init's nice value and its job process's (the one child of the one
+/// child of the init: the run's init's), asserting that shape.
+pub fn waiting_priorities(init: i32) -> (i32, i32) {
+    let runs = children(init);
+    assert_eq!(runs.len(), 1, "one run's init: {runs:?}");
+    let jobs = children(runs[0]);
+    assert_eq!(jobs.len(), 1, "one job process: {jobs:?}");
+    let nice = |pid: i32| -> i32 { stat_fields(pid).expect("stat")[16].parse().expect("nice") };
+    (nice(init), nice(jobs[0]))
+}
+
 /// The pid of a child process, as the kernel's `pid_t` (pids fit: `pid_max` is at most 2^22).
 pub fn pid_of(child: &std::process::Child) -> i32 {
     i32::try_from(child.id()).expect("a pid fits in pid_t")
