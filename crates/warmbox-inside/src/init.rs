@@ -44,6 +44,7 @@ pub fn main(fd: RawFd) -> i32 {
         locks: None,
         sigfd: None,
         seccomp: None,
+        run_proc: Vec::new(),
         disk_bytes: 0,
     };
     match init.serve() {
@@ -67,6 +68,8 @@ struct Init {
     sigfd: Option<SignalFd>,
     /// The job processes' seccomp policy, kept for every run's job process.
     seccomp: Option<CompiledPolicy>,
+    /// Each run's `/proc` (`mount::proc_plan`): the same for every run, made once.
+    run_proc: Vec<Op>,
     disk_bytes: u64,
 }
 
@@ -159,6 +162,7 @@ impl Init {
         unshare_cgroup_namespace()?;
         self.seccomp = seccomp_policy(config, payload)?;
         mount_own_filesystems(config.disk_bytes)?;
+        self.run_proc = mount::proc_plan(&mount::proc_kind);
         self.disk_bytes = config.disk_bytes;
         self.locks = Some(Mediator::new(OwnFiles::record(&WRITABLE)?));
         set_hostname()?;
@@ -173,7 +177,7 @@ impl Init {
     /// (landlock's rules name the writable mounts of now) and installs seccomp last.
     fn make_run(&mut self) -> Result<(), Error> {
         let ruleset = landlock::prepare(&landlock_rules())?;
-        let (run, listener) = spawn_job(ruleset, self.seccomp.as_ref())?;
+        let (run, listener) = spawn_job(&self.run_proc, ruleset, self.seccomp.as_ref())?;
         self.job = Some(run);
         self.listener = listener;
         Ok(())
@@ -486,12 +490,13 @@ fn read_failure(sock: &mut UnixStream) -> Option<StartFailure> {
 /// Makes a run's init, whose job process sandboxes itself and reports ready with its
 /// seccomp listener (or why not).
 fn spawn_job(
+    proc_plan: &[Op],
     ruleset: PreparedRuleset,
     seccomp: Option<&CompiledPolicy>,
 ) -> Result<(RunInit, Option<OwnedFd>), Error> {
     use std::io::Read;
     let (mut ours, theirs) = UnixStream::pair().map_err(Error::io("socketpair for the job"))?;
-    let (pid, status) = runinit::spawn(theirs, ruleset, seccomp)?;
+    let (pid, status) = runinit::spawn(theirs, proc_plan, ruleset, seccomp)?;
     let run = |job_sock| RunInit {
         pid,
         job_sock,

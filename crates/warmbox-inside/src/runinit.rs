@@ -45,8 +45,10 @@ const RUN_NAMESPACES: libc::c_int =
 
 /// Clones the run's init, which forks the job process with `job_sock` (the job end of the
 /// job's socket pair). Returns the run's init's pid and the read end of its status pipe.
+/// `proc_plan` is the run's `/proc` (`mount::proc_plan`, made once per container).
 pub fn spawn(
     job_sock: UnixStream,
+    proc_plan: &[mount::Op],
     landlock: PreparedRuleset,
     seccomp: Option<&CompiledPolicy>,
 ) -> Result<(libc::pid_t, OwnedFd), Error> {
@@ -62,7 +64,7 @@ pub fn spawn(
     }
     if pid == 0 {
         drop(status_r);
-        run(job_sock, status_w, landlock, seccomp);
+        run(job_sock, proc_plan, status_w, landlock, seccomp);
     }
     // `syscall` widens the kernel's pid_t result.
     #[allow(clippy::cast_possible_truncation)]
@@ -73,12 +75,13 @@ pub fn spawn(
 /// The run's init, in the child. Never returns.
 fn run(
     mut job_sock: UnixStream,
+    proc_plan: &[mount::Op],
     status: OwnedFd,
     landlock: PreparedRuleset,
     seccomp: Option<&CompiledPolicy>,
 ) -> ! {
     // The run's `/proc`: a proc of the new pid namespace, masked like the container's.
-    if let Err(e) = mount::apply(&mount::proc_plan(&mount::proc_kind)) {
+    if let Err(e) = mount::apply(proc_plan) {
         report_setup_failure(&mut job_sock, &format!("the run's /proc: {e}"));
     }
     // SAFETY: this process is single-threaded (a fork of the single-threaded init).

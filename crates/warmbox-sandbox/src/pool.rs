@@ -41,16 +41,35 @@ pub struct Recycle {
 }
 
 impl Recycle {
-    /// One container per step, as before recycling.
-    pub const NEVER: Recycle = Recycle {
-        runs: 1,
-        max_age: Duration::from_secs(600),
-    };
     /// The default: 100 steps or 10 minutes, whichever comes first.
     pub const DEFAULT: Recycle = Recycle {
         runs: 100,
         max_age: Duration::from_secs(600),
     };
+}
+
+/// A count per layout (containers out, or coming back).
+#[derive(Debug, Default)]
+struct Counts(Mutex<HashMap<Layout, usize>>);
+
+impl Counts {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Layout, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, layout: &Layout) -> usize {
+        self.map().get(layout).copied().unwrap_or(0)
+    }
+
+    fn add(&self, layout: &Layout, delta: isize) {
+        let mut map = self.map();
+        let n = map.entry(layout.clone()).or_default();
+        *n = n.saturating_add_signed(delta);
+    }
+
+    fn total(&self) -> usize {
+        self.map().values().sum()
+    }
 }
 
 /// Warm containers of every layout.
@@ -61,9 +80,9 @@ pub struct Pool {
     recycle: Recycle,
     warm: Mutex<HashMap<Layout, Vec<Container>>>,
     /// Containers out on a step or being reset, per layout: expected back.
-    out: Mutex<HashMap<Layout, usize>>,
+    out: Counts,
     /// Containers given back and being checked and reset (or destroyed), per layout.
-    returning: Mutex<HashMap<Layout, usize>>,
+    returning: Counts,
     /// Woken when a given-back container is done: back among the warm ones or destroyed.
     back: tokio::sync::Notify,
     /// Containers recycled (reset and back among the warm ones).
@@ -97,8 +116,8 @@ impl Pool {
             specs,
             recycle,
             warm: Mutex::new(HashMap::new()),
-            out: Mutex::new(HashMap::new()),
-            returning: Mutex::new(HashMap::new()),
+            out: Counts::default(),
+            returning: Counts::default(),
             back: tokio::sync::Notify::new(),
             recycled: AtomicU64::new(0),
             destroyed: Mutex::new(BTreeMap::new()),
@@ -178,16 +197,10 @@ impl Pool {
         d.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// The recycling in force.
-    pub fn recycling(&self) -> Recycle {
-        self.recycle
-    }
-
     /// Containers taken and not yet back (on a step, being checked and reset, or being
     /// destroyed after their step).
     pub fn out_total(&self) -> usize {
-        let out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        out.values().sum()
+        self.out.total()
     }
 
     /// Containers being created in the background.
@@ -200,28 +213,6 @@ impl Pool {
     pub fn warm_pids(&self) -> Vec<libc::pid_t> {
         let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
         warm.values().flatten().map(Container::pid).collect()
-    }
-
-    fn out_count(&self, layout: &Layout) -> usize {
-        let out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        out.get(layout).copied().unwrap_or(0)
-    }
-
-    fn returning(&self, layout: &Layout) -> usize {
-        let r = self.returning.lock().unwrap_or_else(|p| p.into_inner());
-        r.get(layout).copied().unwrap_or(0)
-    }
-
-    fn add_returning(&self, layout: &Layout, delta: isize) {
-        let mut r = self.returning.lock().unwrap_or_else(|p| p.into_inner());
-        let n = r.entry(layout.clone()).or_default();
-        *n = n.saturating_add_signed(delta);
-    }
-
-    fn add_out(&self, layout: &Layout, delta: isize) {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let n = out.entry(layout.clone()).or_default();
-        *n = n.saturating_add_signed(delta);
     }
 
     fn count(&self, layout: &Layout) -> usize {
@@ -279,7 +270,7 @@ impl Pool {
             let Some(c) = popped else {
                 // None warm, but one being reset after its step is back in a millisecond
                 // or two: a new one would take several (and be surplus when it returns).
-                if self.returning(layout) > 0 {
+                if self.returning.get(layout) > 0 {
                     let _ = tokio::time::timeout(RETURN_WAIT, back).await;
                     if self.count(layout) > 0 {
                         continue;
@@ -289,7 +280,7 @@ impl Pool {
             };
             if c.is_alive() {
                 tracing::debug!(container = c.id(), runs = c.runs(), "warm container taken");
-                self.add_out(layout, 1);
+                self.out.add(layout, 1);
                 self.refill(layout);
                 return Ok(c);
             }
@@ -302,7 +293,7 @@ impl Pool {
         tracing::debug!(?layout, "no warm container: creating one");
         self.refill(layout);
         let c = self.create(layout, limits).await?;
-        self.add_out(layout, 1);
+        self.out.add(layout, 1);
         Ok(c)
     }
 
@@ -320,7 +311,7 @@ impl Pool {
             let under_way = pending.entry(layout.clone()).or_default();
             // Containers out on a step come back when recycled: counted as warm.
             let back = if self.recycle.runs > 1 {
-                self.out_count(layout)
+                self.out.get(layout)
             } else {
                 0
             };
@@ -361,7 +352,7 @@ impl Pool {
         self.tasks.spawn(async move {
             let layout = c.layout.clone();
             c.destroy().await;
-            pool.add_out(&layout, -1);
+            pool.out.add(&layout, -1);
             pool.refill(&layout);
         });
     }
@@ -372,7 +363,7 @@ impl Pool {
     pub fn give_back(self: &Arc<Self>, mut c: Container) {
         let pool = self.clone();
         let layout = c.layout.clone();
-        self.add_returning(&layout, 1);
+        self.returning.add(&layout, 1);
         self.tasks.spawn(async move {
             let disk_bytes = layout.disk_bytes;
             let why = match pool.keep_reason(&c, &layout) {
@@ -385,8 +376,8 @@ impl Pool {
                 Ok(()) if !pool.closed.load(Ordering::Acquire) => {
                     let mut warm = pool.warm.lock().unwrap_or_else(|p| p.into_inner());
                     warm.entry(layout.clone()).or_default().push(c);
-                    pool.add_out(&layout, -1);
-                    pool.add_returning(&layout, -1);
+                    pool.out.add(&layout, -1);
+                    pool.returning.add(&layout, -1);
                     pool.recycled.fetch_add(1, Ordering::Relaxed);
                     drop(warm);
                     pool.back.notify_waiters();
@@ -397,7 +388,7 @@ impl Pool {
             };
             if let Some((c, why)) = kept {
                 // Not coming back: a taker waiting for it makes a new one.
-                pool.add_returning(&layout, -1);
+                pool.returning.add(&layout, -1);
                 pool.back.notify_waiters();
                 tracing::debug!(
                     container = c.id(),
@@ -414,7 +405,7 @@ impl Pool {
                 c.destroy().await;
                 // Out until it is gone: a count of zero means every container taken is
                 // back or removed.
-                pool.add_out(&layout, -1);
+                pool.out.add(&layout, -1);
                 pool.refill(&layout);
             }
         });
