@@ -395,7 +395,8 @@ impl Container {
     ) -> Result<(Vec<BoxFile>, Option<String>), SandboxError> {
         let mut roomy = self.limits.clone();
         roomy.memory_bytes = roomy.memory_bytes.saturating_add(2 * max_bytes);
-        self.cgroup().set_limits(&roomy)?;
+        let raised = self.cgroup().set_limits(&roomy).map_err(SandboxError::from);
+        self.doubt_on(raised)?;
         self.limits = roomy;
         let exchange = async {
             self.send(
