@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use super::{
     check_name, check_parent, child_names, cpu_quota_us, find_v1_controller, io_error, kill_listed,
     open_read, parent_path, parse_keyed, pread_all, pread_u64, read_file, read_optional_u64,
-    read_pids, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError, CgroupLimits,
-    CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
+    read_pids, read_u64, remove_cgroup_dir, write_file, Cgroup, CgroupBackend, CgroupError,
+    CgroupLimits, CgroupUsage, CgroupVersion, PeakSupport, CPU_PERIOD_US, V1_CONTROLLERS,
 };
 
 /// One directory per controller; cpu and cpuacct are the same path when co-mounted.
@@ -236,11 +236,11 @@ pub struct V1Cgroup {
     memory_usage: OnceLock<File>,
 }
 
-/// A child cgroup of the pids hierarchy, with its peak counter open.
+/// A child cgroup of the pids hierarchy. Its peak counter is read by path, not kept open:
+/// a container holds the same fds whether its runs forked or not.
 #[derive(Debug)]
 struct Leaf {
     dir: PathBuf,
-    peak: File,
 }
 
 /// The files a job's accounting reads and resets.
@@ -491,7 +491,7 @@ impl Cgroup for V1Cgroup {
             memory_peak_bytes,
             oom_kills,
             pids_peak: match (&*self.leaf(), &acct.pids_peak) {
-                (Some(leaf), _) => Some(pread_u64(&leaf.peak, &leaf.dir.join("pids.peak"))?),
+                (Some(leaf), _) => Some(read_u64(&leaf.dir.join("pids.peak"))?),
                 (None, Some(f)) => Some(pread_u64(f, &self.dirs.pids.join("pids.peak"))?),
                 (None, None) => None,
             },
@@ -529,8 +529,7 @@ impl Cgroup for V1Cgroup {
         let dir = self.dirs.pids.join(format!("run-{n}"));
         std::fs::create_dir(&dir).map_err(|e| io_error("mkdir", &dir, e))?;
         write_file(&dir.join("cgroup.procs"), &init.to_string())?;
-        let peak = open_read(&dir.join("pids.peak"))?;
-        let old = self.leaf().replace(Leaf { dir, peak });
+        let old = self.leaf().replace(Leaf { dir });
         if let Some(old) = old {
             remove_cgroup_dir(&old.dir)?;
         }
