@@ -55,6 +55,8 @@ run_tests() {
     else
         note "FAIL $name ($(( $(date +%s) - t0 )) s): ${counts:-exit $result}"
         grep -E '^test .* FAILED$' "$out/$name.log" | tee -a "$summary"
+        # What the failed tests printed (their panics), so that CI's log says why.
+        sed -n '/^failures:$/,/^test result:/p' "$out/$name.log" | head -60 | tee -a "$summary"
         failed=1
     fi
 }
