@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/: the Kubernetes base renders (`kubectl kustomize`) and every
-# object passes `kubernetes-validate --strict`; the systemd unit passes
-# `systemd-analyze verify`. Exits non-zero on the first failure. Installs
-# kubernetes-validate (pinned) into target/deploy-venv when it is missing.
+# object passes `kubernetes-validate --strict`; deploy/compose.yaml passes the
+# compose-spec schema (`check-jsonschema`); every YAML file of deploy/ passes `yamllint`
+# (deploy/.yamllint.yaml); the systemd unit passes `systemd-analyze verify`. Exits
+# non-zero on the first failure. Installs kubernetes-validate, check-jsonschema and
+# yamllint (pinned) into target/deploy-venv when one is missing or at another version.
+# The nginx configuration of the compose file (deploy/compose/nginx.conf) is not checked:
+# that would need nginx, and the names of its upstream servers resolved.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-K8S_VALIDATE_VERSION=1.37.0
 venv=target/deploy-venv
-if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$K8S_VALIDATE_VERSION"; then
+pins=(
+    kubernetes-validate==1.37.0
+    check-jsonschema==0.39.0
+    yamllint==1.38.0
+)
+installed() {
+    "$venv/bin/python" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' \
+        "$1" 2>/dev/null || true
+}
+if [ ! -x "$venv/bin/python" ]; then
     mkdir -p target
     if ! python3 -m venv "$venv" 2>/dev/null; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
         python3 -m venv "$venv"
     fi
-    "$venv/bin/pip" install -q "kubernetes-validate==$K8S_VALIDATE_VERSION"
+fi
+install=()
+for pin in "${pins[@]}"; do
+    [ "$(installed "${pin%%==*}")" = "${pin#*==}" ] || install+=("$pin")
+done
+if [ ${#install[@]} -gt 0 ]; then
+    "$venv/bin/pip" install -q "${install[@]}"
 fi
 # systemd-analyze is Debian's systemd package (on the machine image; installed where not).
 # kubectl is not packaged by Debian in a usable version: the image has it.
@@ -30,7 +48,8 @@ done
 rendered=target/deploy-k8s.yaml
 kubectl kustomize deploy/k8s > "$rendered"
 # The objects the base must hold: a renamed or dropped one fails here.
-expected="ConfigMap/warmbox-config DaemonSet/warmbox Namespace/warmbox Service/warmbox"
+expected="ConfigMap/warmbox-config Deployment/warmbox HorizontalPodAutoscaler/warmbox"
+expected+=" Namespace/warmbox PodDisruptionBudget/warmbox Service/warmbox"
 found=$(python3 - "$rendered" <<'PY'
 import re, sys
 docs = open(sys.argv[1]).read().split("\n---\n")
@@ -48,6 +67,14 @@ if [ "$found" != "$expected" ]; then
 fi
 "$venv/bin/kubernetes-validate" --strict --quiet "$rendered"
 echo "deploy/k8s: renders $found; kubernetes-validate --strict: passed"
+
+# The compose file against the compose-spec schema check-jsonschema ships (no network).
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yaml
+echo "deploy/compose.yaml: check-jsonschema (compose-spec): passed"
+
+# Every YAML file of deploy/: the compose file, the Kubernetes base, this lint's settings.
+"$venv/bin/yamllint" --strict -c deploy/.yamllint.yaml deploy/
+echo "deploy/: yamllint --strict: passed"
 
 # systemd-analyze verify also checks that ExecStart's binary exists; where warmbox is not
 # installed that one message is expected (exactly it) and anything else fails.

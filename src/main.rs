@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use warmbox::api::{self, metrics::Metrics, AppState, ServiceConfig};
-use warmbox::queue::{store::Store, Jobs};
-use warmbox::settings::{Layer, Settings};
+use warmbox::queue::store::{postgres::PgStore, redb::RedbStore, JobStore};
+use warmbox::queue::Jobs;
+use warmbox::settings::{JobsDb, Layer, Settings};
 use warmbox_runner::admission::Admission;
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, Encoding, FileSpec, LimitsRequest, RunRequest};
@@ -555,9 +556,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let store = open_job_store(&settings.jobs_db)?;
     let engine = sandbox.clone();
-    let code = rt.block_on(serve_http(settings, profiles, sandbox, store));
+    let code = rt.block_on(async {
+        let store = open_job_store(&settings.jobs_db).await?;
+        serve_http(settings, profiles, sandbox, store).await
+    });
     // Dropping the runtime drops the connections still open past the grace period, whose
     // containers are removed as they go (and waits for the blocking pool): only then is
     // the parent empty. Its last level goes when it is (another instance may share it);
@@ -608,13 +611,21 @@ fn start_engine(settings: &Settings) -> anyhow::Result<Arc<Sandbox>> {
     Ok(sandbox)
 }
 
-/// The durable store of async jobs at `path`, its directory made if need be.
-fn open_job_store(path: &Path) -> anyhow::Result<Arc<Store>> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("create the job store's directory {}", dir.display()))?;
+/// The durable store of async jobs: a redb file (its directory made if need be), or
+/// PostgreSQL (its schema made or migrated).
+async fn open_job_store(db: &JobsDb) -> anyhow::Result<Arc<dyn JobStore>> {
+    match db {
+        JobsDb::File(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("create the job store's directory {}", dir.display())
+                })?;
+            }
+            Ok(Arc::new(RedbStore::open(path)?))
+        }
+        JobsDb::Postgres(url) => Ok(Arc::new(PgStore::connect(url).await?)),
+        JobsDb::Unknown(url) => bail!("jobs_db {url:?}: not a store warmbox knows"),
     }
-    Ok(Arc::new(Store::open(path)?))
 }
 
 /// Serves the API over a pool of `sandbox`'s containers until SIGTERM or SIGINT, then
@@ -623,7 +634,7 @@ async fn serve_http(
     settings: Settings,
     profiles: ProfileSet,
     sandbox: Arc<Sandbox>,
-    store: Arc<Store>,
+    store: Arc<dyn JobStore>,
 ) -> anyhow::Result<i32> {
     let pool = Pool::new(
         sandbox,
@@ -643,7 +654,8 @@ async fn serve_http(
         admission.clone(),
         settings.jobs.clone(),
         warmbox::compat::callback,
-    )?;
+    )
+    .await?;
     let state = Arc::new(AppState {
         runner,
         pool: pool.clone(),

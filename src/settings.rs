@@ -49,6 +49,15 @@ pub enum SettingsError {
         /// The least it may be.
         least: u64,
     },
+    /// A `jobs_db` URL that is not PostgreSQL's.
+    #[error(
+        "jobs_db {0:?}: not a store warmbox knows; give a file path (redb) or a \
+         postgres://user:password@host:port/database URL"
+    )]
+    JobsDb(String),
+    /// An empty node name.
+    #[error("node_name is empty; leave it out to use the host name")]
+    EmptyNodeName,
     /// A compile cache over 1 TiB (its size in bytes would overflow beyond).
     #[error("compile_cache_mb is {0}; it must be at most {MAX_COMPILE_CACHE_MB} (1 TiB)")]
     CompileCacheTooLarge(u64),
@@ -60,6 +69,35 @@ pub enum SettingsError {
         /// The layouts there are.
         layouts: Vec<String>,
     },
+}
+
+/// Where the async jobs are stored (`jobs_db`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobsDb {
+    /// A redb file: this node's own store.
+    File(PathBuf),
+    /// A `postgres://` or `postgresql://` URL: PostgreSQL, shared by many nodes.
+    Postgres(String),
+    /// A URL of another kind: refused by [`Settings::check`].
+    Unknown(String),
+}
+
+impl JobsDb {
+    /// A setting's text as a store: a URL by its scheme, else a path.
+    pub fn parse(text: &str) -> JobsDb {
+        match text.split_once("://") {
+            Some(("postgres" | "postgresql", _)) => JobsDb::Postgres(text.to_string()),
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                JobsDb::Unknown(text.to_string())
+            }
+            _ => JobsDb::File(PathBuf::from(text)),
+        }
+    }
 }
 
 /// Largest compile cache, MiB (1 TiB).
@@ -115,9 +153,22 @@ pub struct Layer {
     /// [default: 30].
     #[arg(long, env = "WARMBOX_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
-    /// The durable store of async jobs [default: /var/lib/warmbox/jobs.redb].
+    /// The durable store of async jobs: a file (redb, this node's own) or a
+    /// `postgres://user:password@host:port/database` URL (PostgreSQL, shared by many nodes)
+    /// [default: /var/lib/warmbox/jobs.redb].
     #[arg(long, env = "WARMBOX_JOBS_DB")]
-    pub jobs_db: Option<PathBuf>,
+    pub jobs_db: Option<String>,
+    /// This node's name in the job store [default: the host name].
+    #[arg(long, env = "WARMBOX_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Seconds a node's claim of a running job holds without renewal; a job whose node
+    /// stopped runs again elsewhere after it [default: 30].
+    #[arg(long, env = "WARMBOX_JOB_LEASE_SECS")]
+    pub job_lease_secs: Option<u64>,
+    /// Runs of a job started at most (its node stopping each time) before it ends as an
+    /// internal error [default: 3].
+    #[arg(long, env = "WARMBOX_JOB_ATTEMPTS")]
+    pub job_attempts: Option<u32>,
     /// Let callbacks go to loopback, private and link-local addresses (internal tools on
     /// the same network); by default only public addresses are called.
     #[arg(long, env = "WARMBOX_CALLBACK_ALLOW_PRIVATE", num_args = 0..=1,
@@ -199,6 +250,9 @@ impl Layer {
             uid_base: self.uid_base.or(under.uid_base),
             shutdown_grace_secs: self.shutdown_grace_secs.or(under.shutdown_grace_secs),
             jobs_db: self.jobs_db.or(under.jobs_db),
+            node_name: self.node_name.or(under.node_name),
+            job_lease_secs: self.job_lease_secs.or(under.job_lease_secs),
+            job_attempts: self.job_attempts.or(under.job_attempts),
             callback_allow_private: self.callback_allow_private.or(under.callback_allow_private),
             callback_attempts: self.callback_attempts.or(under.callback_attempts),
             callback_backoff_ms: self.callback_backoff_ms.or(under.callback_backoff_ms),
@@ -250,7 +304,7 @@ pub struct Settings {
     /// How long running requests may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// The durable store of async jobs.
-    pub jobs_db: PathBuf,
+    pub jobs_db: JobsDb,
     /// Size of the compile cache, MiB (0: none).
     pub compile_cache_mb: u64,
     /// How long a container serves.
@@ -286,9 +340,12 @@ impl Settings {
             cgroup_parent: layer.cgroup_parent,
             uid_base: layer.uid_base,
             shutdown_grace: Duration::from_secs(layer.shutdown_grace_secs.unwrap_or(30)),
-            jobs_db: layer
-                .jobs_db
-                .unwrap_or_else(|| "/var/lib/warmbox/jobs.redb".into()),
+            jobs_db: JobsDb::parse(
+                layer
+                    .jobs_db
+                    .as_deref()
+                    .unwrap_or("/var/lib/warmbox/jobs.redb"),
+            ),
             compile_cache_mb: layer
                 .compile_cache_mb
                 .unwrap_or(warmbox_runner::runner::DEFAULT_COMPILE_CACHE_BYTES >> 20),
@@ -310,6 +367,9 @@ impl Settings {
                 allow_private_callbacks: layer
                     .callback_allow_private
                     .unwrap_or(jobs.allow_private_callbacks),
+                node_name: layer.node_name.unwrap_or(jobs.node_name),
+                lease: layer.job_lease_secs.map_or(jobs.lease, Duration::from_secs),
+                attempts: layer.job_attempts.unwrap_or(jobs.attempts),
                 ..jobs
             },
             profiles: layer.profiles,
@@ -328,6 +388,8 @@ impl Settings {
             ("max_jobs_queued", wide(self.jobs.max_queued), 1),
             ("recycle_runs", u64::from(self.recycle.runs), 1),
             ("recycle_max_age_secs", self.recycle.max_age.as_secs(), 1),
+            ("job_lease_secs", self.jobs.lease.as_secs(), 1),
+            ("job_attempts", u64::from(self.jobs.attempts), 1),
             (
                 "callback_attempts",
                 u64::from(self.jobs.callback_attempts),
@@ -340,6 +402,12 @@ impl Settings {
         }
         if self.compile_cache_mb > MAX_COMPILE_CACHE_MB {
             return Err(SettingsError::CompileCacheTooLarge(self.compile_cache_mb));
+        }
+        if let JobsDb::Unknown(url) = &self.jobs_db {
+            return Err(SettingsError::JobsDb(url.clone()));
+        }
+        if self.jobs.node_name.trim().is_empty() {
+            return Err(SettingsError::EmptyNodeName);
         }
         Ok(())
     }
@@ -471,7 +539,7 @@ mod file_tests {
         assert_eq!(s.warm.get("python3/run"), Some(&6));
         // Untouched: the defaults.
         assert_eq!(s.profiles_dir, Path::new("profiles"));
-        assert_eq!(s.jobs_db, Path::new("/var/lib/warmbox/jobs.redb"));
+        assert_eq!(s.jobs_db, JobsDb::File("/var/lib/warmbox/jobs.redb".into()));
         assert_eq!(s.max_body_bytes, 32 << 20);
         assert_eq!(s.shutdown_grace, Duration::from_secs(30));
         assert_eq!(s.compile_cache_bytes(), 256 << 20);
@@ -523,11 +591,68 @@ mod file_tests {
             .as_deref(),
             Some("compile_cache_mb is 1048577; it must be at most 1048576 (1 TiB)")
         );
+        for (layer, message) in [
+            (
+                Layer {
+                    jobs_db: Some("mysql://db/jobs".into()),
+                    ..Layer::default()
+                },
+                "jobs_db \"mysql://db/jobs\": not a store warmbox knows; give a file path \
+                 (redb) or a postgres://user:password@host:port/database URL",
+            ),
+            (
+                Layer {
+                    node_name: Some(" ".into()),
+                    ..Layer::default()
+                },
+                "node_name is empty; leave it out to use the host name",
+            ),
+            (
+                Layer {
+                    job_lease_secs: Some(0),
+                    ..Layer::default()
+                },
+                "job_lease_secs is 0; it must be at least 1",
+            ),
+            (
+                Layer {
+                    job_attempts: Some(0),
+                    ..Layer::default()
+                },
+                "job_attempts is 0; it must be at least 1",
+            ),
+        ] {
+            assert_eq!(refused(layer).as_deref(), Some(message));
+        }
         let s = Settings::with_defaults(toml::from_str("[warm]\n\"pyhton3/run\" = 8").unwrap());
         assert_eq!(
             s.check_warm(&["bash/run".into()]).unwrap_err().to_string(),
             "[warm] \"pyhton3/run\": no such layout; the layouts are default, bash/run"
         );
+    }
+
+    #[test]
+    fn jobs_db_is_a_path_or_a_postgres_url() {
+        for (text, db) in [
+            (
+                "/var/lib/warmbox/jobs.redb",
+                JobsDb::File("/var/lib/warmbox/jobs.redb".into()),
+            ),
+            ("jobs.redb", JobsDb::File("jobs.redb".into())),
+            (
+                "postgres://w:pw@db:5432/warmbox",
+                JobsDb::Postgres("postgres://w:pw@db:5432/warmbox".into()),
+            ),
+            (
+                "postgresql://db/warmbox",
+                JobsDb::Postgres("postgresql://db/warmbox".into()),
+            ),
+            ("mysql://db/x", JobsDb::Unknown("mysql://db/x".into())),
+            // A path may hold "://" further on.
+            ("/data/a://b", JobsDb::File("/data/a://b".into())),
+        ] {
+            assert_eq!(JobsDb::parse(text), db, "{text}");
+        }
     }
 
     /// The settings files shipped in deploy/ (the systemd example, the one in the
@@ -571,7 +696,8 @@ mod file_tests {
             max_queue: Some(64),
             shutdown_grace_secs: Some(30),
             compile_cache_mb: Some(256),
-            jobs_db: Some("/var/lib/warmbox/jobs.redb".into()),
+            // PostgreSQL's URL comes from a Secret, by environment.
+            jobs_db: None,
             warm: [("default".to_string(), 2)].into(),
             ..Layer::default()
         };

@@ -286,16 +286,18 @@ async fn profiles(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        ServiceError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the container pool is still warming up",
-        )
-        .into_response()
+    let not_ready = |message: &str| {
+        ServiceError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).into_response()
+    };
+    if !state.ready.load(Ordering::Acquire) {
+        return not_ready("the container pool is still warming up");
     }
+    if let Some(jobs) = &state.jobs {
+        if !jobs.store_reachable() {
+            return not_ready("the job store cannot be reached");
+        }
+    }
+    Json(json!({"status": "ready"})).into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
@@ -308,6 +310,14 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
             Ok(c) => state.metrics.observe_jobs(&c),
             Err(e) => tracing::warn!(error = %e, "counting jobs for /metrics"),
         }
+        state
+            .metrics
+            .node_jobs_running
+            .set(i64::try_from(jobs.running_here()).unwrap_or(i64::MAX));
+        state
+            .metrics
+            .job_store_up
+            .set(i64::from(jobs.store_reachable()));
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1660,14 +1660,10 @@ mod tests {
     /// A finished Judge0 job with `result`, its cpu_time_limit 1 s.
     fn done(result: Value) -> JobRecord {
         JobRecord {
-            id: Uuid::nil(),
             status: JobStatus::Done,
-            request: json!({}),
-            created_ms: 1_500,
             started_ms: Some(1_600),
             finished_ms: Some(86_400_000 + 2_250),
             result: Some(result),
-            callback: None,
             meta: Some(json!({"judge0": {
                 "language_id": 71,
                 "source_code": b64("print(1)"),
@@ -1675,6 +1671,8 @@ mod tests {
                 "number_of_runs": 1,
                 "base64_encoded": false,
             }})),
+            attempts: 1,
+            ..JobRecord::queued(Uuid::nil(), json!({}), 1_500)
         }
     }
 

@@ -1,22 +1,31 @@
 //! Async jobs: a request accepted now (`POST /v1/jobs`), run when a place is free, its
-//! result kept for a while and POSTed to a callback URL. Jobs live in a durable store, so a
-//! job accepted before a crash or a restart runs after it.
+//! result kept for a while and POSTed to a callback URL. Jobs live in a durable store
+//! ([`store::JobStore`]: a redb file of one node, or PostgreSQL shared by many), so a job
+//! accepted before a crash or a restart runs after it, and on a shared store any node
+//! answers for any job.
+//!
+//! A node runs a job once it has claimed it in the store, renews the claim's lease while it
+//! runs, and stores the result only while the claim is still the job's (see [`store`]).
+//! Jobs whose node stopped are queued again by any node once their lease runs out.
 
 pub mod callback;
 pub mod store;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use store::{now_ms, CallbackState, JobRecord, JobStatus, Refusal, Store, StoreError};
+use store::{
+    now_ms, CallbackState, Cancel, JobRecord, JobStatus, JobStore, Notice, Remove, Renewal,
+    StoreError,
+};
 use warmbox_runner::admission::{Admission, Ticket};
 use warmbox_runner::profile::ProfileSet;
 use warmbox_runner::request::{self, RequestError, RunRequest};
@@ -37,6 +46,12 @@ pub struct JobsConfig {
     pub callback_timeout: Duration,
     /// Callbacks may go to loopback, private and link-local addresses.
     pub allow_private_callbacks: bool,
+    /// This node's name in the store (a suffix of its own is added at each start).
+    pub node_name: String,
+    /// How long a claim of a running job holds without renewal.
+    pub lease: Duration,
+    /// Runs of a job started at most, before it ends as an internal error.
+    pub attempts: u32,
 }
 
 impl Default for JobsConfig {
@@ -48,8 +63,20 @@ impl Default for JobsConfig {
             callback_backoff: Duration::from_secs(1),
             callback_timeout: Duration::from_secs(10),
             allow_private_callbacks: false,
+            node_name: default_node_name(),
+            lease: Duration::from_secs(30),
+            attempts: 3,
         }
     }
+}
+
+/// The host's name, or `warmbox` when it has none.
+pub fn default_node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "warmbox".to_string())
 }
 
 /// Why a job could not be accepted or changed.
@@ -61,7 +88,7 @@ pub enum JobError {
     /// No job has this id.
     #[error("no job {0}")]
     NotFound(Uuid),
-    /// The job is finished; it cannot be cancelled.
+    /// The job is finished (it cannot be cancelled), or not yet (it cannot be deleted).
     #[error("{0}")]
     Finished(String),
     /// The queue is full.
@@ -72,7 +99,7 @@ pub enum JobError {
         /// The bound.
         max: usize,
     },
-    /// The store failed.
+    /// The store failed, or cannot be reached ([`StoreError::is_unavailable`]).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -93,18 +120,28 @@ pub struct Submission {
     pub meta: Option<Value>,
 }
 
-/// The async jobs of one server.
+/// The async jobs of one node.
 #[derive(Debug)]
 pub struct Jobs {
-    store: Arc<Store>,
+    store: Arc<dyn JobStore>,
+    /// This node in the store: its name and a suffix of this start's own, so that a node
+    /// started again under the same name never takes the claims of the one before.
+    node: String,
     runner: Runner,
     profiles: Arc<ProfileSet>,
     admission: Arc<Admission>,
     config: JobsConfig,
-    queue: mpsc::UnboundedSender<Uuid>,
+    /// Told when there may be a job to claim (a submission here, a notice of the store).
+    wake: Notify,
+    /// Jobs queued in the store, as this node last knew: its own submissions and claims
+    /// move it at once; on a shared store it is read afresh every [`maintenance_every`].
     queued: AtomicUsize,
-    /// Running jobs' cancellation, by id.
+    /// Jobs this node runs now: their cancellation, by id.
     running: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// Callbacks this node is delivering now.
+    delivering: Mutex<HashSet<Uuid>>,
+    /// Whether the store answered the last time it was used.
+    reachable: AtomicBool,
     tasks: TaskTracker,
     /// Set at shutdown: no new job starts, no callback is retried.
     closing: CancellationToken,
@@ -121,10 +158,18 @@ pub struct Jobs {
 
 /// Callbacks delivered at once, at most.
 const DELIVERIES: usize = 32;
-/// The pause before a store write that failed is tried again.
+/// The pause before a store operation that failed is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
-/// Attempts at storing a job's result before it is left for the next start.
-const STORE_ATTEMPTS: u32 = 5;
+/// How often a node on a shared store looks for queued jobs when no notice came.
+const POLL: Duration = Duration::from_secs(1);
+/// Time a callback's delivery claim holds beyond the delivery's own timeout and wait.
+const DELIVERY_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often a node on a shared store expires leases, takes over orphaned callbacks and
+/// reads the queue's depth: a few times a lease, at least every 5 s.
+fn maintenance_every(lease: Duration) -> Duration {
+    (lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
+}
 
 /// A job's cancellation token in [`Jobs::running`] while its task runs: removed when the
 /// task ends, whichever way.
@@ -146,6 +191,22 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// A callback in [`Jobs::delivering`] while its delivery runs.
+struct Delivering<'a> {
+    jobs: &'a Jobs,
+    id: Uuid,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        lock(&self.jobs.delivering).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Awaits `fut` in a task of its own, so that it runs to its end even when the caller is
 /// dropped (an HTTP client that hangs up drops its handler): a change to the store and
 /// what goes with it (the queue, the counts, a cancel's signal, a callback) happen
@@ -161,28 +222,48 @@ async fn to_the_end<T: Send + 'static>(
     }
 }
 
+/// How a claimed job's run ended.
+enum Outcome {
+    /// It ran: its response.
+    Ran(Value),
+    /// It was cancelled (the store says so).
+    Cancelled,
+    /// The claim was lost (the lease ran out, or could not be renewed in time).
+    Lost,
+    /// The node stops: the claim is given back.
+    Stopping,
+}
+
 impl Jobs {
-    /// Opens the jobs of `store`: jobs that were queued or running when the last server
-    /// stopped are queued again, oldest first, and start running on `runner`. Callbacks
-    /// are rendered by `render_callback`.
-    pub fn start(
-        store: Arc<Store>,
+    /// Opens the jobs of `store` and starts claiming queued jobs to run on `runner`.
+    /// On a store of one node (redb), the jobs an earlier instance left running are queued
+    /// again first (or ended, past their attempts). Callbacks are rendered by
+    /// `render_callback`.
+    pub async fn start(
+        store: Arc<dyn JobStore>,
         runner: Runner,
         profiles: Arc<ProfileSet>,
         admission: Arc<Admission>,
         config: JobsConfig,
         render_callback: RenderCallback,
     ) -> Result<Arc<Jobs>, JobError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let node = format!(
+            "{}-{}",
+            config.node_name,
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
         let jobs = Arc::new(Jobs {
             store,
+            node,
             runner,
             profiles,
             admission,
             config,
-            queue: tx,
+            wake: Notify::new(),
             queued: AtomicUsize::new(0),
             running: Mutex::new(HashMap::new()),
+            delivering: Mutex::new(HashSet::new()),
+            reachable: AtomicBool::new(true),
             tasks: TaskTracker::new(),
             closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
@@ -190,22 +271,42 @@ impl Jobs {
             deliveries: Semaphore::new(DELIVERIES),
             render_callback,
         });
-        // A job that was running when the server stopped starts over.
-        jobs.store.requeue_running()?;
-        let again = jobs.store.unfinished()?;
-        for id in &again {
-            jobs.queued.fetch_add(1, Ordering::AcqRel);
-            let _ = jobs.queue.send(*id);
-        }
-        if !again.is_empty() {
+        // On a store of one's own, every claim in it is of a process that is gone. On a
+        // shared one, those of earlier processes of this node's name are (a name is one
+        // live node at a time); other nodes' claims are taken only when their lease runs
+        // out (the maintenance).
+        let shared = jobs.store.shared();
+        let now = now_ms();
+        let expired = if shared {
+            let name = &jobs.config.node_name;
+            jobs.store
+                .take_over(name, now, jobs.config.attempts)
+                .await?
+        } else {
+            jobs.store.expire(u64::MAX, jobs.config.attempts).await?
+        };
+        if !expired.requeued.is_empty() || !expired.ended.is_empty() {
             tracing::info!(
-                jobs = again.len(),
-                "queued again the jobs an earlier instance left"
+                requeued = expired.requeued.len(),
+                ended = expired.ended.len(),
+                "the jobs an earlier process left running: queued again, or ended past their attempts"
             );
         }
+        for id in expired.ended {
+            jobs.deliver_later(id);
+        }
+        let counts = jobs.store.counts().await?;
+        jobs.queued.store(
+            counts.get(&JobStatus::Queued).copied().unwrap_or(0),
+            Ordering::Release,
+        );
         let undelivered = jobs
             .store
-            .pending_callbacks(jobs.config.callback_attempts)?;
+            .deliverable(
+                if shared { now } else { u64::MAX },
+                jobs.config.callback_attempts,
+            )
+            .await?;
         if !undelivered.is_empty() {
             tracing::info!(
                 jobs = undelivered.len(),
@@ -215,9 +316,26 @@ impl Jobs {
         for id in undelivered {
             jobs.deliver_later(id);
         }
-        jobs.tasks.spawn(jobs.clone().dispatch(rx));
+        if let Some(notices) = jobs.store.notices() {
+            jobs.tasks.spawn(jobs.clone().follow(notices));
+        }
+        if shared {
+            jobs.tasks.spawn(jobs.clone().maintain());
+        }
+        jobs.tasks.spawn(jobs.clone().dispatch());
         jobs.tasks.spawn(jobs.clone().sweep());
+        tracing::info!(node = %jobs.node, store = %jobs.store.describe(), "jobs started");
         Ok(jobs)
+    }
+
+    /// This node's name in the store.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether the store answered the last time this node used it.
+    pub fn store_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
     }
 
     /// Checks a callback URL against this server's rule (see [`callback`]).
@@ -225,18 +343,24 @@ impl Jobs {
         callback::check_url(url, self.config.allow_private_callbacks)
     }
 
-    /// Jobs in the store by status (`queued`, `running`, `done`, `cancelled`).
+    /// Jobs in the store by status (`queued`, `running`, `done`, `cancelled`): on a shared
+    /// store, all nodes' jobs.
     pub async fn counts(&self) -> Result<std::collections::BTreeMap<String, usize>, JobError> {
-        let counts = self.blocking(|s| s.counts()).await?;
+        let counts = self.seen(self.store.counts().await)?;
         Ok(counts
             .into_iter()
-            .map(|(s, n)| (warmbox_runner::request::wire_name(&s), n))
+            .map(|(s, n)| (s.name().to_string(), n))
             .collect())
     }
 
-    /// Jobs queued now.
+    /// Jobs queued now, as this node knows.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
+    }
+
+    /// Jobs this node runs now.
+    pub fn running_here(&self) -> usize {
+        self.lock_running().len()
     }
 
     /// What [`Jobs::submit`] checks of each submission: its request, its callback URL.
@@ -294,7 +418,7 @@ impl Jobs {
         }
         let before = self.queued.fetch_add(n, Ordering::AcqRel);
         if before + n > self.config.max_queued {
-            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.uncount_queued(n);
             return Err(JobError::Full {
                 queued: before,
                 max: self.config.max_queued,
@@ -302,20 +426,22 @@ impl Jobs {
         }
         let now = now_ms();
         let records: Vec<JobRecord> = subs.into_iter().map(|s| record(s, now)).collect();
-        let stored = self
-            .blocking(move |s| s.insert(&records).map(|()| records))
-            .await;
-        let records = match stored {
-            Ok(r) => r,
-            Err(e) => {
-                self.queued.fetch_sub(n, Ordering::AcqRel);
-                return Err(e.into());
-            }
-        };
-        for r in &records {
-            let _ = self.queue.send(r.id);
+        if let Err(e) = self.seen(self.store.insert(records.clone()).await) {
+            self.uncount_queued(n);
+            return Err(e.into());
         }
+        self.wake.notify_one();
         Ok(records)
+    }
+
+    /// Takes `n` off the queued count (never below 0: on a shared store other nodes'
+    /// claims are counted only when it is read afresh).
+    fn uncount_queued(&self, n: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(n))
+            });
     }
 
     /// Stores a job that already ran, from `started_ms` to now, with its `result` (a
@@ -332,12 +458,13 @@ impl Jobs {
             started_ms: Some(started_ms),
             finished_ms: Some(now_ms()),
             result,
+            attempts: 1,
+            node: Some(self.node.clone()),
             ..record(sub, started_ms)
         };
         let me = self.clone();
         to_the_end(async move {
-            let stored = record.clone();
-            me.blocking(move |s| s.insert(&[stored])).await?;
+            me.seen(me.store.insert(vec![record.clone()]).await)?;
             if record.callback.is_some() {
                 me.deliver_later(record.id);
             }
@@ -348,89 +475,74 @@ impl Jobs {
 
     /// Removes a finished job; a queued or running one is refused with its status.
     pub async fn remove_finished(&self, id: Uuid) -> Result<JobRecord, JobError> {
-        let record = self.get(id).await?;
-        if record.status.is_unfinished() {
-            return Err(JobError::Finished(format!(
+        match self.seen(self.store.remove_finished(id).await)? {
+            Remove::Removed(r) => Ok(*r),
+            Remove::NotFound => Err(JobError::NotFound(id)),
+            Remove::Unfinished(status) => Err(JobError::Finished(format!(
                 "job {id} is {}: only a finished job can be deleted",
-                warmbox_runner::request::wire_name(&record.status)
-            )));
+                status.name()
+            ))),
         }
-        self.blocking(move |s| s.remove(id))
-            .await?
-            .ok_or(JobError::NotFound(id))
     }
 
     /// The job `id`.
     pub async fn get(&self, id: Uuid) -> Result<JobRecord, JobError> {
-        self.blocking(move |s| s.get(id))
-            .await?
+        self.seen(self.store.get(id).await)?
             .ok_or(JobError::NotFound(id))
     }
 
-    /// Runs `f` on the store on the blocking pool: every commit waits for the disk.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(v) => v,
-            // A panic in the store is a bug: let it go on unwinding here.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+    /// `r`, noting whether the store was reachable.
+    fn seen<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &r {
+            Ok(_) => self.reachable.store(true, Ordering::Release),
+            Err(e) if e.is_unavailable() => {
+                if self.reachable.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "the job store is unreachable");
+                }
+            }
+            Err(_) => {}
         }
+        r
     }
 
-    /// Cancels a queued or running job (a running one is killed, its containers removed)
-    /// and delivers its callback.
+    /// Cancels a queued or running job (a running one is killed, on whichever node runs
+    /// it, its containers removed) and delivers its callback.
     pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<JobRecord, JobError> {
         let me = self.clone();
         to_the_end(async move { me.cancel_now(id).await }).await
     }
 
     async fn cancel_now(self: Arc<Self>, id: Uuid) -> Result<JobRecord, JobError> {
-        let (r, was) = self
-            .blocking(move |s| {
-                let mut was = None;
-                let r = s.update(id, |r| match r.status {
-                    JobStatus::Queued | JobStatus::Running => {
-                        was = Some(r.status);
-                        r.status = JobStatus::Cancelled;
-                        r.finished_ms = Some(now_ms());
-                        Ok(())
-                    }
-                    st => Err(Refusal(format!(
-                        "job {id} is already {}; only a queued or running job can be cancelled",
-                        warmbox_runner::request::wire_name(&st)
-                    ))),
-                });
-                (r, was)
-            })
-            .await;
-        let record = match r {
-            Ok(Some(r)) => r,
-            Ok(None) => return Err(JobError::NotFound(id)),
-            Err(StoreError::Refused(m)) => return Err(JobError::Finished(m)),
-            Err(e) => return Err(e.into()),
-        };
-        if was == Some(JobStatus::Queued) {
-            // Counted out here; its task (if one waits for a place for it) sees the token
-            // or the store and leaves the callback to this call.
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            self.deliver_later(id);
+        match self.seen(self.store.cancel(id, now_ms()).await)? {
+            Cancel::NotFound => Err(JobError::NotFound(id)),
+            Cancel::Finished(status) => Err(JobError::Finished(format!(
+                "job {id} is already {}; only a queued or running job can be cancelled",
+                status.name()
+            ))),
+            Cancel::Done { record, was } => {
+                if was == JobStatus::Queued {
+                    self.uncount_queued(1);
+                }
+                // Running here: stopped now. Running on another node: that node hears of
+                // it from the store (a notice, or its next renewal).
+                if let Some(t) = self.lock_running().get(&id) {
+                    t.cancel();
+                }
+                self.deliver_later(id);
+                Ok(*record)
+            }
         }
-        if let Some(t) = self.lock_running().get(&id) {
-            t.cancel();
-        }
-        Ok(record)
     }
 
     /// Stops taking jobs and waits up to `grace` for the running ones; those still running
-    /// then are dropped (their containers removed) and stay "running" in the store, to be
-    /// run again by the next server.
+    /// then are dropped (their containers removed) and given back to the queue.
     pub async fn shutdown(&self, grace: Duration) {
         self.close();
         if tokio::time::timeout(grace, self.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("jobs still running after the grace period: left for the next start");
+            tracing::warn!("jobs still running after the grace period: given back to the queue");
             self.stopping.cancel();
             self.tasks.wait().await;
         }
@@ -443,148 +555,283 @@ impl Jobs {
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CancellationToken>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.running)
     }
 
-    /// Starts queued jobs as places free up, at most as many at once as the admission
-    /// has places.
-    async fn dispatch(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Uuid>) {
+    /// Claims queued jobs as places free up, at most as many at once as the admission
+    /// has places, and runs each in a task of its own.
+    async fn dispatch(self: Arc<Self>) {
         let slots = Arc::new(Semaphore::new(self.admission.capacity()));
+        let shared = self.store.shared();
         loop {
-            let id = tokio::select! {
-                id = rx.recv() => match id { Some(id) => id, None => return },
-                _ = self.closing.cancelled() => return,
-            };
             let slot = tokio::select! {
                 s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
                 _ = self.closing.cancelled() => return,
             };
-            let me = self.clone();
-            self.tasks.spawn(async move {
-                let _slot = slot;
-                me.run_one(id).await;
-            });
+            // A job shares the service's places with `/v1/run`: it is claimed ("running",
+            // with a start time) only once it has one.
+            let ticket = tokio::select! {
+                t = self.admission.wait_extra() => t,
+                _ = self.closing.cancelled() => return,
+            };
+            let now = now_ms();
+            let claimed = self
+                .store
+                .claim(
+                    &self.node,
+                    now,
+                    now.saturating_add(millis(self.config.lease)),
+                )
+                .await;
+            match self.seen(claimed) {
+                Ok(Some(record)) => {
+                    self.uncount_queued(1);
+                    let me = self.clone();
+                    self.tasks.spawn(async move {
+                        let _slot = slot;
+                        me.run_claimed(record, ticket).await;
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    drop((slot, ticket));
+                    tracing::warn!(error = %e, "claiming a job: trying again shortly");
+                    tokio::select! {
+                        _ = tokio::time::sleep(STORE_RETRY) => {}
+                        _ = self.closing.cancelled() => return,
+                    }
+                    continue;
+                }
+            }
+            drop((slot, ticket));
+            // Nothing queued: wait for news (a submission here, a notice of the store), or
+            // on a shared store look again after a while (a notice may be lost).
+            let poll = async {
+                if shared {
+                    tokio::time::sleep(POLL).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = poll => {}
+                _ = self.closing.cancelled() => return,
+            }
         }
     }
 
-    /// Runs job `id` if it is still queued, stores its result and delivers its callback.
-    async fn run_one(self: Arc<Self>, id: Uuid) {
-        // The token is in place before the job is marked running, so that a cancel that
-        // sees "running" always finds it.
+    /// Runs a job this node claimed, renewing the claim meanwhile; stores its result while
+    /// the claim is still the job's and delivers its callback.
+    async fn run_claimed(self: Arc<Self>, record: JobRecord, ticket: Ticket) {
+        let id = record.id;
+        let attempt = record.attempts;
         let cancel = CancellationToken::new();
         let _registered = Registered::new(&self, id, cancel.clone());
-        // Cancelled while it was in the channel: nothing to wait for. (A cancel from now on
-        // finds the token.)
-        let gone = match self.blocking(move |s| s.get(id)).await {
-            Ok(Some(r)) => r.status != JobStatus::Queued,
-            Ok(None) => true,
-            // Decided below, where a failing store puts the job back in the queue.
-            Err(_) => false,
-        };
-        if gone {
-            return;
-        }
-        // A job shares the service's places with `/v1/run`: it is "running" (and has a
-        // start time) only once it has one. Until then it is queued, and a cancel, the
-        // shutdown or a stop leave it as the store says.
-        let ticket = tokio::select! {
-            t = self.admission.wait_extra() => t,
-            _ = cancel.cancelled() => return,
-            _ = self.closing.cancelled() => return,
-        };
-        let started = self
-            .advance(id, JobStatus::Queued, |r| {
-                r.status = JobStatus::Running;
-                r.started_ms = Some(now_ms());
-            })
-            .await;
-        let record = match started {
-            Ok(Some(r)) => r,
-            // Cancelled while it waited (the cancel counted it out), or gone.
-            Ok(None) | Err(StoreError::Refused(_)) => return,
-            Err(e) => {
-                // Still queued in the store: tried again after a pause (still counted).
-                tracing::error!(job = %id, error = %e, "job store: the job waits and is tried again");
-                drop(ticket);
-                let me = self.clone();
-                self.tasks.spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(STORE_RETRY) => { let _ = me.queue.send(id); }
-                        _ = me.closing.cancelled() => {}
-                    }
-                });
-                return;
-            }
-        };
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let lost = CancellationToken::new();
+        let done = CancellationToken::new();
+        let renewing = self.tasks.spawn(self.clone().renew(
+            id,
+            attempt,
+            cancel.clone(),
+            lost.clone(),
+            done.clone(),
+        ));
         let outcome = tokio::select! {
-            r = self.execute(&record.request, ticket) => Some(r),
-            _ = cancel.cancelled() => None,
-            // Left "running": the next start runs it again.
-            _ = self.stopping.cancelled() => return,
+            r = self.execute(&record.request, ticket) => Outcome::Ran(r),
+            _ = cancel.cancelled() => Outcome::Cancelled,
+            _ = lost.cancelled() => Outcome::Lost,
+            _ = self.stopping.cancelled() => Outcome::Stopping,
         };
-        let Some(result) = outcome else {
-            // Cancelled: the store already says so.
-            self.deliver_later(id);
-            return;
-        };
-        let result = Arc::new(result);
-        for attempt in 1.. {
-            let result = result.clone();
-            let done = self
-                .advance(id, JobStatus::Running, move |r| {
-                    r.status = JobStatus::Done;
-                    r.finished_ms = Some(now_ms());
-                    r.result = Some(Value::clone(&result));
-                })
-                .await;
-            match done {
-                Ok(_) => break,
-                // Cancelled after it ran (a cancel of a running job leaves the callback to
-                // this task): the record says so.
-                Err(StoreError::Refused(_)) => break,
-                Err(e) if attempt < STORE_ATTEMPTS && !self.closing.is_cancelled() => {
-                    tracing::warn!(job = %id, error = %e, "storing a job's result: trying again");
-                    tokio::time::sleep(STORE_RETRY).await;
-                }
-                Err(e) => {
-                    // Left "running" in the store: the next start runs it again.
-                    tracing::error!(job = %id, error = %e, "storing a job's result: giving up");
-                    return;
-                }
+        match outcome {
+            Outcome::Ran(result) => self.store_result(id, attempt, result, &lost).await,
+            // The store says so already; the cancel delivers the callback.
+            Outcome::Cancelled => {}
+            Outcome::Lost => {
+                tracing::warn!(job = %id, attempt, "lost the claim of a running job: stopped it, storing nothing");
             }
+            Outcome::Stopping => match self.store.release(id, attempt, &self.node).await {
+                Ok(true) => tracing::info!(job = %id, "gave a running job back to the queue"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "giving a job back: left to its lease");
+                }
+            },
         }
-        self.deliver_later(id);
+        done.cancel();
+        let _ = renewing.await;
     }
 
-    /// Changes job `id` with `f` if it is still `from` (a cancel may have come first: then
-    /// `StoreError::Refused`), in one store transaction on the blocking pool.
-    async fn advance(
-        &self,
+    /// Stores job `id`'s result, trying again while the store fails and the claim holds.
+    async fn store_result(
+        self: &Arc<Self>,
         id: Uuid,
-        from: JobStatus,
-        f: impl FnOnce(&mut JobRecord) + Send + 'static,
-    ) -> Result<Option<JobRecord>, StoreError> {
-        self.blocking(move |s| {
-            s.update(id, |r| {
-                if r.status != from {
-                    return Err(Refusal(format!(
-                        "job {id} is no longer {}",
-                        warmbox_runner::request::wire_name(&from)
-                    )));
+        attempt: u32,
+        result: Value,
+        lost: &CancellationToken,
+    ) {
+        loop {
+            let stored = self
+                .store
+                .finish(id, attempt, &self.node, result.clone(), now_ms())
+                .await;
+            match self.seen(stored) {
+                Ok(Some(_)) => {
+                    self.deliver_later(id);
+                    return;
                 }
-                f(r);
-                Ok(())
-            })
-        })
-        .await
+                Ok(None) => {
+                    tracing::info!(job = %id, attempt, "the job's claim was no longer this node's: its result is not stored");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "storing a job's result: trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(STORE_RETRY) => {}
+                        // Queued again by the store, or about to be: another node runs it.
+                        _ = lost.cancelled() => {
+                            tracing::error!(job = %id, "storing a job's result: gave up, the claim ran out");
+                            return;
+                        }
+                        _ = self.stopping.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews the claim of a running job every third of the lease until `done`; cancels
+    /// `cancel` when the job was cancelled, and `lost` when the claim is not the job's any
+    /// more or could not be renewed before its lease ran out.
+    async fn renew(
+        self: Arc<Self>,
+        id: Uuid,
+        attempt: u32,
+        cancel: CancellationToken,
+        lost: CancellationToken,
+        done: CancellationToken,
+    ) {
+        let lease = self.config.lease;
+        // The lease as this node knows it; given up a little before, as clocks differ.
+        let mut held_until = Instant::now() + lease;
+        let margin = lease / 6;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(lease / 3) => {}
+                _ = done.cancelled() => return,
+            }
+            let asked = Instant::now();
+            let renewed = self
+                .store
+                .renew(
+                    id,
+                    attempt,
+                    &self.node,
+                    now_ms().saturating_add(millis(lease)),
+                )
+                .await;
+            match self.seen(renewed) {
+                Ok(Renewal::Held) => held_until = asked + lease,
+                Ok(Renewal::Cancelled) => {
+                    cancel.cancel();
+                    return;
+                }
+                Ok(Renewal::Lost) => {
+                    lost.cancel();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "renewing a job's claim");
+                    if Instant::now() + margin >= held_until {
+                        tracing::error!(job = %id, "the claim could not be renewed in time: the run is stopped");
+                        lost.cancel();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on what other nodes did, as a shared store tells.
+    async fn follow(self: Arc<Self>, mut notices: tokio::sync::mpsc::UnboundedReceiver<Notice>) {
+        loop {
+            let notice = tokio::select! {
+                n = notices.recv() => match n { Some(n) => n, None => return },
+                _ = self.closing.cancelled() => return,
+            };
+            match notice {
+                Notice::Queued | Notice::Resumed => self.wake.notify_one(),
+                Notice::Cancelled(id) => {
+                    if let Some(t) = self.lock_running().get(&id) {
+                        t.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    /// On a shared store, now and then: queues again the jobs whose node stopped (or ends
+    /// them past their attempts), takes over the callbacks no live node delivers, and
+    /// reads the queue's depth afresh.
+    async fn maintain(self: Arc<Self>) {
+        let every = maintenance_every(self.config.lease);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.closing.cancelled() => return,
+            }
+            let now = now_ms();
+            match self.seen(self.store.expire(now, self.config.attempts).await) {
+                Ok(expired) => {
+                    if !expired.requeued.is_empty() || !expired.ended.is_empty() {
+                        tracing::warn!(
+                            requeued = expired.requeued.len(),
+                            ended = expired.ended.len(),
+                            "jobs whose node stopped: queued again, or ended past their attempts"
+                        );
+                    }
+                    if !expired.requeued.is_empty() {
+                        self.wake.notify_one();
+                    }
+                    for id in expired.ended {
+                        self.deliver_later(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "expiring the leases of running jobs"),
+            }
+            match self.seen(
+                self.store
+                    .deliverable(now, self.config.callback_attempts)
+                    .await,
+            ) {
+                Ok(ids) => {
+                    for id in ids {
+                        self.deliver_later(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "listing callbacks to deliver"),
+            }
+            if let Ok(counts) = self.seen(self.store.counts().await) {
+                self.queued.store(
+                    counts.get(&JobStatus::Queued).copied().unwrap_or(0),
+                    Ordering::Release,
+                );
+            }
+        }
     }
 
     /// Delivers job `id`'s callback in a task of its own: a slow callback host holds up
     /// no job.
     fn deliver_later(self: &Arc<Self>, id: Uuid) {
+        if !lock(&self.delivering).insert(id) {
+            return;
+        }
         let me = self.clone();
-        self.tasks.spawn(async move { me.deliver(id).await });
+        self.tasks.spawn(async move {
+            let _delivering = Delivering { jobs: &me, id };
+            me.deliver(id).await;
+        });
     }
 
     /// The response of one job's request, or its error as the API would have answered it.
@@ -602,23 +849,33 @@ impl Jobs {
         }
     }
 
-    /// POSTs job `id`'s record to its callback URL, retrying with backoff; every attempt
-    /// is recorded in the store.
+    /// Delivers job `id`'s callback while this node holds its delivery claim, retrying
+    /// with backoff; every attempt is recorded in the store. The request carries an
+    /// `Idempotency-Key` naming the job and the run that made the result, the same in
+    /// every retry, so that a receiver can tell a repeat.
     async fn deliver(&self, id: Uuid) {
         let mut wait = self.config.callback_backoff;
+        let attempts = self.config.callback_attempts;
+        let timeout = self.config.callback_timeout;
         loop {
-            let record = match self.blocking(move |s| s.get(id)).await {
+            let now = now_ms();
+            let hold = millis(timeout + DELIVERY_MARGIN);
+            // On a store of one's own, a claim of another node's is of a process that is
+            // gone: free whatever its time.
+            let free_at = if self.store.shared() { now } else { u64::MAX };
+            let claimed = self
+                .store
+                .claim_delivery(id, &self.node, free_at, now.saturating_add(hold), attempts)
+                .await;
+            let record = match self.seen(claimed) {
                 Ok(Some(r)) => r,
-                _ => return,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "claiming a callback's delivery");
+                    return;
+                }
             };
             let Some(cb) = &record.callback else { return };
-            // Only a finished job's record is ever sent (its end is what a callback tells).
-            if cb.delivered
-                || cb.attempts >= self.config.callback_attempts
-                || record.status.is_unfinished()
-            {
-                return;
-            }
             let (method, body) = (self.render_callback)(&record, &self.profiles)
                 .unwrap_or_else(|| (reqwest::Method::POST, view(&record)));
             // A bounded number of deliveries at once: a backlog (after a restart, or for a
@@ -626,33 +883,36 @@ impl Jobs {
             let Ok(_sending) = self.deliveries.acquire().await else {
                 return;
             };
+            let key = format!("{id}:{}", record.attempts);
             let error = match self.callback_client() {
                 Err(e) => Some(format!("could not make the callback client: {e}")),
-                Ok(client) => match client.request(method, &cb.url).json(&body).send().await {
+                Ok(client) => match client
+                    .request(method, &cb.url)
+                    .header("Idempotency-Key", key)
+                    .json(&body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => None,
                     Ok(r) => Some(format!("the callback answered {}", r.status())),
                     Err(e) => Some(format!("could not deliver: {}", error_chain(&e))),
                 },
             };
             let delivered = error.is_none();
-            let last_error = error.clone();
-            let stored = self
-                .blocking(move |s| {
-                    s.update(id, |r| {
-                        if let Some(c) = &mut r.callback {
-                            c.attempts += 1;
-                            c.delivered = delivered;
-                            c.last_error = last_error;
-                        }
-                        Ok(())
-                    })
-                })
+            let next = now_ms().saturating_add(millis(wait + timeout + DELIVERY_MARGIN));
+            let recorded = self
+                .store
+                .record_delivery(id, &self.node, delivered, error.clone(), next)
                 .await;
-            if let Err(e) = stored {
-                tracing::warn!(job = %id, error = %e, "recording a callback attempt");
-                return;
+            match self.seen(recorded) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "recording a callback attempt");
+                    return;
+                }
             }
-            if delivered {
+            if delivered || cb.attempts + 1 >= attempts {
                 return;
             }
             tracing::info!(job = %id, error = ?error, "callback failed; will retry");
@@ -682,14 +942,9 @@ impl Jobs {
         let every =
             (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
-            // A retention past u64::MAX ms (585 million years) keeps everything.
-            let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
-            let cutoff = now_ms().saturating_sub(retention);
+            let cutoff = now_ms().saturating_sub(millis(self.config.retention));
             let attempts = self.config.callback_attempts;
-            match self
-                .blocking(move |s| s.remove_finished_before(cutoff, attempts))
-                .await
-            {
+            match self.seen(self.store.remove_finished_before(cutoff, attempts).await) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "removed finished jobs past their retention"),
                 Err(e) => tracing::warn!(error = %e, "removing old jobs"),
@@ -702,6 +957,11 @@ impl Jobs {
     }
 }
 
+/// `d` in whole ms (a duration past u64::MAX ms, 585 million years, is u64::MAX).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A job as the API shows it.
 pub fn view(r: &JobRecord) -> Value {
     json!({
@@ -710,6 +970,8 @@ pub fn view(r: &JobRecord) -> Value {
         "created_ms": r.created_ms,
         "started_ms": r.started_ms,
         "finished_ms": r.finished_ms,
+        "attempts": r.attempts,
+        "node": r.node,
         "result": r.result,
         "callback": r.callback,
     })
@@ -718,18 +980,12 @@ pub fn view(r: &JobRecord) -> Value {
 /// The queued record of a new job, made at `created_ms`.
 fn record(sub: Submission, created_ms: u64) -> JobRecord {
     JobRecord {
-        id: Uuid::new_v4(),
-        status: JobStatus::Queued,
-        request: sub.request,
-        created_ms,
-        started_ms: None,
-        finished_ms: None,
-        result: None,
         callback: sub.callback_url.map(|url| CallbackState {
             url,
             ..CallbackState::default()
         }),
         meta: sub.meta,
+        ..JobRecord::queued(Uuid::new_v4(), sub.request, created_ms)
     }
 }
 

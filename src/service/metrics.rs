@@ -38,8 +38,12 @@ pub struct Metrics {
     pub compile_cache: IntGaugeVec,
     /// Compile cache lookups by result (`hit`, `miss`).
     pub compile_cache_lookups: IntCounterVec,
-    /// Async jobs by status.
+    /// Async jobs by status (in the whole store: on a shared one, every node's).
     pub jobs: IntGaugeVec,
+    /// Async jobs this node runs now.
+    pub node_jobs_running: IntGauge,
+    /// Whether the job store answered the last time this node used it (1) or not (0).
+    pub job_store_up: IntGauge,
 }
 
 const BUCKETS: &[f64] = &[
@@ -128,8 +132,19 @@ impl Metrics {
                 &["result"],
             )?,
             jobs: IntGaugeVec::new(
-                Opts::new("warmbox_jobs", "Async jobs by status"),
+                Opts::new(
+                    "warmbox_jobs",
+                    "Async jobs by status, in the whole job store (all nodes on a shared one)",
+                ),
                 &["status"],
+            )?,
+            node_jobs_running: IntGauge::new(
+                "warmbox_node_jobs_running",
+                "Async jobs this node runs now",
+            )?,
+            job_store_up: IntGauge::new(
+                "warmbox_job_store_up",
+                "1 when the job store answered this node's last use of it, else 0",
             )?,
             registry,
         };
@@ -149,6 +164,8 @@ impl Metrics {
         m.registry
             .register(Box::new(m.compile_cache_lookups.clone()))?;
         m.registry.register(Box::new(m.jobs.clone()))?;
+        m.registry.register(Box::new(m.node_jobs_running.clone()))?;
+        m.registry.register(Box::new(m.job_store_up.clone()))?;
         Ok(m)
     }
 

@@ -122,6 +122,14 @@ impl From<JobError> for ServiceError {
             ),
             JobError::Finished(m) => ServiceError::new(StatusCode::CONFLICT, "job_finished", m),
             e @ JobError::Full { .. } => ServiceError::overloaded(e.to_string()),
+            JobError::Store(e) if e.is_unavailable() => ServiceError {
+                retry_after: Some(1),
+                ..ServiceError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "job_store_unavailable",
+                    format!("{e}; nothing was changed, retry shortly"),
+                )
+            },
             JobError::Store(e) => ServiceError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "job_store",

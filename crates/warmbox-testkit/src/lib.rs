@@ -2,8 +2,9 @@
 //! published): what the kernel offers ([`kernel`]), skipping or failing when it lacks
 //! something ([`skip`]), slow-host time budgets ([`emulation`]), the host's cgroup tree as
 //! the engine lays it out ([`cgroupfs`]), standing in for the container's init on a seccomp
-//! listener ([`listener`]), a real engine ([`harness`]) and a real `warmbox serve`
-//! ([`server`]), and the benches' bare-process baselines ([`bench`]).
+//! listener ([`listener`]), a real engine ([`harness`]), a real `warmbox serve`
+//! ([`server`]) and a PostgreSQL server for its shared job store ([`postgres`]), and the
+//! benches' bare-process baselines ([`bench`]).
 //!
 //! Tests that need no container live with the crate they test (`crates/*/tests/`). Tests
 //! that need a real engine are end-to-end tests and stay in the root package's `tests/`:
@@ -17,6 +18,7 @@ pub mod emulation;
 pub mod harness;
 pub mod kernel;
 pub mod listener;
+pub mod postgres;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -134,10 +134,25 @@ pub fn serve(cmd: &mut Command) -> (Child, String) {
 }
 
 /// A server's own job store, named after its cgroup parent (kept across its restarts;
-/// [`fresh_jobs_db`] removes it).
+/// [`fresh_jobs_db`] empties it): a redb file, or with `WARMBOX_TEST_JOBS_DB=postgres` a
+/// database of this process's PostgreSQL server ([`crate::postgres::shared`]), created at
+/// its first use.
 pub fn jobs_db(parent: &str) -> String {
+    if jobs_in_postgres() {
+        return crate::postgres::ensure_db(&crate::postgres::db_name(parent))
+            .unwrap_or_else(|| panic!("{POSTGRES_MISSING}"));
+    }
     format!("/run/warmbox-test-service/{parent}.redb")
 }
+
+/// Whether the servers' job stores are PostgreSQL databases (`WARMBOX_TEST_JOBS_DB=postgres`)
+/// rather than redb files.
+pub fn jobs_in_postgres() -> bool {
+    std::env::var("WARMBOX_TEST_JOBS_DB").is_ok_and(|v| v == "postgres")
+}
+
+const POSTGRES_MISSING: &str =
+    "WARMBOX_TEST_JOBS_DB=postgres, but no PostgreSQL server could be started";
 
 /// [`start`] with a job store of none yet ([`fresh_jobs_db`] first).
 pub fn start_fresh(warmbox: &Path, parent: &str, uid_base: u32, extra: &[&str]) -> Server {
@@ -145,8 +160,14 @@ pub fn start_fresh(warmbox: &Path, parent: &str, uid_base: u32, extra: &[&str]) 
     start(warmbox, parent, uid_base, extra)
 }
 
-/// Removes the job store of `parent`'s server, for a test that starts from none.
+/// Removes the job store of `parent`'s server, for a test that starts from none (a
+/// PostgreSQL database is made afresh, empty).
 pub fn fresh_jobs_db(parent: &str) {
+    if jobs_in_postgres() {
+        crate::postgres::fresh_db(&crate::postgres::db_name(parent))
+            .unwrap_or_else(|| panic!("{POSTGRES_MISSING}"));
+        return;
+    }
     let _ = std::fs::remove_file(jobs_db(parent));
 }
 
@@ -245,6 +266,42 @@ pub fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
 /// A local HTTP listener (a callback's peer) that answers every request with `status`
 /// and hands over its method and JSON body.
 pub fn listener(status: u16) -> (String, std::sync::mpsc::Receiver<(String, Value)>) {
+    let (url, hooks) = hook_listener(status);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for h in hooks {
+            if tx.send((h.method, h.body)).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// One request a [`hook_listener`] took.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// Its method.
+    pub method: String,
+    /// Its headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Its JSON body.
+    pub body: Value,
+}
+
+impl Hook {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A local HTTP listener (a callback's peer) that answers every request with `status`
+/// and hands over each request with a JSON body whole.
+pub fn hook_listener(status: u16) -> (String, std::sync::mpsc::Receiver<Hook>) {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hook", l.local_addr().expect("addr"));
@@ -261,13 +318,19 @@ pub fn listener(status: u16) -> (String, std::sync::mpsc::Receiver<(String, Valu
                 .unwrap_or_default()
                 .to_string();
             let mut len = 0usize;
+            let mut headers = Vec::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
+                if let Some((name, value)) = line.split_once(':') {
+                    let name = name.trim().to_ascii_lowercase();
+                    let value = value.trim().to_string();
+                    if name == "content-length" {
+                        len = value.parse().unwrap_or(0);
+                    }
+                    headers.push((name, value));
                 }
             }
             let mut body = vec![0; len];
@@ -278,8 +341,12 @@ pub fn listener(status: u16) -> (String, std::sync::mpsc::Receiver<(String, Valu
                 conn,
                 "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
-            if let Ok(v) = serde_json::from_slice(&body) {
-                let _ = tx.send((method, v));
+            if let Ok(body) = serde_json::from_slice(&body) {
+                let _ = tx.send(Hook {
+                    method,
+                    headers,
+                    body,
+                });
             }
         }
     });
