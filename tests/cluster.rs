@@ -196,7 +196,7 @@ fn jobs_of_a_killed_node_run_again_on_the_others_and_are_called_back_once() {
         .map(|i| {
             submit(
                 &a,
-                json!({"profile": "bash", "cmd": ["/bin/sh", "-c", format!("sleep 2; echo {i}")],
+                json!({"profile": "bash", "cmd": ["/bin/sh", "-c", format!("sleep 4; echo {i}")],
                        "callback_url": url}),
             )
         })
@@ -214,6 +214,15 @@ fn jobs_of_a_killed_node_run_again_on_the_others_and_are_called_back_once() {
         .collect();
     let b = node(&pg, "kill", "kill-b", UID_KILL[1], &lease);
     let c = node(&pg, "kill", "kill-c", UID_KILL[2], &lease);
+    // Starting nodes take no claim of a live one.
+    for id in &on_a {
+        let v = job(&c, id);
+        assert_eq!(
+            (v["status"].as_str(), node_name(&v), v["attempts"].as_u64()),
+            (Some("running"), "kill-a".to_string(), Some(1)),
+            "{v}"
+        );
+    }
     // a dies mid-run, holding its claims.
     let mut a = a;
     a.child.kill().expect("SIGKILL");
@@ -227,7 +236,7 @@ fn jobs_of_a_killed_node_run_again_on_the_others_and_are_called_back_once() {
         assert_eq!(v["attempts"], if again { 2 } else { 1 }, "{v}");
         assert_ne!(node_name(&v), "kill-a", "{v}");
     }
-    // Within the lease, a maintenance round and the 2 s jobs themselves, and some slack.
+    // Within the lease, a maintenance round and the 4 s jobs themselves, and some slack.
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(20), "{took:?}");
 

@@ -70,7 +70,11 @@ pub fn start_server_with(
             .args(["--cgroup-parent", &format!("warmbox-bench-{name}")])
             .args(["--uid-base", &uid_base.to_string()])
             .args(["--state-dir", &state])
-            .args(["--jobs-db", &format!("{state}/jobs.redb")])
+            .args(if extra.contains(&"--jobs-db") {
+                vec![]
+            } else {
+                vec!["--jobs-db".to_string(), format!("{state}/jobs.redb")]
+            })
             .args(extra),
     )
 }

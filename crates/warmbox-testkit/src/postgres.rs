@@ -109,6 +109,18 @@ impl Instance {
         self.port
     }
 
+    /// The pid of the server's main process (its backends are its children), from its
+    /// `postmaster.pid`; None when it is not running.
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Creates database `db` empty, dropping it first if it exists (closing its
     /// connections). Panics when the server refuses.
     pub fn create_db(&self, db: &str) {
@@ -256,6 +268,13 @@ impl Instance {
 /// Stops the server (fast: its connections are cut) and removes its directory.
 impl Drop for Instance {
     fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+impl Instance {
+    /// Stops the server at once (`immediate`) if it runs, and removes its directory.
+    fn shut_down(&self) {
         if self.data().join("postmaster.pid").exists() {
             let data = self.data();
             let _ = self.run(
@@ -298,19 +317,7 @@ static SHARED: OnceLock<Result<Instance, String>> = OnceLock::new();
 /// is never dropped).
 extern "C" fn stop_the_shared_instance() {
     if let Some(Ok(instance)) = SHARED.get() {
-        let data = instance.data();
-        let _ = instance.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-m".as_ref(),
-                "immediate".as_ref(),
-                "-w".as_ref(),
-                "stop".as_ref(),
-            ],
-        );
-        let _ = std::fs::remove_dir_all(&instance.dir);
+        instance.shut_down();
     }
 }
 

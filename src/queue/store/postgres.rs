@@ -446,6 +446,20 @@ impl PgStore {
         self.pool.get().await.map_err(|e| self.pool_error(act, e))
     }
 
+    /// A connection of the pool and `sql` prepared on it (once per connection).
+    async fn prepared(
+        &self,
+        act: Act,
+        sql: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), StoreError> {
+        let client = self.client(act).await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.error(act, &e))?;
+        Ok((client, statement))
+    }
+
     /// Runs the prepared statement `sql` with `params`: its rows.
     async fn query(
         &self,
@@ -453,11 +467,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client(act).await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.error(act, &e))?;
+        let (client, statement) = self.prepared(act, sql).await?;
         client
             .query(&statement, params)
             .await
@@ -471,11 +481,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
-        let client = self.client(act).await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.error(act, &e))?;
+        let (client, statement) = self.prepared(act, sql).await?;
         client
             .query_opt(&statement, params)
             .await
@@ -489,11 +495,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let client = self.client(act).await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.error(act, &e))?;
+        let (client, statement) = self.prepared(act, sql).await?;
         client
             .execute(&statement, params)
             .await
