@@ -187,9 +187,8 @@ fn store_calls(
             }
         });
     });
-    let sum = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
-        per(f(&claim) + f(&finish) + f(&get))
-    };
+    let sum =
+        |f: fn(&(Duration, Duration, Duration)) -> Duration| per(f(&claim) + f(&finish) + f(&get));
     println!(
         "{label:<11} claim + finish + get: {:.3} ms wall, {:.3} ms CPU per job ({:.3} here + {:.3} in the server)",
         sum(|p| p.0),
