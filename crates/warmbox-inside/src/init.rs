@@ -283,7 +283,13 @@ impl Init {
             // Every fd that is ready is served in the same pass: a stream of lock calls
             // (answered, not killed) keeps the listener always readable, and must hide
             // neither the job's end nor the server's kill.
-            let ready = poll3(self.sock.as_raw_fd(), sigfd.fd.as_raw_fd(), watch, timeout)?;
+            let ready = poll4(
+                self.sock.as_raw_fd(),
+                sigfd.fd.as_raw_fd(),
+                watch,
+                status.as_raw_fd(),
+                timeout,
+            )?;
             if ready.notification {
                 if let Some(v) = receive(watch, &mut locks) {
                     violation.get_or_insert(v);
@@ -305,11 +311,19 @@ impl Init {
                     Err(e) => return Err(format!("read during job: {e}")),
                 }
             }
+            // The job process ended: the run's init wrote its status and waits, so that a
+            // notification of a process of the run is still there to take (below).
+            if ready.status {
+                if let Some(st) = runinit::read_status(&status) {
+                    exit = Some(exit_kind(st));
+                }
+            }
             if ready.signal {
                 sigfd.drain();
-                if reap_until(pid) {
-                    // The run's init wrote the job's status before it exited; none when
-                    // it was killed first (with the job: the kill ends its namespace).
+                if reap_until(pid) && exit.is_none() {
+                    // The run's init ended before the job's status came: killed (the wall
+                    // limit, a violation, the server's kill), the job with it. A status
+                    // written just before counts.
                     exit = Some(
                         runinit::read_status(&status)
                             .map_or(ExitKind::Signal(libc::SIGKILL), exit_kind),
@@ -331,8 +345,8 @@ impl Init {
                 violation = receive(l.as_raw_fd(), &mut locks);
             }
         }
-        // The run's init is gone, and with it its pid namespace; nothing else of the
-        // container may outlive the job either.
+        // Now the run's init (waiting, or gone) and its pid namespace, and everything else
+        // of the container: nothing may outlive the job.
         end_all();
         Ok(FromInit::Exited {
             exit: if failure.is_some() { None } else { exit },
@@ -526,7 +540,7 @@ fn spawn_job(
     }
 }
 
-/// What `poll3` found ready (nothing: the timeout).
+/// What `poll4` found ready (nothing: the timeout).
 struct Ready {
     /// A child ended.
     signal: bool,
@@ -536,23 +550,32 @@ struct Ready {
     listener_gone: bool,
     /// A message from the server, or its end of the channel closed.
     socket: bool,
+    /// The run's init wrote the job process's status.
+    status: bool,
 }
 
-/// Waits for a child's end, a message from the server, or a notification on the seccomp
-/// listener (`-1`: none to watch); reports all that are ready.
-fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<Ready, String> {
+/// Waits for a child's end, a message from the server, a notification on the seccomp
+/// listener (`-1`: none to watch), or the job's status from the run's init; reports all
+/// that are ready.
+fn poll4(
+    sock: RawFd,
+    sig: RawFd,
+    listener: RawFd,
+    status: RawFd,
+    timeout: Duration,
+) -> Result<Ready, String> {
     let pfd = |fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let mut fds = [pfd(sig), pfd(listener), pfd(sock)];
+    let mut fds = [pfd(sig), pfd(listener), pfd(sock), pfd(status)];
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // Round up so that we never spin just short of the deadline.
     let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
     loop {
-        // SAFETY: `fds` is a valid array of three pollfd (a negative fd is ignored).
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
+        // SAFETY: `fds` is a valid array of four pollfd (a negative fd is ignored).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 4, ms) };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -567,6 +590,7 @@ fn poll3(sock: RawFd, sig: RawFd, listener: RawFd, timeout: Duration) -> Result<
             // POLLHUP: no process is left under the filter.
             listener_gone: !notification && fds[1].revents != 0,
             socket: fds[2].revents != 0,
+            status: fds[3].revents & libc::POLLIN != 0,
         });
     }
 }

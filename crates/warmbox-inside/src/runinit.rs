@@ -6,9 +6,11 @@
 //! PID 1 of the run's pid namespace, mounts that namespace's own `/proc` (masked as the
 //! container's is) in its own copy of the container's mounts, forks the job process (PID 2,
 //! which sandboxes itself as always), reaps whatever is reparented to it, and when the job
-//! process ends writes the job's exact wait status to the init and exits. Its exit ends the
-//! pid namespace: the kernel kills every process the job left, and the run's SysV IPC,
-//! POSIX message queues and mounts go with it.
+//! process ends writes the job's exact wait status to the init and waits: the init first
+//! takes any notification a process of the run left on the seccomp listener (parked in a
+//! forbidden call as the job ended), then kills it. Its end ends the pid namespace: the
+//! kernel kills every process the job left, and the run's SysV IPC, POSIX message queues
+//! and mounts go with it.
 //!
 //! The job is not PID 1 itself because PID 1 of a namespace is special: the kernel drops
 //! the signals it sends itself whose action is the default, so `abort()` or `kill -SEGV $$`
@@ -33,7 +35,7 @@ pub struct RunInit {
     /// Our end of the job process's socket (see `job`).
     pub job_sock: UnixStream,
     /// Where the run's init writes the job process's wait status (4 bytes, native order)
-    /// before it exits; non-blocking.
+    /// when the job process ends (it then waits to be killed); non-blocking.
     pub status: OwnedFd,
 }
 
@@ -101,9 +103,13 @@ fn run(
     // SAFETY: writing 4 bytes from a live buffer to our own pipe (64 KiB of room: it never
     // blocks).
     unsafe { libc::write(status.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-    // Our exit ends the pid namespace: the kernel kills and reaps what is left in it.
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(0) }
+    // Our exit would end the pid namespace, and with it a process of the run parked in a
+    // forbidden call, whose notification would go unseen: the container's init takes what
+    // its seccomp listener holds first, then kills us (and the namespace with us).
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
 }
 
 /// Reaps every child (the job process, and the orphans reparented to us) until the job
