@@ -1,6 +1,7 @@
 //! Real clients of other code runners, unchanged, pointed at a real `warmbox serve`:
 //! Judge0's official Python SDK (`judge0` on PyPI) and the `piston-client` npm package.
-//! The scripts under `tests/clients/` check each of the six languages and more.
+//! The scripts under `tests/clients/` check each of the first six languages, Go, Rust and
+//! Kotlin, and more.
 //!
 //! The clients live in `target/clients` (`.ci/run` installs them: a Python venv with
 //! `judge0`, and `node_modules` with `piston-client`). Without them the test says so and
@@ -78,6 +79,9 @@ fn judge0_and_piston_clients_work_unchanged() {
             "java: ok",
             "javascript: ok",
             "bash: ok",
+            "go: ok",
+            "rust: ok",
+            "kotlin: ok",
             "async: ok",
             "batch: ok",
             "nzec: ok"
@@ -103,6 +107,9 @@ fn judge0_and_piston_clients_work_unchanged() {
             "java: ok",
             "javascript: ok",
             "bash: ok",
+            "go: ok",
+            "rust: ok",
+            "kotlin: ok",
             "exit code: ok"
         ]
     );

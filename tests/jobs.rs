@@ -132,14 +132,14 @@ fn a_job_runs_and_its_result_is_kept_and_called_back() {
     let (status, v) = call(
         "POST",
         &format!("{}/v1/jobs/batch", s.base),
-        Some(json!({"jobs": [echo_job("a"), {"profile": "cobol"}]})),
+        Some(json!({"jobs": [echo_job("a"), {"profile": "fortran77"}]})),
     );
     assert_eq!(status, 404, "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
             .expect("message")
-            .starts_with("jobs[1].profile: unknown profile \"cobol\""),
+            .starts_with("jobs[1].profile: unknown profile \"fortran77\""),
         "{v}"
     );
 

@@ -1,5 +1,5 @@
 """Judge0's official Python SDK (judge0 on PyPI), unchanged, against warmbox's Judge0 API:
-each of the six languages, an asynchronous submission and a batch. Prints one line per
+each of the first six languages, Go, Rust and Kotlin, an asynchronous submission and a batch. Prints one line per
 check; exits non-zero on the first mismatch. The server's base URL is WARMBOX_URL."""
 
 import os
@@ -15,6 +15,9 @@ PROGRAMS = {
     "java": (judge0.JAVA, "import java.util.*;\npublic class Main{public static void main(String[] a){System.out.println(new Scanner(System.in).next());}}", "abc\n"),
     "javascript": (judge0.JAVASCRIPT, "process.stdin.on('data', d => console.log(d.toString().trim()))", "abc\n"),
     "bash": (judge0.BASH, 'read x; echo "$x"', "abc\n"),
+    "go": (judge0.GO, 'package main\nimport "fmt"\nfunc main(){var s string; fmt.Scan(&s); fmt.Println(s)}', "abc\n"),
+    "rust": (judge0.RUST, 'use std::io::*;\nfn main(){let mut s=String::new(); stdin().read_line(&mut s).unwrap(); println!("{}", s.trim());}', "abc\n"),
+    "kotlin": (judge0.KOTLIN, "fun main() { println(readLine()!!.trim()) }", "abc\n"),
 }
 
 

@@ -1,5 +1,5 @@
-// piston-client (npm), unchanged, against warmbox's Piston API: the runtimes and each of
-// the six languages. Prints one line per check; exits non-zero on the first mismatch. The
+// piston-client (npm), unchanged, against warmbox's Piston API: the runtimes, each of the
+// first six languages, and Go, Rust and Kotlin. Prints one line per check; exits non-zero on the first mismatch. The
 // server's base URL is WARMBOX_URL.
 import piston from "piston-client";
 
@@ -14,7 +14,11 @@ function check(what, got, want) {
 }
 
 const runtimes = await client.runtimes();
-check("runtimes", runtimes.map(r => r.language), ["bash", "c", "c++", "java", "javascript", "python"]);
+// Every language this host has is listed; these must be among them.
+const listed = new Set(runtimes.map(r => r.language));
+check("runtimes",
+  ["bash", "c", "c++", "go", "java", "javascript", "kotlin", "python", "rust"].filter(l => !listed.has(l)),
+  []);
 const programs = {
   python: ["print(input()[::-1])", "cba\n"],
   c: ['#include <stdio.h>\nint main(void){char s[64]; scanf("%63s", s); printf("%s\\n", s); return 0;}', "abc\n"],
@@ -22,6 +26,9 @@ const programs = {
   java: ["import java.util.*;\npublic class Main{public static void main(String[] a){System.out.println(new Scanner(System.in).next());}}", "abc\n"],
   javascript: ["process.stdin.on('data', d => console.log(d.toString().trim()))", "abc\n"],
   bash: ['read x; echo "$x"', "abc\n"],
+  go: ['package main\nimport "fmt"\nfunc main(){var s string; fmt.Scan(&s); fmt.Println(s)}', "abc\n"],
+  rust: ["use std::io::*;\nfn main(){let mut s=String::new(); stdin().read_line(&mut s).unwrap(); println!(\"{}\", s.trim());}", "abc\n"],
+  kotlin: ["fun main() { println(readLine()!!.trim()) }", "abc\n"],
 };
 for (const [language, [source, want]] of Object.entries(programs)) {
   const r = await client.execute(language, source, { stdin: "abc" });

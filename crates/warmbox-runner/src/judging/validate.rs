@@ -574,9 +574,9 @@ mod tests {
         );
         // The program's own validation, its field named first, its code kept.
         refused(
-            &checker(json!({"profile": "cobol", "files": main_py()})),
+            &checker(json!({"profile": "fortran77", "files": main_py()})),
             RequestError::UNKNOWN_PROFILE,
-            "checker.profile: unknown profile \"cobol\"; available profiles: java, python3",
+            "checker.profile: unknown profile \"fortran77\"; available profiles: java, python3",
         );
         refused(
             &interactor(json!({"profile": "ghost", "files": main_py()})),

@@ -102,6 +102,9 @@ pub struct Profile {
     /// Host paths that must exist for the profile to be available (its runtime); symlinks
     /// are followed, so a dangling link makes the profile unavailable.
     pub requires: Vec<PathBuf>,
+    /// The Debian packages that install the runtime, named when it is missing.
+    #[serde(default)]
+    pub packages: Vec<String>,
     /// Environment of both steps.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -707,7 +710,44 @@ disk_mb = 16
         let names: Vec<&str> = set.all().iter().map(|p| p.profile.name.as_str()).collect();
         assert_eq!(
             names,
-            ["bash", "c", "cpp", "java", "javascript", "multi", "python3"],
+            [
+                "bash",
+                "c",
+                "c-clang",
+                "clojure",
+                "cobol",
+                "cpp",
+                "cpp-clang",
+                "csharp",
+                "d",
+                "elixir",
+                "erlang",
+                "fortran",
+                "go",
+                "groovy",
+                "haskell",
+                "java",
+                "javascript",
+                "kotlin",
+                "lisp",
+                "lua",
+                "multi",
+                "nasm",
+                "ocaml",
+                "octave",
+                "pascal",
+                "perl",
+                "php",
+                "prolog",
+                "pypy3",
+                "python3",
+                "r",
+                "ruby",
+                "rust",
+                "scala",
+                "sqlite",
+                "typescript"
+            ],
             "sorted by name"
         );
         let expect_aliases: [(&str, &[&str]); 7] = [
@@ -774,6 +814,36 @@ disk_mb = 16
         assert!(set.get("Python").is_none(), "exact match only");
     }
 
+    /// Every shipped profile: its own checks pass, it names the Debian packages of its
+    /// runtime, and no two answer to the same Judge0 id or Piston language.
+    #[test]
+    fn shipped_profiles_have_packages_and_distinct_api_names() {
+        let set = real_profiles();
+        let mut judge0 = std::collections::BTreeMap::new();
+        let mut piston = std::collections::BTreeMap::new();
+        for loaded in set.all() {
+            let p = &loaded.profile;
+            p.check().expect("shipped profile passes its own checks");
+            assert!(!p.packages.is_empty(), "{} names no Debian package", p.name);
+            for id in &p.judge0_id {
+                if let Some(other) = judge0.insert(*id, p.name.clone()) {
+                    panic!("Judge0 id {id}: {other} and {}", p.name);
+                }
+            }
+            if let Some(l) = &p.piston_language {
+                if let Some(other) = piston.insert(l.clone(), p.name.clone()) {
+                    panic!("Piston language {l}: {other} and {}", p.name);
+                }
+            }
+            assert_eq!(
+                p.judge0_id.is_empty(),
+                p.judge0_name.is_none(),
+                "{}",
+                p.name
+            );
+        }
+    }
+
     #[test]
     fn shipped_profiles_are_available_here_with_versions() {
         let set = real_profiles();
@@ -815,7 +885,8 @@ disk_mb = 16
         let dir = tempfile::tempdir().expect("tempdir");
         let text = toml_with("ghost", "").replace(
             "requires = [\"/usr/bin/bash\"]",
-            "requires = [\"/usr/bin/bash\", \"/nonexistent/warmbox-runtime\"]",
+            "requires = [\"/usr/bin/bash\", \"/nonexistent/warmbox-runtime\"]\n\
+             packages = [\"ghost-runtime\", \"ghost-extras\"]",
         );
         write(dir.path(), "ghost.toml", &text);
         let set = ProfileSet::load_dir(dir.path()).expect("loads");
@@ -823,9 +894,10 @@ disk_mb = 16
         assert!(!ghost.availability.available);
         assert_eq!(ghost.availability.version, None);
         let reason = ghost.availability.reason.clone().unwrap_or_default();
-        assert!(
-            reason.starts_with("required path /nonexistent/warmbox-runtime is missing"),
-            "{reason}"
+        assert_eq!(
+            reason,
+            "required path /nonexistent/warmbox-runtime is missing: No such file or directory \
+             (os error 2) (apt-get install ghost-runtime ghost-extras)"
         );
     }
 
@@ -1072,8 +1144,8 @@ mod tighten_tests {
             "profiles.python3.maximums.memory_mb: 100 is below the profile's default 256"
         );
         assert_eq!(
-            set.tighten("cobol", &ask(300)).unwrap_err().to_string(),
-            "profiles.cobol: no such profile"
+            set.tighten("fortran77", &ask(300)).unwrap_err().to_string(),
+            "profiles.fortran77: no such profile"
         );
     }
 }

@@ -26,8 +26,13 @@ pub fn check_availability(profile: &Profile) -> Availability {
             return Availability {
                 available: false,
                 reason: Some(format!(
-                    "required path {} is missing: {err}",
-                    path.display()
+                    "required path {} is missing: {err}{}",
+                    path.display(),
+                    if profile.packages.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (apt-get install {})", profile.packages.join(" "))
+                    }
                 )),
                 version: None,
             };

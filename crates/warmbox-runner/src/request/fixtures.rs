@@ -41,6 +41,7 @@ pub(crate) fn profile(name: &str, aliases: &[&str], source_file: &str, run: &[&s
         run: run.iter().map(|a| a.to_string()).collect(),
         binds: vec![PathBuf::from("/usr")],
         requires: Vec::new(),
+        packages: Vec::new(),
         env: BTreeMap::from([
             ("PATH".to_string(), "/usr/bin:/bin".to_string()),
             ("HOME".to_string(), "/box".to_string()),
