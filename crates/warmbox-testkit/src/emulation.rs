@@ -4,9 +4,10 @@
 //! qemu's emulator (TCG), where starting a process costs 100-200x what it costs here.
 //! There `WARMBOX_TEST_TIME_SCALE` (a number, default 1) multiplies the budgets that only
 //! give a job *enough time*: the profiles' default and maximum `cpu_ms`/`wall_ms`
-//! ([`profiles_dir`]) and the budgets a test passes through [`budget_ms`]. A limit that is
-//! the subject of a test (a sleep past `wall_ms`, a loop past `cpu_ms`) is never scaled,
-//! and no assertion of isolation is weakened: only how long a test waits changes.
+//! ([`profiles_dir`], which then holds the first seven profiles only) and the budgets a
+//! test passes through [`budget_ms`]. A limit that is the subject of a test (a sleep past
+//! `wall_ms`, a loop past `cpu_ms`) is never scaled, and no assertion of isolation is
+//! weakened: only how long a test waits changes.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -34,9 +35,14 @@ pub fn budget(d: std::time::Duration) -> std::time::Duration {
     d * u32::try_from(scale()).expect("a small scale")
 }
 
+/// The profiles an emulated run keeps: the first seven. The emulated stage tests the
+/// cgroup v2 host (`.ci/v2-guest-tests.sh`), not the languages; each profile more is two
+/// more warm containers at every server's and harness's start, 10x as slow there.
+const EMULATED_PROFILES: [&str; 7] = ["bash", "c", "cpp", "java", "javascript", "multi", "python3"];
+
 /// The profiles directory the tests use: the repository's, or (scale above 1) a copy
-/// under `target/` whose `cpu_ms`/`wall_ms` defaults and maximums are scaled, with the
-/// repository's seccomp policies linked in.
+/// under `target/` of the first seven whose `cpu_ms`/`wall_ms` defaults and maximums are
+/// scaled, with the repository's seccomp policies linked in.
 pub fn profiles_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -44,22 +50,34 @@ pub fn profiles_dir() -> PathBuf {
         if scale() == 1 {
             return source;
         }
-        let dir = crate::repo()
-            .join("target")
-            .join(format!("emulated-profiles-x{}", scale()));
+        let mut kept: Vec<(std::ffi::OsString, String)> = Vec::new();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for name in EMULATED_PROFILES {
+            let file = format!("{name}.toml");
+            let text = std::fs::read_to_string(source.join(&file)).expect("read a profile");
+            std::hash::Hash::hash(&text, &mut hasher);
+            kept.push((file.into(), text));
+        }
+        // Named after what it holds: a copy made from other profiles (a cached target/)
+        // is never taken for this one.
+        let dir = crate::repo().join("target").join(format!(
+            "emulated-profiles-x{}-{:016x}",
+            scale(),
+            std::hash::Hasher::finish(&hasher)
+        ));
         if dir.is_dir() {
             return dir;
         }
         // Made beside and renamed into place: test binaries may race to make it.
         let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
         std::fs::create_dir_all(&tmp).expect("make the scaled profiles directory");
+        for (name, text) in kept {
+            std::fs::write(tmp.join(name), scale_profile(&text)).expect("write a profile");
+        }
         for entry in std::fs::read_dir(&source).expect("read profiles/") {
             let path = entry.expect("read profiles/").path();
             let name = path.file_name().expect("a file name");
-            if path.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&path).expect("read a profile");
-                std::fs::write(tmp.join(name), scale_profile(&text)).expect("write a profile");
-            } else {
+            if path.extension().is_none_or(|e| e != "toml") {
                 std::os::unix::fs::symlink(&path, tmp.join(name)).expect("link into profiles");
             }
         }
