@@ -202,9 +202,9 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
     let config = settings.engine_config(engine_defaults()?);
     let report = warmbox_sandbox::check::run_leaving_nothing(&config);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", report.text());
+        emit(&report.text())?;
     }
     Ok(if report.can_sandbox() { 0 } else { 1 })
 }
@@ -217,6 +217,7 @@ fn engine_defaults() -> anyhow::Result<EngineConfig> {
 fn profiles(dir: &Path) -> anyhow::Result<i32> {
     let set = ProfileSet::load_dir(dir)
         .with_context(|| format!("load profiles from {}", dir.display()))?;
+    let mut out = String::new();
     for p in set.all() {
         let a = &p.availability;
         let state = if a.available {
@@ -225,9 +226,24 @@ fn profiles(dir: &Path) -> anyhow::Result<i32> {
             format!("unavailable: {}", a.reason.clone().unwrap_or_default())
         };
         let aliases = p.profile.aliases.join(", ");
-        println!("{:<12} [{aliases}] {state}", p.profile.name);
+        out.push_str(&format!("{:<12} [{aliases}] {state}\n", p.profile.name));
     }
+    emit(&out)?;
     Ok(0)
+}
+
+/// Writes `text` to stdout. A reader that stopped reading (`warmbox profiles | head -1`)
+/// is not an error: what it did not read is dropped, as other tools do.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("write to stdout"),
+    }
 }
 
 fn build_request(args: &RunArgs, profiles: &ProfileSet) -> anyhow::Result<RunRequest> {
@@ -394,7 +410,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     match outcome {
         Some(response) => {
             let response = response.context("run the request")?;
-            println!("{}", serde_json::to_string_pretty(&response)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&response)?))?;
             Ok(0)
         }
         None => {

@@ -775,6 +775,29 @@ async fn profiles_lists_every_profile_and_the_first_seven_as_available() {
     }
 }
 
+/// A reader that stops reading (`warmbox profiles | head -1`) is no error: `profiles`
+/// exits 0 without a word on stderr (it panicked on the broken pipe before).
+#[test]
+fn profiles_to_a_reader_that_is_gone_exits_quietly() {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warmbox"))
+        .arg("profiles")
+        .current_dir(warmbox_testkit::repo())
+        .env(
+            "WARMBOX_PROFILES",
+            warmbox_testkit::emulation::profiles_dir(),
+        )
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run warmbox profiles");
+    assert_eq!(
+        (out.status.code(), text(&out.stderr)),
+        (Some(0), String::new())
+    );
+}
+
 #[tokio::test]
 async fn stdin_file_may_be_binary() {
     let Some(_) = common::harness() else { return };
