@@ -71,7 +71,7 @@ impl Default for JobsConfig {
 }
 
 /// The host's name, or `warmbox` when it has none.
-pub fn default_node_name() -> String {
+fn default_node_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -326,11 +326,6 @@ impl Jobs {
         jobs.tasks.spawn(jobs.clone().sweep());
         tracing::info!(node = %jobs.node, store = %jobs.store.describe(), "jobs started");
         Ok(jobs)
-    }
-
-    /// This node's name in the store.
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     /// Whether the store answered the last time this node used it.
